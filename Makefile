@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARCHIVE ?= output
+# pip 23.2 cannot resolve lxml[html_clean] ("Candidate is not for this requirement"):
+# the venv gets a newer pip before anything else is installed.
+PIP_VERSION := 25.3
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/newsarchive crawl --mirror --archive "$(ARCHIVE)"
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_mirror_crawl.py
+
+clean:
+	rm -rf $(VENV) output/* .pytest_cache

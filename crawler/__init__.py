@@ -1,0 +1,1 @@
+"""newsarchive's Scrapy project: settings, the outlet registry, the spider, the CLI."""

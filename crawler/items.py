@@ -1,0 +1,48 @@
+"""The item every stage reads and fills: the only contract between the stages.
+
+The spider fills the fetch fields, extraction the article fields, language the language fields;
+the archive writer maps the result onto the Parquet schema (``pipelines.schema``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class Article:
+    # Fetch: set by the spider.
+    url: str
+    outlet_id: str
+    outlet_name: str
+    region: str
+    outlet_timezone: str  # IANA zone for page dates printed without an offset
+    body: bytes  # the page as received, decoded by the extraction stage
+    http_status: int
+    content_type: str
+    header_charset: str | None  # charset named by the Content-Type header, if any
+    fetched_at: datetime  # UTC
+    crawl_id: str
+    drop_selectors: tuple[str, ...] = ()  # the outlet's extraction hints
+    body_selector: str | None = None
+
+    # Extraction.
+    charset: str | None = None  # the encoding the page was decoded with
+    canonical_url: str | None = None
+    title: str | None = None
+    authors: list[str] = field(default_factory=list)
+    editor: str | None = None
+    source: str | None = None  # the 来源 line: who first published the article
+    section: str | None = None
+    tags: list[str] = field(default_factory=list)
+    published_at: datetime | None = None  # time-zone aware
+    published_at_raw: str | None = None  # as printed on the page
+    text: str | None = None  # paragraphs separated by one blank line
+    extractor: str | None = None
+    extractor_version: str | None = None
+
+    # Language.
+    language: str | None = None  # ISO 639-1, or "und"
+    language_script: str | None = None  # ISO 15924 (Hans/Hant) for Chinese
+    language_confidence: float | None = None
