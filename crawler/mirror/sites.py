@@ -151,7 +151,7 @@ def _render_article(article: MirroredArticle, template: Template, related: list[
         if image:
             src = html.escape(image["src"])
             blocks.append(f'<p class="img"><img src="{src}" alt="{src}"></p>\n'
-                          f'<p class="caption">{html.escape(image["caption"])}</p>')
+                          f'<p style="text-align: center;">{html.escape(image["caption"])}</p>')
         elif paragraph.startswith("## "):
             blocks.append(f"<p><strong>{html.escape(paragraph[3:])}</strong></p>")
         else:
