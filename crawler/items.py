@@ -1,7 +1,7 @@
 """The item every stage reads and fills: the only contract between the stages.
 
 The spider fills the fetch fields, extraction the article fields, language the language fields;
-the archive writer maps the result onto the Parquet schema (``pipelines.schema``).
+dedup sets the ids, the archive writer maps the result onto the Parquet schema (``pipelines.schema``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ class Article:
     extractor: str | None = None
     extractor_version: str | None = None
 
+    # Dedup.
+    article_id: str | None = None  # sha256 of the canonicalised canonical URL
+    text_hash: str | None = None
+
     # Language.
     language: str | None = None  # ISO 639-1, or "und"
     language_script: str | None = None  # ISO 15924 (Hans/Hant) for Chinese
     language_confidence: float | None = None
+
+    def __repr__(self) -> str:  # logs name the page, not its bytes
+        return f"<Article {self.outlet_id} {self.url}>"

@@ -1,0 +1,201 @@
+"""``newsarchive``: crawl outlets into the archive, list the registry, serve the offline mirrors.
+
+Exit codes of ``crawl``: 0 all well; 1 the crawl ran but something needs a look (errors logged,
+an outlet where no article page was found); 2 bad arguments or registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from scrapy.crawler import CrawlerProcess
+from scrapy.settings import Settings
+
+from crawler.registry import Registry, RegistryError, load_registry
+from crawler.spiders.outlets import OutletsSpider, new_crawl_id
+
+MIRROR_SETTINGS = {
+    "DOWNLOAD_HANDLERS": {
+        "http": "crawler.mirror.handler.MirrorDownloadHandler",
+        "https": "crawler.mirror.handler.MirrorDownloadHandler",
+    },
+    # a loopback server needs no politeness delays
+    "AUTOTHROTTLE_ENABLED": False,
+    "DOWNLOAD_DELAY": 0,
+    "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
+}
+_NOT_ARTICLE = ("empty", "too_short", "not_html")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except RegistryError as exc:
+        print(f"newsarchive: registry error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, ValueError) as exc:
+        print(f"newsarchive: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="newsarchive", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    crawl = commands.add_parser("crawl", help="crawl the outlets and archive their articles")
+    crawl.set_defaults(command=crawl_command)
+    mirror = crawl.add_mutually_exclusive_group()
+    mirror.add_argument("--mirror", action="store_true",
+                        help="crawl the offline mirrors on loopback instead of the live sites")
+    mirror.add_argument("--mirror-url", metavar="URL",
+                        help="crawl through an already running mirror (see `newsarchive mirror`)")
+    crawl.add_argument("--archive", metavar="DIR", default=None,
+                       help="archive destination folder (default: ARCHIVE_URI, i.e. output/)")
+    _registry_arguments(crawl)
+    crawl.add_argument("--outlet", action="append", default=[], metavar="ID",
+                       help="crawl only this outlet (repeatable)")
+    crawl.add_argument("--contact", metavar="URL", help="contact URL sent in the User-Agent")
+    crawl.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a Scrapy setting (repeatable)")
+    crawl.add_argument("--log-level", default="WARNING", help="Scrapy log level (default WARNING)")
+    crawl.add_argument("--quiet", action="store_true",
+                       help="print the summary only when the run needs a look (for cron)")
+
+    outlets = commands.add_parser("outlets", help="validate the registry and list its outlets")
+    outlets.set_defaults(command=outlets_command)
+    _registry_arguments(outlets)
+
+    serve = commands.add_parser("mirror", help="serve the offline mirrors until interrupted")
+    serve.set_defaults(command=mirror_command)
+    serve.add_argument("--port", type=int, default=8765)
+    return parser
+
+
+def _registry_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--outlets-file", action="append", default=[], metavar="PATH",
+                        help="extra registry file; its outlets add to or replace the shipped ones")
+
+
+def crawl_command(args: argparse.Namespace) -> int:
+    outlet_files = [str(Path(p).resolve()) for p in args.outlets_file]
+    registry = load_registry(outlet_files)
+    if args.outlet:
+        registry = registry.select(args.outlet)
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    overrides: dict[str, Any] = {
+        "NEWSARCHIVE_OUTLETS_FILES": outlet_files,
+        "NEWSARCHIVE_OUTLETS": list(registry),
+        "NEWSARCHIVE_CRAWL_ID": new_crawl_id(),
+        "LOG_LEVEL": args.log_level.upper(),
+    }
+    if args.archive:
+        overrides["ARCHIVE_URI"] = args.archive
+    if args.contact:
+        overrides["CONTACT_URL"] = args.contact
+    for assignment in args.set:
+        name, _, value = assignment.partition("=")
+        overrides[name] = value
+    server = None
+    if args.mirror:
+        from crawler.mirror.server import MirrorServer
+
+        server = MirrorServer().start()
+        args.mirror_url = server.url
+    if args.mirror_url:
+        overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
+    settings.setdict(overrides, priority="cmdline")
+    try:
+        process = CrawlerProcess(settings)
+        crawler = process.create_crawler(OutletsSpider)
+        process.crawl(crawler)
+        process.start()
+    finally:
+        if server is not None:
+            server.stop()
+    stats = crawler.stats.get_stats()
+    report, healthy = summary(registry, stats, settings["ARCHIVE_URI"])
+    report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
+    if not (args.quiet and healthy):
+        print(report)
+    return 0 if healthy else 1
+
+
+def summary(registry: Registry, stats: dict[str, Any], archive: str) -> tuple[str, bool]:
+    """The run's per-outlet table from the crawl stats, and whether the run was healthy."""
+    header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates")
+    rows, problems = [], []
+    for outlet_id in registry:
+        def count(key: str, outlet_id: str = outlet_id) -> int:
+            return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+        pages = count("article_pages")
+        rows.append((outlet_id, pages, count("archived"), count("dropped/archived_before"),
+                     sum(count(f"dropped/{r}") for r in _NOT_ARTICLE),
+                     count("dropped/duplicate_url") + count("dropped/duplicate_text")))
+        if pages == 0:
+            problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
+    totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
+    widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
+
+    def line(row: Sequence[object]) -> str:
+        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                         for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+
+    errors = int(stats.get("log_count/ERROR", 0))
+    if errors:
+        problems.append(f"{errors} error(s) logged; rerun with --log-level INFO for details")
+    http_errors = {k.rsplit("/", 1)[-1]: v for k, v in stats.items()
+                   if k.startswith("httperror/response_ignored_status_count/")}
+    lines = [line(header), *(line(r) for r in rows), line(totals), ""]
+    lines.append(f"files written: {stats.get('archive/files', 0)} "
+                 f"({stats.get('archive/bytes', 0)} bytes) under {archive}")
+    if http_errors:
+        lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
+    if stats.get("robotstxt/forbidden"):
+        lines.append(f"not fetched, forbidden by robots.txt: {stats['robotstxt/forbidden']}")
+    lines.append("query it with DuckDB: " + duckdb_command(archive))
+    lines += [f"PROBLEM {p}" for p in problems]
+    return "\n".join(lines), not problems
+
+
+def duckdb_command(archive: str) -> str:
+    """A shell command that shows the archive's articles per outlet and language."""
+    sql = ("SELECT outlet_id, language, language_script, count(*) AS articles "
+           f"FROM read_parquet('{archive.rstrip('/')}/**/*.parquet', hive_partitioning = true) "
+           "GROUP BY ALL ORDER BY ALL")
+    return "python -c " + shlex.quote(f"import duckdb; duckdb.sql({sql!r}).show()")
+
+
+def outlets_command(args: argparse.Namespace) -> int:
+    registry = load_registry(args.outlets_file)
+    for outlet in registry.values():
+        starts = len(outlet.sitemaps) + len(outlet.feeds) + len(outlet.listings)
+        print(f"{outlet.id:<18} {outlet.region:<6} {','.join(outlet.languages):<4} "
+              f"{starts} start point(s)  {outlet.name}")
+    return 0
+
+
+def mirror_command(args: argparse.Namespace) -> int:
+    from crawler.mirror.server import MirrorServer
+
+    with MirrorServer(port=args.port) as server:
+        print(f"mirrors at {server.url}/<host>/<path>, e.g. {server.url}/difang.gmw.cn/cq/ "
+              "(Ctrl-C to stop)")
+        try:
+            import threading
+
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Scrapy settings of newsarchive: polite defaults for crawling live news sites.
+
+Every setting here can be overridden with ``-s NAME=VALUE`` (scrapy) or the CLI's options.
+Settings of our own components are documented in their classes and in the README.
+"""
+
+BOT_NAME = "newsarchive"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+# Who we are, and how to reach us: sites block anonymous crawlers; the contact URL is
+# substituted into USER_AGENT by crawler.middlewares.ContactUserAgentMiddleware.
+CONTACT_URL = "https://github.com/newsarchive/newsarchive"
+USER_AGENT = "newsarchive/0.1 (+{contact_url})"
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": None,
+    "crawler.middlewares.ContactUserAgentMiddleware": 500,
+}
+
+# Politeness: robots.txt, few parallel requests per site, adaptive delays.
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 16
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 1.0
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 1.0
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
+DOWNLOAD_TIMEOUT = 30
+RETRY_TIMES = 2
+DOWNLOAD_MAXSIZE = 16 * 1024 * 1024  # no article page is this big; sitemaps may come close
+
+# The stages, in order: extraction -> language -> dedup -> archive.
+ITEM_PIPELINES = {
+    "pipelines.extraction.ExtractPipeline": 100,
+    "pipelines.language.LanguagePipeline": 200,
+    "pipelines.dedup.DedupPipeline": 300,
+    "pipelines.archive.ArchivePipeline": 900,
+}
+ARCHIVE_URI = "output"
+ARCHIVE_ROWS_PER_FILE = 5000
+EXTRACT_MIN_CHARS = 80
+LANGUAGE_SEED = 0
+LANGUAGE_SAMPLE_CHARS = 2000
+
+# The registry: the shipped file plus NEWSARCHIVE_OUTLETS_FILES; NEWSARCHIVE_OUTLETS restricts
+# the crawl to some ids (empty: all).
+NEWSARCHIVE_OUTLETS_FILES: list[str] = []
+NEWSARCHIVE_OUTLETS: list[str] = []
+NEWSARCHIVE_CRAWL_ID = ""  # empty: one is made from the start time
+
+LOG_LEVEL = "INFO"
+DEFAULT_DROPITEM_LOG_LEVEL = "INFO"  # drops are expected outcomes, counted in the summary
+TELNETCONSOLE_ENABLED = False

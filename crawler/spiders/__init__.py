@@ -1,0 +1,1 @@
+"""The spiders; one generic spider serves every outlet in the registry."""

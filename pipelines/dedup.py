@@ -1,0 +1,78 @@
+"""Dedup stage: each article is archived once, across runs.
+
+An article is identified by its canonical URL (canonicalised, hashed): the same article reached
+through a sitemap, a feed and a listing, or fetched again by the next cron run, is one row.
+Within an outlet, the same text at two URLs (mobile and desktop pages) is one row too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlsplit
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.statscollectors import StatsCollector
+from w3lib.url import canonicalize_url
+
+from crawler.items import Article
+from pipelines.extraction import text_hash
+from pipelines.storage import LocalStorage, storage_for
+
+
+def article_id(canonical_url: str) -> str:
+    return hashlib.sha256(canonicalize_url(canonical_url).encode("utf-8")).hexdigest()
+
+
+def trusted_canonical(url: str, canonical: str | None) -> str:
+    """A page's canonical URL, unless it points off-site or at a site's home page."""
+    if not canonical:
+        return url
+    claimed, fetched = urlsplit(canonical), urlsplit(url)
+    if claimed.hostname != fetched.hostname or claimed.path in ("", "/"):
+        return url
+    return canonical
+
+
+class DedupPipeline:
+    """Sets ``article_id`` and ``text_hash``; drops articles already archived or already seen.
+
+    Reads the ids already in the archive (setting ``ARCHIVE_URI``) when the spider opens.
+    Counts: ``dedup/archived_before``, ``dedup/duplicate_url``, ``dedup/duplicate_text``.
+    """
+
+    def __init__(self, stats: StatsCollector, storage: LocalStorage):
+        self.stats = stats
+        self.storage = storage
+        self.seen_ids: set[str] = set()
+        self.seen_texts: set[tuple[str, str]] = set()
+        self.archived_ids: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
+        return cls(crawler.stats, storage_for(crawler.settings["ARCHIVE_URI"]))
+
+    def open_spider(self) -> None:
+        ids = self.storage.read_column("article_id")
+        self.archived_ids = set(ids.to_pylist()) if ids is not None else set()
+
+    def process_item(self, item: Article) -> Article:
+        if not isinstance(item, Article):
+            return item
+        item.canonical_url = trusted_canonical(item.url, item.canonical_url)
+        item.article_id = article_id(item.canonical_url)
+        item.text_hash = text_hash(item.text or "")
+        if item.article_id in self.archived_ids:
+            self._drop("archived_before", item)
+        if item.article_id in self.seen_ids:
+            self._drop("duplicate_url", item)
+        if (item.outlet_id, item.text_hash) in self.seen_texts:
+            self._drop("duplicate_text", item)
+        self.seen_ids.add(item.article_id)
+        self.seen_texts.add((item.outlet_id, item.text_hash))
+        return item
+
+    def _drop(self, reason: str, item: Article) -> None:
+        self.stats.inc_value(f"dedup/{reason}")
+        self.stats.inc_value(f"outlet/{item.outlet_id}/dropped/{reason}")
+        raise DropItem(f"{reason}: {item.url}")

@@ -1,0 +1,76 @@
+"""The archive's Parquet schema, declared once; ``docs/SCHEMA.md`` is generated from it.
+
+Regenerate the document after a change: ``python -m pipelines.schema > docs/SCHEMA.md``
+(a test fails while they differ). Adding a nullable column is a minor change; renaming,
+removing or retyping one is a new ``SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
+UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
+
+_UTC = pa.timestamp("us", tz="UTC")
+_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("article_id", pa.string(), False, "sha256 hex of the canonicalised canonical URL; the row's key"),
+    ("url", pa.string(), False, "URL the page was fetched from"),
+    ("canonical_url", pa.string(), False, "the page's rel=canonical (or og:url), else url"),
+    ("outlet_id", pa.string(), False, "registry id of the outlet"),
+    ("outlet_name", pa.string(), False, "registry name of the outlet"),
+    ("region", pa.string(), False, "ISO 3166 code of the region the outlet covers"),
+    ("title", pa.string(), True, "headline, without the site name"),
+    ("authors", pa.list_(pa.string()), False, "bylines; empty when the page names none"),
+    ("editor", pa.string(), True, "responsible editor (责任编辑 / 责编 / Editor:)"),
+    ("source", pa.string(), True, "original publisher named by the page (来源 / Source:)"),
+    ("section", pa.string(), True, "section or column the page files the article under"),
+    ("tags", pa.list_(pa.string()), False, "keywords or tags the page declares"),
+    ("published_at", _UTC, True, "publication time in UTC; dates printed without an offset are "
+                                 "read in the outlet's time zone"),
+    ("published_at_raw", pa.string(), True, "publication date as printed on the page"),
+    ("fetched_at", _UTC, False, "when the page was fetched, UTC"),
+    ("language", pa.string(), False, "ISO 639-1 code of the text's language, or und"),
+    ("language_script", pa.string(), True, "ISO 15924 script for Chinese text: Hans or Hant"),
+    ("language_confidence", pa.float32(), False, "0 to 1; 0 when the language is und"),
+    ("text", pa.string(), False, "article text: paragraphs separated by one blank line"),
+    ("text_hash", pa.string(), False, "sha256 hex of the text with white space folded"),
+    ("text_chars", pa.int32(), False, "length of text in characters"),
+    ("http_status", pa.int16(), False, "HTTP status of the fetched page"),
+    ("content_type", pa.string(), True, "Content-Type header of the fetched page"),
+    ("charset", pa.string(), False, "encoding the page was decoded with (Python codec name)"),
+    ("crawl_id", pa.string(), False, "id of the run that archived the row"),
+    ("extractor", pa.string(), False, "extraction library"),
+    ("extractor_version", pa.string(), False, "its version"),
+]
+
+SCHEMA = pa.schema(
+    [pa.field(name, type_, nullable, metadata={"doc": doc}) for name, type_, nullable, doc in _COLUMNS],
+    metadata={"newsarchive.schema_version": SCHEMA_VERSION},
+)
+
+
+def markdown() -> str:
+    """The schema as the Markdown table of ``docs/SCHEMA.md``."""
+    rows = "\n".join(f"| `{name}` | `{type_}` | {'yes' if nullable else 'no'} | {doc} |"
+                     for name, type_, nullable, doc in _COLUMNS)
+    return f"""# Archive schema (version {SCHEMA_VERSION})
+
+Generated from `pipelines/schema.py` by `python -m pipelines.schema > docs/SCHEMA.md`.
+
+The archive is a Hive-partitioned Parquet dataset (zstd):
+`outlet=<outlet_id>/published=<YYYY-MM>/part-<crawl_id>-<n>.parquet`, with `published={UNKNOWN_MONTH}`
+for rows without a publication date. Readers that use Hive partitioning get two more columns,
+`outlet` and `published`, from the directory names. Every file carries the schema version in its
+key-value metadata as `newsarchive.schema_version`, and each column's description as field
+metadata `doc`.
+
+| column | type | nullable | meaning |
+|---|---|---|---|
+{rows}
+"""
+
+
+if __name__ == "__main__":
+    print(markdown(), end="")
