@@ -36,16 +36,16 @@ EXTRACTOR = "trafilatura"
 EXTRACTOR_VERSION = version("trafilatura")
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
-_FURNITURE_TOKENS = frozenset("""
-    share sharebar bdshare fenxiang fx jiathis social tips m_tips reading
-    breadcrumb breadcrumbs crumb crumbs position location weizhi dqwz
-    related relate recommend recommended xgxw xgyd xgwz tjyd hot hotnews rank
-    mood vote biaoqing xinqing comment comments respond reply pl pinglun
-    cookie cookies consent gdpr privacy
-    tools toolbar print qrcode erweima ewm download
-    bjly liability zbtool
-    nav navbar topnav menu footer foot copyright sidebar ad ads advert banner
-""".split())
+_FURNITURE_TOKENS = frozenset({
+    "share", "sharebar", "bdshare", "fenxiang", "fx", "jiathis", "social", "tips", "reading",
+    "breadcrumb", "breadcrumbs", "crumb", "crumbs", "position", "location", "weizhi", "dqwz", "related",
+    "relate", "recommend", "recommended", "xgxw", "xgyd", "xgwz", "tjyd", "hot", "hotnews",
+    "rank", "mood", "vote", "biaoqing", "xinqing", "comment", "comments", "respond", "reply",
+    "pl", "pinglun", "cookie", "cookies", "consent", "gdpr", "privacy", "tools", "toolbar",
+    "print", "qrcode", "erweima", "ewm", "download", "bjly", "liability", "zbtool", "nav",
+    "navbar", "topnav", "menu", "footer", "foot", "copyright", "sidebar", "ad", "ads",
+    "advert", "banner",
+})
 _TOKEN_SPLIT = re.compile(r"[\s_-]+")
 _DATE = re.compile(
     r"(?P<y>(?:19|20)\d{2})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
@@ -62,7 +62,8 @@ _REVIEW_LINE = re.compile(
 _SOURCE = re.compile(
     r"(?:来源|稿源|Source)\s*[:：][ \t]?(?P<source>[^\s|｜].*?)"
     r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)")
-_AUTHOR = re.compile(r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)")
+_AUTHOR = re.compile(
+    r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)")
 _FURNITURE_LINE = re.compile(
     r"^(?:分享到|分享至|扫一扫|打印本页|关闭窗口|【?打印】?|【?关闭】?|点击右上角|朋友圈|微信好友|"
     r"请使用浏览器分享功能|阅读剩余全文|您此时的心情|新闻表情排行|加载更多|相关阅读|相关新闻|推荐阅读|"
@@ -161,7 +162,8 @@ def _page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
         title=_first(meta.get("og:title"), meta.get("articletitle"), ld.get("headline"), headline),
         canonical_url=_first(canonical, meta.get("og:url"), url),
         section=_first(meta.get("article:section"), meta.get("columnname")),
-        tags=_split_list(_first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""),
+        tags=_split_list(
+            _first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""),
     )
     metadata.source = _first(meta.get("contentsource"), meta.get("source"),
                              _match_group(_SOURCE, info, "source"))

@@ -92,7 +92,7 @@ def sample_text(text: str, budget: int) -> str:
     paragraphs = [p for p in text.split("\n") if p.strip()]
     if len(paragraphs) <= 1:
         step = len(text) // 4
-        return "\n".join(text[i * step:i * step + budget // 4] for i in range(4))
+        return "\n".join(text[i * step:i * step + budget // 4] for i in range(4))[:budget]
     picked: list[str] = []
     used = 0
     stride = max(1, len(paragraphs) // max(1, budget // 300))
@@ -102,7 +102,7 @@ def sample_text(text: str, budget: int) -> str:
         used += len(piece)
         if used >= budget:
             break
-    return "\n".join(picked)
+    return "\n".join(picked)[:budget]
 
 
 class LanguagePipeline:

@@ -43,7 +43,7 @@ class MirrorServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 host, _, rest = self.path.lstrip("/").partition("/")
                 target = urlsplit("/" + rest)
                 path = target.path + (f"?{target.query}" if target.query else "")

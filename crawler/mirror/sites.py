@@ -51,7 +51,7 @@ class MirroredArticle:
 
     @property
     def gold_text(self) -> str:
-        return "\n\n".join(_gold_paragraph(p) for p in self.paragraphs)
+        return "\n\n".join(filter(None, (_gold_paragraph(p) for p in self.paragraphs)))
 
 
 @dataclass
@@ -150,8 +150,9 @@ def _render_article(article: MirroredArticle, template: Template, related: list[
         image = _IMAGE.match(paragraph)
         if image:
             src = html.escape(image["src"])
-            blocks.append(f'<p class="img"><img src="{src}" alt="{src}"></p>\n'
-                          f'<p style="text-align: center;">{html.escape(image["caption"])}</p>')
+            blocks.append(f'<p class="img"><img src="{src}" alt="{src}"></p>')
+            if image["caption"]:
+                blocks.append(f'<p style="text-align: center;">{html.escape(image["caption"])}</p>')
         elif paragraph.startswith("## "):
             blocks.append(f"<p><strong>{html.escape(paragraph[3:])}</strong></p>")
         else:

@@ -1,0 +1,107 @@
+"""The whole crawl of the offline mirrors, through the CLI, over real loopback sockets."""
+
+from __future__ import annotations
+
+import tomllib
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+
+from crawler.mirror.sites import build_mirror
+from pipelines.schema import SCHEMA, SCHEMA_VERSION
+from tests.conftest import FIXTURES, run_cli
+
+MIRROR = build_mirror()
+ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
+FURNITURE = tomllib.loads((FIXTURES / "furniture.toml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def rows(mirror_crawl):
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    table = ds.dataset(mirror_crawl.archive, format="parquet", partitioning="hive").to_table()
+    return {row["url"]: row for row in table.to_pylist()}
+
+
+def test_every_mirrored_article_is_archived_once(rows, mirror_crawl):
+    assert sorted(rows) == sorted(a.url for a in ARCHIVED)
+    assert len({r["article_id"] for r in rows.values()}) == len(ARCHIVED)
+    assert {r["outlet_id"] for r in rows.values()} == set(FURNITURE)
+
+
+@pytest.mark.parametrize("article", ARCHIVED, ids=lambda a: a.url.split("/", 3)[3][-40:])
+def test_text_recall_and_no_furniture(rows, yardstick, article):
+    text = rows[article.url]["text"]
+    _, recall, _ = yardstick.prf(text, article.gold_text)
+    assert recall >= 0.97
+    for furniture in FURNITURE[article.outlet_id]:
+        assert furniture not in article.gold_text, "fixture error: furniture string is article text"
+        assert furniture not in text
+
+
+@pytest.mark.parametrize("article", ARCHIVED, ids=lambda a: a.url.split("/", 3)[3][-40:])
+def test_metadata(rows, article):
+    row = rows[article.url]
+    assert row["title"] == article.title
+    assert row["published_at"] == article.published
+    assert row["editor"] == article.editor
+    assert row["source"] == article.source
+    assert row["charset"].replace("-", "").startswith(
+        {"gbk": "gb18030", "cp1252": "cp1252"}.get(article.encoding, "utf8"))
+    language = article.raw.get("language", "zh" if article.outlet_id in
+                               ("gmw-cq", "tianyan-gzdaily", "sxkjt", "hangzhou-net") else "en")
+    assert row["language"] == language
+    assert row["language_script"] == ("Hans" if language == "zh" else None)
+    assert row["text"].count("\n\n") == len(article.paragraphs) - 1 - sum(
+        p.startswith("![") and not p[2:].split("]")[0] for p in article.paragraphs)
+
+
+def test_non_articles_and_forbidden_pages_are_not_archived(rows, mirror_crawl, mirror_server):
+    for article in MIRROR.articles:
+        if article.expect != "archived":
+            assert article.url not in rows
+    forbidden = [a for a in MIRROR.articles if a.expect == "robots"]
+    assert forbidden
+    requested = set(mirror_server.requested)
+    for article in forbidden:
+        assert article.url.split("://", 1)[1] not in requested
+    assert "not fetched, forbidden by robots.txt: 1" in mirror_crawl.stdout
+    assert "HTTP errors: 404: 1" in mirror_crawl.stdout
+
+
+def test_files_follow_the_schema_and_partitioning(mirror_crawl):
+    files = sorted(mirror_crawl.archive.rglob("*"))
+    assert not [f for f in files if f.name.endswith(".tmp")]
+    parquet = [f for f in files if f.suffix == ".parquet"]
+    assert parquet
+    for path in parquet:
+        outlet, month = path.parent.parent.name, path.parent.name
+        assert outlet.startswith("outlet=") and month.startswith("published=")
+        schema = ds.dataset(path, format="parquet").schema
+        assert schema.remove_metadata() == SCHEMA.remove_metadata()
+        assert schema.metadata[b"newsarchive.schema_version"] == SCHEMA_VERSION.encode()
+
+
+def test_duckdb_reads_the_archive_with_hive_partitions(mirror_crawl):
+    glob = f"{mirror_crawl.archive}/**/*.parquet"
+    counts = duckdb.sql(f"SELECT outlet, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+                        "WHERE outlet = outlet_id GROUP BY outlet ORDER BY outlet").fetchall()
+    assert counts == sorted((o, sum(a.outlet_id == o for a in ARCHIVED)) for o in FURNITURE)
+
+
+def test_second_run_archives_nothing_new(mirror_crawl, mirror_server):
+    before = sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet"))
+    again = run_cli("crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive),
+                    "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout == ""  # quiet when fine
+    assert sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet")) == before
+
+
+def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
+    # no mirror behind this URL: every request fails, so no outlet finds an article page
+    run = run_cli("crawl", "--mirror-url", "http://127.0.0.1:9/", "--archive", str(tmp_path),
+                  "--outlet", "sxkjt", "--quiet", "-s", "RETRY_TIMES=0")
+    assert run.returncode == 1
+    assert "PROBLEM sxkjt: no article page found" in run.stdout
