@@ -51,8 +51,8 @@ def main() -> None:
             detector.detect(result.text or "")
             language_ms.append((time.perf_counter() - start) * 1000)
     for name, values in (("extraction", extract_ms), ("language", language_ms)):
-        print(f"{name:<10} ms/page: median {statistics.median(values):.2f}, p95 {percentile(values, 0.95):.2f} "
-              f"({len(values)} pages)")
+        median, p95 = statistics.median(values), percentile(values, 0.95)
+        print(f"{name:<10} ms/page: median {median:.2f}, p95 {p95:.2f} ({len(values)} pages)")
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
             drop_selectors: tuple[str, ...] = (), body_selector: str | None = None) -> Extraction:
     """The stage as a plain function: used by the pipeline and by ``newsarchive extract``."""
     decoded = decode_html(body, header_charset)
+    if _looks_binary(decoded.text):
+        return Extraction(PageMetadata(), None, None, decoded.encoding)
     try:
         tree = lxml.html.document_fromstring(decoded.text)
     except (ParserError, ValueError):
@@ -121,6 +123,13 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
         text = _clean_lines(document.text or "", metadata)
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     return Extraction(metadata, text or None, published_at, decoded.encoding)
+
+
+def _looks_binary(text: str) -> bool:
+    """Replacement characters or control codes in more than 1% of a page: not a text page."""
+    sample = text[:20000]
+    bad = sum(1 for c in sample if c == "\ufffd" or (c < " " and c not in "\t\n\r"))
+    return not sample.strip() or bad > len(sample) / 100
 
 
 def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
@@ -308,7 +317,10 @@ def _split_list(value: str) -> list[str]:
 
 def _split_names(value: str) -> list[str]:
     value = re.sub(r"^(?:本报)?(?:记者|通讯员|作者)\s*", "", value.strip())
-    return [name for name in re.split(r"[,，;；、]|\s+and\s+", value) if name.strip()]
+    separators = r"[,，;；、]|\s+and\s+"
+    if re.search(r"[\u4e00-\u9fff]", value):  # Chinese bylines separate names with spaces
+        separators += r"|\s+"
+    return [name.strip() for name in re.split(separators, value) if name.strip()]
 
 
 def article_chars(text: str) -> int:

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pipelines.extraction import article_chars, extract, parse_published
+from tests.conftest import FIXTURES
+
+PAGES = FIXTURES / "pages"
+EXPECTED = tomllib.loads((PAGES / "expected.toml").read_text(encoding="utf-8"))
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def test_metadata_lines_go_to_fields_not_text():
+    expected = EXPECTED["editor_lines"]
+    result = extract((PAGES / "editor_lines.html").read_bytes(), "https://news.example.cn/a/1.html",
+                     timezone="Asia/Shanghai")
+    metadata = result.metadata
+    assert metadata.title == expected["title"]
+    assert metadata.editor == expected["editor"]
+    assert metadata.source == expected["source"]
+    assert metadata.authors == expected["authors"]
+    assert result.published_at == datetime.fromisoformat(expected["published_at"])
+    assert result.text.count("\n\n") == expected["paragraphs"] - 1
+    for line in ("责任编辑", "二审", "三审", "分享到", "来源", "首页"):
+        assert line not in result.text
+
+
+@pytest.mark.parametrize("page", ["not_html.pdf", "garbage.bin"])
+def test_non_pages_give_no_text_and_no_crash(page):
+    result = extract((PAGES / page).read_bytes(), "https://news.example.cn/a/2.html")
+    assert not result.text or article_chars(result.text) < 80
+
+
+def test_empty_body():
+    assert extract(b"", "https://news.example.cn/a/3.html").text is None
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("2024-03-11 11:24", datetime(2024, 3, 11, 11, 24, tzinfo=SHANGHAI)),
+    ("2024年3月11日 11:24:05", datetime(2024, 3, 11, 11, 24, 5, tzinfo=SHANGHAI)),
+    ("发布日期：2023-07-09", datetime(2023, 7, 9, tzinfo=SHANGHAI)),
+    ("2024-03-07T07:30:00+08:00", datetime(2024, 3, 7, 7, 30, tzinfo=SHANGHAI)),
+    ("2024-03-06T08:30:00Z", datetime(2024, 3, 6, 8, 30, tzinfo=ZoneInfo("UTC"))),
+    ("2024-02-30 10:00", None),
+    ("yesterday", None),
+    (None, None),
+])
+def test_dates_are_time_zone_aware(raw, expected):
+    parsed = parse_published(raw, SHANGHAI)
+    assert parsed == expected
+    assert parsed is None or parsed.tzinfo is not None
