@@ -170,7 +170,8 @@ def duckdb_command(archive: str) -> str:
     sql = ("SELECT outlet_id, language, language_script, count(*) AS articles "
            f"FROM read_parquet('{archive.rstrip('/')}/**/*.parquet', hive_partitioning = true) "
            "GROUP BY ALL ORDER BY ALL")
-    return "python -c " + shlex.quote(f"import duckdb; duckdb.sql({sql!r}).show()")
+    program = f"import duckdb; duckdb.sql({sql!r}).show()"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"
 
 
 def outlets_command(args: argparse.Namespace) -> int:

@@ -248,17 +248,17 @@ def _prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_se
             body.append(kept[0])
     for selector in drop_selectors:
         for element in body.xpath(GenericTranslator().css_to_xpath(selector)):
-            _remove(element)
+            element.drop_tree()  # keeps the text that follows it
     page_chars = len(body.text_content())
     for element in list(body.iter()):
         if element.getparent() is None or not isinstance(element.tag, str):
             continue
         if _is_furniture(element) and len(element.text_content()) < page_chars / 2:
-            _remove(element)
+            element.drop_tree()  # keeps the text that follows it
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
         if len(items) >= 2 and sum(bool(_DATE.search(i.text_content())) for i in items) > len(items) / 2:
-            _remove(listing)
+            listing.drop_tree()
 
 
 def _is_furniture(element: lxml.html.HtmlElement) -> bool:
@@ -266,13 +266,6 @@ def _is_furniture(element: lxml.html.HtmlElement) -> bool:
         return True
     names = f"{element.get('class', '')} {element.get('id', '')}".lower()
     return any(token in _FURNITURE_TOKENS for token in _TOKEN_SPLIT.split(names) if token)
-
-
-def _remove(element: lxml.html.HtmlElement) -> None:
-    """Drop an element but keep the text that follows it inside its parent."""
-    parent = element.getparent()
-    if parent is not None:
-        element.drop_tree()
 
 
 def _clean_lines(text: str, metadata: PageMetadata) -> str:

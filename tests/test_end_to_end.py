@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 
 import duckdb
@@ -10,7 +11,7 @@ import pytest
 
 from crawler.mirror.sites import build_mirror
 from pipelines.schema import SCHEMA, SCHEMA_VERSION
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import FIXTURES, REPO, run_cli
 
 MIRROR = build_mirror()
 ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
@@ -88,6 +89,16 @@ def test_duckdb_reads_the_archive_with_hive_partitions(mirror_crawl):
     counts = duckdb.sql(f"SELECT outlet, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
                         "WHERE outlet = outlet_id GROUP BY outlet ORDER BY outlet").fetchall()
     assert counts == sorted((o, sum(a.outlet_id == o for a in ARCHIVED)) for o in FURNITURE)
+
+
+def test_printed_duckdb_command_runs(mirror_crawl):
+    prefix = "query it with DuckDB: "
+    command = next(line for line in mirror_crawl.stdout.splitlines() if line.startswith(prefix))
+    shown = subprocess.run(command.removeprefix(prefix), shell=True, capture_output=True, text=True,
+                           cwd=REPO, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    for outlet in FURNITURE:
+        assert outlet in shown.stdout
 
 
 def test_second_run_archives_nothing_new(mirror_crawl, mirror_server):

@@ -104,7 +104,7 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
         ))
     articles.sort(key=lambda a: a.published, reverse=True)
     mirror.articles.extend(articles)
-    listed = [a for a in articles if a.raw.get("listed", True)]
+    listed = articles
 
     def put(path: str, content_type: str, text: str, encoding: str = "utf-8") -> None:
         mirror.pages[(host, path)] = Page(200, content_type, text.encode(encoding))
