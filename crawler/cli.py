@@ -18,6 +18,7 @@ from scrapy.settings import Settings
 
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id
+from pipelines.storage import storage_for
 
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
@@ -112,6 +113,7 @@ def crawl_command(args: argparse.Namespace) -> int:
     if args.mirror_url:
         overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
     settings.setdict(overrides, priority="cmdline")
+    storage_for(settings["ARCHIVE_URI"])  # an unusable destination fails before any request
     try:
         process = CrawlerProcess(settings)
         crawler = process.create_crawler(OutletsSpider)

@@ -104,7 +104,6 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
         ))
     articles.sort(key=lambda a: a.published, reverse=True)
     mirror.articles.extend(articles)
-    listed = articles
 
     def put(path: str, content_type: str, text: str, encoding: str = "utf-8") -> None:
         mirror.pages[(host, path)] = Page(200, content_type, text.encode(encoding))
@@ -112,7 +111,7 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
     put("/robots.txt", "text/plain", site.get("robots", "User-agent: *\nAllow: /\n"))
     article_template = Template((site_dir / "article.html").read_text(encoding="utf-8"))
     for index, article in enumerate(articles):
-        related = [a for a in listed if a is not article][:4]
+        related = [a for a in articles if a is not article][:4]
         see_also = articles[(index + 1) % len(articles)]
         page_html = _render_article(article, article_template, related, see_also, site)
         header_charset = article.raw.get("header_charset")
@@ -123,20 +122,20 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
         kind = doc["kind"]
         if kind == "listing":
             template = Template((site_dir / "listing.html").read_text(encoding="utf-8"))
-            _render_listing(doc, listed, template, put)
+            _render_listing(doc, articles, template, put)
         elif kind == "sitemap_index":
             put(doc["path"], "application/xml", _sitemap_index([base + c for c in doc["children"]]))
         elif kind == "sitemap":
             sections = doc.get("sections")
-            urls = [a.url for a in listed if not sections or a.section in sections]
+            urls = [a.url for a in articles if not sections or a.section in sections]
             urls += [base + p for p in doc.get("broken", [])]
             put(doc["path"], "application/xml", _sitemap(urls))
         elif kind == "news_sitemap":
-            put(doc["path"], "application/xml", _news_sitemap(listed, site["publication"]))
+            put(doc["path"], "application/xml", _news_sitemap(articles, site["publication"]))
         elif kind == "rss":
-            put(doc["path"], "application/rss+xml", _rss(listed, base, site["publication"]))
+            put(doc["path"], "application/rss+xml", _rss(articles, base, site["publication"]))
         elif kind == "atom":
-            put(doc["path"], "application/atom+xml", _atom(listed, base, site["publication"]))
+            put(doc["path"], "application/atom+xml", _atom(articles, base, site["publication"]))
         else:
             raise ValueError(f"{site_dir}/site.toml: unknown document kind {kind!r}")
 
