@@ -52,13 +52,22 @@ _DATE = re.compile(
     r"(?:[T\s]*(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _BARE_DATE_LINE = re.compile(rf"^[\s(（\[]*{_DATE.pattern}[\s)）\]]*$")
+_CJK_NAMES = r"[\u4e00-\u9fff·]{2,5}(?:\s+[\u4e00-\u9fff·]{2,5}){0,3}"
+_LATIN_NAMES = r"[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}"
+# With a colon anything short is a name; without one, only names are (编辑部收到… is text).
 _EDITOR_LINE = re.compile(
-    r"^[\[【(（]?\s*(?:责任编辑|责编|编辑|编审|Editor|Edited by|Responsible editor)\s*[:：]?\s*"
-    r"(?P<name>[^\]】)）]{1,40}?)\s*[\]】)）]?$", re.IGNORECASE)
+    r"^[\[【(（]?\s*(?:"
+    r"(?:责任编辑|责编|编辑|编审|Editor|Responsible editor)\s*[:：]\s*(?P<name>[^\]】)）]{1,40}?)"
+    rf"|(?:责任编辑|责编|编辑)\s+(?P<cjk>{_CJK_NAMES})"
+    rf"|Edited by\s+(?P<latin>{_LATIN_NAMES})"
+    r")\s*[\]】)）]?$")
 _REVIEW_LINE = re.compile(
-    r"^[\[【(（]?\s*(?:一审|二审|三审|初审|复审|终审|审核|审校|校对|监制|统筹|"
-    r"First instance|Second instance|Third instance|Proofread by|Reviewed by)\s*[:：]?\s*\S.{0,40}$",
-    re.IGNORECASE)
+    r"^[\[【(（]?\s*(?:"
+    r"(?:一审|二审|三审|初审|复审|终审|审核|审校|校对|监制|统筹)"
+    rf"\s*(?:[:：]\s*\S.{{0,40}}|\s+{_CJK_NAMES})"
+    rf"|(?:First|Second|Third) instance\s+{_LATIN_NAMES}|(?:Proofread|Reviewed) by\s+{_LATIN_NAMES}"
+    r")\s*[\]】)）]?$")
+_INFO_LINE = re.compile(r"^(?:发布日期|发布时间|时间|日期|(?:19|20)\d{2}[-/年])")
 _SOURCE = re.compile(
     r"(?:来源|稿源|Source)\s*[:：][ \t]?(?P<source>[^\s|｜].*?)"
     r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)")
@@ -181,7 +190,7 @@ def _page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
     for line in lines:
         editor = _EDITOR_LINE.match(line)
         if editor:
-            metadata.editor = editor["name"].strip()
+            metadata.editor = _editor_name(editor)
             break
     metadata.published_raw = _best_date(
         [meta.get(k) for k in ("article:published_time", "og:article:published_time", "pubdate",
@@ -276,7 +285,7 @@ def _clean_lines(text: str, metadata: PageMetadata) -> str:
             continue
         editor = _EDITOR_LINE.match(line)
         if editor:
-            metadata.editor = metadata.editor or editor["name"].strip()
+            metadata.editor = metadata.editor or _editor_name(editor)
             continue
         byline = _BYLINE_AUTHOR.match(line)
         if byline and not kept:
@@ -285,11 +294,15 @@ def _clean_lines(text: str, metadata: PageMetadata) -> str:
         if _REVIEW_LINE.match(line) or _BARE_DATE_LINE.match(line) or _FURNITURE_LINE.match(line):
             continue
         source = _SOURCE.search(line)
-        if source and len(line) < 100 and (source.start() == 0 or _DATE.search(line)):
+        if source and len(line) < 100 and (source.start() == 0 or _INFO_LINE.match(line)):
             metadata.source = metadata.source or source["source"].strip()
             continue
         kept.append(line)
     return "\n\n".join(kept)
+
+
+def _editor_name(match: re.Match[str]) -> str:
+    return next(name for name in match.group("name", "cjk", "latin") if name).strip()
 
 
 def _first(*values: str | None) -> str | None:

@@ -25,8 +25,10 @@ def test_metadata_lines_go_to_fields_not_text():
     assert metadata.authors == expected["authors"]
     assert result.published_at == datetime.fromisoformat(expected["published_at"])
     assert result.text.count("\n\n") == expected["paragraphs"] - 1
-    for line in ("责任编辑", "二审", "三审", "分享到", "来源", "首页"):
+    for line in ("责任编辑", "二审", "三审", "分享到", "来源：某某日报", "首页"):
         assert line not in result.text
+    for kept in ("编辑部收到多位读者来信", "审核工作已于上月全面完成", "数据来源：市交通局"):
+        assert kept in result.text  # body lines that merely start like metadata lines
 
 
 @pytest.mark.parametrize("page", ["not_html.pdf", "garbage.bin"])
