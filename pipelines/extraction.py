@@ -204,6 +204,8 @@ def _info_line(tree: lxml.html.HtmlElement) -> str:
     for heading in tree.xpath("//h1 | //h2[contains(@class, 'title')]")[:1]:
         texts = []
         for sibling in heading.itersiblings():
+            if not isinstance(sibling.tag, str):  # comments, processing instructions
+                continue
             texts.append(" ".join(sibling.text_content().split()))
             if len(texts) == 3:
                 break

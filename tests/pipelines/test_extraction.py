@@ -55,3 +55,10 @@ def test_dates_are_time_zone_aware(raw, expected):
     parsed = parse_published(raw, SHANGHAI)
     assert parsed == expected
     assert parsed is None or parsed.tzinfo is not None
+
+
+def test_comment_after_headline():
+    result = extract((PAGES / "comment_after_headline.html").read_bytes(), "https://news.example.cn/a/4.html",
+                     timezone="Asia/Shanghai")
+    assert result.metadata.source == "某某日报"
+    assert result.text.startswith("近日，某县二十多所山区学校")
