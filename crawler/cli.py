@@ -7,8 +7,10 @@ an outlet where no article page was found); 2 bad arguments or registry.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -191,12 +193,8 @@ def mirror_command(args: argparse.Namespace) -> int:
     with MirrorServer(port=args.port) as server:
         print(f"mirrors at {server.url}/<host>/<path>, e.g. {server.url}/difang.gmw.cn/cq/ "
               "(Ctrl-C to stop)")
-        try:
-            import threading
-
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -16,12 +16,16 @@ from scrapy.statscollectors import StatsCollector
 from w3lib.url import canonicalize_url
 
 from crawler.items import Article
-from pipelines.extraction import text_hash
 from pipelines.storage import LocalStorage, storage_for
 
 
 def article_id(canonical_url: str) -> str:
     return hashlib.sha256(canonicalize_url(canonical_url).encode("utf-8")).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    """sha256 of the text with white space folded: the same article text, the same hash."""
+    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
 def trusted_canonical(url: str, canonical: str | None) -> str:

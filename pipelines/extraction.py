@@ -9,7 +9,6 @@ furniture are moved out of the text.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -107,7 +106,7 @@ class Extraction:
 
 def extract(body: bytes, url: str, header_charset: str | None = None, timezone: str = "UTC",
             drop_selectors: tuple[str, ...] = (), body_selector: str | None = None) -> Extraction:
-    """The stage as a plain function: used by the pipeline and by ``newsarchive extract``."""
+    """The stage as a plain function of the page's bytes, usable without a crawl."""
     decoded = decode_html(body, header_charset)
     if _looks_binary(decoded.text):
         return Extraction(PageMetadata(), None, None, decoded.encoding)
@@ -236,15 +235,11 @@ def _ld_author(ld: dict) -> str | None:
 
 def _best_date(candidates: list[str | None]) -> str | None:
     """The first candidate with a time of day, else the first with a date."""
-    dated = [c for c in candidates if c and _DATE.search(c)]
-    for candidate in dated:
-        match = _DATE.search(candidate)
-        if match and match["H"]:
-            return candidate if _ISO_DATE.match(candidate.strip()) else match.group(0)
-    if dated:
-        first = dated[0]
-        return first if _ISO_DATE.match(first.strip()) else _DATE.search(first).group(0)
-    return None
+    dated = [(c.strip(), match) for c in candidates if c and (match := _DATE.search(c))]
+    if not dated:
+        return None
+    candidate, match = next(((c, m) for c, m in dated if m["H"]), dated[0])
+    return candidate if _ISO_DATE.match(candidate) else match.group(0)
 
 
 def _prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_selector: str | None) -> None:
@@ -334,11 +329,6 @@ def _split_names(value: str) -> list[str]:
 def article_chars(text: str) -> int:
     """Characters in paragraph-like lines: captions, menus and link lists don't count."""
     return sum(len(line) for line in text.split("\n\n") if len(line) >= 20)
-
-
-def text_hash(text: str) -> str:
-    """sha256 of the text with white space folded: the same article text, the same hash."""
-    return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
 class ExtractPipeline:

@@ -65,13 +65,13 @@ class OutletsSpider(SitemapSpider):
         selector.remove_namespaces()
         links = selector.xpath("//item/link/text() | //entry/link[not(@rel) or @rel='alternate']/@href")
         self._count(outlet, "feeds")
-        yield from self._article_requests(outlet, response, (link.strip() for link in links.getall()))
+        yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links.getall()))
 
     def parse_listing(self, response: Response, outlet_id: str, page: int) -> Iterable[Request]:
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
         links = [response.urljoin(href) for href in response.css("a::attr(href)").getall()]
-        yield from self._article_requests(outlet, response, links)
+        yield from self._article_requests(outlet, links)
         if outlet.listing_pattern is None or page >= outlet.max_listing_pages:
             return
         for url in links:
@@ -94,9 +94,9 @@ class OutletsSpider(SitemapSpider):
             drop_selectors=outlet.extraction.drop, body_selector=outlet.extraction.body,
         )
 
-    def _article_requests(self, outlet: Outlet, response: Response, urls: Iterable[str]) -> Iterable[Request]:
+    def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:
+        """Requests for the absolute ``urls`` that are this outlet's articles."""
         for url in urls:
-            url = response.urljoin(url)
             if outlet.owns(url) and outlet.is_article(url):
                 yield Request(url, self.parse_article)
 
