@@ -1,7 +1,8 @@
 """``newsarchive``: crawl outlets into the archive, list the registry, serve the offline mirrors.
 
-Exit codes of ``crawl``: 0 all well; 1 the crawl ran but something needs a look (errors logged,
-an outlet where no article page was found); 2 bad arguments or registry.
+Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, an outlet
+where no article page was found, parts left in the spool because the store failed); 2 bad
+arguments, registry or archive URI.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from scrapy.settings import Settings
 
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id
-from pipelines.storage import storage_for
+from pipelines.publish import publish_spool, spool_from_settings
+from pipelines.storage import LocalStore, store_from_settings
 
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
@@ -59,8 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="crawl the offline mirrors on loopback instead of the live sites")
     mirror.add_argument("--mirror-url", metavar="URL",
                         help="crawl through an already running mirror (see `newsarchive mirror`)")
-    crawl.add_argument("--archive", metavar="DIR", default=None,
-                       help="archive destination folder (default: ARCHIVE_URI, i.e. output/)")
+    _archive_arguments(crawl)
     _registry_arguments(crawl)
     crawl.add_argument("--outlet", action="append", default=[], metavar="ID",
                        help="crawl only this outlet (repeatable)")
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     crawl.add_argument("--quiet", action="store_true",
                        help="print the summary only when the run needs a look (for cron)")
 
+    flush = commands.add_parser("flush", help="publish the parts and manifests waiting in the spool")
+    flush.set_defaults(command=flush_command)
+    _archive_arguments(flush)
+    flush.add_argument("--quiet", action="store_true", help="print only when something is left")
+
     outlets = commands.add_parser("outlets", help="validate the registry and list its outlets")
     outlets.set_defaults(command=outlets_command)
     _registry_arguments(outlets)
@@ -79,6 +85,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(command=mirror_command)
     serve.add_argument("--port", type=int, default=8765)
     return parser
+
+
+def _archive_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--archive", metavar="URI", default=None,
+                        help="archive destination: a folder or s3://bucket/prefix "
+                             "(default: ARCHIVE_URI, i.e. output/)")
+    parser.add_argument("--spool", metavar="DIR", default=None,
+                        help="where parts wait for the store (default: ARCHIVE_SPOOL)")
+
+
+def _settings(args: argparse.Namespace, overrides: dict[str, Any]) -> Settings:
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    if args.archive:
+        overrides["ARCHIVE_URI"] = args.archive
+    if args.spool:
+        overrides["ARCHIVE_SPOOL"] = args.spool
+    settings.setdict(overrides, priority="cmdline")
+    return settings
 
 
 def _registry_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,16 +116,12 @@ def crawl_command(args: argparse.Namespace) -> int:
     registry = load_registry(outlet_files)
     if args.outlet:
         registry = registry.select(args.outlet)
-    settings = Settings()
-    settings.setmodule("crawler.settings", priority="project")
     overrides: dict[str, Any] = {
         "NEWSARCHIVE_OUTLETS_FILES": outlet_files,
         "NEWSARCHIVE_OUTLETS": list(registry),
         "NEWSARCHIVE_CRAWL_ID": new_crawl_id(),
         "LOG_LEVEL": args.log_level.upper(),
     }
-    if args.archive:
-        overrides["ARCHIVE_URI"] = args.archive
     if args.contact:
         overrides["CONTACT_URL"] = args.contact
     for assignment in args.set:
@@ -114,8 +135,8 @@ def crawl_command(args: argparse.Namespace) -> int:
         args.mirror_url = server.url
     if args.mirror_url:
         overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
-    settings.setdict(overrides, priority="cmdline")
-    storage_for(settings["ARCHIVE_URI"])  # an unusable destination fails before any request
+    settings = _settings(args, overrides)
+    store = store_from_settings(settings)  # an unusable destination fails before any request
     try:
         process = CrawlerProcess(settings)
         crawler = process.create_crawler(OutletsSpider)
@@ -125,14 +146,14 @@ def crawl_command(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     stats = crawler.stats.get_stats()
-    report, healthy = summary(registry, stats, settings["ARCHIVE_URI"])
+    report, healthy = summary(registry, stats, store.uri if isinstance(store, LocalStore) else None)
     report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
     if not (args.quiet and healthy):
         print(report)
     return 0 if healthy else 1
 
 
-def summary(registry: Registry, stats: dict[str, Any], archive: str) -> tuple[str, bool]:
+def summary(registry: Registry, stats: dict[str, Any], local_archive: str | None) -> tuple[str, bool]:
     """The run's per-outlet table from the crawl stats, and whether the run was healthy."""
     header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates")
     rows, problems = [], []
@@ -158,21 +179,55 @@ def summary(registry: Registry, stats: dict[str, Any], archive: str) -> tuple[st
     http_errors = {k.rsplit("/", 1)[-1]: v for k, v in stats.items()
                    if k.startswith("httperror/response_ignored_status_count/")}
     lines = [line(header), *(line(r) for r in rows), line(totals), ""]
-    lines.append(f"files written: {stats.get('archive/files', 0)} "
-                 f"({stats.get('archive/bytes', 0)} bytes) under {archive}")
+    lines.append(f"published: {stats.get('publish/files', 0)} file(s), "
+                 f"{stats.get('publish/bytes', 0)} bytes, {stats.get('publish/manifests', 0)} manifest(s)"
+                 + (f"; {stats['publish/duplicate_rows']} row(s) archived meanwhile by another run, dropped"
+                    if stats.get("publish/duplicate_rows") else ""))
+    if stats.get("publish/pending_crawls"):
+        problems.append(_pending(stats["publish/pending_files"], stats["publish/pending_crawls"],
+                                 stats.get("publish/spool", "the spool"), stats.get("publish/error")))
     if http_errors:
         lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
     if stats.get("robotstxt/forbidden"):
         lines.append(f"not fetched, forbidden by robots.txt: {stats['robotstxt/forbidden']}")
-    lines.append("query it with DuckDB: " + duckdb_command(archive))
+    if local_archive is not None:
+        lines.append("query it with DuckDB: " + duckdb_command(local_archive))
     lines += [f"PROBLEM {p}" for p in problems]
     return "\n".join(lines), not problems
 
 
+def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
+    return (f"{files} part file(s) of {crawls} crawl(s) wait in {spool}"
+            + (f" ({error})" if error else "")
+            + "; the next crawl or `newsarchive flush` publishes them")
+
+
+def flush_command(args: argparse.Namespace) -> int:
+    settings = _settings(args, {})
+    store = store_from_settings(settings)
+    spool = spool_from_settings(settings, store)
+    report = publish_spool(store, spool)
+    lines = [f"published: {report.files} file(s), {report.bytes} bytes, "
+             f"{len(report.manifests)} manifest(s) to {store.uri}"]
+    lines += [f"  {key}" for key in report.manifests]
+    if report.duplicate_rows:
+        lines.append(f"{report.duplicate_rows} row(s) archived meanwhile by another run, dropped")
+    if report.busy_crawls:
+        lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")
+    healthy = not report.pending_crawls
+    if not healthy:
+        lines.append("PROBLEM " + _pending(report.pending_files, len(report.pending_crawls), str(spool.root),
+                                           report.errors[-1] if report.errors else None))
+    if not (args.quiet and healthy):
+        print("\n".join(lines))
+    return 0 if healthy else 1
+
+
 def duckdb_command(archive: str) -> str:
     """A shell command that shows the archive's articles per outlet and language."""
+    files = f"{archive.rstrip('/')}/outlet=*/published=*/*.parquet"  # not the spool's parts
     sql = ("SELECT outlet_id, language, language_script, count(*) AS articles "
-           f"FROM read_parquet('{archive.rstrip('/')}/**/*.parquet', hive_partitioning = true) "
+           f"FROM read_parquet('{files}', hive_partitioning = true) "
            "GROUP BY ALL ORDER BY ALL")
     program = f"import duckdb; duckdb.sql({sql!r}).show()"
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"

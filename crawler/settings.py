@@ -37,8 +37,13 @@ ITEM_PIPELINES = {
     "pipelines.dedup.DedupPipeline": 300,
     "pipelines.archive.ArchivePipeline": 900,
 }
-ARCHIVE_URI = "output"
+ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
+ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
 ARCHIVE_ROWS_PER_FILE = 5000
+ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
+ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
+ARCHIVE_S3_CONNECT_TIMEOUT = 10.0
+ARCHIVE_S3_READ_TIMEOUT = 60.0
 EXTRACT_MIN_CHARS = 80
 LANGUAGE_SEED = 0
 LANGUAGE_SAMPLE_CHARS = 2000

@@ -1,23 +1,23 @@
-"""Archive stage: rows in the declared schema, buffered per partition, written as Parquet parts.
+"""Archive stage: rows in the declared schema, buffered per partition, spooled as Parquet parts.
 
 One part per partition (outlet, publication month) per ``ARCHIVE_ROWS_PER_FILE`` rows, named
-``part-<crawl id>-<n>.parquet`` so runs never overwrite each other; storage makes each file
-appear whole.
+``part-<crawl id>-<n>.parquet`` so runs never overwrite each other. Parts go to the local spool
+first and reach the store through :mod:`pipelines.publish`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pyarrow as pa
 from scrapy.crawler import Crawler
-from scrapy.statscollectors import StatsCollector
 
 from crawler.items import Article
+from pipelines.publish import Spool, SpooledCrawl, publish_spool, spool_from_settings
 from pipelines.schema import SCHEMA, UNKNOWN_MONTH
-from pipelines.storage import LocalStorage, storage_for
+from pipelines.storage import Store, store_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +46,38 @@ def partition_of(item: Article) -> str:
 
 
 class ArchivePipeline:
-    """Writes archived rows. Settings: ``ARCHIVE_URI`` (a folder; default ``output``),
-    ``ARCHIVE_ROWS_PER_FILE`` (5000). Counts: ``archive/rows``, ``archive/files``,
-    ``archive/bytes``, ``outlet/<id>/archived``."""
+    """Spools archived rows as Parquet parts, then publishes them to the store.
 
-    def __init__(self, stats: StatsCollector, storage: LocalStorage, rows_per_file: int = 5000):
-        self.stats = stats
-        self.storage = storage
+    Settings: ``ARCHIVE_URI`` (a folder, file:// or s3://bucket/prefix; default ``output``),
+    ``ARCHIVE_SPOOL`` (where parts wait; default ``<archive>/.spool``, or ``output/.spool`` for
+    an object store), ``ARCHIVE_ROWS_PER_FILE`` (5000), ``ARCHIVE_S3_*`` (transfer tuning).
+    Parts left by earlier runs are published when the spider opens, this run's when it closes.
+    Counts: ``archive/rows``, ``archive/files``, ``archive/bytes`` (spooled),
+    ``outlet/<id>/archived``, and ``publish/*`` (see :class:`pipelines.publish.PublishReport`).
+    """
+
+    def __init__(self, crawler: Crawler, store: Store, spool: Spool, rows_per_file: int = 5000):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.store = store
+        self.spool = spool
         self.rows_per_file = rows_per_file
         self.buffers: dict[str, list[dict]] = defaultdict(list)
         self.parts_written = 0
+        self.crawl: SpooledCrawl | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
         settings = crawler.settings
-        return cls(crawler.stats, storage_for(settings["ARCHIVE_URI"]),
+        store = store_from_settings(settings)
+        return cls(crawler, store, spool_from_settings(settings, store),
                    settings.getint("ARCHIVE_ROWS_PER_FILE", 5000))
+
+    def open_spider(self) -> None:
+        self._publish()  # what earlier runs left behind goes first
+        spider = self.crawler.spider
+        self.crawl = self.spool.open_crawl(spider.crawl_id, getattr(spider, "registry", {}))
+        self.stats.set_value("publish/spool", str(self.spool.root))
 
     def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):
@@ -69,23 +85,37 @@ class ArchivePipeline:
         partition = partition_of(item)
         self.buffers[partition].append(to_row(item))
         if len(self.buffers[partition]) >= self.rows_per_file:
-            self._flush(partition)
+            self._spool(partition)
         return item
 
     def close_spider(self) -> None:
         for partition in list(self.buffers):
-            self._flush(partition)
+            self._spool(partition)
+        info = self.crawl.info
+        info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self.crawl.write_info(info)
+        self.crawl.release()
+        self._publish()
 
-    def _flush(self, partition: str) -> None:
+    def _spool(self, partition: str) -> None:
         rows = self.buffers.pop(partition, [])
         if not rows:
             return
-        crawl_id = rows[0]["crawl_id"]
         self.parts_written += 1
-        path = f"{partition}/part-{crawl_id}-{self.parts_written:05d}.parquet"
-        size = self.storage.write_parquet(path, pa.Table.from_pylist(rows, schema=SCHEMA))
+        key = f"{partition}/part-{self.crawl.crawl_id}-{self.parts_written:05d}.parquet"
+        size = self.crawl.write_part(key, pa.Table.from_pylist(rows, schema=SCHEMA))
         self.stats.inc_value(f"outlet/{rows[0]['outlet_id']}/archived", len(rows))
         self.stats.inc_value("archive/rows", len(rows))
         self.stats.inc_value("archive/files")
         self.stats.inc_value("archive/bytes", size)
-        logger.debug("archived %d rows to %s", len(rows), path)
+        logger.debug("spooled %d rows as %s", len(rows), key)
+
+    def _publish(self) -> None:
+        report = publish_spool(self.store, self.spool)
+        for name in ("files", "bytes", "duplicate_rows"):
+            self.stats.inc_value(f"publish/{name}", getattr(report, name))
+        self.stats.inc_value("publish/manifests", len(report.manifests))
+        self.stats.set_value("publish/pending_files", report.pending_files)
+        self.stats.set_value("publish/pending_crawls", len(report.pending_crawls))
+        if report.errors:
+            self.stats.set_value("publish/error", report.errors[-1])

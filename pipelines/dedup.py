@@ -8,6 +8,7 @@ Within an outlet, the same text at two URLs (mobile and desktop pages) is one ro
 from __future__ import annotations
 
 import hashlib
+import logging
 from urllib.parse import urlsplit
 
 from scrapy.crawler import Crawler
@@ -16,7 +17,10 @@ from scrapy.statscollectors import StatsCollector
 from w3lib.url import canonicalize_url
 
 from crawler.items import Article
-from pipelines.storage import LocalStorage, storage_for
+from pipelines.publish import Spool, archived_ids, spool_from_settings
+from pipelines.storage import Store, StoreError, store_from_settings
+
+logger = logging.getLogger(__name__)
 
 
 def article_id(canonical_url: str) -> str:
@@ -41,24 +45,31 @@ def trusted_canonical(url: str, canonical: str | None) -> str:
 class DedupPipeline:
     """Sets ``article_id`` and ``text_hash``; drops articles already archived or already seen.
 
-    Reads the ids already in the archive (setting ``ARCHIVE_URI``) when the spider opens.
+    Reads the ids already in the archive (setting ``ARCHIVE_URI``) and in the spool when the
+    spider opens. If the store cannot be read, the crawl goes on against the spool alone and
+    publication drops what turns out to be archived already.
     Counts: ``dedup/archived_before``, ``dedup/duplicate_url``, ``dedup/duplicate_text``.
     """
 
-    def __init__(self, stats: StatsCollector, storage: LocalStorage):
+    def __init__(self, stats: StatsCollector, store: Store, spool: Spool):
         self.stats = stats
-        self.storage = storage
+        self.store = store
+        self.spool = spool
         self.seen_ids: set[str] = set()
         self.seen_texts: set[tuple[str, str]] = set()
         self.archived_ids: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
-        return cls(crawler.stats, storage_for(crawler.settings["ARCHIVE_URI"]))
+        store = store_from_settings(crawler.settings)
+        return cls(crawler.stats, store, spool_from_settings(crawler.settings, store))
 
     def open_spider(self) -> None:
-        ids = self.storage.read_column("article_id")
-        self.archived_ids = set(ids.to_pylist()) if ids is not None else set()
+        self.archived_ids = self.spool.article_ids()
+        try:
+            self.archived_ids.update(archived_ids(self.store))
+        except StoreError as exc:
+            logger.warning("archive not readable, deduplicating against the spool only: %s", exc)
 
     def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):

@@ -1,56 +1,250 @@
-"""Storage stage: where archive files live. A local folder is the default (and, for now, only)
-back end; object stores come with the S3 issue and will plug in behind the same two methods.
+"""Storage stage: where published archive objects live, behind one small interface.
+
+Two back ends: a local folder (the default) and any S3-compatible object store. Both publish
+a finished file under a key exactly once: an existing key is never overwritten (a second
+publication of the same bytes is a no-op, so a publication that was interrupted can simply be
+repeated), and a publication counts only once the store shows the same size and checksum.
+
+Credentials, region and endpoint of the object store come from boto3's own chain
+(``AWS_ACCESS_KEY_ID``..., profiles, ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``); nothing here
+reads or prints them. Errors name the operation, key and the store's error code, never the
+store's message or the request (which may echo credentials).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Protocol
+from urllib.parse import urlsplit
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.utils import ChunksizeAdjuster
+from scrapy.settings import BaseSettings
 
 
-class LocalStorage:
-    """An archive root on the local file system. Files appear atomically: each is written under
-    a temporary name in its final directory, flushed, then renamed into place."""
+class StoreError(Exception):
+    """The store refused or failed a request; what was being published stays where it was."""
+
+
+class KeyTaken(StoreError):
+    """Another object, with different bytes, already has this key."""
+
+
+class Store(Protocol):
+    uri: str  # for messages: never holds credentials
+
+    def publish(self, source: Path, key: str) -> None:
+        """Make ``source`` the object ``key``; raise :class:`KeyTaken` rather than overwrite."""
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix``, relative to the archive root."""
+
+    def read(self, key: str) -> bytes: ...
+
+
+def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
+    """sha256 of the file, its MD5, and the multipart ETag S3 computes for parts of ``chunk_size``."""
+    sha256, md5, part_md5s = hashlib.sha256(), hashlib.md5(), []
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            sha256.update(chunk)
+            md5.update(chunk)
+            part_md5s.append(hashlib.md5(chunk).digest())
+    multipart = f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{max(len(part_md5s), 1)}"
+    return sha256.hexdigest(), md5.hexdigest(), multipart
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as left, b.open("rb") as right:
+        while chunk := left.read(1 << 20):
+            if chunk != right.read(len(chunk)):
+                return False
+    return True
+
+
+class LocalStore:
+    """An archive root on the local file system. Each object appears whole: it is copied under a
+    temporary name beside its final place, flushed, then hard-linked into place, which fails
+    rather than replaces when the name exists."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.uri = str(root)
 
-    def write_parquet(self, relative_path: str, table: pa.Table) -> int:
-        """Write ``table`` to ``relative_path``; return the file's size in bytes."""
-        target = self.root / relative_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    def publish(self, source: Path, key: str) -> None:
+        target = self.root / key
         try:
-            with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle, compression="zstd")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle, source.open("rb") as data:
+                    shutil.copyfileobj(data, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(temporary, target)
+            finally:
+                Path(temporary).unlink(missing_ok=True)
+        except FileExistsError:
+            if not _same_bytes(source, target):
+                raise KeyTaken(f"{self.uri}: {key} exists with other content; not overwritten") from None
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(self.root)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                yield relative.as_posix()  # dot names are temporary files and the spool
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+
+_MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
+
+
+class S3Store:
+    """A bucket and prefix in an S3-compatible store.
+
+    Uploads go through s3transfer (multipart above ``multipart_threshold``) with
+    ``If-None-Match: *`` on PutObject and CompleteMultipartUpload, so a store that supports
+    conditional writes refuses to replace an object. Before uploading, a HEAD tells whether the
+    key already exists; after, a HEAD checks size and ETag (the MD5, or the multipart ETag for
+    our part size). The ETag of the CompleteMultipartUpload response is not used: Ceph RGW
+    leaves it empty. Where the ETag is no MD5 (SSE-KMS), the sha256 we store as object metadata
+    stands in for it.
+    """
+
+    def __init__(self, uri: str, *, multipart_threshold: int = 8 << 20, multipart_chunksize: int = 8 << 20,
+                 connect_timeout: float = 10, read_timeout: float = 60):
+        parts = urlsplit(uri)
+        if parts.username or parts.password or "@" in parts.netloc:
+            raise ValueError("archive URI: put credentials in the environment or an AWS profile, "
+                             "not in the URI")
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"archive URI {uri!r}: expected s3://bucket[/prefix]")
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
+                                              multipart_chunksize=multipart_chunksize)
+        self.client = boto3.session.Session().client(
+            "s3", config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def publish(self, source: Path, key: str) -> None:
+        size = source.stat().st_size
+        chunk = ChunksizeAdjuster().adjust_chunksize(self.transfer_config.multipart_chunksize, size)
+        sha256, md5, multipart = file_digests(source, chunk)
+        expected_etag = multipart if size >= self.transfer_config.multipart_threshold else md5
+        with self._errors("publish", key):
+            existing = self._head(key)
+            if existing is None:
+                try:
+                    self.client.upload_file(str(source), self.bucket, self._key(key),
+                                            ExtraArgs={"Metadata": {"sha256": sha256}},
+                                            Config=self.transfer_config)
+                except Exception as exc:
+                    if _status(exc) != 412:  # 412: someone published this key meanwhile
+                        raise
+                existing = self._head(key)
+            if existing is None:
+                raise StoreError(f"{self.uri}: {key} uploaded but not found afterwards")
+            etag = existing.get("ETag", "").strip('"')
+            same = existing["ContentLength"] == size and (
+                etag == expected_etag if _MD5_ETAG.match(etag)
+                else existing.get("Metadata", {}).get("sha256") == sha256)
+            if not same:
+                raise KeyTaken(f"{self.uri}: {key} exists with other content (size "
+                               f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten")
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._errors("list", prefix or "/"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=root + prefix)
+            for page in pages:
+                for entry in page.get("Contents", []):
+                    yield entry["Key"][len(root):]
+
+    def read(self, key: str) -> bytes:
+        with self._errors("read", key):
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def _head(self, key: str) -> dict | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
             raise
-        return target.stat().st_size
 
-    def read_column(self, column: str) -> pa.ChunkedArray | None:
-        """One column of every archived row, or None when nothing is archived yet."""
-        files = [str(p) for p in self.root.rglob("*.parquet")]
-        if not files:
-            return None
-        return ds.dataset(files, format="parquet").to_table(columns=[column]).column(column)
+    @contextlib.contextmanager
+    def _errors(self, operation: str, key: str) -> Iterator[None]:
+        """botocore's errors, reduced to what is safe to log: no request, no server message."""
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise StoreError(f"{self.uri}: {operation} {key} failed: {error.get('Code', 'error')} "
+                             f"(HTTP {_status(exc)})") from None
+        except (BotoCoreError, OSError) as exc:
+            raise StoreError(f"{self.uri}: {operation} {key} failed: {type(exc).__name__}") from None
+        except Exception as exc:  # s3transfer wraps errors of its worker threads
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ClientError | BotoCoreError | OSError):
+                raise StoreError(f"{self.uri}: {operation} {key} failed: {type(cause).__name__}") from None
+            raise
 
 
-def storage_for(uri: str) -> LocalStorage:
-    """The back end for an ``--archive`` value: a path or a file:// URI."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return LocalStorage(parsed.path if parsed.scheme == "file" else uri)
-    if len(parsed.scheme) == 1:  # a Windows drive letter
-        return LocalStorage(uri)
-    raise ValueError(f"archive {uri!r}: the {parsed.scheme}:// back end is not implemented yet "
-                     "(object storage is tracked as its own issue); use a local folder")
+def _if_none_match(params: dict, **_: object) -> None:
+    params.setdefault("IfNoneMatch", "*")
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, ClientError):
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    cause = exc.__cause__ or exc.__context__
+    return _status(cause) if cause is not None else None
+
+
+def store_for(uri: str, **s3_options: float) -> LocalStore | S3Store:
+    """The back end for an ``--archive`` value: a path, a file:// URI or s3://bucket/prefix."""
+    parsed = urlsplit(uri)
+    if parsed.scheme == "s3":
+        return S3Store(uri, **s3_options)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a path, or a Windows drive letter
+        return LocalStore(uri)
+    raise ValueError(f"archive {uri!r}: unsupported scheme {parsed.scheme}:// "
+                     "(use a folder, file:// or s3://; any S3-compatible store is s3:// "
+                     "with AWS_ENDPOINT_URL set)")
+
+
+def store_from_settings(settings: BaseSettings) -> LocalStore | S3Store:
+    """The store of ``ARCHIVE_URI``, tuned by ``ARCHIVE_S3_*``."""
+    return store_for(settings["ARCHIVE_URI"],
+                     multipart_threshold=settings.getint("ARCHIVE_S3_MULTIPART_THRESHOLD"),
+                     multipart_chunksize=settings.getint("ARCHIVE_S3_MULTIPART_CHUNKSIZE"),
+                     connect_timeout=settings.getfloat("ARCHIVE_S3_CONNECT_TIMEOUT"),
+                     read_timeout=settings.getfloat("ARCHIVE_S3_READ_TIMEOUT"))

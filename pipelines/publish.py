@@ -1,0 +1,289 @@
+"""Publishing: parts wait in a local spool until the store holds them; a manifest seals each run.
+
+The spool has one folder per crawl, laid out like the archive::
+
+    <spool>/<crawl id>/crawl.json            start time, outlets; end time once the crawl closed
+    <spool>/<crawl id>/.lock                 held (flock) by the crawl while it runs
+    <spool>/<crawl id>/outlet=.../part-*.parquet   parts not yet published
+    <spool>/<crawl id>/published.jsonl       one line per part the store holds, checked
+
+A part is removed from the spool only after the store holds it (same size and checksum) and
+the journal says so; the manifest ``_manifests/<crawl id>.json`` is published last, then the
+folder goes. Every step can be repeated, so a crawl killed at any point is finished by the
+next run (or ``newsarchive flush``): nothing is lost, nothing is published twice. A crawl that
+died before closing gets a manifest with ``"interrupted": true``; the articles it had not yet
+written are simply crawled again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scrapy.settings import BaseSettings
+
+from pipelines.schema import SCHEMA_VERSION
+from pipelines.storage import LocalStore, Store, StoreError, file_digests
+
+logger = logging.getLogger(__name__)
+
+MANIFESTS = "_manifests"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class SpooledCrawl:
+    """One crawl's folder in the spool, locked by whoever holds this object."""
+
+    def __init__(self, folder: Path, lock_fd: int):
+        self.folder = folder
+        self.crawl_id = folder.name
+        self._lock_fd = lock_fd
+
+    @property
+    def info(self) -> dict:
+        return json.loads((self.folder / "crawl.json").read_text(encoding="utf-8"))
+
+    def write_info(self, info: dict) -> None:
+        _write_atomically(self.folder / "crawl.json",
+                          lambda handle: handle.write(json.dumps(info, indent=1).encode()))
+
+    def write_part(self, key: str, table: pa.Table) -> int:
+        """Spool ``table`` as the part ``key``; return its size in bytes."""
+        target = self.folder / key
+        _write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
+        return target.stat().st_size
+
+    def parts(self) -> list[Path]:
+        return sorted(p for p in self.folder.rglob("*.parquet") if not p.name.startswith("."))
+
+    def journal(self) -> dict[str, dict]:
+        """Parts the store holds, by key (a line may repeat after a kill; the last one counts)."""
+        path = self.folder / "published.jsonl"
+        if not path.exists():
+            return {}
+        entries = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            # a line cut short by a kill is no entry: its part is still in the spool
+            if line.strip():
+                with contextlib.suppress(json.JSONDecodeError, KeyError):
+                    entry = json.loads(line)
+                    entries[entry["key"]] = entry
+        return entries
+
+    def record(self, entry: dict) -> None:
+        with (self.folder / "published.jsonl").open("ab+") as handle:
+            torn = handle.tell() > 0 and handle.seek(-1, os.SEEK_END) >= 0 and handle.read(1) != b"\n"
+            handle.write((b"\n" if torn else b"") + json.dumps(entry).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+class Spool:
+    """The local folder where parts wait for the store."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def open_crawl(self, crawl_id: str, outlets: Iterable[str]) -> SpooledCrawl:
+        folder = self.root / crawl_id
+        folder.mkdir(parents=True, exist_ok=False)
+        crawl = self._lock(folder)
+        if crawl is None:
+            raise RuntimeError(f"spool folder {folder} is locked by another process")
+        crawl.write_info({"crawl_id": crawl_id, "started_at": _now(), "finished_at": None,
+                          "outlets": sorted(outlets)})
+        return crawl
+
+    def claim(self, crawl_id: str) -> SpooledCrawl | None:
+        """The crawl's folder, locked for us; None while its crawl (or another flush) holds it."""
+        return self._lock(self.root / crawl_id)
+
+    def crawl_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "crawl.json").exists())
+
+    def pending_parts(self) -> list[Path]:
+        return sorted(p for crawl_id in self.crawl_ids() for p in (self.root / crawl_id).rglob("*.parquet")
+                      if not p.name.startswith("."))
+
+    def article_ids(self) -> set[str]:
+        """Ids in parts that wait to be published: archived, as far as dedup is concerned."""
+        ids: set[str] = set()
+        for part in self.pending_parts():
+            ids.update(pq.read_table(part, columns=["article_id"]).column(0).to_pylist())
+        return ids
+
+    @staticmethod
+    def _lock(folder: Path) -> SpooledCrawl | None:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return SpooledCrawl(folder, fd)
+
+
+def archived_ids(store: Store) -> dict[str, str]:
+    """Every article id the store holds, mapped to the key of its file.
+
+    Manifests list their files' ids; a part file no manifest covers yet (its crawl is still
+    being published, or was killed) is read itself.
+    """
+    keys = list(store.keys())
+    ids: dict[str, str] = {}
+    covered: set[str] = set()
+    for key in keys:
+        if key.startswith(f"{MANIFESTS}/") and key.endswith(".json"):
+            for entry in json.loads(store.read(key))["files"]:
+                covered.add(entry["key"])
+                ids.update(dict.fromkeys(entry["article_ids"], entry["key"]))
+    for key in keys:
+        if key.endswith(".parquet") and key not in covered:
+            table = pq.read_table(io.BytesIO(store.read(key)), columns=["article_id"])
+            ids.update(dict.fromkeys(table.column(0).to_pylist(), key))
+    return ids
+
+
+@dataclass
+class PublishReport:
+    files: int = 0
+    bytes: int = 0
+    manifests: list[str] = field(default_factory=list)
+    duplicate_rows: int = 0  # rows someone else archived while these waited; not published
+    pending_files: int = 0
+    pending_crawls: list[str] = field(default_factory=list)
+    busy_crawls: list[str] = field(default_factory=list)  # still running, or being flushed
+    errors: list[str] = field(default_factory=list)
+
+
+def publish_spool(store: Store, spool: Spool) -> PublishReport:
+    """Publish every crawl in the spool that nobody holds, oldest first."""
+    report = PublishReport()
+    crawl_ids = spool.crawl_ids()
+    if not crawl_ids:
+        return report
+    try:
+        archived = archived_ids(store)
+    except StoreError as exc:
+        archived = None
+        report.errors.append(str(exc))
+    for crawl_id in crawl_ids:
+        crawl = spool.claim(crawl_id)
+        if crawl is None:
+            report.busy_crawls.append(crawl_id)
+            continue
+        try:
+            if archived is not None and not report.errors:
+                _publish_crawl(store, crawl, archived, report)
+            if crawl.folder.exists():
+                report.pending_crawls.append(crawl_id)
+                report.pending_files += len(crawl.parts())
+        finally:
+            crawl.release()
+    return report
+
+
+def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
+                   report: PublishReport) -> None:
+    for part in crawl.parts():
+        key = part.relative_to(crawl.folder).as_posix()
+        table = pq.read_table(part)
+        ids = table.column("article_id").to_pylist()
+        fresh = [archived.get(i, key) == key for i in ids]
+        if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
+            report.duplicate_rows += len(ids) - sum(fresh)
+            table = table.filter(pa.array(fresh))
+            if table.num_rows == 0:
+                part.unlink()
+                continue
+            crawl.write_part(key, table)
+            ids = table.column("article_id").to_pylist()
+        try:
+            store.publish(part, key)
+        except StoreError as exc:
+            report.errors.append(str(exc))
+            logger.error("publication stopped, parts stay in the spool: %s", exc)
+            return
+        size = part.stat().st_size
+        sha256 = file_digests(part, 1 << 20)[0]
+        crawl.record({"key": key, "rows": table.num_rows, "bytes": size, "sha256": sha256,
+                      "article_ids": ids})
+        archived.update(dict.fromkeys(ids, key))
+        part.unlink()
+        report.files += 1
+        report.bytes += size
+    info = crawl.info
+    manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
+    # unfinished, yet nobody held its lock: the crawl process died
+    manifest = _manifest(info, crawl.journal(), interrupted=info.get("finished_at") is None)
+    manifest_file = crawl.folder / ".manifest.json"
+    _write_atomically(manifest_file, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
+    try:
+        store.publish(manifest_file, manifest_key)
+    except StoreError as exc:
+        report.errors.append(str(exc))
+        logger.error("manifest not published, the crawl stays in the spool: %s", exc)
+        return
+    report.manifests.append(manifest_key)
+    shutil.rmtree(crawl.folder)
+
+
+def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
+    files = sorted(journal.values(), key=lambda e: e["key"])
+    return {
+        "crawl_id": info["crawl_id"],
+        "schema_version": SCHEMA_VERSION,
+        "newsarchive_version": version("newsarchive"),
+        "started_at": info["started_at"],
+        "finished_at": info.get("finished_at"),
+        "interrupted": interrupted,
+        "outlets": info.get("outlets", []),
+        "rows": sum(e["rows"] for e in files),
+        "bytes": sum(e["bytes"] for e in files),
+        "files": files,
+    }
+
+
+def spool_from_settings(settings: BaseSettings, store: Store) -> Spool:
+    """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
+    if settings.get("ARCHIVE_SPOOL"):
+        return Spool(settings["ARCHIVE_SPOOL"])
+    return Spool(Path(store.root if isinstance(store, LocalStore) else "output") / ".spool")
