@@ -167,7 +167,7 @@ def archived_ids(store: Store) -> dict[str, str]:
     Manifests list their files' ids; a part file no manifest covers yet (its crawl is still
     being published, or was killed) is read itself.
     """
-    keys = list(store.keys())
+    keys = list(store.object_keys())
     ids: dict[str, str] = {}
     covered: set[str] = set()
     for key in keys:

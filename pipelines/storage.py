@@ -46,7 +46,7 @@ class Store(Protocol):
     def publish(self, source: Path, key: str) -> None:
         """Make ``source`` the object ``key``; raise :class:`KeyTaken` rather than overwrite."""
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def object_keys(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix``, relative to the archive root."""
 
     def read(self, key: str) -> bytes: ...
@@ -102,7 +102,7 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def object_keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix
         if not base.is_dir():
             return
@@ -177,7 +177,7 @@ class S3Store:
                 raise KeyTaken(f"{self.uri}: {key} exists with other content (size "
                                f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten")
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def object_keys(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         with self._errors("list", prefix or "/"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -203,17 +203,24 @@ class S3Store:
         """botocore's errors, reduced to what is safe to log: no request, no server message."""
         try:
             yield
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise StoreError(f"{self.uri}: {operation} {key} failed: {error.get('Code', 'error')} "
-                             f"(HTTP {_status(exc)})") from None
-        except (BotoCoreError, OSError) as exc:
-            raise StoreError(f"{self.uri}: {operation} {key} failed: {type(exc).__name__}") from None
-        except Exception as exc:  # s3transfer wraps errors of its worker threads
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, ClientError | BotoCoreError | OSError):
-                raise StoreError(f"{self.uri}: {operation} {key} failed: {type(cause).__name__}") from None
+        except StoreError:
             raise
+        except Exception as exc:
+            reason = _reason(exc)
+            if reason is None:
+                raise
+            raise StoreError(f"{self.uri}: {operation} {key} failed: {reason}") from None
+
+
+def _reason(exc: BaseException) -> str | None:
+    """The S3 error code and status, or the kind of network failure; None if neither is inside.
+    boto3's ``upload_file`` wraps errors in ``S3UploadFailedError``, so causes are followed."""
+    if isinstance(exc, ClientError):
+        return f"{exc.response.get('Error', {}).get('Code', 'error')} (HTTP {_status(exc)})"
+    if isinstance(exc, BotoCoreError | OSError):
+        return type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    return _reason(cause) if cause is not None else None
 
 
 def _if_none_match(params: dict, **_: object) -> None:

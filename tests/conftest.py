@@ -1,8 +1,10 @@
-"""Shared fixtures: the mirror server on loopback and one crawl of all mirrors into a tmp folder."""
+"""Shared fixtures: the mirror server on loopback, one crawl of all mirrors into a tmp folder, and
+the two real object stores (SeaweedFS, Ceph RGW), each started once per session."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from crawler.mirror.server import MirrorServer
+from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -25,10 +28,10 @@ class CrawlRun:
     stderr: str
 
 
-def run_cli(*args: str) -> CrawlRun:
-    """``newsarchive ARGS`` in a fresh process, as an operator runs it."""
+def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
+    """``newsarchive ARGS`` in a fresh process, as an operator runs it (``env`` added to ours)."""
     done = subprocess.run([sys.executable, "-m", "crawler.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
     return CrawlRun(archive, done.returncode, done.stdout, done.stderr)
 
@@ -52,3 +55,23 @@ def yardstick():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(tmp_path_factory):
+    server = CephRGW(tmp_path_factory.mktemp("ceph"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["seaweedfs", "ceph_rgw"])
+def object_store(request) -> ObjectStore:
+    """Each S3 test runs against both real stores."""
+    return request.getfixturevalue(request.param)

@@ -110,9 +110,9 @@ class SeaweedFS(ObjectStore):
                    "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
                    "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                    "-master.telemetry=false", *(f"-{name}={port}" for name, port in self.ports.items())]
-        log = (self.folder / "weed.log").open("ab")
-        self.processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                           cwd=self.folder, start_new_session=True)]
+        with (self.folder / "weed.log").open("ab") as log:
+            self.processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                               cwd=self.folder, start_new_session=True)]
         wait_until(self._writable, "SeaweedFS")
 
     def _writable(self) -> bool:
@@ -190,6 +190,6 @@ class CephRGW(ObjectStore):
         return done.stdout
 
     def _daemon(self, *command: str) -> None:
-        log = (self.folder / "log" / f"{command[0]}.out").open("ab")
-        self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                               start_new_session=True))
+        with (self.folder / "log" / f"{command[0]}.out").open("ab") as log:
+            self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                                   start_new_session=True))

@@ -1,35 +1,126 @@
+"""Both back ends publish whole objects, once, never over another object; S3 ones on real servers."""
+
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import hashlib
+import os
+
 import pytest
 
-from pipelines.storage import LocalStorage, storage_for
+from pipelines.storage import KeyTaken, LocalStore, S3Store, StoreError, file_digests, store_for
+from tests.objectstores import SECRET_KEY
+
+KEY = "outlet=x/published=2024-03/part-1.parquet"
 
 
-def test_write_is_atomic_and_readable(tmp_path):
-    storage = LocalStorage(tmp_path)
-    table = pa.table({"article_id": ["a", "b"]})
-    size = storage.write_parquet("outlet=x/published=2024-03/part-1.parquet", table)
-    written = tmp_path / "outlet=x/published=2024-03/part-1.parquet"
-    assert size == written.stat().st_size
-    assert pq.read_table(written).equals(table)
-    assert [p.name for p in written.parent.iterdir()] == ["part-1.parquet"]
-    assert storage.read_column("article_id").to_pylist() == ["a", "b"]
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "spooled.parquet"
+    path.write_bytes(os.urandom(100_000))
+    return path
 
 
-def test_failed_write_leaves_nothing_behind(tmp_path):
-    storage = LocalStorage(tmp_path)
-    not_a_table = object()
-    with pytest.raises(AttributeError):
-        storage.write_parquet("outlet=x/published=2024-03/part-1.parquet", not_a_table)
-    assert list((tmp_path / "outlet=x/published=2024-03").iterdir()) == []
+@pytest.fixture
+def s3(object_store, monkeypatch):
+    for name, value in object_store.env.items():
+        monkeypatch.setenv(name, value)
+    return S3Store(f"s3://{object_store.create_bucket()}/archive")
 
 
-def test_empty_archive_has_no_ids(tmp_path):
-    assert LocalStorage(tmp_path).read_column("article_id") is None
+def test_local_publish_is_whole_and_never_overwrites(tmp_path, source):
+    store = LocalStore(tmp_path / "archive")
+    store.publish(source, KEY)
+    store.publish(source, KEY)  # the same bytes again: a repeated publication is fine
+    assert store.read(KEY) == source.read_bytes()
+    assert list(store.object_keys()) == [KEY]  # no temporary file left
+    other = tmp_path / "other.parquet"
+    other.write_bytes(b"other bytes")
+    with pytest.raises(KeyTaken):
+        store.publish(other, KEY)
+    assert store.read(KEY) == source.read_bytes()
 
 
-def test_object_store_uris_are_refused_clearly():
-    with pytest.raises(ValueError, match="not implemented yet"):
-        storage_for("s3://bucket/prefix")
+def test_local_keys_skip_dot_folders(tmp_path, source):
+    store = LocalStore(tmp_path / "archive")
+    store.publish(source, KEY)
+    (tmp_path / "archive" / ".spool" / "crawl").mkdir(parents=True)
+    (tmp_path / "archive" / ".spool" / "crawl" / "part.parquet").write_bytes(b"pending")
+    assert list(store.object_keys()) == [KEY]
+
+
+def test_s3_publish_verifies_and_never_overwrites(s3, source, tmp_path):
+    s3.publish(source, KEY)
+    s3.publish(source, KEY)
+    assert s3.read(KEY) == source.read_bytes()
+    assert list(s3.object_keys()) == [KEY]
+    head = s3.client.head_object(Bucket=s3.bucket, Key=f"archive/{KEY}")
+    assert head["Metadata"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    other = tmp_path / "other.parquet"
+    other.write_bytes(b"other bytes")
+    with pytest.raises(KeyTaken):
+        s3.publish(other, KEY)
+    assert s3.read(KEY) == source.read_bytes()
+
+
+def test_s3_conditional_put_refuses_to_replace(s3):
+    """If-None-Match: * is on every PutObject we send: even past our own HEAD check."""
+    s3.client.put_object(Bucket=s3.bucket, Key="archive/a", Body=b"first")
+    with pytest.raises(Exception) as refused:
+        s3.client.put_object(Bucket=s3.bucket, Key="archive/a", Body=b"second")
+    assert "412" in str(refused.value) or "PreconditionFailed" in str(refused.value)
+    assert s3.read("a") == b"first"
+
+
+def test_s3_multipart_upload_is_verified(s3, tmp_path):
+    """Over the threshold s3transfer uploads in parts; RGW's empty Complete ETag must not matter."""
+    big = tmp_path / "big.parquet"
+    big.write_bytes(os.urandom(11 * 1024 * 1024))
+    store = S3Store(s3.uri, multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    store.publish(big, "big.parquet")
+    head = store.client.head_object(Bucket=store.bucket, Key="archive/big.parquet")
+    assert head["ETag"].strip('"') == file_digests(big, 5 << 20)[2]
+    assert head["ETag"].endswith('-3"')
+    assert store.read("big.parquet") == big.read_bytes()
+
+
+def test_s3_keys_pages_through_long_listings(s3, source):
+    keys = [f"outlet=x/published=2024-{m:02d}/part-{i}.parquet" for m in range(1, 3) for i in range(501)]
+    for key in keys[:3]:
+        s3.publish(source, key)
+    for key in keys[3:]:  # direct puts: quicker than 1,200 verified publications
+        s3.client.put_object(Bucket=s3.bucket, Key=f"archive/{key}", Body=b"x")
+    assert sorted(s3.object_keys()) == sorted(keys)
+    assert list(s3.object_keys("outlet=x/published=2024-02/")) == sorted(k for k in keys if "2024-02" in k)
+
+
+def test_s3_errors_carry_no_secret(object_store, monkeypatch, source):
+    for name, value in object_store.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = object_store.create_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "WRONG" + SECRET_KEY)
+    with pytest.raises(StoreError) as refused:
+        S3Store(f"s3://{bucket}/archive").publish(source, KEY)
+    assert "SignatureDoesNotMatch" in str(refused.value) or "403" in str(refused.value)
+    assert SECRET_KEY not in repr(refused.value) and refused.value.__cause__ is None
+
+
+def test_s3_down_is_a_store_error(monkeypatch, source):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with pytest.raises(StoreError, match="EndpointConnectionError"):
+        S3Store("s3://bucket/archive").publish(source, KEY)
+
+
+@pytest.mark.parametrize("uri", ["s3://AKIA:secret@bucket/x", "s3://key@bucket"])
+def test_credentials_in_the_uri_are_refused_without_echo(uri):
+    with pytest.raises(ValueError, match="environment") as refused:
+        store_for(uri)
+    assert "secret" not in str(refused.value) and "key@" not in str(refused.value)
+
+
+def test_unknown_schemes_are_refused():
+    with pytest.raises(ValueError, match="unsupported scheme gs://"):
+        store_for("gs://bucket/prefix")
+    assert isinstance(store_for("file:///tmp/x"), LocalStore)

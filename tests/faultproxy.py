@@ -1,0 +1,105 @@
+"""An HTTP proxy on 127.0.0.1 that forwards to a real server, or fails on purpose.
+
+Put in front of an object store (as ``AWS_ENDPOINT_URL``) or a mirror (as ``--mirror-url``),
+its ``rule(method, path)`` decides for every request:
+
+- ``"pass"``: forward it and relay the answer, Host header untouched (SigV4 signs it);
+- ``"503"``: answer 503 SlowDown, as S3 does under load;
+- ``"drop"``: close the connection without an answer;
+- ``"hold"``: signal ``held`` and keep the request open until ``release`` is set (then drop),
+  so a test can act (kill the client, stop the server) at a known point of a run.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+class FaultProxy:
+    def __init__(self, upstream: str, rule: Callable[[str, str], str] | None = None):
+        target = urlsplit(upstream)
+        self.upstream = (target.hostname, target.port)
+        self.rule = rule or (lambda method, path: "pass")
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.seen: list[tuple[str, str, str]] = []  # (method, path, action)
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, name="fault-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        self.release.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _decide(self, method: str, path: str) -> str:
+        with self._lock:
+            action = self.rule(method, path)
+            self.seen.append((method, path, action))
+        return action
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                action = proxy._decide(self.command, self.path)
+                if action == "503":
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(SLOW_DOWN)))
+                    self.end_headers()
+                    self.wfile.write(SLOW_DOWN)
+                    return
+                if action == "hold":
+                    proxy.held.set()
+                    proxy.release.wait()
+                if action in ("hold", "drop"):
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                finally:
+                    upstream.close()
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in _HOP_BY_HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", answer.getheader("Content-Length", str(len(data)))
+                                 if self.command == "HEAD" else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler

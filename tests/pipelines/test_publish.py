@@ -1,0 +1,94 @@
+"""The spool and publication steps, on a local store: each step can be cut short and repeated."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.publish import Spool, archived_ids, publish_spool
+from pipelines.schema import SCHEMA
+from pipelines.storage import LocalStore
+
+KEY = "outlet=x/published=2024-03/part-c1-00001.parquet"
+
+
+def table(*ids: str) -> pa.Table:
+    return pa.table({"article_id": list(ids), "text": [f"text of {i}" for i in ids]})
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "archive")
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return Spool(tmp_path / "spool")
+
+
+def manifest(store: LocalStore, crawl_id: str) -> dict:
+    return json.loads(store.read(f"_manifests/{crawl_id}.json"))
+
+
+def test_a_finished_crawl_is_published_then_sealed(store, spool):
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a", "b"))
+    info = crawl.info | {"finished_at": "2026-11-23T04:00:00+00:00"}
+    crawl.write_info(info)
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.manifests, report.pending_files) == (1, ["_manifests/c1.json"], 0)
+    sealed = manifest(store, "c1")
+    assert sealed["rows"] == 2 and not sealed["interrupted"] and sealed["outlets"] == ["x"]
+    assert sealed["schema_version"] == SCHEMA.metadata[b"newsarchive.schema_version"].decode()
+    assert [f["article_ids"] for f in sealed["files"]] == [["a", "b"]]
+    assert spool.crawl_ids() == []
+    assert archived_ids(store) == {"a": KEY, "b": KEY}
+
+
+def test_a_running_crawl_is_left_alone(store, spool):
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a"))
+    report = publish_spool(store, spool)
+    assert report.busy_crawls == ["c1"] and list(store.object_keys()) == []
+    crawl.release()  # the process died: its lock went with it
+    report = publish_spool(store, spool)
+    assert report.files == 1 and manifest(store, "c1")["interrupted"] is True
+
+
+def test_a_publication_cut_short_is_finished_once(store, spool):
+    """Killed after the store took a part but before the journal said so: no second copy."""
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a", "b"))
+    crawl.release()
+    store.publish(spool.root / "c1" / KEY, KEY)  # what the killed run managed
+    assert archived_ids(store) == {"a": KEY, "b": KEY}  # an unsealed part still counts
+    report = publish_spool(store, spool)
+    assert (report.files, report.duplicate_rows) == (1, 0)
+    assert manifest(store, "c1")["rows"] == 2
+    assert [k for k in store.object_keys() if k.endswith(".parquet")] == [KEY]
+
+
+def test_a_torn_journal_line_is_not_an_entry(store, spool):
+    crawl = spool.open_crawl("c1", ["x"])
+    (crawl.folder / "published.jsonl").write_text('{"key": "outlet=x/publ')  # killed mid-line
+    crawl.record({"key": "k", "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"]})
+    assert list(crawl.journal()) == ["k"]
+
+
+def test_rows_archived_meanwhile_are_not_published_twice(store, spool, tmp_path):
+    """A crawl that could not read the store at start may spool what is archived already."""
+    earlier = tmp_path / "earlier.parquet"
+    pq.write_table(table("a"), earlier)
+    store.publish(earlier, "outlet=x/published=2024-03/part-c0-00001.parquet")
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a", "b"))
+    crawl.write_part(KEY.replace("00001", "00002"), table("a"))
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.duplicate_rows) == (1, 2)
+    assert pq.read_table(store.root / KEY).column("article_id").to_pylist() == ["b"]
+    assert sorted(archived_ids(store)) == ["a", "b"]

@@ -1,0 +1,257 @@
+"""The mirror crawl archived into real object stores (SeaweedFS and Ceph RGW), and the faults
+an unattended run meets: store down, 503 SlowDown, dropped connections, timeouts, the server
+stopping mid-run, and ``kill -9`` at each step. After the next run (or ``newsarchive flush``)
+the bucket must hold every article exactly once, each file sealed by a manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from crawler.mirror.server import MirrorServer
+from crawler.mirror.sites import build_mirror
+from tests.conftest import REPO, run_cli
+from tests.faultproxy import FaultProxy
+from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore, SeaweedFS, wait_until
+
+ARCHIVED = sorted(a.url for a in build_mirror().articles if a.expect == "archived")
+PREFIX = "news"
+RUN_SPECIFIC = {"crawl_id", "fetched_at"}  # the only columns two crawls of one mirror differ in
+
+
+class Bucket:
+    """A fresh bucket of a store, and what an archivist sees in it."""
+
+    def __init__(self, store: ObjectStore, tmp_path: Path):
+        self.store = store
+        self.name = store.create_bucket()
+        self.uri = f"s3://{self.name}/{PREFIX}"
+        self.spool = tmp_path / "spool"
+
+    def crawl(self, mirror_url: str, *extra: str, endpoint: str | None = None):
+        return run_cli("crawl", "--mirror-url", mirror_url, "--archive", self.uri,
+                       "--spool", str(self.spool), *extra, env=self.env(endpoint))
+
+    def flush(self, endpoint: str | None = None):
+        return run_cli("flush", "--archive", self.uri, "--spool", str(self.spool), env=self.env(endpoint))
+
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
+        return self.store.env | ({"AWS_ENDPOINT_URL": endpoint} if endpoint else {})
+
+    def object_keys(self) -> list[str]:
+        pages = self.store.client().get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        return self.store.client().get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def parts(self) -> list[str]:
+        return [k for k in self.object_keys() if k.endswith(".parquet")]
+
+    def manifests(self) -> list[dict]:
+        return [json.loads(self.read(k)) for k in self.object_keys() if k.startswith(f"{PREFIX}/_manifests/")]
+
+    def rows(self) -> pa.Table:
+        parts = [pq.read_table(io.BytesIO(self.read(k))) for k in self.parts()]
+        return pa.concat_tables(parts) if parts else pa.table({"url": pa.array([], pa.string())})
+
+    def assert_complete(self) -> None:
+        """Every mirrored article once; every file in exactly one manifest; nothing pending."""
+        urls = self.rows().column("url").to_pylist()
+        assert sorted(urls) == ARCHIVED, f"{len(urls)} rows for {len(ARCHIVED)} articles"
+        sealed = [f["key"] for m in self.manifests() for f in m["files"]]
+        files = [k.removeprefix(f"{PREFIX}/") for k in self.parts()]
+        assert sorted(sealed) == files
+        assert not list(self.spool.rglob("*.parquet"))
+
+
+def hold_once(url: str):
+    """A mirror rule: hold the first request for ``url``; its retry goes through."""
+    target, held = url.split("://", 1)[1], []
+
+    def rule(method: str, path: str) -> str:
+        if path.endswith(target) and not held:
+            held.append(path)
+            return "hold"
+        return "pass"
+
+    return rule
+
+
+@pytest.fixture
+def bucket(object_store, tmp_path) -> Bucket:
+    return Bucket(object_store, tmp_path)
+
+
+def test_the_crawl_lands_in_the_store_as_in_a_local_folder(bucket, mirror_server, mirror_crawl):
+    run = bucket.crawl(mirror_server.url)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "published: 14 file(s)" in run.stdout and "1 manifest(s)" in run.stdout
+    bucket.assert_complete()
+    (manifest,) = bucket.manifests()
+    assert manifest["rows"] == len(ARCHIVED) and manifest["interrupted"] is False
+    assert manifest["finished_at"] >= manifest["started_at"]
+
+    # an archivist reads the bucket with pyarrow, Hive partitions and all
+    s3 = pafs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1",
+                           endpoint_override=bucket.store.endpoint)
+    remote = ds.dataset(f"{bucket.name}/{PREFIX}", filesystem=s3, format="parquet",
+                        partitioning="hive").to_table()
+    local = ds.dataset(mirror_crawl.archive, format="parquet", partitioning="hive").to_table()
+    assert remote.schema == local.schema
+
+    def comparable(table: pa.Table) -> list[dict]:
+        rows = table.drop_columns(list(RUN_SPECIFIC)).to_pylist()
+        return sorted(rows, key=lambda r: r["article_id"])
+
+    assert comparable(remote) == comparable(local)
+
+    again = bucket.crawl(mirror_server.url)
+    assert again.returncode == 0 and "published: 0 file(s)" in again.stdout
+    assert len(bucket.manifests()) == 2
+    bucket.assert_complete()
+
+
+def test_no_secret_in_any_output(bucket, mirror_server):
+    """The secret key is planted in the environment; nothing we write may show it."""
+    run = bucket.crawl(mirror_server.url, "--log-level", "DEBUG")
+    wrong = run_cli("crawl", "--mirror-url", mirror_server.url, "--archive", bucket.uri, "--spool",
+                    str(bucket.spool), "--log-level", "DEBUG",
+                    env=bucket.env() | {"AWS_SECRET_ACCESS_KEY": "WRONG" + SECRET_KEY})
+    assert run.returncode == 0 and wrong.returncode == 1
+    assert "SignatureDoesNotMatch" in wrong.stdout + wrong.stderr
+    flushed = bucket.flush()
+    written = b"".join(bucket.read(k) for k in bucket.object_keys())
+    spooled = b"".join(p.read_bytes() for p in bucket.spool.rglob("*") if p.is_file())
+    for output in (run.stdout, run.stderr, wrong.stdout, wrong.stderr, flushed.stdout, flushed.stderr):
+        assert SECRET_KEY not in output
+    assert SECRET_KEY.encode() not in written + spooled
+
+
+# -- faults: each run fails to publish, the next run or `flush` completes the archive ----------
+
+def test_store_down_for_the_whole_run(bucket, mirror_server):
+    """Connection refused from the start: the crawl goes on, everything waits in the spool."""
+    first = bucket.crawl(mirror_server.url)
+    assert first.returncode == 0
+    down = bucket.crawl(mirror_server.url, endpoint="http://127.0.0.1:9")
+    assert down.returncode == 1
+    assert "PROBLEM" in down.stdout and "EndpointConnectionError" in down.stdout
+    assert "newsarchive flush" in down.stdout
+    # unable to read the bucket, dedup knew nothing: every article was spooled again
+    assert len(list(bucket.spool.rglob("*.parquet"))) == 14
+    flushed = bucket.flush()
+    assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+    assert f"{len(ARCHIVED)} row(s) archived meanwhile" in flushed.stdout
+    bucket.assert_complete()
+
+
+@pytest.mark.parametrize("failure", ["503", "drop"])
+def test_writes_failing_mid_run(bucket, mirror_server, failure):
+    """The store reads fine but every write fails (SlowDown, or the connection drops)."""
+    with FaultProxy(bucket.store.endpoint,
+                    lambda method, path: failure if method in ("PUT", "POST") else "pass") as proxy:
+        run = bucket.crawl(mirror_server.url, endpoint=proxy.url)
+    assert run.returncode == 1 and "PROBLEM 14 part file(s) of 1 crawl(s) wait in" in run.stdout
+    assert ("SlowDown" if failure == "503" else "ConnectionClosedError") in run.stdout
+    assert not bucket.parts()
+    again = bucket.crawl(mirror_server.url)  # the next cron run publishes the backlog first
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "seen before" in again.stdout
+    bucket.assert_complete()
+
+
+def test_writes_timing_out(bucket, mirror_server):
+    hang_writes = lambda method, path: "hold" if method == "PUT" else "pass"  # noqa: E731
+    with FaultProxy(bucket.store.endpoint, hang_writes) as proxy:
+        run = bucket.crawl(mirror_server.url, "-s", "ARCHIVE_S3_READ_TIMEOUT=1", endpoint=proxy.url)
+    assert run.returncode == 1 and "ReadTimeoutError" in run.stdout
+    assert bucket.flush().returncode == 0
+    bucket.assert_complete()
+
+
+def test_store_stopped_mid_run(tmp_path, mirror_server):
+    """A real server stops while the crawl runs, and comes back later."""
+    store = SeaweedFS(tmp_path / "seaweedfs")
+    try:
+        bucket = Bucket(store, tmp_path)
+        with FaultProxy(mirror_server.url, hold_once(ARCHIVED[-1])) as mirror:
+            crawl = _start_crawl(bucket, mirror.url)
+            assert mirror.held.wait(60)
+            store.stop()  # while one page is still being fetched
+            mirror.release.set()
+            out, _ = crawl.communicate(timeout=300)
+        assert crawl.returncode == 1 and "wait in" in out
+        assert bucket.flush().returncode == 1  # still down: still pending
+        store.start()
+        assert bucket.flush().returncode == 0
+        bucket.assert_complete()
+    finally:
+        store.stop()
+
+
+def _start_crawl(bucket: Bucket, mirror_url: str, *extra: str, endpoint: str | None = None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", mirror_url, "--archive", bucket.uri,
+         "--spool", str(bucket.spool), *extra], cwd=REPO, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env={**os.environ, **bucket.env(endpoint)})
+
+
+# -- kill -9 at every step ---------------------------------------------------------------
+
+def _kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+
+
+def test_kill_during_the_crawl(bucket, tmp_path):
+    """Parts already spooled are published by the next run; the rest is crawled again."""
+    with MirrorServer() as server, FaultProxy(server.url, hold_once(ARCHIVED[-1])) as mirror:
+        crawl = _start_crawl(bucket, mirror.url, "-s", "ARCHIVE_ROWS_PER_FILE=1")
+        assert mirror.held.wait(60)
+        wait_until(lambda: len(list(bucket.spool.rglob("*.parquet"))) >= 5, "spooled parts")
+        _kill(crawl)
+    assert not bucket.parts()
+    with MirrorServer() as server:
+        again = bucket.crawl(server.url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    bucket.assert_complete()
+    interrupted = [m for m in bucket.manifests() if m["interrupted"]]
+    assert len(interrupted) == 1 and interrupted[0]["rows"] >= 5 and interrupted[0]["finished_at"] is None
+
+
+@pytest.mark.parametrize("moment", ["upload", "manifest"])
+def test_kill_while_publishing(bucket, mirror_server, moment):
+    """Killed while the third part is uploading, or just before the manifest is written."""
+    puts: list[str] = []
+
+    def rule(method: str, path: str) -> str:
+        if method != "PUT":
+            return "pass"
+        puts.append(path)
+        if moment == "upload" and len(puts) == 3:
+            return "hold"
+        return "hold" if moment == "manifest" and "/_manifests/" in path else "pass"
+
+    with FaultProxy(bucket.store.endpoint, rule) as proxy:
+        crawl = _start_crawl(bucket, mirror_server.url, endpoint=proxy.url)
+        assert proxy.held.wait(120)
+        _kill(crawl)
+    parts = bucket.parts()
+    assert len(parts) == (2 if moment == "upload" else 14) and not bucket.manifests()
+    again = bucket.crawl(mirror_server.url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "archived meanwhile" not in again.stdout
+    bucket.assert_complete()
+    assert [m["interrupted"] for m in bucket.manifests()] == [False, False]
