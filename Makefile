@@ -7,7 +7,7 @@ ARCHIVE ?= output
 # the venv gets a newer pip before anything else is installed.
 PIP_VERSION := 25.3
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean test-services
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(BIN)/newsarchive crawl --mirror --archive "$(ARCHIVE)"
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed test-services
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Ceph RGW, the second real object store of the tests, comes from Debian (root needed once).
+test-services:
+	bash tests/install-ceph.sh
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -143,7 +143,11 @@ class S3Store:
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
                                               multipart_chunksize=multipart_chunksize)
-        self.client = boto3.session.Session().client(
+        session = boto3.session.Session()
+        if session.get_credentials() is None:
+            raise ValueError(f"{self.uri}: no AWS credentials found (environment, profile, or instance "
+                             "role); see the README's object storage section")
+        self.client = session.client(
             "s3", config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
         for operation in ("PutObject", "CompleteMultipartUpload"):
             self.client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)

@@ -62,6 +62,8 @@ class FaultProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers "Expect: 100-continue" (botocore waits 1 s for it)
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
@@ -82,7 +84,8 @@ class FaultProxy:
                     return
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
-                    upstream.request(self.command, self.path, body=body, headers=dict(self.headers))
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
                     data = answer.read()
                 finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import tomllib
 
@@ -84,8 +86,22 @@ def test_files_follow_the_schema_and_partitioning(mirror_crawl):
         assert schema.metadata[b"newsarchive.schema_version"] == SCHEMA_VERSION.encode()
 
 
+def test_the_run_is_sealed_by_a_manifest(mirror_crawl):
+    """A local archive is published like a bucket: parts via the spool, then the manifest."""
+    crawl_id = mirror_crawl.stdout.split()[1]
+    manifest = json.loads((mirror_crawl.archive / "_manifests" / f"{crawl_id}.json").read_text())
+    parquet = sorted(p.relative_to(mirror_crawl.archive).as_posix()
+                     for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet"))
+    assert sorted(f["key"] for f in manifest["files"]) == parquet
+    assert manifest["rows"] == len(ARCHIVED) and manifest["interrupted"] is False
+    for entry in manifest["files"]:
+        data = (mirror_crawl.archive / entry["key"]).read_bytes()
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+    assert not list((mirror_crawl.archive / ".spool").rglob("*.parquet"))
+
+
 def test_duckdb_reads_the_archive_with_hive_partitions(mirror_crawl):
-    glob = f"{mirror_crawl.archive}/**/*.parquet"
+    glob = f"{mirror_crawl.archive}/outlet=*/published=*/*.parquet"
     counts = duckdb.sql(f"SELECT outlet, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
                         "WHERE outlet = outlet_id GROUP BY outlet ORDER BY outlet").fetchall()
     assert counts == sorted((o, sum(a.outlet_id == o for a in ARCHIVED)) for o in FURNITURE)

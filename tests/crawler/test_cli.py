@@ -1,13 +1,29 @@
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import run_cli
 
+NO_AWS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": "/dev/null",
+          "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
 
-def test_unsupported_archive_is_a_clear_error_before_crawling():
-    run = run_cli("crawl", "--mirror", "--archive", "s3://bucket/prefix")
+
+@pytest.mark.parametrize(("archive", "message"), [
+    ("gs://bucket/prefix", "unsupported scheme gs://"),
+    ("s3://bucket/prefix", "no AWS credentials found"),
+    ("s3://AKIAEXAMPLE:hunter2@bucket/prefix", "not in the URI"),
+])
+def test_unusable_archive_is_a_clear_error_before_crawling(archive, message, tmp_path):
+    run = run_cli("crawl", "--mirror", "--archive", archive, "--spool", str(tmp_path), env=NO_AWS)
     assert run.returncode == 2
-    assert "s3:// back end is not implemented yet" in run.stderr
-    assert "Traceback" not in run.stderr
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr and "hunter2" not in run.stderr + run.stdout
+    assert not list(tmp_path.iterdir())
+
+
+def test_flush_with_nothing_spooled_is_quiet(tmp_path):
+    run = run_cli("flush", "--archive", str(tmp_path / "archive"), "--quiet")
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
 
 
 def test_unknown_outlet_is_a_clear_error():
