@@ -31,7 +31,8 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_mirror_crawl.py
+	$(BIN)/python -m benchmarks.bench_mirror_crawl
+	$(BIN)/python -m benchmarks.bench_object_storage
 
 clean:
 	rm -rf $(VENV) output/* .pytest_cache

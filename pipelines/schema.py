@@ -64,7 +64,8 @@ The archive is a Hive-partitioned Parquet dataset (zstd):
 for rows without a publication date. Readers that use Hive partitioning get two more columns,
 `outlet` and `published`, from the directory names. Every file carries the schema version in its
 key-value metadata as `newsarchive.schema_version`, and each column's description as field
-metadata `doc`.
+metadata `doc`. Each run is sealed by `_manifests/<crawl_id>.json`, which lists the files it
+published, their rows, bytes, sha256 and article ids (see the README's "Reading the archive").
 
 | column | type | nullable | meaning |
 |---|---|---|---|

@@ -132,6 +132,8 @@ def test_no_secret_in_any_output(bucket, mirror_server):
     assert run.returncode == 0 and wrong.returncode == 1
     assert "SignatureDoesNotMatch" in wrong.stdout + wrong.stderr
     flushed = bucket.flush()
+    assert flushed.returncode == 0 and f"{len(ARCHIVED)} row(s) archived meanwhile" in flushed.stdout
+    bucket.assert_complete()
     written = b"".join(bucket.read(k) for k in bucket.object_keys())
     spooled = b"".join(p.read_bytes() for p in bucket.spool.rglob("*") if p.is_file())
     for output in (run.stdout, run.stderr, wrong.stdout, wrong.stderr, flushed.stdout, flushed.stderr):
