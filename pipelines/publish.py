@@ -62,6 +62,10 @@ def _write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None
         raise
 
 
+def _write_json(target: Path, data: dict) -> None:
+    _write_atomically(target, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
+
+
 class SpooledCrawl:
     """One crawl's folder in the spool, locked by whoever holds this object."""
 
@@ -75,8 +79,7 @@ class SpooledCrawl:
         return json.loads((self.folder / "crawl.json").read_text(encoding="utf-8"))
 
     def write_info(self, info: dict) -> None:
-        _write_atomically(self.folder / "crawl.json",
-                          lambda handle: handle.write(json.dumps(info, indent=1).encode()))
+        _write_json(self.folder / "crawl.json", info)
 
     def write_part(self, key: str, table: pa.Table) -> int:
         """Spool ``table`` as the part ``key``; return its size in bytes."""
@@ -102,9 +105,13 @@ class SpooledCrawl:
         return entries
 
     def record(self, entry: dict) -> None:
-        with (self.folder / "published.jsonl").open("ab+") as handle:
-            torn = handle.tell() > 0 and handle.seek(-1, os.SEEK_END) >= 0 and handle.read(1) != b"\n"
-            handle.write((b"\n" if torn else b"") + json.dumps(entry).encode() + b"\n")
+        line = json.dumps(entry).encode() + b"\n"
+        with (self.folder / "published.jsonl").open("a+b") as handle:
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a line cut short by a kill: end it first
+                    line = b"\n" + line
+            handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -147,7 +154,7 @@ class Spool:
         """Ids in parts that wait to be published: archived, as far as dedup is concerned."""
         ids: set[str] = set()
         for part in self.pending_parts():
-            ids.update(pq.read_table(part, columns=["article_id"]).column(0).to_pylist())
+            ids.update(_article_ids(part.read_bytes(), str(part)))
         return ids
 
     @staticmethod
@@ -172,14 +179,27 @@ def archived_ids(store: Store) -> dict[str, str]:
     covered: set[str] = set()
     for key in keys:
         if key.startswith(f"{MANIFESTS}/") and key.endswith(".json"):
-            for entry in json.loads(store.read(key))["files"]:
-                covered.add(entry["key"])
-                ids.update(dict.fromkeys(entry["article_ids"], entry["key"]))
+            try:
+                files = {entry["key"]: entry["article_ids"] for entry in json.loads(store.read(key))["files"]}
+            except (ValueError, KeyError, TypeError):
+                logger.warning("not a manifest, ignored: %s", key)
+                continue
+            covered.update(files)
+            for file_key, file_ids in files.items():
+                ids.update(dict.fromkeys(file_ids, file_key))
     for key in keys:
         if key.endswith(".parquet") and key not in covered:
-            table = pq.read_table(io.BytesIO(store.read(key)), columns=["article_id"])
-            ids.update(dict.fromkeys(table.column(0).to_pylist(), key))
+            ids.update(dict.fromkeys(_article_ids(store.read(key), key), key))
     return ids
+
+
+def _article_ids(parquet: bytes, name: str) -> list[str]:
+    """The ``article_id`` column of a Parquet file; none (and a warning) if it is unreadable."""
+    try:
+        return pq.read_table(io.BytesIO(parquet), columns=["article_id"]).column(0).to_pylist()
+    except (pa.ArrowException, ValueError, KeyError):
+        logger.warning("not a readable archive part, ignored: %s", name)
+        return []
 
 
 @dataclass
@@ -225,7 +245,12 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
                    report: PublishReport) -> None:
     for part in crawl.parts():
         key = part.relative_to(crawl.folder).as_posix()
-        table = pq.read_table(part)
+        try:
+            table = pq.read_table(part)
+        except (pa.ArrowException, OSError) as exc:
+            report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
+            logger.error("%s", report.errors[-1])
+            return
         ids = table.column("article_id").to_pylist()
         fresh = [archived.get(i, key) == key for i in ids]
         if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
@@ -236,11 +261,7 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
                 continue
             crawl.write_part(key, table)
             ids = table.column("article_id").to_pylist()
-        try:
-            store.publish(part, key)
-        except StoreError as exc:
-            report.errors.append(str(exc))
-            logger.error("publication stopped, parts stay in the spool: %s", exc)
+        if not _published(store, part, key, report):
             return
         size = part.stat().st_size
         sha256 = file_digests(part, 1 << 20)[0]
@@ -255,15 +276,22 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
     # unfinished, yet nobody held its lock: the crawl process died
     manifest = _manifest(info, crawl.journal(), interrupted=info.get("finished_at") is None)
     manifest_file = crawl.folder / ".manifest.json"
-    _write_atomically(manifest_file, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
-    try:
-        store.publish(manifest_file, manifest_key)
-    except StoreError as exc:
-        report.errors.append(str(exc))
-        logger.error("manifest not published, the crawl stays in the spool: %s", exc)
+    _write_json(manifest_file, manifest)
+    if not _published(store, manifest_file, manifest_key, report):
         return
     report.manifests.append(manifest_key)
     shutil.rmtree(crawl.folder)
+
+
+def _published(store: Store, source: Path, key: str, report: PublishReport) -> bool:
+    """Publish ``source``; on failure note why. Callers stop there: the store is failing."""
+    try:
+        store.publish(source, key)
+    except StoreError as exc:
+        report.errors.append(str(exc))
+        logger.error("publication stopped, %s stays in the spool: %s", key, exc)
+        return False
+    return True
 
 
 def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:

@@ -112,7 +112,10 @@ class LocalStore:
                 yield relative.as_posix()  # dot names are temporary files and the spool
 
     def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        try:
+            return (self.root / key).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
 
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-\d+)?$")

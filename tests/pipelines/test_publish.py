@@ -11,6 +11,7 @@ import pytest
 from pipelines.publish import Spool, archived_ids, publish_spool
 from pipelines.schema import SCHEMA
 from pipelines.storage import LocalStore
+from tests.conftest import FIXTURES
 
 KEY = "outlet=x/published=2024-03/part-c1-00001.parquet"
 
@@ -92,3 +93,17 @@ def test_rows_archived_meanwhile_are_not_published_twice(store, spool, tmp_path)
     assert (report.files, report.duplicate_rows) == (1, 2)
     assert pq.read_table(store.root / KEY).column("article_id").to_pylist() == ["b"]
     assert sorted(archived_ids(store)) == ["a", "b"]
+
+
+def test_foreign_or_broken_files_in_the_archive_are_skipped_loudly(store, spool, caplog):
+    """Someone else's junk under the prefix must not stop the crawl that reads the archive."""
+    store.publish(FIXTURES / "archive" / "not-a-part.parquet", "outlet=x/published=2024-03/junk.parquet")
+    store.publish(FIXTURES / "archive" / "not-a-manifest.json", "_manifests/junk.json")
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a"))
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.errors) == (1, [])
+    assert archived_ids(store) == {"a": KEY}
+    assert "not a readable archive part, ignored: outlet=x/published=2024-03/junk.parquet" in caplog.text
+    assert "not a manifest, ignored: _manifests/junk.json" in caplog.text
