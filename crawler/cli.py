@@ -22,7 +22,7 @@ from scrapy.settings import Settings
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id
 from pipelines.publish import publish_spool, spool_from_settings
-from pipelines.storage import LocalStore, store_from_settings
+from pipelines.storage import LocalStore, Store, store_from_settings
 
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
@@ -146,14 +146,14 @@ def crawl_command(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
     stats = crawler.stats.get_stats()
-    report, healthy = summary(registry, stats, store.uri if isinstance(store, LocalStore) else None)
+    report, healthy = summary(registry, stats, store)
     report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
     if not (args.quiet and healthy):
         print(report)
     return 0 if healthy else 1
 
 
-def summary(registry: Registry, stats: dict[str, Any], local_archive: str | None) -> tuple[str, bool]:
+def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[str, bool]:
     """The run's per-outlet table from the crawl stats, and whether the run was healthy."""
     header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates")
     rows, problems = [], []
@@ -180,7 +180,8 @@ def summary(registry: Registry, stats: dict[str, Any], local_archive: str | None
                    if k.startswith("httperror/response_ignored_status_count/")}
     lines = [line(header), *(line(r) for r in rows), line(totals), ""]
     lines.append(f"published: {stats.get('publish/files', 0)} file(s), "
-                 f"{stats.get('publish/bytes', 0)} bytes, {stats.get('publish/manifests', 0)} manifest(s)"
+                 f"{stats.get('publish/bytes', 0)} bytes, {stats.get('publish/manifests', 0)} manifest(s) "
+                 f"to {store.uri}"
                  + (f"; {stats['publish/duplicate_rows']} row(s) archived meanwhile by another run, dropped"
                     if stats.get("publish/duplicate_rows") else ""))
     if stats.get("publish/pending_crawls"):
@@ -190,8 +191,8 @@ def summary(registry: Registry, stats: dict[str, Any], local_archive: str | None
         lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
     if stats.get("robotstxt/forbidden"):
         lines.append(f"not fetched, forbidden by robots.txt: {stats['robotstxt/forbidden']}")
-    if local_archive is not None:
-        lines.append("query it with DuckDB: " + duckdb_command(local_archive))
+    if isinstance(store, LocalStore):
+        lines.append("query it with DuckDB: " + duckdb_command(store.uri))
     lines += [f"PROBLEM {p}" for p in problems]
     return "\n".join(lines), not problems
 

@@ -97,9 +97,9 @@ def bucket(object_store, tmp_path) -> Bucket:
 def test_the_crawl_lands_in_the_store_as_in_a_local_folder(bucket, mirror_server, mirror_crawl):
     run = bucket.crawl(mirror_server.url)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "published: 14 file(s)" in run.stdout and "1 manifest(s)" in run.stdout
     bucket.assert_complete()
     (manifest,) = bucket.manifests()
+    assert f"published: 14 file(s), {manifest['bytes']} bytes, 1 manifest(s) to {bucket.uri}" in run.stdout
     assert manifest["rows"] == len(ARCHIVED) and manifest["interrupted"] is False
     assert manifest["finished_at"] >= manifest["started_at"]
 
