@@ -179,11 +179,8 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
     http_errors = {k.rsplit("/", 1)[-1]: v for k, v in stats.items()
                    if k.startswith("httperror/response_ignored_status_count/")}
     lines = [line(header), *(line(r) for r in rows), line(totals), ""]
-    lines.append(f"published: {stats.get('publish/files', 0)} file(s), "
-                 f"{stats.get('publish/bytes', 0)} bytes, {stats.get('publish/manifests', 0)} manifest(s) "
-                 f"to {store.uri}"
-                 + (f"; {stats['publish/duplicate_rows']} row(s) archived meanwhile by another run, dropped"
-                    if stats.get("publish/duplicate_rows") else ""))
+    lines.append(_published(*(stats.get(f"publish/{name}", 0) for name in ("files", "bytes", "manifests")),
+                            store.uri, stats.get("publish/duplicate_rows", 0)))
     if stats.get("publish/pending_crawls"):
         problems.append(_pending(stats["publish/pending_files"], stats["publish/pending_crawls"],
                                  stats.get("publish/spool", "the spool"), stats.get("publish/error")))
@@ -197,6 +194,12 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
     return "\n".join(lines), not problems
 
 
+def _published(files: int, size: int, manifests: int, uri: str, duplicate_rows: int) -> str:
+    return (f"published: {files} file(s), {size} bytes, {manifests} manifest(s) to {uri}"
+            + (f"; {duplicate_rows} row(s) were in the archive already, not published again"
+               if duplicate_rows else ""))
+
+
 def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
     return (f"{files} part file(s) of {crawls} crawl(s) wait in {spool}"
             + (f" ({error})" if error else "")
@@ -208,11 +211,8 @@ def flush_command(args: argparse.Namespace) -> int:
     store = store_from_settings(settings)
     spool = spool_from_settings(settings, store)
     report = publish_spool(store, spool)
-    lines = [f"published: {report.files} file(s), {report.bytes} bytes, "
-             f"{len(report.manifests)} manifest(s) to {store.uri}"]
+    lines = [_published(report.files, report.bytes, len(report.manifests), store.uri, report.duplicate_rows)]
     lines += [f"  {key}" for key in report.manifests]
-    if report.duplicate_rows:
-        lines.append(f"{report.duplicate_rows} row(s) archived meanwhile by another run, dropped")
     if report.busy_crawls:
         lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")
     healthy = not report.pending_crawls

@@ -132,7 +132,7 @@ def test_no_secret_in_any_output(bucket, mirror_server):
     assert run.returncode == 0 and wrong.returncode == 1
     assert "SignatureDoesNotMatch" in wrong.stdout + wrong.stderr
     flushed = bucket.flush()
-    assert flushed.returncode == 0 and f"{len(ARCHIVED)} row(s) archived meanwhile" in flushed.stdout
+    assert flushed.returncode == 0 and f"{len(ARCHIVED)} row(s) were in the archive already" in flushed.stdout
     bucket.assert_complete()
     written = b"".join(bucket.read(k) for k in bucket.object_keys())
     spooled = b"".join(p.read_bytes() for p in bucket.spool.rglob("*") if p.is_file())
@@ -155,7 +155,7 @@ def test_store_down_for_the_whole_run(bucket, mirror_server):
     assert len(list(bucket.spool.rglob("*.parquet"))) == 14
     flushed = bucket.flush()
     assert flushed.returncode == 0, flushed.stdout + flushed.stderr
-    assert f"{len(ARCHIVED)} row(s) archived meanwhile" in flushed.stdout
+    assert f"{len(ARCHIVED)} row(s) were in the archive already" in flushed.stdout
     bucket.assert_complete()
 
 
@@ -254,6 +254,6 @@ def test_kill_while_publishing(bucket, mirror_server, moment):
     assert len(parts) == (2 if moment == "upload" else 14) and not bucket.manifests()
     again = bucket.crawl(mirror_server.url)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "archived meanwhile" not in again.stdout
+    assert "in the archive already" not in again.stdout
     bucket.assert_complete()
     assert [m["interrupted"] for m in bucket.manifests()] == [False, False]
