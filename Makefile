@@ -7,7 +7,7 @@ ARCHIVE ?= output
 # the venv gets a newer pip before anything else is installed.
 PIP_VERSION := 25.3
 
-.PHONY: run test lint bench clean test-services
+.PHONY: run test lint bench eval clean test-services
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
+
+# Scores on ../shared/eval: language identification (text, headlines, extracted pages, times).
+eval: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.eval_language
 
 clean:
 	rm -rf $(VENV) output/* .pytest_cache

@@ -50,6 +50,7 @@ class Article:
     language: str | None = None  # ISO 639-1, or "und"
     language_script: str | None = None  # ISO 15924 (Hans/Hant) for Chinese
     language_confidence: float | None = None
+    languages: list[tuple[str, float]] = field(default_factory=list)  # (language, share), largest first
 
     def __repr__(self) -> str:  # logs name the page, not its bytes
         return f"<Article {self.outlet_id} {self.url}>"

@@ -1,34 +1,37 @@
-"""Language stage: ISO 639-1 language, script for Chinese, and a confidence, the same every run.
-
-langdetect is seeded through its own factory (no global state) and runs on a bounded sample
-spread over the article. It is not trusted on Chinese: text whose letters are mostly Han
-characters is Chinese when it has no Hangul or Kana, whatever langdetect says (it calls short
-and Traditional Chinese Korean). The script (Hans/Hant) is read from the characters themselves.
+"""Language stage: ISO 639-1 language, the share of each language, script for Chinese, and a
+confidence, the same every run, from a bounded sample spread over the article (so the cost stays
+flat as articles grow). The script (Hans/Hant) is read from the characters themselves.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import hanzidentifier
 import langdetect
 from langdetect.detector_factory import DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
 from crawler.items import Article
 
 UNDETERMINED = "und"
+MIN_SHARE = 0.05  # languages with less of the text are not listed in ``languages``
+SHORT_WORDS = 8  # below this many words, langdetect guesses; py3langid decides instead
 _PROFILES = Path(langdetect.__file__).with_name("profiles")
-_URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
-_LATIN_WORD = re.compile(r"[^\W\d_]+")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
+_WORD = re.compile(r"[^\W\d_]+")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
+_KANA = re.compile(r"[\u3041-\u3096\u30a1-\u30fa]")  # not ・ or ー, which Chinese text uses too
+_CJK = re.compile(f"{_HAN.pattern}|{_HANGUL.pattern}|{_KANA.pattern}")
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,21 @@ class LanguageGuess:
     language: str  # ISO 639-1, or "und"
     script: str | None  # ISO 15924 for Chinese: Hans or Hant
     confidence: float
+    shares: tuple[tuple[str, float], ...] = ()  # (language, share of the text), largest first
 
 
 class LanguageDetector:
-    """langdetect behind a private, seeded factory; loading the profiles takes about a second."""
+    """Languages of a text by script first, then by statistics for what scripts cannot tell.
+
+    Han, Kana and Hangul are counted per paragraph: a paragraph is Japanese when Kana make a
+    tenth of its CJK characters, Korean when Hangul make nearly a third, else Chinese (langdetect
+    calls short and Traditional Chinese Korean, so it is not asked). Words in other scripts go to
+    langdetect, seeded through a private factory; a few words (a headline) go to py3langid
+    instead, restricted to langdetect's languages, since langdetect guesses on short text. Short
+    runs of Latin words inside CJK paragraphs (names, acronyms) count for the paragraph's
+    language. A share is tokens of a language over all tokens: one token per CJK character, one
+    per word otherwise, as ``../shared/tools/score_extract.py`` counts them.
+    """
 
     def __init__(self, seed: int = 0, sample_chars: int = 2000):
         self.sample_chars = sample_chars
@@ -47,29 +61,65 @@ class LanguageDetector:
         self._factory.load_profile(str(_PROFILES))
         self._factory.set_seed(seed)
 
+    @cached_property
+    def _short(self) -> LanguageIdentifier:
+        """Loaded on first use (half a second): article texts seldom need it, headlines do."""
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        known = {code.split("-")[0] for code in self._factory.get_lang_list()}
+        identifier.set_languages(sorted(known & set(identifier.nb_classes)))
+        return identifier
+
     def detect(self, text: str) -> LanguageGuess:
         sample = sample_text(_URL.sub(" ", text), self.sample_chars)
-        han = len(_HAN.findall(sample))
-        hangul = len(_HANGUL.findall(sample))
-        kana = len(_KANA.findall(sample))
-        other_words = sum(1 for w in _LATIN_WORD.findall(_HAN.sub(" ", sample))
-                          if not _HANGUL.search(w) and not _KANA.search(w))
-        tokens = han + hangul + kana + other_words
-        if tokens == 0:
+        tokens: Counter[str] = Counter()
+        other_words: list[str] = []
+        for paragraph in sample.split("\n"):
+            cjk = _CJK.findall(paragraph)
+            words = _WORD.findall(_CJK.sub(" ", paragraph))
+            if cjk:
+                language = _cjk_language(paragraph)
+                tokens[language] += len(cjk)
+                if len(words) < 3:  # names and acronyms in CJK text
+                    tokens[language] += len(words)
+                    continue
+            other_words += words
+        words_language, probability = self._words_language(other_words) if other_words else (None, 1.0)
+        if words_language is not None:
+            tokens[words_language] += len(other_words)
+        total = sum(tokens.values())
+        if total == 0:
             return LanguageGuess(UNDETERMINED, None, 0.0)
-        if han and not hangul and not kana and han / tokens >= 0.5:
-            return LanguageGuess("zh", chinese_script(sample), round(han / tokens, 3))
+        shares = tuple((language, round(n / total, 3)) for language, n in tokens.most_common()
+                       if n / total >= MIN_SHARE)
+        primary, share = shares[0]
+        confidence = share * (probability if primary == words_language else 1.0)
+        script = chinese_script(sample) if primary == "zh" else None
+        return LanguageGuess(primary, script, round(confidence, 3), shares)
+
+    def _words_language(self, words: list[str]) -> tuple[str | None, float]:
+        """The language of non-CJK words, and how sure; None when neither detector knows."""
+        text = " ".join(words)
+        if len(words) < SHORT_WORDS:
+            language, probability = self._short.classify(text)
+            return language, float(probability)
         detector = self._factory.create()
-        detector.append(sample)
+        detector.append(text)
         try:
             best = detector.get_probabilities()[0]
         except (LangDetectException, IndexError):
-            return LanguageGuess(UNDETERMINED, None, 0.0)
-        language = best.lang.split("-")[0]
-        if language in ("ko", "ja", "zh") and han and not hangul and not kana:
-            language = "zh"
-        script = chinese_script(sample) if language == "zh" else None
-        return LanguageGuess(language, script, round(best.prob, 3))
+            return None, 0.0
+        return best.lang.split("-")[0], best.prob
+
+
+def _cjk_language(paragraph: str) -> str:
+    han = len(_HAN.findall(paragraph))
+    hangul = len(_HANGUL.findall(paragraph))
+    kana = len(_KANA.findall(paragraph))
+    if hangul and hangul * 3 >= han + hangul + kana:
+        return "ko"
+    if kana >= 2 and kana * 10 >= han + kana:
+        return "ja"
+    return "zh"
 
 
 def chinese_script(text: str) -> str:
@@ -106,7 +156,7 @@ def sample_text(text: str, budget: int) -> str:
 
 
 class LanguagePipeline:
-    """Fills ``language``, ``language_script`` and ``language_confidence``.
+    """Fills ``language``, ``languages``, ``language_script`` and ``language_confidence``.
 
     Settings: ``LANGUAGE_SEED`` (0), ``LANGUAGE_SAMPLE_CHARS`` (2000).
     Counts: ``language/<code>``.
@@ -130,5 +180,6 @@ class LanguagePipeline:
         item.language = guess.language
         item.language_script = guess.script
         item.language_confidence = guess.confidence
+        item.languages = list(guess.shares)
         self.stats.inc_value(f"language/{guess.language}")
         return item

@@ -33,7 +33,12 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("fetched_at", _UTC, False, "when the page was fetched, UTC"),
     ("language", pa.string(), False, "ISO 639-1 code of the text's language, or und"),
     ("language_script", pa.string(), True, "ISO 15924 script for Chinese text: Hans or Hant"),
-    ("language_confidence", pa.float32(), False, "0 to 1; 0 when the language is und"),
+    ("language_confidence", pa.float32(), False, "0 to 1: the language's share of the text times "
+                                                 "the detector's probability; 0 when und"),
+    ("languages", pa.list_(pa.struct([pa.field("language", pa.string(), False),
+                                      pa.field("share", pa.float32(), False)])), False,
+     "every language with at least 5% of the text and its share (CJK characters and other words "
+     "count one token each), largest first; empty when und"),
     ("text", pa.string(), False, "article text: paragraphs separated by one blank line"),
     ("text_hash", pa.string(), False, "sha256 hex of the text with white space folded"),
     ("text_chars", pa.int32(), False, "length of text in characters"),

@@ -55,6 +55,7 @@ def test_metadata(rows, article):
     language = article.raw.get("language", "zh" if article.outlet_id in
                                ("gmw-cq", "tianyan-gzdaily", "sxkjt", "hangzhou-net") else "en")
     assert row["language"] == language
+    assert row["languages"][0]["language"] == language and row["language_confidence"] > 0.5
     assert row["language_script"] == ("Hans" if language == "zh" else None)
     assert row["text"].count("\n\n") == len(article.paragraphs) - 1 - sum(
         p.startswith("![") and not p[2:].split("]")[0] for p in article.paragraphs)
