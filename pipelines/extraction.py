@@ -21,7 +21,6 @@ import lxml.html
 import trafilatura
 from cssselect import GenericTranslator
 from itemadapter import ItemAdapter
-from lxml.etree import ParserError
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
@@ -110,9 +109,10 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
     decoded = decode_html(body, header_charset)
     if _looks_binary(decoded.text):
         return Extraction(PageMetadata(), None, None, decoded.encoding)
-    try:
-        tree = lxml.html.document_fromstring(decoded.text)
-    except (ParserError, ValueError):
+    # trafilatura's loader: its parser settings (no comments or processing instructions), and
+    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
+    tree = trafilatura.load_html(decoded.text)
+    if tree is None:
         return Extraction(PageMetadata(), None, None, decoded.encoding)
     metadata = _page_metadata(tree, url)
     _prune(tree, drop_selectors, body_selector)

@@ -57,6 +57,13 @@ def test_dates_are_time_zone_aware(raw, expected):
     assert parsed is None or parsed.tzinfo is not None
 
 
+def test_xhtml_with_an_xml_declaration_is_read():
+    """lxml refuses a str that declares its encoding; such pages were silently empty."""
+    result = extract((PAGES / "xml_declaration.html").read_bytes(), "https://news.example.org/a/5.html")
+    assert result.metadata.title == "Council approves new cycle lanes"
+    assert result.text.startswith("The city council voted on Tuesday")
+
+
 def test_comment_after_headline():
     result = extract((PAGES / "comment_after_headline.html").read_bytes(), "https://news.example.cn/a/4.html",
                      timezone="Asia/Shanghai")
