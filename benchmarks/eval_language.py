@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dateutil.parser import UnknownTimezoneWarning
 
 from pipelines.extraction import extract
 from pipelines.language import LanguageDetector, chinese_script
@@ -134,4 +137,6 @@ def report(scores: Scores) -> str:
 
 
 if __name__ == "__main__":
+    # htmldate (inside trafilatura) meets time zones like "EST" on these pages; harmless, we keep our dates
+    warnings.filterwarnings("ignore", category=UnknownTimezoneWarning)
     print(report(evaluate(LanguageDetector())))
