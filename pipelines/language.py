@@ -46,7 +46,7 @@ class LanguageDetector:
     """Languages of a text by script first, then by statistics for what scripts cannot tell.
 
     Han, Kana and Hangul are counted per paragraph: a paragraph is Japanese when Kana make a
-    tenth of its CJK characters, Korean when Hangul make nearly a third, else Chinese (langdetect
+    tenth of its CJK characters, Korean when Hangul make a third, else Chinese (langdetect
     calls short and Traditional Chinese Korean, so it is not asked). Words in other scripts go to
     langdetect, seeded through a private factory; a few words (a headline) go to py3langid
     instead, restricted to langdetect's languages, since langdetect guesses on short text. Short
