@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from scrapy.settings import BaseSettings
 
 from pipelines.schema import SCHEMA_VERSION
-from pipelines.storage import LocalStore, Store, StoreError, file_digests
+from pipelines.storage import LocalStore, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ def _write_json(target: Path, data: dict) -> None:
     _write_atomically(target, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
 
 
+def _parts(folder: Path) -> list[Path]:
+    """Spooled parts, not the temporary files of parts being written."""
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
+
+
 class SpooledCrawl:
     """One crawl's folder in the spool, locked by whoever holds this object."""
 
@@ -88,7 +93,7 @@ class SpooledCrawl:
         return target.stat().st_size
 
     def parts(self) -> list[Path]:
-        return sorted(p for p in self.folder.rglob("*.parquet") if not p.name.startswith("."))
+        return _parts(self.folder)
 
     def journal(self) -> dict[str, dict]:
         """Parts the store holds, by key (a line may repeat after a kill; the last one counts)."""
@@ -147,8 +152,7 @@ class Spool:
         return sorted(p.name for p in self.root.iterdir() if (p / "crawl.json").exists())
 
     def pending_parts(self) -> list[Path]:
-        return sorted(p for crawl_id in self.crawl_ids() for p in (self.root / crawl_id).rglob("*.parquet")
-                      if not p.name.startswith("."))
+        return [part for crawl_id in self.crawl_ids() for part in _parts(self.root / crawl_id)]
 
     def article_ids(self) -> set[str]:
         """Ids in parts that wait to be published: archived, as far as dedup is concerned."""
@@ -261,10 +265,10 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
                 continue
             crawl.write_part(key, table)
             ids = table.column("article_id").to_pylist()
-        if not _published(store, part, key, report):
+        sha256 = _published(store, part, key, report)
+        if sha256 is None:
             return
         size = part.stat().st_size
-        sha256 = file_digests(part, 1 << 20)[0]
         crawl.record({"key": key, "rows": table.num_rows, "bytes": size, "sha256": sha256,
                       "article_ids": ids})
         archived.update(dict.fromkeys(ids, key))
@@ -277,21 +281,21 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
     manifest = _manifest(info, crawl.journal(), interrupted=info.get("finished_at") is None)
     manifest_file = crawl.folder / ".manifest.json"
     _write_json(manifest_file, manifest)
-    if not _published(store, manifest_file, manifest_key, report):
+    if _published(store, manifest_file, manifest_key, report) is None:
         return
     report.manifests.append(manifest_key)
     shutil.rmtree(crawl.folder)
 
 
-def _published(store: Store, source: Path, key: str, report: PublishReport) -> bool:
-    """Publish ``source``; on failure note why. Callers stop there: the store is failing."""
+def _published(store: Store, source: Path, key: str, report: PublishReport) -> str | None:
+    """Publish ``source`` and return its sha256; on failure note why and return None. Callers
+    stop there: the store is failing."""
     try:
-        store.publish(source, key)
+        return store.publish(source, key)
     except StoreError as exc:
         report.errors.append(str(exc))
         logger.error("publication stopped, %s stays in the spool: %s", key, exc)
-        return False
-    return True
+        return None
 
 
 def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:

@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,8 +42,9 @@ class KeyTaken(StoreError):
 class Store(Protocol):
     uri: str  # for messages: never holds credentials
 
-    def publish(self, source: Path, key: str) -> None:
-        """Make ``source`` the object ``key``; raise :class:`KeyTaken` rather than overwrite."""
+    def publish(self, source: Path, key: str) -> str:
+        """Make ``source`` the object ``key`` and return its sha256; raise :class:`KeyTaken`
+        rather than overwrite another object."""
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix``, relative to the archive root."""
@@ -83,14 +83,17 @@ class LocalStore:
         self.root = Path(root)
         self.uri = str(root)
 
-    def publish(self, source: Path, key: str) -> None:
+    def publish(self, source: Path, key: str) -> str:
         target = self.root / key
+        sha256 = hashlib.sha256()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             try:
                 with os.fdopen(fd, "wb") as handle, source.open("rb") as data:
-                    shutil.copyfileobj(data, handle)
+                    while chunk := data.read(1 << 20):
+                        sha256.update(chunk)
+                        handle.write(chunk)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.link(temporary, target)
@@ -101,6 +104,7 @@ class LocalStore:
                 raise KeyTaken(f"{self.uri}: {key} exists with other content; not overwritten") from None
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
+        return sha256.hexdigest()
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix
@@ -158,7 +162,7 @@ class S3Store:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def publish(self, source: Path, key: str) -> None:
+    def publish(self, source: Path, key: str) -> str:
         size = source.stat().st_size
         chunk = ChunksizeAdjuster().adjust_chunksize(self.transfer_config.multipart_chunksize, size)
         sha256, md5, multipart = file_digests(source, chunk)
@@ -183,6 +187,7 @@ class S3Store:
             if not same:
                 raise KeyTaken(f"{self.uri}: {key} exists with other content (size "
                                f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten")
+        return sha256
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""

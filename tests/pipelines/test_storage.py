@@ -29,8 +29,9 @@ def s3(object_store, monkeypatch):
 
 def test_local_publish_is_whole_and_never_overwrites(tmp_path, source):
     store = LocalStore(tmp_path / "archive")
-    store.publish(source, KEY)
-    store.publish(source, KEY)  # the same bytes again: a repeated publication is fine
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert store.publish(source, KEY) == digest
+    assert store.publish(source, KEY) == digest  # the same bytes again: a repeated publication is fine
     assert store.read(KEY) == source.read_bytes()
     assert list(store.object_keys()) == [KEY]  # no temporary file left
     other = tmp_path / "other.parquet"
@@ -49,12 +50,13 @@ def test_local_keys_skip_dot_folders(tmp_path, source):
 
 
 def test_s3_publish_verifies_and_never_overwrites(s3, source, tmp_path):
-    s3.publish(source, KEY)
-    s3.publish(source, KEY)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert s3.publish(source, KEY) == digest
+    assert s3.publish(source, KEY) == digest
     assert s3.read(KEY) == source.read_bytes()
     assert list(s3.object_keys()) == [KEY]
     head = s3.client.head_object(Bucket=s3.bucket, Key=f"archive/{KEY}")
-    assert head["Metadata"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert head["Metadata"]["sha256"] == digest
     other = tmp_path / "other.parquet"
     other.write_bytes(b"other bytes")
     with pytest.raises(KeyTaken):
