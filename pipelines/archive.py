@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC
 
 import pyarrow as pa
 from scrapy.crawler import Crawler
@@ -93,9 +93,7 @@ class ArchivePipeline:
     def close_spider(self) -> None:
         for partition in list(self.buffers):
             self._spool(partition)
-        info = self.crawl.info
-        info["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        self.crawl.write_info(info)
+        self.crawl.finish()
         self.crawl.release()
         self._publish()
 

@@ -24,20 +24,18 @@ import json
 import logging
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scrapy.settings import BaseSettings
 
 from pipelines.schema import SCHEMA_VERSION
-from pipelines.storage import LocalStore, Store, StoreError
+from pipelines.storage import LocalStore, Store, StoreError, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -48,22 +46,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(target: Path, data: dict) -> None:
-    _write_atomically(target, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
+    write_atomically(target, lambda handle: handle.write(json.dumps(data, indent=1).encode()))
 
 
 def _parts(folder: Path) -> list[Path]:
@@ -86,10 +70,14 @@ class SpooledCrawl:
     def write_info(self, info: dict) -> None:
         _write_json(self.folder / "crawl.json", info)
 
+    def finish(self) -> None:
+        """The crawl closed: its manifest will not say ``interrupted``."""
+        self.write_info(self.info | {"finished_at": _now()})
+
     def write_part(self, key: str, table: pa.Table) -> int:
         """Spool ``table`` as the part ``key``; return its size in bytes."""
         target = self.folder / key
-        _write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
+        write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
         return target.stat().st_size
 
     def parts(self) -> list[Path]:

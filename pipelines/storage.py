@@ -18,9 +18,9 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 import boto3
@@ -64,6 +64,22 @@ def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
     return sha256.hexdigest(), md5.hexdigest(), multipart
 
 
+def write_atomically(target: Path, write: Callable[[BinaryIO], object],
+                     place: Callable[[str, Path], None] = os.replace) -> None:
+    """Write ``target`` whole or not at all: ``write`` fills a temporary file beside it, which
+    is flushed to disk and then put in place (``os.replace``; ``os.link`` to never replace)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        place(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -86,19 +102,15 @@ class LocalStore:
     def publish(self, source: Path, key: str) -> str:
         target = self.root / key
         sha256 = hashlib.sha256()
+
+        def copy(handle: BinaryIO) -> None:
+            with source.open("rb") as data:
+                while chunk := data.read(1 << 20):
+                    sha256.update(chunk)
+                    handle.write(chunk)
+
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle, source.open("rb") as data:
-                    while chunk := data.read(1 << 20):
-                        sha256.update(chunk)
-                        handle.write(chunk)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.link(temporary, target)
-            finally:
-                Path(temporary).unlink(missing_ok=True)
+            write_atomically(target, copy, place=os.link)
         except FileExistsError:
             if not _same_bytes(source, target):
                 raise KeyTaken(f"{self.uri}: {key} exists with other content; not overwritten") from None

@@ -37,8 +37,7 @@ def manifest(store: LocalStore, crawl_id: str) -> dict:
 def test_a_finished_crawl_is_published_then_sealed(store, spool):
     crawl = spool.open_crawl("c1", ["x"])
     crawl.write_part(KEY, table("a", "b"))
-    info = crawl.info | {"finished_at": "2026-11-23T04:00:00+00:00"}
-    crawl.write_info(info)
+    crawl.finish()
     crawl.release()
     report = publish_spool(store, spool)
     assert (report.files, report.manifests, report.pending_files) == (1, ["_manifests/c1.json"], 0)
