@@ -1,0 +1,133 @@
+"""Extraction stage: page bytes to clean article text and metadata.
+
+The steps, one module each: ``metadata`` reads the whole page first (meta tags, JSON-LD, the
+info line under the headline, editor lines); ``furniture`` prunes blocks that are never the
+article; trafilatura extracts the text and readability-lxml, on the same pruned page, gives a
+second opinion that ``consensus`` uses to drop the lines only trafilatura kept; ``furniture``
+then moves metadata lines (editor, reviewers, source) out of the text and drops furniture lines.
+``newsarchive extract`` and the crawl both call :func:`extract`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import version
+from zoneinfo import ZoneInfo
+
+import trafilatura
+from itemadapter import ItemAdapter
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.statscollectors import StatsCollector
+
+from crawler.items import Article
+from pipelines.charset import decode_html
+from pipelines.extraction.consensus import agreed_text, readability_text
+from pipelines.extraction.furniture import clean_lines, prune
+from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published, split_list, split_names
+
+__all__ = ["Extraction", "ExtractPipeline", "PageMetadata", "article_chars", "extract", "parse_published"]
+
+logger = logging.getLogger(__name__)
+
+EXTRACTOR = "trafilatura+readability"
+EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"
+
+
+@dataclass
+class Extraction:
+    """What the stage found on one page; ``text`` is None when there was no article."""
+
+    metadata: PageMetadata
+    text: str | None
+    published_at: datetime | None
+    charset: str
+
+
+def extract(body: bytes, url: str, header_charset: str | None = None, timezone: str = "UTC",
+            drop_selectors: tuple[str, ...] = (), body_selector: str | None = None) -> Extraction:
+    """The stage as a plain function of the page's bytes, usable without a crawl."""
+    decoded = decode_html(body, header_charset)
+    if _looks_binary(decoded.text):
+        return Extraction(PageMetadata(), None, None, decoded.encoding)
+    # trafilatura's loader: its parser settings (no comments or processing instructions), and
+    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
+    tree = trafilatura.load_html(decoded.text)
+    if tree is None:
+        return Extraction(PageMetadata(), None, None, decoded.encoding)
+    metadata = page_metadata(tree, url)
+    prune(tree, drop_selectors, body_selector)
+    document = trafilatura.bare_extraction(
+        tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
+        include_images=False, deduplicate=False)
+    text = None
+    if document is not None:
+        metadata.title = metadata.title or document.title
+        if not metadata.authors and document.author:
+            metadata.authors = split_names(document.author)
+        metadata.published_raw = metadata.published_raw or document.date
+        if not metadata.tags and document.tags:
+            metadata.tags = split_list(document.tags if isinstance(document.tags, str)
+                                       else ",".join(document.tags))
+        text = clean_lines(document.text or "", metadata)
+        if text:
+            text = agreed_text(text, readability_text(tree))  # last: readability edits the tree
+    published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
+    return Extraction(metadata, text or None, published_at, decoded.encoding)
+
+
+def _looks_binary(text: str) -> bool:
+    """Replacement characters or control codes in more than 1% of a page: not a text page."""
+    sample = text[:20000]
+    bad = sum(1 for c in sample if c == "\ufffd" or (c < " " and c not in "\t\n\r"))
+    return not sample.strip() or bad > len(sample) / 100
+
+
+def article_chars(text: str) -> int:
+    """Characters in paragraph-like lines: captions, menus and link lists don't count."""
+    return sum(len(line) for line in text.split("\n\n") if len(line) >= 20)
+
+
+class ExtractPipeline:
+    """Fills the article fields of an :class:`Article`; drops pages that are not articles.
+
+    Settings: ``EXTRACT_MIN_CHARS`` (default 80): pages with less paragraph text are not
+    articles (galleries, video pages, stubs). Counts: ``extract/ok``, ``extract/dropped/<reason>``.
+    """
+
+    def __init__(self, stats: StatsCollector, min_chars: int = 80):
+        self.stats = stats
+        self.min_chars = min_chars
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
+        return cls(crawler.stats, crawler.settings.getint("EXTRACT_MIN_CHARS", 80))
+
+    def process_item(self, item: Article) -> Article:
+        if not isinstance(item, Article):
+            return item
+        if "html" not in item.content_type and "xml" not in item.content_type and item.content_type:
+            self._drop(item, "not_html")
+        result = extract(item.body, item.url, item.header_charset, item.outlet_timezone,
+                         item.drop_selectors, item.body_selector)
+        metadata = result.metadata
+        ItemAdapter(item).update({
+            "charset": result.charset, "canonical_url": metadata.canonical_url,
+            "title": metadata.title, "authors": metadata.authors, "editor": metadata.editor,
+            "source": metadata.source, "section": metadata.section, "tags": metadata.tags,
+            "published_at": result.published_at, "published_at_raw": metadata.published_raw,
+            "text": result.text, "extractor": EXTRACTOR, "extractor_version": EXTRACTOR_VERSION,
+        })
+        if not result.text:
+            self._drop(item, "empty")
+        if article_chars(result.text) < self.min_chars:
+            self._drop(item, "too_short")
+        self.stats.inc_value("extract/ok")
+        return item
+
+    def _drop(self, item: Article, reason: str) -> None:
+        self.stats.inc_value(f"extract/dropped/{reason}")
+        self.stats.inc_value(f"outlet/{item.outlet_id}/dropped/{reason}")
+        raise DropItem(f"not an article ({reason}): {item.url}")

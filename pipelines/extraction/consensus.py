@@ -1,0 +1,73 @@
+"""Keep the lines two different extractors agree on.
+
+trafilatura keeps nearly all of an article and too much around it (lists of headlines, ads,
+table-layout menus); readability-lxml picks one block of the page by its text and link density,
+so it rarely keeps furniture but sometimes keeps too little, or the wrong block. A trafilatura
+line survives when its words are in readability's text, or when it reads like a paragraph of
+the article (long, ends like a sentence) and does not come after the agreed part. Where
+readability found nothing, or something else, trafilatura's text stands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import lxml.html
+from readability import Document
+from readability.readability import Unparseable
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
+_SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
+
+LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
+EXTRACTORS_AGREE = 0.6  # share of readability's tokens found in trafilatura's text
+READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a caption or a teaser
+PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
+
+
+def readability_text(tree: lxml.html.HtmlElement) -> str:
+    """readability-lxml's main text of an already parsed page ("" when it finds none)."""
+    try:
+        summary = Document(tree).summary(html_partial=True)
+    except Unparseable:
+        return ""
+    if not summary.strip():
+        return ""
+    return "\n".join(lxml.html.fragment_fromstring(summary, create_parent="div").itertext())
+
+
+def agreed_text(text: str, reference: str) -> str:
+    """The lines of ``text`` (paragraphs separated by blank lines) that ``reference`` confirms."""
+    lines = text.split("\n\n")
+    line_tokens = [_tokens(line) for line in lines]
+    confirmed = _tokens(reference)
+    reference_size = confirmed.total()
+    text_size = sum(tokens.total() for tokens in line_tokens)
+    whole = Counter()
+    for tokens in line_tokens:
+        whole.update(tokens)
+    shared = (confirmed & whole).total()
+    if (not reference_size or shared < EXTRACTORS_AGREE * reference_size
+            or reference_size < READABILITY_TOO_SHORT * text_size):
+        return text
+    agrees = []
+    for tokens in line_tokens:
+        found = sum(min(count, confirmed[token]) for token, count in tokens.items())
+        agrees.append(bool(tokens) and found >= LINE_AGREES * tokens.total())
+        if agrees[-1]:
+            confirmed -= tokens  # a line repeated (a table copy of the lead) is confirmed once
+    last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
+    return "\n\n".join(
+        line for i, (line, tokens) in enumerate(zip(lines, line_tokens))
+        if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens)))
+
+
+def _tokens(text: str) -> Counter[str]:
+    return Counter(token.lower() for token in _TOKEN.findall(text))
+
+
+def _is_paragraph(line: str, tokens: Counter[str]) -> bool:
+    return (tokens.total() >= PARAGRAPH_TOKENS and not line.startswith(("- ", "|"))
+            and bool(_SENTENCE_END.search(line)))

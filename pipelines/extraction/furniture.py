@@ -1,0 +1,108 @@
+"""Page furniture: blocks pruned from the page before extraction, and lines taken out after.
+
+Rules are generic (class/id vocabulary in English and pinyin, Chinese CMS habits, dated link
+lists, disclaimers); an outlet's own ``drop``/``body`` hints come from the registry. Lines that
+carry metadata (editor, reviewers, source) are moved into the metadata, not lost.
+"""
+
+from __future__ import annotations
+
+import re
+
+import lxml.html
+from cssselect import GenericTranslator
+
+from pipelines.extraction.metadata import (
+    BYLINE_AUTHOR, DATE, EDITOR_LINE, INFO_LINE, REVIEW_LINE, SOURCE, PageMetadata, editor_name)
+
+# class/id tokens (split on - _ and spaces) that mark page furniture on news sites
+_FURNITURE_TOKENS = frozenset({
+    "share", "sharebar", "bdshare", "fenxiang", "fx", "jiathis", "social", "tips", "reading",
+    "breadcrumb", "breadcrumbs", "crumb", "crumbs", "position", "location", "weizhi", "dqwz", "related",
+    "relate", "recommend", "recommended", "xgxw", "xgyd", "xgwz", "tjyd", "hot", "hotnews",
+    "rank", "mood", "vote", "biaoqing", "xinqing", "comment", "comments", "respond", "reply",
+    "pl", "pinglun", "cookie", "cookies", "consent", "gdpr", "privacy", "tools", "toolbar",
+    "print", "qrcode", "erweima", "ewm", "download", "bjly", "liability", "zbtool", "nav",
+    "navbar", "topnav", "menu", "footer", "foot", "copyright", "sidebar", "ad", "ads",
+    "advert", "banner",
+})
+_TOKEN_SPLIT = re.compile(r"[\s_-]+")
+# how link lists date their items: a date, or a time ago
+_DATED = re.compile(
+    rf"{DATE.pattern}|\d+\s*(?:分钟|分鐘|小时|小時|天)前|\b\d+\s*(?:minutes?|mins?|hours?|days?)\s+ago\b",
+    re.IGNORECASE)
+_BARE_DATE_LINE = re.compile(rf"^[\s(（\[]*{DATE.pattern}[\s)）\]]*$")
+_FURNITURE_LINE = re.compile(
+    r"^(?:分享到|分享至|扫一扫|打印本页|关闭窗口|【?打印】?|【?关闭】?|点击右上角|朋友圈|微信好友|"
+    r"请使用浏览器分享功能|阅读剩余全文|您此时的心情|新闻表情排行|加载更多|相关阅读|相关新闻|推荐阅读|"
+    r"延伸阅读|热门推荐|网友评论|发表评论|【字体|字号[:：]|"
+    r"See also|Read also|Also read|Read more:|Related:|You may also like|Leave a (?:Comment|Reply)|"
+    r"This site uses Akismet|This website uses cookies|Privacy & Cookies Policy|Share on |"
+    r"Share this|by admin$)", re.IGNORECASE)
+# Reprint disclaimers and the outlet's contact lines, which Chinese CMSs print under every article.
+_DISCLAIMER_LINE = re.compile(
+    r"^[【\[]?(?:免责)?声明[】\]]?\s*[:：]?$|^[【\[]?免责声明"
+    r"|^\S{0,8}声明[:：].{0,80}(?:转载|不代表|不表明)"
+    r"|(?:转载|稿件|本文).{0,30}(?:不代表|不表明|并不代表|并不意味着)(?:本[网站报台]|我们|作者)?"
+    r".{0,10}(?:观点|立场|赞同)"
+    r"|^(?:电话|传真|邮箱|E-?mail)\s*[:：].{0,60}(?:\d{3}|@)", re.IGNORECASE)
+_FOLLOW_US_LINE = re.compile(r"^(?:关注|加入|订阅).{0,24}(?:微博|微信|公众号|手机报).{0,24}$")
+
+
+def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_selector: str | None) -> None:
+    """Remove furniture blocks from the page in place, keeping the text that follows them."""
+    body = tree.find("body")
+    if body is None:
+        return
+    if body_selector:
+        kept = body.xpath(GenericTranslator().css_to_xpath(body_selector))
+        if kept:
+            for child in list(body):
+                body.remove(child)
+            body.append(kept[0])
+    for selector in drop_selectors:
+        for element in body.xpath(GenericTranslator().css_to_xpath(selector)):
+            element.drop_tree()
+    page_chars = len(body.text_content())
+    for element in list(body.iter()):
+        if element.getparent() is None or not isinstance(element.tag, str):
+            continue
+        if _is_furniture(element) and len(element.text_content()) < page_chars / 2:
+            element.drop_tree()
+    for listing in body.xpath("//ul | //ol"):
+        items = listing.findall("li")
+        if len(items) >= 2 and sum(bool(_DATED.search(i.text_content())) for i in items) > len(items) / 2:
+            listing.drop_tree()
+
+
+def _is_furniture(element: lxml.html.HtmlElement) -> bool:
+    if element.tag in ("nav", "footer", "aside", "form"):
+        return True
+    names = f"{element.get('class', '')} {element.get('id', '')}".lower()
+    return any(token in _FURNITURE_TOKENS for token in _TOKEN_SPLIT.split(names) if token)
+
+
+def clean_lines(text: str, metadata: PageMetadata) -> str:
+    """The text without furniture lines; editor, byline and source lines fill ``metadata``."""
+    kept = []
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if not line or line == metadata.title:
+            continue
+        editor = EDITOR_LINE.match(line)
+        if editor:
+            metadata.editor = metadata.editor or editor_name(editor)
+            continue
+        byline = BYLINE_AUTHOR.match(line)
+        if byline and not kept:
+            metadata.authors = metadata.authors or [byline["name"].strip()]
+            continue
+        if any(rule.search(line) for rule in (REVIEW_LINE, _BARE_DATE_LINE, _FURNITURE_LINE,
+                                              _DISCLAIMER_LINE, _FOLLOW_US_LINE)):
+            continue
+        source = SOURCE.search(line)
+        if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(line)):
+            metadata.source = metadata.source or source["source"].strip()
+            continue
+        kept.append(line)
+    return "\n\n".join(kept)

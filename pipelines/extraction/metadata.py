@@ -1,0 +1,184 @@
+"""What a page says about its article besides the text: title, byline, editor, source, date.
+
+Read from the whole page before any furniture is pruned (meta tags, JSON-LD, the info line under
+the headline, editor lines), because the furniture is often where these are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import lxml.html
+
+DATE = re.compile(
+    r"(?P<y>(?:19|20)\d{2})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[T\s]*(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_CJK_NAMES = r"[\u4e00-\u9fff·]{2,5}(?:\s+[\u4e00-\u9fff·]{2,5}){0,3}"
+_LATIN_NAMES = r"[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}"
+# With a colon anything short is a name; without one, only names are (编辑部收到… is text).
+EDITOR_LINE = re.compile(
+    r"^[\[【(（]?\s*(?:"
+    r"(?:责任编辑|责编|编辑|编审|Editor|Responsible editor)\s*[:：]\s*(?P<name>[^\]】)）]{1,40}?)"
+    rf"|(?:责任编辑|责编|编辑)\s+(?P<cjk>{_CJK_NAMES})"
+    rf"|Edited by\s+(?P<latin>{_LATIN_NAMES})"
+    r")\s*[\]】)）]?$")
+REVIEW_LINE = re.compile(
+    r"^[\[【(（]?\s*(?:"
+    r"(?:一审|二审|三审|初审|复审|终审|审核|审校|校对|监制|统筹)"
+    rf"\s*(?:[:：]\s*\S.{{0,40}}|\s+{_CJK_NAMES})"
+    rf"|(?:First|Second|Third) instance\s+{_LATIN_NAMES}|(?:Proofread|Reviewed) by\s+{_LATIN_NAMES}"
+    r")\s*[\]】)）]?$")
+INFO_LINE = re.compile(r"^(?:发布日期|发布时间|时间|日期|(?:19|20)\d{2}[-/年])")
+SOURCE = re.compile(
+    r"(?:来源|稿源|Source)\s*[:：][ \t]?(?P<source>[^\s|｜].*?)"
+    r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)")
+_AUTHOR = re.compile(
+    r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)")
+BYLINE_AUTHOR = re.compile(r"^by\s+(?P<name>\S.{0,40})$", re.IGNORECASE)
+
+
+@dataclass
+class PageMetadata:
+    title: str | None = None
+    authors: list[str] = field(default_factory=list)
+    editor: str | None = None
+    source: str | None = None
+    section: str | None = None
+    tags: list[str] = field(default_factory=list)
+    canonical_url: str | None = None
+    published_raw: str | None = None
+
+
+def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
+    """A page's date as an aware datetime; dates without an offset are in the outlet's zone."""
+    if not raw:
+        return None
+    raw = raw.strip()
+    if _ISO_DATE.match(raw):
+        try:
+            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    match = DATE.search(raw)
+    if not match:
+        return None
+    try:
+        return datetime(int(match["y"]), int(match["m"]), int(match["d"]), int(match["H"] or 0),
+                        int(match["M"] or 0), int(match["S"] or 0), tzinfo=zone)
+    except ValueError:
+        return None
+
+
+def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
+    meta = {}
+    for element in tree.iter("meta"):
+        key = (element.get("property") or element.get("name") or element.get("itemprop") or "").lower()
+        if key and element.get("content") and key not in meta:
+            meta[key] = element.get("content").strip()
+    ld = _json_ld_article(tree)
+    headline = tree.xpath("string((//h1)[1])").strip()
+    info = _info_line(tree)
+    short_blocks = (" ".join(e.text_content().split()) for e in tree.iter("p", "div", "span", "li", "td"))
+    lines = [text for text in short_blocks if text and len(text) <= 60]
+
+    canonical = tree.xpath("string(//link[@rel='canonical']/@href)").strip()
+    metadata = PageMetadata(
+        title=first(meta.get("og:title"), meta.get("articletitle"), ld.get("headline"), headline),
+        canonical_url=first(canonical, meta.get("og:url"), url),
+        section=first(meta.get("article:section"), meta.get("columnname")),
+        tags=split_list(
+            first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""),
+    )
+    metadata.source = first(meta.get("contentsource"), meta.get("source"),
+                            _match_group(SOURCE, info, "source"))
+    author = first(meta.get("author"), _ld_author(ld), _match_group(_AUTHOR, info, "names"))
+    metadata.authors = split_names(author or "")
+    for line in lines:
+        editor = EDITOR_LINE.match(line)
+        if editor:
+            metadata.editor = editor_name(editor)
+            break
+    metadata.published_raw = _best_date(
+        [meta.get(k) for k in ("article:published_time", "og:article:published_time", "pubdate",
+                               "publishdate", "datepublished", "dc.date", "date")]
+        + [ld.get("datePublished"), info])
+    return metadata
+
+
+def _info_line(tree: lxml.html.HtmlElement) -> str:
+    """The line of date/source/author under the headline, where Chinese pages print them."""
+    for heading in tree.xpath("//h1 | //h2[contains(@class, 'title')]")[:1]:
+        texts = []
+        for sibling in heading.itersiblings():
+            if not isinstance(sibling.tag, str):  # comments, processing instructions
+                continue
+            texts.append(" ".join(sibling.text_content().split()))
+            if len(texts) == 3:
+                break
+        return "  ".join(texts)
+    return ""
+
+
+def _json_ld_article(tree: lxml.html.HtmlElement) -> dict:
+    for script in tree.xpath("//script[@type='application/ld+json']/text()"):
+        try:
+            data = json.loads(script)
+        except ValueError:
+            continue
+        for candidate in data if isinstance(data, list) else data.get("@graph", [data]):
+            if isinstance(candidate, dict) and "Article" in str(candidate.get("@type", "")):
+                return candidate
+    return {}
+
+
+def _ld_author(ld: dict) -> str | None:
+    author = ld.get("author")
+    if isinstance(author, list):
+        author = author[0] if author else None
+    if isinstance(author, dict):
+        return author.get("name")
+    return author if isinstance(author, str) else None
+
+
+def _best_date(candidates: list[str | None]) -> str | None:
+    """The first candidate with a time of day, else the first with a date."""
+    dated = [(c.strip(), match) for c in candidates if c and (match := DATE.search(c))]
+    if not dated:
+        return None
+    candidate, match = next(((c, m) for c, m in dated if m["H"]), dated[0])
+    return candidate if _ISO_DATE.match(candidate) else match.group(0)
+
+
+def editor_name(match: re.Match[str]) -> str:
+    return next(name for name in match.group("name", "cjk", "latin") if name).strip()
+
+
+def first(*values: str | None) -> str | None:
+    for value in values:
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _match_group(pattern: re.Pattern[str], text: str, group: str) -> str | None:
+    match = pattern.search(text)
+    return match[group].strip() if match else None
+
+
+def split_list(value: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[,，;；、|]", value) if part.strip()]
+
+
+def split_names(value: str) -> list[str]:
+    value = re.sub(r"^(?:本报)?(?:记者|通讯员|作者)\s*", "", value.strip())
+    separators = r"[,，;；、]|\s+and\s+"
+    if re.search(r"[\u4e00-\u9fff]", value):  # Chinese bylines separate names with spaces
+        separators += r"|\s+"
+    return [name.strip() for name in re.split(separators, value) if name.strip()]
