@@ -71,9 +71,7 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
         if not metadata.tags and document.tags:
             metadata.tags = split_list(document.tags if isinstance(document.tags, str)
                                        else ",".join(document.tags))
-        text = clean_lines(document.text or "", metadata)
-        if text:
-            text = agreed_text(text, readability_text(tree))  # last: readability edits the tree
+        text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     return Extraction(metadata, text or None, published_at, decoded.encoding)
 

@@ -19,6 +19,8 @@ from readability.readability import Unparseable
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
+_BLOCKS = ("p", "div", "br", "li", "dd", "dt", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+           "blockquote", "pre", "table", "ul", "ol", "section", "article", "figure", "figcaption")
 _SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
 
 LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
@@ -35,12 +37,16 @@ def readability_text(tree: lxml.html.HtmlElement) -> str:
         return ""
     if not summary.strip():
         return ""
-    return "\n".join(lxml.html.fragment_fromstring(summary, create_parent="div").itertext())
+    fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
+    for element in fragment.iter(*_BLOCKS):
+        element.tail = "\n" + (element.tail or "")
+    lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def agreed_text(text: str, reference: str) -> str:
-    """The lines of ``text`` (paragraphs separated by blank lines) that ``reference`` confirms."""
-    lines = text.split("\n\n")
+    """The lines of ``text`` that ``reference`` confirms, or ``reference`` if it is the article."""
+    lines = [line for line in text.splitlines() if line.strip()]
     line_tokens = [_tokens(line) for line in lines]
     confirmed = _tokens(reference)
     reference_size = confirmed.total()
@@ -49,9 +55,10 @@ def agreed_text(text: str, reference: str) -> str:
     for tokens in line_tokens:
         whole.update(tokens)
     shared = (confirmed & whole).total()
-    if (not reference_size or shared < EXTRACTORS_AGREE * reference_size
-            or reference_size < READABILITY_TOO_SHORT * text_size):
+    if not reference_size or reference_size < READABILITY_TOO_SHORT * text_size:
         return text
+    if shared < EXTRACTORS_AGREE * reference_size:  # two different blocks: the more article-like
+        return reference if _prose_size(reference) > _prose_size(text) else text
     agrees = []
     for tokens in line_tokens:
         found = sum(min(count, confirmed[token]) for token, count in tokens.items())
@@ -59,13 +66,19 @@ def agreed_text(text: str, reference: str) -> str:
         if agrees[-1]:
             confirmed -= tokens  # a line repeated (a table copy of the lead) is confirmed once
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
-    return "\n\n".join(
+    return "\n".join(
         line for i, (line, tokens) in enumerate(zip(lines, line_tokens))
         if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens)))
 
 
 def _tokens(text: str) -> Counter[str]:
     return Counter(token.lower() for token in _TOKEN.findall(text))
+
+
+def _prose_size(text: str) -> int:
+    """Tokens in the lines of ``text`` that read like paragraphs of an article."""
+    return sum(tokens.total() for line in text.splitlines()
+               if _is_paragraph(line.strip(), tokens := _tokens(line)))
 
 
 def _is_paragraph(line: str, tokens: Counter[str]) -> bool:

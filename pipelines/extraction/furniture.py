@@ -39,14 +39,37 @@ _FURNITURE_LINE = re.compile(
     r"See also|Read also|Also read|Read more:|Related:|You may also like|Leave a (?:Comment|Reply)|"
     r"This site uses Akismet|This website uses cookies|Privacy & Cookies Policy|Share on |"
     r"Share this|by admin$)", re.IGNORECASE)
-# Reprint disclaimers and the outlet's contact lines, which Chinese CMSs print under every article.
+# Reprint disclaimers, contact and tip-off lines, which Chinese CMSs print under every article.
 _DISCLAIMER_LINE = re.compile(
-    r"^[【\[]?(?:免责)?声明[】\]]?\s*[:：]?$|^[【\[]?免责声明"
-    r"|^\S{0,8}声明[:：].{0,80}(?:转载|不代表|不表明)"
-    r"|(?:转载|稿件|本文).{0,30}(?:不代表|不表明|并不代表|并不意味着)(?:本[网站报台]|我们|作者)?"
-    r".{0,10}(?:观点|立场|赞同)"
-    r"|^(?:电话|传真|邮箱|E-?mail)\s*[:：].{0,60}(?:\d{3}|@)", re.IGNORECASE)
-_FOLLOW_US_LINE = re.compile(r"^(?:关注|加入|订阅).{0,24}(?:微博|微信|公众号|手机报).{0,24}$")
+    r"^[【\[]?(?:免责|免責)?[声聲]明[】\]]?\s*[:：]?$|^[【\[]?(?:免责|免責|版权|版權)[声聲]明"
+    r"|^\S{0,8}[声聲]明[:：].*(?:转载|轉載|观点|觀點|立场|立場|参考|參考|无关|無關)"
+    r"|(?:转载|轉載|稿件|本文).{0,30}(?:不代表|不表明|并不代表|並不代表|并不意味着)"
+    r"(?:本[网站报台網報]|我们|我們|作者)?.{0,10}(?:观点|觀點|立场|立場|赞同|贊同)"
+    r"|未[经經].{0,8}(?:授权|授權|许可|許可).{0,10}(?:转载|轉載|复制|複製)"
+    r"|^(?:电话|電話|传真|傳真|邮箱|郵箱|电邮|電郵|E-?mail|热线|熱線)\s*[:：].{0,60}$"
+    r"|^.{0,20}爆料.{0,40}(?:\d{5}|热线|熱線|微博|微信)"
+    r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)", re.IGNORECASE)
+# Invitations to follow the outlet elsewhere
+_FOLLOW_US_LINE = re.compile(
+    r"^(?:关注|關注|加入|订阅|訂閱).{0,24}(?:微博|微信|公众号|公眾號|手机报|手機報).{0,24}$"
+    r"|(?:Facebook|Google\s*plus|Twitter|微博|微信).{0,30}(?:专页|專頁|帳號|账号|公众号).{0,40}(?:你|您|我們|我们)"
+    r"|(?:你|您|我們|我们).{0,40}(?:Facebook|Google\s*plus|Twitter).{0,10}(?:专页|專頁|page)"
+    r"|\bfollow (?:us|\w+) on (?:Facebook|Twitter)", re.IGNORECASE)
+# Where-you-are, dateline, byline and copyright lines around the article
+_PAGE_FRAME_LINE = re.compile(
+    r"^(?:You are here|您(?:所在|现在|現在)的位置|[当當]前位置)\s*[:：]"
+    r"|^(?:Last updated|Updated|Posted|Published|Article Date)\b[^.!?]{0,60}\b(?:19|20)\d{2}\b[^.!?]{0,20}$"
+    r"|^(?:By|Written by)\s+[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}(?:\s*[-,|]\s*[^.!?]{0,30})?$"
+    r"|^(?:Copyright\b|©|\(c\)\s)[^.!?]{0,80}$"
+    r"|^(?:https?://|www\.)\S+$", re.IGNORECASE)
+# A heading over a list of other articles: the heading and the titles under it go.
+_LIST_HEADING = re.compile(
+    r"^(?:相关(?:阅读|新闻|文章|报道|链接|專題|专题)|相關(?:閱讀|新聞|文章|報導|連結)|延伸阅读|延伸閱讀|推荐阅读|"
+    r"热门(?:新闻|推荐)|熱門新聞|最热门新闻|最熱門新聞|更多(?:新闻|新聞)|"
+    r"Related(?: stories| articles| links| content| coverage| news)?|More (?:stories|news|from [\w ]+)|"
+    r"Most (?:read|popular|viewed)|Top (?:news|stories)(?: headlines)?|Latest [\w ]{0,30}(?:news|headlines))"
+    r"\s*[:：»]?$", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?。！？\"”’」』]$")
 
 
 def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_selector: str | None) -> None:
@@ -85,10 +108,17 @@ def _is_furniture(element: lxml.html.HtmlElement) -> bool:
 def clean_lines(text: str, metadata: PageMetadata) -> str:
     """The text without furniture lines; editor, byline and source lines fill ``metadata``."""
     kept = []
+    under_list_heading = False
     for raw_line in text.splitlines():
         line = raw_line.strip()
         if not line or line == metadata.title:
             continue
+        if _LIST_HEADING.match(line):
+            under_list_heading = True
+            continue
+        if under_list_heading and _is_title(line):
+            continue
+        under_list_heading = False
         editor = EDITOR_LINE.match(line)
         if editor:
             metadata.editor = metadata.editor or editor_name(editor)
@@ -98,7 +128,7 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
             metadata.authors = metadata.authors or [byline["name"].strip()]
             continue
         if any(rule.search(line) for rule in (REVIEW_LINE, _BARE_DATE_LINE, _FURNITURE_LINE,
-                                              _DISCLAIMER_LINE, _FOLLOW_US_LINE)):
+                                              _DISCLAIMER_LINE, _FOLLOW_US_LINE, _PAGE_FRAME_LINE)):
             continue
         source = SOURCE.search(line)
         if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(line)):
@@ -106,3 +136,8 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
             continue
         kept.append(line)
     return "\n\n".join(kept)
+
+
+def _is_title(line: str) -> bool:
+    """A headline in a list: short, and not ending like a sentence."""
+    return len(line) <= 80 and not _SENTENCE_END.search(line)
