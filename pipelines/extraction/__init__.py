@@ -26,9 +26,15 @@ from crawler.items import Article
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, prune
-from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published, split_list, split_names
+from pipelines.extraction.metadata import (
+    PageMetadata,
+    page_metadata,
+    parse_published,
+    split_list,
+    split_names,
+)
 
-__all__ = ["Extraction", "ExtractPipeline", "PageMetadata", "article_chars", "extract", "parse_published"]
+__all__ = ["ExtractPipeline", "Extraction", "PageMetadata", "article_chars", "extract", "parse_published"]
 
 logger = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ def agreed_text(text: str, reference: str) -> str:
             confirmed -= tokens  # a line repeated (a table copy of the lead) is confirmed once
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
     return "\n".join(
-        line for i, (line, tokens) in enumerate(zip(lines, line_tokens))
+        line for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
         if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens)))
 
 

@@ -13,7 +13,15 @@ import lxml.html
 from cssselect import GenericTranslator
 
 from pipelines.extraction.metadata import (
-    BYLINE_AUTHOR, DATE, EDITOR_LINE, INFO_LINE, REVIEW_LINE, SOURCE, PageMetadata, editor_name)
+    BYLINE_AUTHOR,
+    DATE,
+    EDITOR_LINE,
+    INFO_LINE,
+    REVIEW_LINE,
+    SOURCE,
+    PageMetadata,
+    editor_name,
+)
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
 _FURNITURE_TOKENS = frozenset({
