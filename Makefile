@@ -34,8 +34,10 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
 
-# Scores on ../shared/eval: language identification (text, headlines, extracted pages, times).
+# Scores on ../shared/eval: extraction (F1, P, R, ms/page beside trafilatura and readability-lxml),
+# then language identification (text, headlines, extracted pages, times).
 eval: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.eval_extraction
 	$(BIN)/python -m benchmarks.eval_language
 
 clean:

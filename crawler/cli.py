@@ -1,4 +1,4 @@
-"""``newsarchive``: crawl outlets into the archive, list the registry, serve the offline mirrors.
+"""``newsarchive``: crawl outlets into the archive, extract saved pages, list the registry, serve mirrors.
 
 Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, an outlet
 where no article page was found, parts left in the spool because the store failed); 2 bad
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shlex
 import sys
 import threading
@@ -80,6 +81,18 @@ def _parser() -> argparse.ArgumentParser:
     outlets = commands.add_parser("outlets", help="validate the registry and list its outlets")
     outlets.set_defaults(command=outlets_command)
     _registry_arguments(outlets)
+
+    pages = commands.add_parser(
+        "extract", help="print the text and metadata the crawl would archive of saved pages")
+    pages.set_defaults(command=extract_command)
+    pages.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                       help="page files, or folders searched for *.html, *.htm, *.shtml, *.xhtml, *.raw")
+    pages.add_argument("--jsonl", action="store_true",
+                       help="one JSON object a line (default: indented, blank line between pages)")
+    pages.add_argument("--url", help="the URL the pages were fetched from (default: their file: URI)")
+    pages.add_argument("--timezone", default="UTC",
+                       help="zone of dates printed without an offset (default UTC; outlets set theirs)")
+    pages.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
 
     serve = commands.add_parser("mirror", help="serve the offline mirrors until interrupted")
     serve.set_defaults(command=mirror_command)
@@ -241,6 +254,30 @@ def outlets_command(args: argparse.Namespace) -> int:
         print(f"{outlet.id:<18} {outlet.region:<6} {','.join(outlet.languages):<4} "
               f"{starts} start point(s)  {outlet.name}")
     return 0
+
+
+def extract_command(args: argparse.Namespace) -> int:
+    """Exit 1 when a page could not be read; its record says why, the other pages are printed."""
+    from crawler.saved_pages import extract_pages, page_paths
+
+    missing = [str(path) for path in args.paths if not path.exists()]
+    if missing:
+        raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    failed = 0
+    records = extract_pages(page_paths(args.paths), args.url, args.timezone,
+                            settings.getint("LANGUAGE_SEED"), settings.getint("LANGUAGE_SAMPLE_CHARS"),
+                            args.jobs)
+    for record in records:
+        failed += "error" in record
+        if args.jsonl:
+            print(json.dumps(record, ensure_ascii=False))
+        else:
+            print(json.dumps(record, ensure_ascii=False, indent=2), end="\n\n")
+    if failed:
+        print(f"newsarchive: {failed} page(s) could not be read", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def mirror_command(args: argparse.Namespace) -> int:

@@ -11,12 +11,14 @@ then moves metadata lines (editor, reviewers, source) out of the text and drops 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import trafilatura
+from dateutil.parser import UnknownTimezoneWarning
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -65,9 +67,11 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
         return Extraction(PageMetadata(), None, None, decoded.encoding)
     metadata = page_metadata(tree, url)
     prune(tree, drop_selectors, body_selector)
-    document = trafilatura.bare_extraction(
-        tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
-        include_images=False, deduplicate=False)
+    with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; we keep ours
+        warnings.simplefilter("ignore", UnknownTimezoneWarning)
+        document = trafilatura.bare_extraction(
+            tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
+            include_images=False, deduplicate=False)
     text = None
     if document is not None:
         metadata.title = metadata.title or document.title
