@@ -62,7 +62,7 @@ _FOLLOW_US_LINE = re.compile(
     r"^(?:关注|關注|加入|订阅|訂閱).{0,24}(?:微博|微信|公众号|公眾號|手机报|手機報).{0,24}$"
     r"|(?:Facebook|Google\s*plus|Twitter|微博|微信).{0,30}(?:专页|專頁|帳號|账号|公众号).{0,40}(?:你|您|我們|我们)"
     r"|(?:你|您|我們|我们).{0,40}(?:Facebook|Google\s*plus|Twitter).{0,10}(?:专页|專頁|page)"
-    r"|\bfollow (?:us|\w+) on (?:Facebook|Twitter)", re.IGNORECASE)
+    r"|\bfollow (?:us|[\w.]+(?: [\w.]+){0,2}) on (?:Facebook|Twitter)", re.IGNORECASE)
 # Where-you-are, dateline, byline and copyright lines around the article
 _PAGE_FRAME_LINE = re.compile(
     r"^(?:You are here|您(?:所在|现在|現在)的位置|[当當]前位置)\s*[:：]"

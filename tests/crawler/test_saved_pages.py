@@ -1,0 +1,75 @@
+"""``newsarchive extract``: the crawl's stages over saved pages, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pyarrow.dataset as ds
+import pytest
+
+from crawler.mirror.sites import build_mirror
+from crawler.saved_pages import page_paths, page_record
+from tests.conftest import FIXTURES, run_cli
+
+PAGES = FIXTURES / "pages"
+FIELDS = ["path", "title", "text", "language", "language_script", "published_at", "authors", "editor",
+          "source"]
+MIRROR = build_mirror()
+ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
+
+
+def test_folders_are_searched_for_pages_and_named_files_are_taken_as_they_are():
+    found = list(page_paths([PAGES, PAGES / "garbage.bin"]))
+    assert found[-1] == PAGES / "garbage.bin"
+    assert {p.suffix for p in found[:-1]} == {".html"}
+    assert found[:-1] == sorted(PAGES.glob("*.html"))
+
+
+def test_an_unreadable_page_is_a_record_not_a_crash(tmp_path):
+    record = page_record(str(tmp_path), None, "UTC", 0, 2000)
+    assert record == {"path": str(tmp_path), "error": "IsADirectoryError: Is a directory"}
+
+
+def test_the_command_prints_what_the_crawl_archived(mirror_crawl, tmp_path):
+    """Same stages, same code: the text, title and language of every archived mirror article."""
+    rows = {r["url"]: r for r in ds.dataset(mirror_crawl.archive, format="parquet",
+                                             partitioning="hive").to_table().to_pylist()}
+    names = {}
+    for n, article in enumerate(ARCHIVED):
+        url = urlsplit(article.url)
+        (tmp_path / f"{n:02d}.html").write_bytes(MIRROR.page(url.netloc, url.path).body)
+        names[f"{n:02d}.html"] = article.url
+    run = run_cli("extract", "--jsonl", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["path"].rsplit("/", 1)[1] for r in records] == sorted(names)
+    for record in records:
+        row = rows[names[record["path"].rsplit("/", 1)[1]]]
+        assert list(record) == FIELDS
+        assert (record["text"], record["title"], record["language"], record["language_script"]) == (
+            row["text"], row["title"], row["language"], row["language_script"])
+        assert (record["authors"], record["editor"], record["source"]) == (
+            row["authors"], row["editor"], row["source"])
+
+
+def test_default_output_is_indented_json_per_page_with_the_given_url_and_zone():
+    run = run_cli("extract", "--url", "https://news.example.cn/a/1.html", "--timezone", "Asia/Shanghai",
+                  str(PAGES / "editor_lines.html"), str(PAGES / "garbage.bin"))
+    assert run.returncode == 0, run.stderr
+    decoder, text, records = json.JSONDecoder(), run.stdout, []
+    while text.strip():
+        record, end = decoder.raw_decode(text.lstrip())
+        records.append(record)
+        text = text.lstrip()[end:]
+    article, garbage = records
+    assert article["published_at"].endswith("+08:00") and article["editor"] and article["text"]
+    assert garbage["text"] is None and garbage["language"] == "und"
+    assert run.stdout.count("\n  \"") >= 2 * len(FIELDS)  # indented, one field a line
+
+
+@pytest.mark.parametrize("args", [["no/such/page.html"], []])
+def test_bad_arguments_exit_2(args):
+    run = run_cli("extract", *args)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
