@@ -21,6 +21,7 @@ from pipelines.extraction.metadata import (
     SOURCE,
     PageMetadata,
     editor_name,
+    split_names,
 )
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
@@ -34,6 +35,7 @@ _FURNITURE_TOKENS = frozenset({
     "navbar", "topnav", "menu", "footer", "foot", "copyright", "sidebar", "ad", "ads",
     "advert", "banner",
 })
+PARAGRAPH_CHARS = 50  # a <p> this long is article text, not a caption or a link
 _TOKEN_SPLIT = re.compile(r"[\s_-]+")
 # how link lists date their items: a date, or a time ago
 _DATED = re.compile(
@@ -66,8 +68,8 @@ _FOLLOW_US_LINE = re.compile(
 # Where-you-are, dateline, byline and copyright lines around the article
 _PAGE_FRAME_LINE = re.compile(
     r"^(?:You are here|您(?:所在|现在|現在)的位置|[当當]前位置)\s*[:：]"
+    r"|^(?:首页|首頁|Home)\s*[>»]|^[^\s>»]{1,10}\s*[>»]$|^(?:上一篇|下一篇)\s*(?:[:：]|$)"
     r"|^(?:Last updated|Updated|Posted|Published|Article Date)\b[^.!?]{0,60}\b(?:19|20)\d{2}\b[^.!?]{0,20}$"
-    r"|^(?:By|Written by)\s+[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}(?:\s*[-,|]\s*[^.!?]{0,30})?$"
     r"|^(?:Copyright\b|©|\(c\)\s)[^.!?]{0,80}$"
     r"|^(?:https?://|www\.)\S+$", re.IGNORECASE)
 # A heading over a list of other articles: the heading and the titles under it go.
@@ -95,15 +97,22 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
         for element in body.xpath(GenericTranslator().css_to_xpath(selector)):
             element.drop_tree()
     page_chars = len(body.text_content())
+    page_paragraphs = _paragraph_chars(body)
     for element in list(body.iter()):
         if element.getparent() is None or not isinstance(element.tag, str):
             continue
-        if _is_furniture(element) and len(element.text_content()) < page_chars / 2:
+        if (_is_furniture(element) and len(element.text_content()) < page_chars / 2
+                and _paragraph_chars(element) <= page_paragraphs / 2):  # "js_img_share_area": the article
             element.drop_tree()
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
         if len(items) >= 2 and sum(bool(_DATED.search(i.text_content())) for i in items) > len(items) / 2:
             listing.drop_tree()
+
+
+def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
+    """Characters in the paragraphs long enough to be article text."""
+    return sum(length for p in element.iter("p") if (length := len(p.text_content())) >= PARAGRAPH_CHARS)
 
 
 def _is_furniture(element: lxml.html.HtmlElement) -> bool:
@@ -132,8 +141,8 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
             metadata.editor = metadata.editor or editor_name(editor)
             continue
         byline = BYLINE_AUTHOR.match(line)
-        if byline and not kept:
-            metadata.authors = metadata.authors or [byline["name"].strip()]
+        if byline:
+            metadata.authors = metadata.authors or split_names(byline["name"])
             continue
         if any(rule.search(line) for rule in (REVIEW_LINE, _BARE_DATE_LINE, _FURNITURE_LINE,
                                               _DISCLAIMER_LINE, _FOLLOW_US_LINE, _PAGE_FRAME_LINE)):

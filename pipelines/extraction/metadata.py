@@ -39,7 +39,10 @@ SOURCE = re.compile(
     r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)")
 _AUTHOR = re.compile(
     r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)")
-BYLINE_AUTHOR = re.compile(r"^by\s+(?P<name>\S.{0,40})$", re.IGNORECASE)
+# "By Jane Doe", "Written by Jane Doe and John Roe - Staff Reporter": capitalised names, a short role
+BYLINE_AUTHOR = re.compile(
+    r"^(?:[Bb]y|BY|[Ww]ritten by)\s+(?P<name>[A-Z][\w.'-]*(?:\s+(?:and\s+)?[A-Z][\w.'-]*){0,5})"
+    r"(?:\s*[-,|]\s*[^.!?]{0,30})?$")
 
 
 @dataclass

@@ -129,3 +129,9 @@ def test_eval_targets_on_the_shared_dev_pages(yardstick):
             scores.append(yardstick.prf(record["text"] or "", yardstick.gold_text(gold)))
         precision, recall, f1 = (statistics.mean(s[i] for s in scores) for i in range(3))
         assert (f1, min(precision, recall)) >= (target, 0.94), (dataset, precision, recall, f1)
+
+
+def test_a_byline_line_becomes_the_authors():
+    case, metadata = LINES["byline"], PageMetadata()
+    assert clean_lines(case["text"], metadata) == ""
+    assert metadata.authors == case["authors"]
