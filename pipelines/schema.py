@@ -46,8 +46,9 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("content_type", pa.string(), True, "Content-Type header of the fetched page"),
     ("charset", pa.string(), False, "encoding the page was decoded with (Python codec name)"),
     ("crawl_id", pa.string(), False, "id of the run that archived the row"),
-    ("extractor", pa.string(), False, "extraction library"),
-    ("extractor_version", pa.string(), False, "its version"),
+    ("extractor", pa.string(), False, "how the text was extracted: `trafilatura+readability` "
+     "(trafilatura's lines checked against readability-lxml)"),
+    ("extractor_version", pa.string(), False, "versions of both: `trafilatura 2.3.1, readability-lxml 0.9`"),
 ]
 
 SCHEMA = pa.schema(

@@ -13,28 +13,24 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import trafilatura
 from dateutil.parser import UnknownTimezoneWarning
+from htmldate import find_date
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import StatsCollector
+from trafilatura.metadata import extract_title
 
 from crawler.items import Article
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, prune
-from pipelines.extraction.metadata import (
-    PageMetadata,
-    page_metadata,
-    parse_published,
-    split_list,
-    split_names,
-)
+from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
 
 __all__ = ["ExtractPipeline", "Extraction", "PageMetadata", "article_chars", "extract", "parse_published"]
 
@@ -66,22 +62,20 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
     if tree is None:
         return Extraction(PageMetadata(), None, None, decoded.encoding)
     metadata = page_metadata(tree, url)
+    # fallbacks for what the page's own markup did not say, as trafilatura finds them
+    metadata.title = metadata.title or extract_title(tree)
     prune(tree, drop_selectors, body_selector)
-    with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; we keep ours
-        warnings.simplefilter("ignore", UnknownTimezoneWarning)
-        document = trafilatura.bare_extraction(
-            tree, url=url, with_metadata=True, include_comments=False, include_tables=True,
-            include_images=False, deduplicate=False)
+    document = trafilatura.bare_extraction(
+        tree, url=url, include_comments=False, include_tables=True, include_images=False,
+        deduplicate=False)
     text = None
     if document is not None:
-        metadata.title = metadata.title or document.title
-        if not metadata.authors and document.author:
-            metadata.authors = split_names(document.author)
-        metadata.published_raw = metadata.published_raw or document.date
-        if not metadata.tags and document.tags:
-            metadata.tags = split_list(document.tags if isinstance(document.tags, str)
-                                       else ",".join(document.tags))
         text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
+    if not metadata.published_raw:
+        with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
+            warnings.simplefilter("ignore", UnknownTimezoneWarning)
+            metadata.published_raw = find_date(tree, url=url, original_date=True, extensive_search=True,
+                                               max_date=date.today().isoformat())
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     return Extraction(metadata, text or None, published_at, decoded.encoding)
 
