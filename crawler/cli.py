@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
@@ -263,6 +264,10 @@ def extract_command(args: argparse.Namespace) -> int:
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
         raise ValueError(f"no such file or folder: {', '.join(missing)}")
+    try:
+        ZoneInfo(args.timezone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(f"unknown time zone: {args.timezone}") from None
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     failed = 0

@@ -50,13 +50,17 @@ def _page_record_task(task: tuple[str, str | None, str, int, int]) -> dict[str, 
 
 def page_record(path: str, url: str | None, timezone: str, language_seed: int,
                 language_sample_chars: int) -> dict[str, Any]:
-    """What the crawl would archive of the page at ``path``; ``error`` instead when it can't be read."""
+    """What the crawl would archive of the page at ``path``; ``error`` instead when it can't be read
+    or the stages fail on it (the crawl logs such a page as an error and goes on; so do we)."""
     try:
         body = Path(path).read_bytes()
     except OSError as exc:
         return {"path": path, "error": f"{type(exc).__name__}: {exc.strerror or exc}"}
-    result = extract(body, url or Path(path).resolve().as_uri(), timezone=timezone)
-    guess = _detector(language_seed, language_sample_chars).detect(result.text or "")
+    try:
+        result = extract(body, url or Path(path).resolve().as_uri(), timezone=timezone)
+        guess = _detector(language_seed, language_sample_chars).detect(result.text or "")
+    except Exception as exc:  # one bad page must not end a run over thousands
+        return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
     metadata = result.metadata
     return {
         "path": path,

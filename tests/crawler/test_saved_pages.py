@@ -31,6 +31,11 @@ def test_an_unreadable_page_is_a_record_not_a_crash(tmp_path):
     assert record == {"path": str(tmp_path), "error": "IsADirectoryError: Is a directory"}
 
 
+def test_a_page_the_stages_fail_on_is_a_record_not_a_crash():
+    record = page_record(str(PAGES / "editor_lines.html"), None, "Not/AZone", 0, 2000)
+    assert record["error"].startswith("ZoneInfoNotFoundError")
+
+
 def test_the_command_prints_what_the_crawl_archived(mirror_crawl, tmp_path):
     """Same stages, same code: the text, title and language of every archived mirror article."""
     rows = {r["url"]: r for r in ds.dataset(mirror_crawl.archive, format="parquet",
@@ -68,7 +73,7 @@ def test_default_output_is_indented_json_per_page_with_the_given_url_and_zone():
     assert run.stdout.count("\n  \"") >= 2 * len(FIELDS)  # indented, one field a line
 
 
-@pytest.mark.parametrize("args", [["no/such/page.html"], []])
+@pytest.mark.parametrize("args", [["no/such/page.html"], [], ["--timezone", "Not/AZone", str(PAGES)]])
 def test_bad_arguments_exit_2(args):
     run = run_cli("extract", *args)
     assert run.returncode == 2
