@@ -79,6 +79,9 @@ _LIST_HEADING = re.compile(
     r"Related(?: stories| articles| links| content| coverage| news)?|More (?:stories|news|from [\w ]+)|"
     r"Most (?:read|popular|viewed)|Top (?:news|stories)(?: headlines)?|Latest [\w ]{0,30}(?:news|headlines))"
     r"\s*[:：»]?$", re.IGNORECASE)
+MENU_RUN = 4
+MENU_ITEM_CHARS = 8
+_NOT_MENU_ITEM = re.compile(r"[，。！？；：、,.!?;:\d]")  # sentences and numbered lists are text
 _SENTENCE_END = re.compile(r"[.!?。！？\"”’」』]$")
 
 
@@ -152,7 +155,22 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
             metadata.source = metadata.source or source["source"].strip()
             continue
         kept.append(line)
-    return "\n\n".join(kept)
+    return "\n\n".join(_without_menus(kept))
+
+
+def _without_menus(lines: list[str]) -> list[str]:
+    """Drops runs of MENU_RUN or more very short lines without punctuation or figures: a menu."""
+    menu = [len(line) <= MENU_ITEM_CHARS and not _NOT_MENU_ITEM.search(line) for line in lines]
+    keep = [True] * len(lines)
+    start = 0
+    while start < len(lines):
+        end = start
+        while end < len(lines) and menu[end]:
+            end += 1
+        if end - start >= MENU_RUN:
+            keep[start:end] = [False] * (end - start)
+        start = end + 1
+    return [line for line, kept in zip(lines, keep, strict=True) if kept]
 
 
 def _is_title(line: str) -> bool:

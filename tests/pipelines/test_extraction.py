@@ -135,3 +135,9 @@ def test_a_byline_line_becomes_the_authors():
     case, metadata = LINES["byline"], PageMetadata()
     assert clean_lines(case["text"], metadata) == ""
     assert metadata.authors == case["authors"]
+
+
+def test_a_run_of_menu_items_goes_and_a_numbered_list_stays():
+    assert clean_lines(LINES["menu"]["text"], PageMetadata()).split("\n\n") == LINES["menu"]["kept"]
+    ranking = LINES["numbered_list"]["text"]
+    assert clean_lines(ranking, PageMetadata()).split("\n\n") == ranking.splitlines()
