@@ -5,7 +5,8 @@ table-layout menus); readability-lxml picks one block of the page by its text an
 so it rarely keeps furniture but sometimes keeps too little, or the wrong block. A trafilatura
 line survives when its words are in readability's text, or when it reads like a paragraph of
 the article (long, ends like a sentence) and does not come after the agreed part. Where
-readability found nothing, or something else, trafilatura's text stands.
+readability found nothing or only a caption, trafilatura's text stands; where the two picked
+different blocks of the page, the one with more paragraph-like text wins.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import lxml.html
 from readability import Document
 from readability.readability import Unparseable
 
+from pipelines.extraction.furniture import SENTENCE_END
+
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
 _BLOCKS = ("p", "div", "br", "li", "dd", "dt", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
            "blockquote", "pre", "table", "ul", "ol", "section", "article", "figure", "figcaption")
-_SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
 
 LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
 EXTRACTORS_AGREE = 0.6  # share of readability's tokens found in trafilatura's text
@@ -83,4 +85,4 @@ def _prose_size(text: str) -> int:
 
 def _is_paragraph(line: str, tokens: Counter[str]) -> bool:
     return (tokens.total() >= PARAGRAPH_TOKENS and not line.startswith(("- ", "|"))
-            and bool(_SENTENCE_END.search(line)))
+            and bool(SENTENCE_END.search(line)))

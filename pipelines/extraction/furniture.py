@@ -8,6 +8,7 @@ carry metadata (editor, reviewers, source) are moved into the metadata, not lost
 from __future__ import annotations
 
 import re
+from itertools import groupby
 
 import lxml.html
 from cssselect import GenericTranslator
@@ -82,7 +83,7 @@ _LIST_HEADING = re.compile(
 MENU_RUN = 4
 MENU_ITEM_CHARS = 8
 _NOT_MENU_ITEM = re.compile(r"[，。！？；：、,.!?;:\d]")  # sentences and numbered lists are text
-_SENTENCE_END = re.compile(r"[.!?。！？\"”’」』]$")
+SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
 
 
 def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_selector: str | None) -> None:
@@ -104,8 +105,10 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
     for element in list(body.iter()):
         if element.getparent() is None or not isinstance(element.tag, str):
             continue
+        # a furniture name can be on the article itself (class="js_img_share_area"): spared when
+        # it holds half the page's text or half its paragraphs
         if (_is_furniture(element) and len(element.text_content()) < page_chars / 2
-                and _paragraph_chars(element) <= page_paragraphs / 2):  # "js_img_share_area": the article
+                and _paragraph_chars(element) <= page_paragraphs / 2):
             element.drop_tree()
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
@@ -160,19 +163,18 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
 
 def _without_menus(lines: list[str]) -> list[str]:
     """Drops runs of MENU_RUN or more very short lines without punctuation or figures: a menu."""
-    menu = [len(line) <= MENU_ITEM_CHARS and not _NOT_MENU_ITEM.search(line) for line in lines]
-    keep = [True] * len(lines)
-    start = 0
-    while start < len(lines):
-        end = start
-        while end < len(lines) and menu[end]:
-            end += 1
-        if end - start >= MENU_RUN:
-            keep[start:end] = [False] * (end - start)
-        start = end + 1
-    return [line for line, kept in zip(lines, keep, strict=True) if kept]
+    kept = []
+    for is_menu, run in groupby(lines, key=_is_menu_item):
+        run_lines = list(run)
+        if not is_menu or len(run_lines) < MENU_RUN:
+            kept += run_lines
+    return kept
+
+
+def _is_menu_item(line: str) -> bool:
+    return len(line) <= MENU_ITEM_CHARS and not _NOT_MENU_ITEM.search(line)
 
 
 def _is_title(line: str) -> bool:
     """A headline in a list: short, and not ending like a sentence."""
-    return len(line) <= 80 and not _SENTENCE_END.search(line)
+    return len(line) <= 80 and not SENTENCE_END.search(line)
