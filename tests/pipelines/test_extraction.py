@@ -141,3 +141,10 @@ def test_a_run_of_menu_items_goes_and_a_numbered_list_stays():
     assert clean_lines(LINES["menu"]["text"], PageMetadata()).split("\n\n") == LINES["menu"]["kept"]
     ranking = LINES["numbered_list"]["text"]
     assert clean_lines(ranking, PageMetadata()).split("\n\n") == ranking.splitlines()
+
+
+def test_an_article_container_with_a_furniture_class_name_is_kept():
+    page = (PAGES / "article_named_like_furniture.html").read_bytes()
+    assert 'class="content js_img_share_area"' in page.decode("utf-8")
+    text = extract(page, "https://news.example.cn/a/4.html").text
+    assert text.count("\n\n") == 3 and text.startswith("本报讯")
