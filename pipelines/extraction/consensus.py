@@ -60,7 +60,9 @@ def agreed_text(text: str, reference: str) -> str:
     if not reference_size or reference_size < READABILITY_TOO_SHORT * text_size:
         return text
     if shared < EXTRACTORS_AGREE * reference_size:  # two different blocks: the more article-like
-        return reference if _prose_size(reference) > _prose_size(text) else text
+        reference_lines = reference.splitlines()
+        reference_prose = _prose_size(reference_lines, [_tokens(line) for line in reference_lines])
+        return reference if reference_prose > _prose_size(lines, line_tokens) else text
     agrees = []
     for tokens in line_tokens:
         found = sum(min(count, confirmed[token]) for token, count in tokens.items())
@@ -77,10 +79,10 @@ def _tokens(text: str) -> Counter[str]:
     return Counter(token.lower() for token in _TOKEN.findall(text))
 
 
-def _prose_size(text: str) -> int:
-    """Tokens in the lines of ``text`` that read like paragraphs of an article."""
-    return sum(tokens.total() for line in text.splitlines()
-               if _is_paragraph(line.strip(), tokens := _tokens(line)))
+def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:
+    """Tokens in the lines that read like paragraphs of an article."""
+    return sum(tokens.total() for line, tokens in zip(lines, line_tokens, strict=True)
+               if _is_paragraph(line.strip(), tokens))
 
 
 def _is_paragraph(line: str, tokens: Counter[str]) -> bool:

@@ -109,7 +109,7 @@ def test_consensus_of_trafilatura_and_readability(name):
 
 
 def test_furniture_inside_the_article_container_goes():
-    page = (PAGES / "furniture_inside_article.html").read_bytes()
+    page = (PAGES / "article_among_furniture.html").read_bytes()
     alone = trafilatura.extract(page.decode("utf-8"), include_tables=True)
     furniture = ("车险投保选好礼", "游戏直充", "双色球开奖结果")
     assert all(line in alone for line in furniture), "fixture error: trafilatura alone drops it already"
@@ -144,7 +144,7 @@ def test_a_run_of_menu_items_goes_and_a_numbered_list_stays():
 
 
 def test_an_article_container_with_a_furniture_class_name_is_kept():
-    page = (PAGES / "article_named_like_furniture.html").read_bytes()
+    page = (PAGES / "article_among_furniture.html").read_bytes()
     assert 'class="content js_img_share_area"' in page.decode("utf-8")
     text = extract(page, "https://news.example.cn/a/4.html").text
     assert text.count("\n\n") == 3 and text.startswith("本报讯")
