@@ -258,7 +258,7 @@ def outlets_command(args: argparse.Namespace) -> int:
 
 
 def extract_command(args: argparse.Namespace) -> int:
-    """Exit 1 when a page could not be read; its record says why, the other pages are printed."""
+    """Exit 1 when a page could not be read or extracted; its record says why, the others print."""
     from crawler.saved_pages import extract_pages, page_paths
 
     missing = [str(path) for path in args.paths if not path.exists()]
@@ -281,7 +281,7 @@ def extract_command(args: argparse.Namespace) -> int:
         else:
             print(json.dumps(record, ensure_ascii=False, indent=2), end="\n\n")
     if failed:
-        print(f"newsarchive: {failed} page(s) could not be read", file=sys.stderr)
+        print(f"newsarchive: {failed} page(s) could not be read or extracted", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -3,21 +3,25 @@ the two real object stores (SeaweedFS, Ceph RGW), each started once per session.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 
+from benchmarks.eval_extraction import yardstick as load_yardstick
 from crawler.mirror.server import MirrorServer
+from crawler.mirror.sites import build_mirror
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MIRROR = build_mirror()
+ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
 
 
 @dataclass
@@ -49,12 +53,17 @@ def mirror_crawl(mirror_server, tmp_path_factory) -> CrawlRun:
 
 
 @pytest.fixture(scope="session")
+def mirror_rows(mirror_crawl) -> dict[str, dict]:
+    """The rows the mirror crawl archived, by URL."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    table = ds.dataset(mirror_crawl.archive, format="parquet", partitioning="hive").to_table()
+    return {row["url"]: row for row in table.to_pylist()}
+
+
+@pytest.fixture(scope="session")
 def yardstick():
     """The shared extraction yardstick (../shared/tools/score_extract.py)."""
-    spec = importlib.util.spec_from_file_location("score_extract", SHARED / "tools" / "score_extract.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_yardstick()
 
 
 @pytest.fixture(scope="session")

@@ -11,31 +11,21 @@ import duckdb
 import pyarrow.dataset as ds
 import pytest
 
-from crawler.mirror.sites import build_mirror
 from pipelines.schema import SCHEMA, SCHEMA_VERSION
-from tests.conftest import FIXTURES, REPO, run_cli
+from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, run_cli
 
-MIRROR = build_mirror()
-ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
 FURNITURE = tomllib.loads((FIXTURES / "furniture.toml").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def rows(mirror_crawl):
-    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
-    table = ds.dataset(mirror_crawl.archive, format="parquet", partitioning="hive").to_table()
-    return {row["url"]: row for row in table.to_pylist()}
-
-
-def test_every_mirrored_article_is_archived_once(rows, mirror_crawl):
-    assert sorted(rows) == sorted(a.url for a in ARCHIVED)
-    assert len({r["article_id"] for r in rows.values()}) == len(ARCHIVED)
-    assert {r["outlet_id"] for r in rows.values()} == set(FURNITURE)
+def test_every_mirrored_article_is_archived_once(mirror_rows, mirror_crawl):
+    assert sorted(mirror_rows) == sorted(a.url for a in ARCHIVED)
+    assert len({r["article_id"] for r in mirror_rows.values()}) == len(ARCHIVED)
+    assert {r["outlet_id"] for r in mirror_rows.values()} == set(FURNITURE)
 
 
 @pytest.mark.parametrize("article", ARCHIVED, ids=lambda a: a.url.split("/", 3)[3][-40:])
-def test_text_recall_and_no_furniture(rows, yardstick, article):
-    text = rows[article.url]["text"]
+def test_text_recall_and_no_furniture(mirror_rows, yardstick, article):
+    text = mirror_rows[article.url]["text"]
     _, recall, _ = yardstick.prf(text, article.gold_text)
     assert recall >= 0.97
     for furniture in FURNITURE[article.outlet_id]:
@@ -44,8 +34,8 @@ def test_text_recall_and_no_furniture(rows, yardstick, article):
 
 
 @pytest.mark.parametrize("article", ARCHIVED, ids=lambda a: a.url.split("/", 3)[3][-40:])
-def test_metadata(rows, article):
-    row = rows[article.url]
+def test_metadata(mirror_rows, article):
+    row = mirror_rows[article.url]
     assert row["title"] == article.title
     assert row["published_at"] == article.published
     assert row["editor"] == article.editor
@@ -61,10 +51,10 @@ def test_metadata(rows, article):
         p.startswith("![") and not p[2:].split("]")[0] for p in article.paragraphs)
 
 
-def test_non_articles_and_forbidden_pages_are_not_archived(rows, mirror_crawl, mirror_server):
+def test_non_articles_and_forbidden_pages_are_not_archived(mirror_rows, mirror_crawl, mirror_server):
     for article in MIRROR.articles:
         if article.expect != "archived":
-            assert article.url not in rows
+            assert article.url not in mirror_rows
     forbidden = [a for a in MIRROR.articles if a.expect == "robots"]
     assert forbidden
     requested = set(mirror_server.requested)

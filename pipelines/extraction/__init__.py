@@ -10,7 +10,6 @@ then moves metadata lines (editor, reviewers, source) out of the text and drops 
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -33,8 +32,6 @@ from pipelines.extraction.furniture import clean_lines, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
 
 __all__ = ["ExtractPipeline", "Extraction", "PageMetadata", "article_chars", "extract", "parse_published"]
-
-logger = logging.getLogger(__name__)
 
 EXTRACTOR = "trafilatura+readability"
 EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"

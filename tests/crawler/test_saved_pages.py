@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-import pyarrow.dataset as ds
 import pytest
 
-from crawler.mirror.sites import build_mirror
 from crawler.saved_pages import page_paths, page_record
-from tests.conftest import FIXTURES, run_cli
+from tests.conftest import ARCHIVED, FIXTURES, MIRROR, run_cli
 
 PAGES = FIXTURES / "pages"
 FIELDS = ["path", "title", "text", "language", "language_script", "published_at", "authors", "editor",
           "source"]
-MIRROR = build_mirror()
-ARCHIVED = [a for a in MIRROR.articles if a.expect == "archived"]
 
 
 def test_folders_are_searched_for_pages_and_named_files_are_taken_as_they_are():
@@ -36,10 +32,8 @@ def test_a_page_the_stages_fail_on_is_a_record_not_a_crash():
     assert record["error"].startswith("ZoneInfoNotFoundError")
 
 
-def test_the_command_prints_what_the_crawl_archived(mirror_crawl, tmp_path):
+def test_the_command_prints_what_the_crawl_archived(mirror_rows, tmp_path):
     """Same stages, same code: the text, title and language of every archived mirror article."""
-    rows = {r["url"]: r for r in ds.dataset(mirror_crawl.archive, format="parquet",
-                                             partitioning="hive").to_table().to_pylist()}
     names = {}
     for n, article in enumerate(ARCHIVED):
         url = urlsplit(article.url)
@@ -50,7 +44,7 @@ def test_the_command_prints_what_the_crawl_archived(mirror_crawl, tmp_path):
     records = [json.loads(line) for line in run.stdout.splitlines()]
     assert [r["path"].rsplit("/", 1)[1] for r in records] == sorted(names)
     for record in records:
-        row = rows[names[record["path"].rsplit("/", 1)[1]]]
+        row = mirror_rows[names[record["path"].rsplit("/", 1)[1]]]
         assert list(record) == FIELDS
         assert (record["text"], record["title"], record["language"], record["language_script"]) == (
             row["text"], row["title"], row["language"], row["language_script"])
