@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed test-services
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
 # Ceph RGW, the second real object store of the tests, comes from Debian (root needed once).
@@ -30,7 +31,9 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The crawl at scale on loopback (../shared/eval pages, N and 5N), then the mirror crawl and stores.
 bench: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.bench_crawl
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
 

@@ -28,15 +28,20 @@ def percentile(values: list[float], share: float) -> float:
 def crawl_seconds() -> float:
     with tempfile.TemporaryDirectory() as archive:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "crawler.cli", "crawl", "--mirror", "--archive", archive,
-                        "--quiet"], cwd=REPO, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "crawler.cli", "crawl", "--mirror", "--archive", archive, "--quiet"],
+            cwd=REPO,
+            check=True,
+        )
         return time.perf_counter() - start
 
 
 def main() -> None:
     runs = [crawl_seconds() for _ in range(3)]
-    print(f"mirror crawl (31 article pages, 6 outlets): median {statistics.median(runs):.2f} s "
-          f"over {len(runs)} runs")
+    print(
+        f"mirror crawl (31 article pages, 6 outlets): median {statistics.median(runs):.2f} s "
+        f"over {len(runs)} runs"
+    )
     mirror = build_mirror()
     detector = LanguageDetector()
     extract_ms, language_ms = [], []

@@ -24,19 +24,37 @@ LARGE_MIB = 64
 
 def crawl_seconds(archive: str, spool: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "crawler.cli", "crawl", "--mirror", "--archive", archive,
-                    "--spool", str(spool), "--quiet"], cwd=REPO, check=True, env={**os.environ, **env})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crawler.cli",
+            "crawl",
+            "--mirror",
+            "--archive",
+            archive,
+            "--spool",
+            str(spool),
+            "--quiet",
+        ],
+        cwd=REPO,
+        check=True,
+        env={**os.environ, **env},
+    )
     return time.perf_counter() - start
 
 
 def report(name: str, runs: list[float]) -> None:
-    print(f"{name:<44} median {statistics.median(runs):.2f} s over {len(runs)} runs "
-          f"(min {min(runs):.2f}, max {max(runs):.2f})")
+    print(
+        f"{name:<44} median {statistics.median(runs):.2f} s over {len(runs)} runs "
+        f"(min {min(runs):.2f}, max {max(runs):.2f})"
+    )
 
 
 def bench_store(store: ObjectStore, folder: Path) -> None:
-    runs = [crawl_seconds(f"s3://{store.create_bucket()}/news", folder / "spool", store.env)
-            for _ in range(RUNS)]
+    runs = [
+        crawl_seconds(f"s3://{store.create_bucket()}/news", folder / "spool", store.env) for _ in range(RUNS)
+    ]
     report(f"mirror crawl into {store.name}", runs)
     large = folder / "large.parquet"
     large.write_bytes(os.urandom(LARGE_MIB << 20))
@@ -45,15 +63,18 @@ def bench_store(store: ObjectStore, folder: Path) -> None:
     start = time.perf_counter()
     target.publish(large, "large.parquet")
     seconds = time.perf_counter() - start
-    print(f"{'publish ' + str(LARGE_MIB) + ' MiB to ' + store.name:<44} {seconds:.2f} s "
-          f"({LARGE_MIB / seconds:.0f} MiB/s, multipart 8 MiB parts, verified)")
+    print(
+        f"{'publish ' + str(LARGE_MIB) + ' MiB to ' + store.name:<44} {seconds:.2f} s "
+        f"({LARGE_MIB / seconds:.0f} MiB/s, multipart 8 MiB parts, verified)"
+    )
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        runs = [crawl_seconds(str(folder / f"local{i}"), folder / f"local{i}" / ".spool", {})
-                for i in range(RUNS)]
+        runs = [
+            crawl_seconds(str(folder / f"local{i}"), folder / f"local{i}" / ".spool", {}) for i in range(RUNS)
+        ]
         report("mirror crawl into a local folder", runs)
         for kind in (SeaweedFS, CephRGW):
             store = kind(folder / kind.__name__)

@@ -62,20 +62,28 @@ def yardstick():
 def pages(dataset: str) -> list[Path]:
     """The dataset's pages that have ground truth, as the yardstick picks them."""
     folder = SHARED / "eval" / dataset
-    return [json_path.with_suffix(".html") for json_path in sorted(folder.glob("*.json"))
-            if json.loads(json_path.read_text(encoding="utf-8")).get("text")]
+    return [
+        json_path.with_suffix(".html")
+        for json_path in sorted(folder.glob("*.json"))
+        if json.loads(json_path.read_text(encoding="utf-8")).get("text")
+    ]
 
 
 def score(dataset: str, outputs: Path) -> tuple[float, float, float]:
     """(F1, precision, recall) means, as printed by ``score_extract.py --outputs``."""
-    printed = subprocess.run([sys.executable, str(YARDSTICK), str(SHARED / "eval" / dataset),
-                              "--outputs", str(outputs)], capture_output=True, text=True, check=True)
+    printed = subprocess.run(
+        [sys.executable, str(YARDSTICK), str(SHARED / "eval" / dataset), "--outputs", str(outputs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     match = _SCORE_LINE.search(printed.stdout)
     return float(match["f1"]), float(match["p"]), float(match["r"])
 
 
-def timed(extractors: dict[str, Callable[[Path], str]], paths: list[Path],
-          outputs: dict[str, Path]) -> dict[str, list[float]]:
+def timed(
+    extractors: dict[str, Callable[[Path], str]], paths: list[Path], outputs: dict[str, Path]
+) -> dict[str, list[float]]:
     """Runs every extractor on each page in turn (so that the machine's load is shared alike),
     writing the yardstick's JSON lines; milliseconds per page and extractor."""
     for extractor in extractors.values():
@@ -109,8 +117,11 @@ def evaluate(datasets: tuple[str, ...] = DATASETS) -> list[Score]:
         outputs = {name: OUTPUTS / f"{dataset}.{name.split()[0]}.jsonl" for name in extractors}
         times = timed(extractors, paths, outputs)
         with outputs["newsarchive"].open("w", encoding="utf-8") as out:  # scored: what users get
-            subprocess.run([sys.executable, "-m", "crawler.cli", "extract", "--jsonl",
-                            str(SHARED / "eval" / dataset)], stdout=out, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "crawler.cli", "extract", "--jsonl", str(SHARED / "eval" / dataset)],
+                stdout=out,
+                check=True,
+            )
         scores += [Score(name, dataset, *score(dataset, outputs[name]), times[name]) for name in extractors]
     return scores
 
@@ -123,17 +134,24 @@ def report(scores: list[Score]) -> str:
     header = ("dataset", "extractor", "F1", "P", "R", "ms/page median", "p95")
     lines = ["{:<10} {:<24} {:>6} {:>6} {:>6} {:>15} {:>7}".format(*header)]
     for s in scores:
-        lines.append(f"{s.dataset:<10} {s.extractor:<24} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f} "
-                     f"{s.median_ms:15.1f} {s.p95_ms:7.1f}")
+        lines.append(
+            f"{s.dataset:<10} {s.extractor:<24} {s.f1:6.3f} {s.precision:6.3f} {s.recall:6.3f} "
+            f"{s.median_ms:15.1f} {s.p95_ms:7.1f}"
+        )
     by_key = {(s.dataset, s.extractor): s for s in scores}
     for dataset in dict.fromkeys(s.dataset for s in scores):
         ours, alone = by_key[dataset, "newsarchive"], by_key[dataset, "trafilatura (defaults)"]
-        met = (ours.f1 >= TARGETS[dataset] and min(ours.precision, ours.recall) >= 0.94
-               and ours.median_ms <= 2 * alone.median_ms)
-        lines.append(f"{dataset}: time against trafilatura alone, median "
-                     f"{ours.median_ms / alone.median_ms:.2f}x, p95 {ours.p95_ms / alone.p95_ms:.2f}x; "
-                     f"target (F1 >= {TARGETS[dataset]}, P and R >= 0.94, <= 2x) "
-                     f"{'met' if met else 'NOT met'}")
+        met = (
+            ours.f1 >= TARGETS[dataset]
+            and min(ours.precision, ours.recall) >= 0.94
+            and ours.median_ms <= 2 * alone.median_ms
+        )
+        lines.append(
+            f"{dataset}: time against trafilatura alone, median "
+            f"{ours.median_ms / alone.median_ms:.2f}x, p95 {ours.p95_ms / alone.p95_ms:.2f}x; "
+            f"target (F1 >= {TARGETS[dataset]}, P and R >= 0.94, <= 2x) "
+            f"{'met' if met else 'NOT met'}"
+        )
     return "\n".join(lines)
 
 

@@ -43,8 +43,9 @@ def cases(datasets: tuple[str, ...] = DATASETS) -> Iterator[Case]:
     for dataset in datasets:
         for path in sorted((EVAL / dataset).glob("*.json")):
             data = json.loads(path.read_text(encoding="utf-8"))
-            yield Case(path.with_suffix(".html"), data["url"], data["lang"], data.get("title") or "",
-                       data["text"])
+            yield Case(
+                path.with_suffix(".html"), data["url"], data["lang"], data.get("title") or "", data["text"]
+            )
 
 
 @dataclass
@@ -116,22 +117,31 @@ def report(scores: Scores) -> str:
     def row(what: str, tally: Tally) -> str:
         return f"{what:<44} {tally.share:6.3f}  ({tally.right}/{tally.total})"
 
-    lines = ["language identification on ../shared/eval daniel_zh + daniel_en",
-             row("language, ground-truth texts", scores.text),
-             row("script of Chinese ground-truth texts", scores.text_script),
-             row("language, headlines", scores.titles)]
+    lines = [
+        "language identification on ../shared/eval daniel_zh + daniel_en",
+        row("language, ground-truth texts", scores.text),
+        row("script of Chinese ground-truth texts", scores.text_script),
+        row("language, headlines", scores.titles),
+    ]
     if scores.extraction_ms:
         ratios = [d / e for d, e in zip(scores.detection_ms, scores.extraction_ms, strict=True) if e > 0]
-        lines += [row("language, extracted page texts", scores.pages),
-                  row("script, extracted Chinese page texts", scores.pages_script),
-                  f"{'pages where extraction found no text':<44} {scores.empty_pages}",
-                  f"{'detection ms/page, median / p95':<44} {statistics.median(scores.detection_ms):.2f} / "
-                  f"{statistics.quantiles(scores.detection_ms, n=20)[-1]:.2f}",
-                  f"{'extraction ms/page, median':<44} {statistics.median(scores.extraction_ms):.2f}",
-                  f"{'detection / extraction time, median per page':<44} {statistics.median(ratios):.3f}"]
+        lines += [
+            row("language, extracted page texts", scores.pages),
+            row("script, extracted Chinese page texts", scores.pages_script),
+            f"{'pages where extraction found no text':<44} {scores.empty_pages}",
+            f"{'detection ms/page, median / p95':<44} {statistics.median(scores.detection_ms):.2f} / "
+            f"{statistics.quantiles(scores.detection_ms, n=20)[-1]:.2f}",
+            f"{'extraction ms/page, median':<44} {statistics.median(scores.extraction_ms):.2f}",
+            f"{'detection / extraction time, median per page':<44} {statistics.median(ratios):.3f}",
+        ]
     lines.append(f"{'Chinese labelled ko or ja (all of the above)':<44} {scores.cjk_confusions}")
-    for name, tally in (("text", scores.text), ("script", scores.text_script), ("title", scores.titles),
-                        ("page", scores.pages), ("page script", scores.pages_script)):
+    for name, tally in (
+        ("text", scores.text),
+        ("script", scores.text_script),
+        ("title", scores.titles),
+        ("page", scores.pages),
+        ("page script", scores.pages_script),
+    ):
         lines += [f"  wrong {name}: expected {e}, got {g}: {w}" for e, g, w in tally.wrong]
     return "\n".join(lines)
 

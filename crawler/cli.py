@@ -8,12 +8,13 @@ arguments, registry or archive URI.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import shlex
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,10 +22,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
+from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id
-from pipelines.publish import publish_spool, spool_from_settings
-from pipelines.storage import LocalStore, Store, store_from_settings
+from pipelines.pool import WorkerPool
+from pipelines.publish import publish_spool
+from pipelines.storage import LocalStore, Store
 
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
@@ -59,20 +62,34 @@ def _parser() -> argparse.ArgumentParser:
     crawl = commands.add_parser("crawl", help="crawl the outlets and archive their articles")
     crawl.set_defaults(command=crawl_command)
     mirror = crawl.add_mutually_exclusive_group()
-    mirror.add_argument("--mirror", action="store_true",
-                        help="crawl the offline mirrors on loopback instead of the live sites")
-    mirror.add_argument("--mirror-url", metavar="URL",
-                        help="crawl through an already running mirror (see `newsarchive mirror`)")
+    mirror.add_argument(
+        "--mirror",
+        action="store_true",
+        help="crawl the offline mirrors on loopback instead of the live sites",
+    )
+    mirror.add_argument(
+        "--mirror-url",
+        metavar="URL",
+        help="crawl through an already running mirror (see `newsarchive mirror`)",
+    )
     _archive_arguments(crawl)
     _registry_arguments(crawl)
-    crawl.add_argument("--outlet", action="append", default=[], metavar="ID",
-                       help="crawl only this outlet (repeatable)")
+    crawl.add_argument(
+        "--outlet", action="append", default=[], metavar="ID", help="crawl only this outlet (repeatable)"
+    )
     crawl.add_argument("--contact", metavar="URL", help="contact URL sent in the User-Agent")
-    crawl.add_argument("-s", "--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="override a Scrapy setting (repeatable)")
+    crawl.add_argument(
+        "-s",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a Scrapy setting (repeatable)",
+    )
     crawl.add_argument("--log-level", default="WARNING", help="Scrapy log level (default WARNING)")
-    crawl.add_argument("--quiet", action="store_true",
-                       help="print the summary only when the run needs a look (for cron)")
+    crawl.add_argument(
+        "--quiet", action="store_true", help="print the summary only when the run needs a look (for cron)"
+    )
 
     flush = commands.add_parser("flush", help="publish the parts and manifests waiting in the spool")
     flush.set_defaults(command=flush_command)
@@ -84,15 +101,27 @@ def _parser() -> argparse.ArgumentParser:
     _registry_arguments(outlets)
 
     pages = commands.add_parser(
-        "extract", help="print the text and metadata the crawl would archive of saved pages")
+        "extract", help="print the text and metadata the crawl would archive of saved pages"
+    )
     pages.set_defaults(command=extract_command)
-    pages.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                       help="page files, or folders searched for *.html, *.htm, *.shtml, *.xhtml, *.raw")
-    pages.add_argument("--jsonl", action="store_true",
-                       help="one JSON object a line (default: indented, blank line between pages)")
+    pages.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="page files, or folders searched for *.html, *.htm, *.shtml, *.xhtml, *.raw",
+    )
+    pages.add_argument(
+        "--jsonl",
+        action="store_true",
+        help="one JSON object a line (default: indented, blank line between pages)",
+    )
     pages.add_argument("--url", help="the URL the pages were fetched from (default: their file: URI)")
-    pages.add_argument("--timezone", default="UTC",
-                       help="zone of dates printed without an offset (default UTC; outlets set theirs)")
+    pages.add_argument(
+        "--timezone",
+        default="UTC",
+        help="zone of dates printed without an offset (default UTC; outlets set theirs)",
+    )
     pages.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
 
     serve = commands.add_parser("mirror", help="serve the offline mirrors until interrupted")
@@ -102,11 +131,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _archive_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--archive", metavar="URI", default=None,
-                        help="archive destination: a folder or s3://bucket/prefix "
-                             "(default: ARCHIVE_URI, i.e. output/)")
-    parser.add_argument("--spool", metavar="DIR", default=None,
-                        help="where parts wait for the store (default: ARCHIVE_SPOOL)")
+    parser.add_argument(
+        "--archive",
+        metavar="URI",
+        default=None,
+        help="archive destination: a folder or s3://bucket/prefix (default: ARCHIVE_URI, i.e. output/)",
+    )
+    parser.add_argument(
+        "--spool", metavar="DIR", default=None, help="where parts wait for the store (default: ARCHIVE_SPOOL)"
+    )
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, Any]) -> Settings:
@@ -121,8 +154,13 @@ def _settings(args: argparse.Namespace, overrides: dict[str, Any]) -> Settings:
 
 
 def _registry_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--outlets-file", action="append", default=[], metavar="PATH",
-                        help="extra registry file; its outlets add to or replace the shipped ones")
+    parser.add_argument(
+        "--outlets-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="extra registry file; its outlets add to or replace the shipped ones",
+    )
 
 
 def crawl_command(args: argparse.Namespace) -> int:
@@ -150,7 +188,7 @@ def crawl_command(args: argparse.Namespace) -> int:
     if args.mirror_url:
         overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
     settings = _settings(args, overrides)
-    store = store_from_settings(settings)  # an unusable destination fails before any request
+    store = store_from_settings(settings)  # an unusable destination fails before any request (no client yet)
     try:
         process = CrawlerProcess(settings)
         crawler = process.create_crawler(OutletsSpider)
@@ -169,35 +207,68 @@ def crawl_command(args: argparse.Namespace) -> int:
 
 def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[str, bool]:
     """The run's per-outlet table from the crawl stats, and whether the run was healthy."""
-    header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates")
+    header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates", "failed")
     rows, problems = [], []
     for outlet_id in registry:
+
         def count(key: str, outlet_id: str = outlet_id) -> int:
             return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+
         pages = count("article_pages")
-        rows.append((outlet_id, pages, count("archived"), count("dropped/archived_before"),
-                     sum(count(f"dropped/{r}") for r in _NOT_ARTICLE),
-                     count("dropped/duplicate_url") + count("dropped/duplicate_text")))
+        rows.append(
+            (
+                outlet_id,
+                pages,
+                count("archived"),
+                count("dropped/archived_before"),
+                sum(count(f"dropped/{r}") for r in _NOT_ARTICLE),
+                count("dropped/duplicate_url") + count("dropped/duplicate_text"),
+                count("failed"),
+            )
+        )
         if pages == 0:
             problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
     totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
     widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
 
     def line(row: Sequence[object]) -> str:
-        return "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                         for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+        return "  ".join(
+            str(v).ljust(w) if i == 0 else str(v).rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
 
+    failures = {k.rsplit("/", 1)[-1]: v for k, v in stats.items() if k.startswith("extract/failed/")}
+    if failures:
+        problems.append(
+            f"{sum(failures.values())} page(s) failed in extraction ("
+            + ", ".join(f"{reason}: {n}" for reason, n in sorted(failures.items()))
+            + "); not archived, the next run fetches them again"
+        )
     errors = int(stats.get("log_count/ERROR", 0))
     if errors:
         problems.append(f"{errors} error(s) logged; rerun with --log-level INFO for details")
-    http_errors = {k.rsplit("/", 1)[-1]: v for k, v in stats.items()
-                   if k.startswith("httperror/response_ignored_status_count/")}
+    http_errors = {
+        k.rsplit("/", 1)[-1]: v
+        for k, v in stats.items()
+        if k.startswith("httperror/response_ignored_status_count/")
+    }
     lines = [line(header), *(line(r) for r in rows), line(totals), ""]
-    lines.append(_published(*(stats.get(f"publish/{name}", 0) for name in ("files", "bytes", "manifests")),
-                            store.uri, stats.get("publish/duplicate_rows", 0)))
+    lines.append(
+        _published(
+            *(stats.get(f"publish/{name}", 0) for name in ("files", "bytes", "manifests")),
+            store.uri,
+            stats.get("publish/duplicate_rows", 0),
+        )
+    )
     if stats.get("publish/pending_crawls"):
-        problems.append(_pending(stats["publish/pending_files"], stats["publish/pending_crawls"],
-                                 stats.get("publish/spool", "the spool"), stats.get("publish/error")))
+        problems.append(
+            _pending(
+                stats["publish/pending_files"],
+                stats["publish/pending_crawls"],
+                stats.get("publish/spool", "the spool"),
+                stats.get("publish/error"),
+            )
+        )
     if http_errors:
         lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
     if stats.get("robotstxt/forbidden"):
@@ -209,15 +280,19 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
 
 
 def _published(files: int, size: int, manifests: int, uri: str, duplicate_rows: int) -> str:
-    return (f"published: {files} file(s), {size} bytes, {manifests} manifest(s) to {uri}"
-            + (f"; {duplicate_rows} row(s) were in the archive already, not published again"
-               if duplicate_rows else ""))
+    return f"published: {files} file(s), {size} bytes, {manifests} manifest(s) to {uri}" + (
+        f"; {duplicate_rows} row(s) were in the archive already, not published again"
+        if duplicate_rows
+        else ""
+    )
 
 
 def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
-    return (f"{files} part file(s) of {crawls} crawl(s) wait in {spool}"
-            + (f" ({error})" if error else "")
-            + "; the next crawl or `newsarchive flush` publishes them")
+    return (
+        f"{files} part file(s) of {crawls} crawl(s) wait in {spool}"
+        + (f" ({error})" if error else "")
+        + "; the next crawl or `newsarchive flush` publishes them"
+    )
 
 
 def flush_command(args: argparse.Namespace) -> int:
@@ -231,8 +306,15 @@ def flush_command(args: argparse.Namespace) -> int:
         lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")
     healthy = not report.pending_crawls
     if not healthy:
-        lines.append("PROBLEM " + _pending(report.pending_files, len(report.pending_crawls), str(spool.root),
-                                           report.errors[-1] if report.errors else None))
+        lines.append(
+            "PROBLEM "
+            + _pending(
+                report.pending_files,
+                len(report.pending_crawls),
+                str(spool.root),
+                report.errors[-1] if report.errors else None,
+            )
+        )
     if not (args.quiet and healthy):
         print("\n".join(lines))
     return 0 if healthy else 1
@@ -241,9 +323,11 @@ def flush_command(args: argparse.Namespace) -> int:
 def duckdb_command(archive: str) -> str:
     """A shell command that shows the archive's articles per outlet and language."""
     files = f"{archive.rstrip('/')}/outlet=*/published=*/*.parquet"  # not the spool's parts
-    sql = ("SELECT outlet_id, language, language_script, count(*) AS articles "
-           f"FROM read_parquet('{files}', hive_partitioning = true) "
-           "GROUP BY ALL ORDER BY ALL")
+    sql = (
+        "SELECT outlet_id, language, language_script, count(*) AS articles "
+        f"FROM read_parquet('{files}', hive_partitioning = true) "
+        "GROUP BY ALL ORDER BY ALL"
+    )
     program = f"import duckdb; duckdb.sql({sql!r}).show()"
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(program)}"
 
@@ -252,13 +336,16 @@ def outlets_command(args: argparse.Namespace) -> int:
     registry = load_registry(args.outlets_file)
     for outlet in registry.values():
         starts = len(outlet.sitemaps) + len(outlet.feeds) + len(outlet.listings)
-        print(f"{outlet.id:<18} {outlet.region:<6} {','.join(outlet.languages):<4} "
-              f"{starts} start point(s)  {outlet.name}")
+        print(
+            f"{outlet.id:<18} {outlet.region:<6} {','.join(outlet.languages):<4} "
+            f"{starts} start point(s)  {outlet.name}"
+        )
     return 0
 
 
 def extract_command(args: argparse.Namespace) -> int:
     """Exit 1 when a page could not be read or extracted; its record says why, the others print."""
+    from crawler.pipelines import page_pool
     from crawler.saved_pages import extract_pages, page_paths
 
     missing = [str(path) for path in args.paths if not path.exists()]
@@ -270,27 +357,36 @@ def extract_command(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown time zone: {args.timezone}") from None
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
-    failed = 0
-    records = extract_pages(page_paths(args.paths), args.url, args.timezone,
-                            settings.getint("LANGUAGE_SEED"), settings.getint("LANGUAGE_SAMPLE_CHARS"),
-                            args.jobs)
-    for record in records:
-        failed += "error" in record
-        if args.jsonl:
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            print(json.dumps(record, ensure_ascii=False, indent=2), end="\n\n")
+    pool = page_pool(settings, args.jobs)
+    failed = asyncio.run(
+        _print_records(extract_pages(page_paths(args.paths), pool, args.url, args.timezone), pool, args.jsonl)
+    )
     if failed:
         print(f"newsarchive: {failed} page(s) could not be read or extracted", file=sys.stderr)
     return 1 if failed else 0
+
+
+async def _print_records(records: AsyncIterator[dict[str, Any]], pool: WorkerPool, jsonl: bool) -> int:
+    """Print each record as it comes; the number that failed."""
+    failed = 0
+    await pool.start()
+    try:
+        async for record in records:
+            failed += "error" in record
+            if jsonl:
+                print(json.dumps(record, ensure_ascii=False))
+            else:
+                print(json.dumps(record, ensure_ascii=False, indent=2), end="\n\n")
+    finally:
+        await pool.close()
+    return failed
 
 
 def mirror_command(args: argparse.Namespace) -> int:
     from crawler.mirror.server import MirrorServer
 
     with MirrorServer(port=args.port) as server:
-        print(f"mirrors at {server.url}/<host>/<path>, e.g. {server.url}/difang.gmw.cn/cq/ "
-              "(Ctrl-C to stop)")
+        print(f"mirrors at {server.url}/<host>/<path>, e.g. {server.url}/difang.gmw.cn/cq/ (Ctrl-C to stop)")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
     return 0

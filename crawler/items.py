@@ -39,6 +39,7 @@ class Article:
     published_at: datetime | None = None  # time-zone aware
     published_at_raw: str | None = None  # as printed on the page
     text: str | None = None  # paragraphs separated by one blank line
+    not_article: str | None = None  # why the page holds no article: "empty", "too_short"
     extractor: str | None = None
     extractor_version: str | None = None
 

@@ -23,8 +23,17 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 _REGION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 _OUTLET_KEYS = {
-    "id", "name", "region", "languages", "timezone", "allowed_domains", "article_patterns",
-    "start", "listing_pattern", "max_listing_pages", "extraction",
+    "id",
+    "name",
+    "region",
+    "languages",
+    "timezone",
+    "allowed_domains",
+    "article_patterns",
+    "start",
+    "listing_pattern",
+    "max_listing_pages",
+    "extraction",
 }
 _START_KEYS = {"sitemaps", "feeds", "listings"}
 _EXTRACTION_KEYS = {"drop", "body"}
@@ -130,8 +139,9 @@ def read_registry_file(path: Path) -> list[Outlet]:
         raise RegistryError(path, None, None, f"not valid TOML: {exc}") from None
     unknown = set(data) - {"outlet"}
     if unknown:
-        raise RegistryError(path, None, None, f"unknown top-level keys {sorted(unknown)}; "
-                            "outlets are [[outlet]] tables")
+        raise RegistryError(
+            path, None, None, f"unknown top-level keys {sorted(unknown)}; outlets are [[outlet]] tables"
+        )
     entries = data.get("outlet", [])
     if not isinstance(entries, list) or not entries:
         raise RegistryError(path, None, None, "no [[outlet]] entries")
@@ -166,8 +176,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     check.no_unknown_keys(start, _START_KEYS, "start.")
     starts = {key: check.urls(start, key, domains) for key in _START_KEYS}
     if not any(starts.values()):
-        raise RegistryError(path, label, "start",
-                            "needs at least one of sitemaps, feeds or listings")
+        raise RegistryError(path, label, "start", "needs at least one of sitemaps, feeds or listings")
 
     listing_pattern = None
     if "listing_pattern" in entry:
@@ -186,10 +195,18 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         check.selector("extraction.body", body)
 
     return Outlet(
-        id=outlet_id, name=name, region=region, languages=languages, timezone=timezone,
-        allowed_domains=domains, article_patterns=patterns,
-        sitemaps=starts["sitemaps"], feeds=starts["feeds"], listings=starts["listings"],
-        listing_pattern=listing_pattern, max_listing_pages=max_pages,
+        id=outlet_id,
+        name=name,
+        region=region,
+        languages=languages,
+        timezone=timezone,
+        allowed_domains=domains,
+        article_patterns=patterns,
+        sitemaps=starts["sitemaps"],
+        feeds=starts["feeds"],
+        listings=starts["listings"],
+        listing_pattern=listing_pattern,
+        max_listing_pages=max_pages,
         extraction=ExtractionHints(drop=drop, body=body),
     )
 

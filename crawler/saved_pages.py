@@ -1,20 +1,21 @@
 """The crawl's extraction and language stages over pages saved on disk (``newsarchive extract``).
 
 Bytes go in as the crawler would have received them, so charset detection is the crawl's too.
-Pages are spread over worker processes (extraction is CPU-bound); results come back in input order.
+Pages go through the crawl's own worker pool and :class:`pipelines.page.PageAnalyser`: the same
+code, on every core, with the same per-page deadline. Results come back in input order.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from functools import cache
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.extraction import extract
-from pipelines.language import LanguageDetector
+from crawler.items import Article
+from pipelines.pool import TaskFailed, WorkerPool
 
 # what a folder is searched for; files named on the command line are read whatever their name
 PAGE_SUFFIXES = frozenset({".html", ".htm", ".shtml", ".xhtml", ".raw"})
@@ -29,53 +30,64 @@ def page_paths(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def extract_pages(paths: Iterable[Path], url: str | None = None, timezone: str = "UTC",
-                  language_seed: int = 0, language_sample_chars: int = 2000,
-                  jobs: int | None = None) -> Iterator[dict[str, Any]]:
-    """One record per page, in the order of ``paths``; ``jobs`` processes (default: all cores)."""
-    tasks = [(str(path), url, timezone, language_seed, language_sample_chars) for path in paths]
-    if not tasks:
-        return
-    jobs = min(jobs or os.cpu_count() or 1, len(tasks))
-    if jobs == 1:
-        yield from (page_record(*task) for task in tasks)
-        return
-    with ProcessPoolExecutor(jobs) as pool:
-        yield from pool.map(_page_record_task, tasks, chunksize=max(1, min(16, len(tasks) // (jobs * 4))))
+def saved_page(path: Path, url: str | None, timezone: str) -> Article:
+    """A saved page as the item the crawl would have made of it (``OSError`` if unreadable)."""
+    return Article(
+        url=url or path.resolve().as_uri(),
+        outlet_id="",
+        outlet_name="",
+        region="",
+        outlet_timezone=timezone,
+        body=path.read_bytes(),
+        http_status=200,
+        content_type="",
+        header_charset=None,
+        fetched_at=datetime.now(UTC),
+        crawl_id="",
+    )
 
 
-def _page_record_task(task: tuple[str, str | None, str, int, int]) -> dict[str, Any]:
-    return page_record(*task)
-
-
-def page_record(path: str, url: str | None, timezone: str, language_seed: int,
-                language_sample_chars: int) -> dict[str, Any]:
-    """What the crawl would archive of the page at ``path``; ``error`` instead when it can't be read
-    or the stages fail on it (the crawl logs such a page as an error and goes on; so do we)."""
-    try:
-        body = Path(path).read_bytes()
-    except OSError as exc:
-        return {"path": path, "error": f"{type(exc).__name__}: {exc.strerror or exc}"}
-    try:
-        result = extract(body, url or Path(path).resolve().as_uri(), timezone=timezone)
-        guess = _detector(language_seed, language_sample_chars).detect(result.text or "")
-    except Exception as exc:  # one bad page must not end a run over thousands
-        return {"path": path, "error": f"{type(exc).__name__}: {exc}"}
-    metadata = result.metadata
+def page_record(path: str, item: Article | None = None, error: str | None = None) -> dict[str, Any]:
+    """What ``extract`` prints of a page: the analysed item's fields, or ``error``."""
+    if item is None:
+        return {"path": path, "error": error}
     return {
         "path": path,
-        "title": metadata.title,
-        "text": result.text,
-        "language": guess.language,
-        "language_script": guess.script,
-        "published_at": result.published_at.isoformat() if result.published_at else None,
-        "authors": metadata.authors,
-        "editor": metadata.editor,
-        "source": metadata.source,
+        "title": item.title,
+        "text": item.text,
+        "language": item.language,
+        "language_script": item.language_script,
+        "published_at": item.published_at.isoformat() if item.published_at else None,
+        "authors": item.authors,
+        "editor": item.editor,
+        "source": item.source,
     }
 
 
-@cache
-def _detector(seed: int, sample_chars: int) -> LanguageDetector:
-    """One detector per worker process: its models load once, not once per page."""
-    return LanguageDetector(seed, sample_chars)
+async def extract_pages(
+    paths: Iterable[Path], pool: WorkerPool, url: str | None = None, timezone: str = "UTC"
+) -> AsyncIterator[dict[str, Any]]:
+    """One record per page, in the order of ``paths``; a page that cannot be read or that the
+    stages fail on is a record with ``error``, and the others go on."""
+
+    async def record(path: Path) -> dict[str, Any]:
+        try:
+            item = saved_page(path, url, timezone)
+        except OSError as exc:
+            return page_record(str(path), error=f"{type(exc).__name__}: {exc.strerror or exc}")
+        try:
+            return page_record(str(path), await pool.run(item))
+        except TaskFailed as failure:
+            return page_record(str(path), error=failure.detail if failure.reason == "error" else str(failure))
+
+    ahead: deque[asyncio.Future[dict[str, Any]]] = deque()  # pages read and queued for the workers
+    try:
+        for path in paths:
+            ahead.append(asyncio.ensure_future(record(path)))
+            if len(ahead) >= 4 * pool.size:
+                yield await ahead.popleft()
+        while ahead:
+            yield await ahead.popleft()
+    finally:
+        for task in ahead:
+            task.cancel()

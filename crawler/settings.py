@@ -30,23 +30,32 @@ DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 2
 DOWNLOAD_MAXSIZE = 16 * 1024 * 1024  # no article page is this big; sitemaps may come close
 
-# The stages, in order: extraction -> language -> dedup -> archive.
+# The stages, in order: extraction and language (in worker processes) -> dedup -> archive.
+# Their cores are in pipelines/; these are the Scrapy adapters (crawler/pipelines.py).
 ITEM_PIPELINES = {
-    "pipelines.extraction.ExtractPipeline": 100,
-    "pipelines.language.LanguagePipeline": 200,
-    "pipelines.dedup.DedupPipeline": 300,
-    "pipelines.archive.ArchivePipeline": 900,
+    "crawler.pipelines.ExtractPipeline": 100,
+    "crawler.pipelines.DedupPipeline": 300,
+    "crawler.pipelines.ArchivePipeline": 900,
 }
+EXTRACT_WORKERS = 0  # worker processes for extraction and language; 0: one per core
+EXTRACT_TIMEOUT = 60.0  # seconds one page may take; past it the worker is killed and the page failed
+EXTRACT_MIN_CHARS = 80
+LANGUAGE_SEED = 0
+LANGUAGE_SAMPLE_CHARS = 2000
+
+# The archive: one connection per crawl (store, spool, index of what it holds), shared by the stages.
+EXTENSIONS = {"crawler.extensions.ArchiveExtension": 0}
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
 ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
-ARCHIVE_ROWS_PER_FILE = 5000
+ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,
+ARCHIVE_BYTES_PER_FILE = 32 * 1024 * 1024  # or this much row data (strings, roughly),
+ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seconds
+ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
+ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the crawl waits for it
 ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
 ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
 ARCHIVE_S3_CONNECT_TIMEOUT = 10.0
 ARCHIVE_S3_READ_TIMEOUT = 60.0
-EXTRACT_MIN_CHARS = 80
-LANGUAGE_SEED = 0
-LANGUAGE_SAMPLE_CHARS = 2000
 
 # The registry: the shipped file plus NEWSARCHIVE_OUTLETS_FILES; NEWSARCHIVE_OUTLETS restricts
 # the crawl to some ids (empty: all).

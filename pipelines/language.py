@@ -5,6 +5,8 @@ flat as articles grow). The script (Hans/Hant) is read from the characters thems
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -17,10 +19,6 @@ import langdetect
 from langdetect.detector_factory import DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
-from scrapy.crawler import Crawler
-from scrapy.statscollectors import StatsCollector
-
-from crawler.items import Article
 
 UNDETERMINED = "und"
 MIN_SHARE = 0.05  # languages with less of the text are not listed in ``languages``
@@ -56,16 +54,21 @@ class LanguageDetector:
     """
 
     def __init__(self, seed: int = 0, sample_chars: int = 2000):
+        self.seed = seed
         self.sample_chars = sample_chars
-        self._factory = DetectorFactory()
-        self._factory.load_profile(str(_PROFILES))
-        self._factory.set_seed(seed)
+
+    @cached_property
+    def _factory(self) -> DetectorFactory:
+        """Loaded on first use: a crawl of Chinese outlets may never need it."""
+        factory = _langdetect_factory()
+        factory.set_seed(self.seed)
+        return factory
 
     @cached_property
     def _short(self) -> LanguageIdentifier:
-        """Loaded on first use (half a second): article texts seldom need it, headlines do."""
+        """Loaded on first use (half a second, 75 MB): only texts of a few words need it."""
         identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        known = {code.split("-")[0] for code in self._factory.get_lang_list()}
+        known = {json.loads(path.read_bytes())["name"].split("-")[0] for path in _profile_files()}
         identifier.set_languages(sorted(known & set(identifier.nb_classes)))
         return identifier
 
@@ -83,14 +86,21 @@ class LanguageDetector:
                     tokens[language] += len(words)
                     continue
             other_words += words
-        words_language, probability = self._words_language(other_words) if other_words else (None, 1.0)
+        total = sum(tokens.values()) + len(other_words)
+        words_language, probability = None, 1.0
+        # words too few to make MIN_SHARE of the text could neither be listed nor be the language:
+        # they count in the total, unidentified
+        if other_words and len(other_words) >= MIN_SHARE * total:
+            words_language, probability = self._words_language(other_words)
+            if words_language is None:  # neither detector knows them: left out
+                total -= len(other_words)
         if words_language is not None:
             tokens[words_language] += len(other_words)
-        total = sum(tokens.values())
         if total == 0:
             return LanguageGuess(UNDETERMINED, None, 0.0)
-        shares = tuple((language, round(n / total, 3)) for language, n in tokens.most_common()
-                       if n / total >= MIN_SHARE)
+        shares = tuple(
+            (language, round(n / total, 3)) for language, n in tokens.most_common() if n / total >= MIN_SHARE
+        )
         primary, share = shares[0]
         confidence = share * (probability if primary == words_language else 1.0)
         script = chinese_script(sample) if primary == "zh" else None
@@ -109,6 +119,65 @@ class LanguageDetector:
         except (LangDetectException, IndexError):
             return None, 0.0
         return best.lang.split("-")[0], best.prob
+
+
+class _SparseProbabilities:
+    """langdetect's n-gram -> probability-per-language rows, kept sparse.
+
+    langdetect keeps 55 floats for each of its 87,598 n-grams (61 MB in every process), yet an
+    n-gram has a probability in 2 languages on average and in 1 for most; the rest are zeros.
+    Here each n-gram keeps its (language index, probability) pairs, the same floats, and the
+    detector gets the dense row it expects, made when it asks.
+    """
+
+    __slots__ = ("_languages", "_pairs")
+
+    def __init__(self, languages: int, pairs: dict[str, tuple[int | float, ...]]):
+        self._languages = languages
+        self._pairs = pairs
+
+    def __contains__(self, ngram: object) -> bool:
+        return ngram in self._pairs
+
+    def __getitem__(self, ngram: str) -> list[float]:
+        row = [0.0] * self._languages
+        pairs = self._pairs[ngram]
+        for i in range(0, len(pairs), 2):
+            row[pairs[i]] = pairs[i + 1]
+        return row
+
+
+def _profile_files() -> list[Path]:
+    """langdetect's profiles, in the order ``DetectorFactory.load_profile`` reads them."""
+    return [
+        _PROFILES / name
+        for name in os.listdir(_PROFILES)
+        if not name.startswith(".") and (_PROFILES / name).is_file()
+    ]
+
+
+def _langdetect_factory() -> DetectorFactory:
+    """A langdetect factory over its own profiles, read as ``DetectorFactory.load_profile`` and
+    ``add_profile`` read them (same languages, order and probabilities), stored sparse."""
+    languages = len(os.listdir(_PROFILES))  # load_profile's count, taken before it skips anything
+    pairs: dict[str, tuple[int | float, ...]] = {}
+    names = []
+    for index, path in enumerate(_profile_files()):
+        profile = json.loads(path.read_bytes())
+        names.append(profile["name"])
+        for ngram, count in profile["freq"].items():
+            if 1 <= len(ngram) <= 3:
+                pairs[ngram] = (
+                    *pairs.get(ngram, ()),
+                    index,
+                    1.0 * count / profile["n_words"][len(ngram) - 1],
+                )
+            else:
+                pairs.setdefault(ngram, ())
+    factory = DetectorFactory()
+    factory.langlist = names
+    factory.word_lang_prob_map = _SparseProbabilities(languages, pairs)
+    return factory
 
 
 def _cjk_language(paragraph: str) -> str:
@@ -142,44 +211,14 @@ def sample_text(text: str, budget: int) -> str:
     paragraphs = [p for p in text.split("\n") if p.strip()]
     if len(paragraphs) <= 1:
         step = len(text) // 4
-        return "\n".join(text[i * step:i * step + budget // 4] for i in range(4))[:budget]
+        return "\n".join(text[i * step : i * step + budget // 4] for i in range(4))[:budget]
     picked: list[str] = []
     used = 0
     stride = max(1, len(paragraphs) // max(1, budget // 300))
     for paragraph in paragraphs[::stride]:
-        piece = paragraph[:budget - used]
+        piece = paragraph[: budget - used]
         picked.append(piece)
         used += len(piece)
         if used >= budget:
             break
     return "\n".join(picked)[:budget]
-
-
-class LanguagePipeline:
-    """Fills ``language``, ``languages``, ``language_script`` and ``language_confidence``.
-
-    Settings: ``LANGUAGE_SEED`` (0), ``LANGUAGE_SAMPLE_CHARS`` (2000).
-    Counts: ``language/<code>``.
-    """
-
-    def __init__(self, stats: StatsCollector, detector: LanguageDetector):
-        self.stats = stats
-        self.detector = detector
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> LanguagePipeline:
-        settings = crawler.settings
-        detector = LanguageDetector(settings.getint("LANGUAGE_SEED", 0),
-                                    settings.getint("LANGUAGE_SAMPLE_CHARS", 2000))
-        return cls(crawler.stats, detector)
-
-    def process_item(self, item: Article) -> Article:
-        if not isinstance(item, Article):
-            return item
-        guess = self.detector.detect(item.text or "")
-        item.language = guess.language
-        item.language_script = guess.script
-        item.language_confidence = guess.confidence
-        item.languages = list(guess.shares)
-        self.stats.inc_value(f"language/{guess.language}")
-        return item

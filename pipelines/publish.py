@@ -7,12 +7,12 @@ The spool has one folder per crawl, laid out like the archive::
     <spool>/<crawl id>/outlet=.../part-*.parquet   parts not yet published
     <spool>/<crawl id>/published.jsonl       one line per part the store holds, checked
 
-A part is removed from the spool only after the store holds it (same size and checksum) and
-the journal says so; the manifest ``_manifests/<crawl id>.json`` is published last, then the
-folder goes. Every step can be repeated, so a crawl killed at any point is finished by the
-next run (or ``newsarchive flush``): nothing is lost, nothing is published twice. A crawl that
-died before closing gets a manifest with ``"interrupted": true``; the articles it had not yet
-written are simply crawled again.
+A crawl publishes each part as soon as it is spooled (:class:`Archive`). A part is removed from
+the spool only after the store holds it (same size and checksum) and the journal says so; the
+manifest ``_manifests/<crawl id>.json`` is published last, then the folder goes. Every step can
+be repeated, so a crawl killed at any point is finished by the next run (or ``newsarchive
+flush``): nothing is lost, nothing is published twice. A crawl that died before closing gets a
+manifest with ``"interrupted": true``; the articles it had not yet written are crawled again.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scrapy.settings import BaseSettings
 
 from pipelines.schema import SCHEMA_VERSION
 from pipelines.storage import LocalStore, Store, StoreError, write_atomically
@@ -126,8 +125,9 @@ class Spool:
         crawl = self._lock(folder)
         if crawl is None:
             raise RuntimeError(f"spool folder {folder} is locked by another process")
-        crawl.write_info({"crawl_id": crawl_id, "started_at": _now(), "finished_at": None,
-                          "outlets": sorted(outlets)})
+        crawl.write_info(
+            {"crawl_id": crawl_id, "started_at": _now(), "finished_at": None, "outlets": sorted(outlets)}
+        )
         return crawl
 
     def claim(self, crawl_id: str) -> SpooledCrawl | None:
@@ -138,16 +138,6 @@ class Spool:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if (p / "crawl.json").exists())
-
-    def pending_parts(self) -> list[Path]:
-        return [part for crawl_id in self.crawl_ids() for part in _parts(self.root / crawl_id)]
-
-    def article_ids(self) -> set[str]:
-        """Ids in parts that wait to be published: archived, as far as dedup is concerned."""
-        ids: set[str] = set()
-        for part in self.pending_parts():
-            ids.update(_article_ids(part.read_bytes(), str(part)))
-        return ids
 
     @staticmethod
     def _lock(folder: Path) -> SpooledCrawl | None:
@@ -160,29 +150,63 @@ class Spool:
         return SpooledCrawl(folder, fd)
 
 
-def archived_ids(store: Store) -> dict[str, str]:
-    """Every article id the store holds, mapped to the key of its file.
+class ArchiveIndex:
+    """What the archive holds: article id -> key of the file that holds it.
 
-    Manifests list their files' ids; a part file no manifest covers yet (its crawl is still
-    being published, or was killed) is read itself.
+    Manifests list their files' ids; a part no manifest covers yet (its crawl is still being
+    published, or was killed) is read itself. :meth:`refresh` reads only the objects it has not
+    read before, so a run reads each manifest once however often it looks again.
     """
-    keys = list(store.object_keys())
-    ids: dict[str, str] = {}
-    covered: set[str] = set()
-    for key in keys:
-        if key.startswith(f"{MANIFESTS}/") and key.endswith(".json"):
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+        self.complete = False  # the store was read (False: unreadable, the spool is all we know)
+        self._read: set[str] = set()
+
+    def __contains__(self, article_id: str) -> bool:
+        return article_id in self.ids
+
+    def refresh(self, store: Store) -> None:
+        """Read what is new in the store; raises :class:`StoreError` if it cannot be listed or read."""
+        keys = list(store.object_keys())
+        covered: set[str] = set()
+        for key in keys:
+            if not (key.startswith(f"{MANIFESTS}/") and key.endswith(".json")):
+                continue
+            if key in self._read:
+                continue
             try:
                 files = {entry["key"]: entry["article_ids"] for entry in json.loads(store.read(key))["files"]}
             except (ValueError, KeyError, TypeError):
                 logger.warning("not a manifest, ignored: %s", key)
-                continue
+                files = {}
+            self._read.add(key)
             covered.update(files)
             for file_key, file_ids in files.items():
-                ids.update(dict.fromkeys(file_ids, file_key))
-    for key in keys:
-        if key.endswith(".parquet") and key not in covered:
-            ids.update(dict.fromkeys(_article_ids(store.read(key), key), key))
-    return ids
+                self.add(file_ids, file_key)
+                self._read.add(file_key)
+        for key in keys:
+            if key.endswith(".parquet") and key not in covered and key not in self._read:
+                self.add(_article_ids(store.read(key), key), key)
+                self._read.add(key)
+        self.complete = True
+
+    def add(self, article_ids: Iterable[str], key: str) -> None:
+        self.ids.update(dict.fromkeys(article_ids, key))
+
+    def add_spool(self, spool: Spool) -> None:
+        """Parts waiting in the spool count as archived; their key is the one they will have."""
+        for crawl_id in spool.crawl_ids():
+            folder = spool.root / crawl_id
+            for part in _parts(folder):
+                self.add(_article_ids(part.read_bytes(), str(part)), part.relative_to(folder).as_posix())
+
+
+def archived_ids(store: Store) -> dict[str, str]:
+    """Every article id the store holds, mapped to the key of its file."""
+    index = ArchiveIndex()
+    index.refresh(store)
+    return index.ids
 
 
 def _article_ids(parquet: bytes, name: str) -> list[str]:
@@ -205,26 +229,41 @@ class PublishReport:
     busy_crawls: list[str] = field(default_factory=list)  # still running, or being flushed
     errors: list[str] = field(default_factory=list)
 
+    def add(self, other: PublishReport) -> None:
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
-def publish_spool(store: Store, spool: Spool) -> PublishReport:
-    """Publish every crawl in the spool that nobody holds, oldest first."""
+
+@dataclass
+class SpooledPart:
+    """A part this crawl wrote: spooled, and published unless ``published`` says otherwise."""
+
+    key: str
+    rows: int
+    bytes: int
+    published: PublishReport
+
+
+def publish_spool(store: Store, spool: Spool, index: ArchiveIndex | None = None) -> PublishReport:
+    """Publish every crawl in the spool that nobody holds, oldest first.
+
+    ``index`` is what the caller knows of the archive, up to date; without one it is read here.
+    """
     report = PublishReport()
     crawl_ids = spool.crawl_ids()
     if not crawl_ids:
         return report
-    try:
-        archived = archived_ids(store)
-    except StoreError as exc:
-        archived = None
-        report.errors.append(str(exc))
+    if index is None:
+        index = ArchiveIndex()
+        _refresh(index, store, report)
     for crawl_id in crawl_ids:
         crawl = spool.claim(crawl_id)
         if crawl is None:
             report.busy_crawls.append(crawl_id)
             continue
         try:
-            if archived is not None and not report.errors:
-                _publish_crawl(store, crawl, archived, report)
+            if index.complete and not report.errors:
+                _publish_crawl(store, crawl, index, report)
             if crawl.folder.exists():
                 report.pending_crawls.append(crawl_id)
                 report.pending_files += len(crawl.parts())
@@ -233,36 +272,73 @@ def publish_spool(store: Store, spool: Spool) -> PublishReport:
     return report
 
 
-def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
-                   report: PublishReport) -> None:
+class Archive:
+    """One crawl's view of its archive: the store, the spool, and one index of what is held.
+
+    Built once per crawl and shared by the stages that need the archive (dedup asks what it
+    holds, the archive writer hands it parts), so the store's client is made once and each
+    manifest is read once. :meth:`write_part` spools a part and publishes it at once, so a long
+    crawl uploads as it goes; after a failed publication the crawl only spools, and
+    :meth:`close` tries the rest once more before sealing the run with its manifest.
+    Methods block (file and network I/O): callers on an event loop run them in a thread.
+    """
+
+    def __init__(self, store: Store, spool: Spool):
+        self.store = store
+        self.spool = spool
+        self.index = ArchiveIndex()
+        self.crawl: SpooledCrawl | None = None
+        self._parts = 0
+        self._publishing = True
+
+    def holds(self, article_id: str) -> bool:
+        return article_id in self.index
+
+    def open(self, crawl_id: str, outlets: Iterable[str]) -> PublishReport:
+        """Read the index, publish what earlier runs left in the spool, start this crawl's folder."""
+        report = PublishReport()
+        _refresh(self.index, self.store, report)
+        self.index.add_spool(self.spool)
+        report.add(publish_spool(self.store, self.spool, self.index))
+        self._publishing = self.index.complete and not report.errors
+        self.crawl = self.spool.open_crawl(crawl_id, outlets)
+        return report
+
+    def write_part(self, partition: str, table: pa.Table, publish: bool = True) -> SpooledPart:
+        """Spool ``table`` as the next part of ``partition``; publish it too if asked (and if the
+        store works). The last parts of a crawl are only spooled: :meth:`close` marks the crawl
+        finished (all its rows spooled) and then publishes them."""
+        self._parts += 1
+        key = f"{partition}/part-{self.crawl.crawl_id}-{self._parts:05d}.parquet"
+        size = self.crawl.write_part(key, table)
+        report = PublishReport()
+        if publish and self._publishing:
+            _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report)
+            self._publishing = not report.errors
+        return SpooledPart(key, table.num_rows, size, report)
+
+    def close(self) -> PublishReport:
+        """The crawl is over: publish what is left in the spool (this crawl's and any earlier
+        run's), reading only what others published meanwhile, and seal each with its manifest."""
+        self.crawl.finish()
+        self.crawl.release()
+        report = PublishReport()
+        _refresh(self.index, self.store, report)  # only what others published meanwhile
+        report.add(publish_spool(self.store, self.spool, self.index))
+        return report
+
+
+def _refresh(index: ArchiveIndex, store: Store, report: PublishReport) -> None:
+    try:
+        index.refresh(store)
+    except StoreError as exc:
+        report.errors.append(str(exc))
+
+
+def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, report: PublishReport) -> None:
     for part in crawl.parts():
-        key = part.relative_to(crawl.folder).as_posix()
-        try:
-            table = pq.read_table(part)
-        except (pa.ArrowException, OSError) as exc:
-            report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
-            logger.error("%s", report.errors[-1])
+        if not _publish_part(store, crawl, part, index, report):
             return
-        ids = table.column("article_id").to_pylist()
-        fresh = [archived.get(i, key) == key for i in ids]
-        if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
-            report.duplicate_rows += len(ids) - sum(fresh)
-            table = table.filter(pa.array(fresh))
-            if table.num_rows == 0:
-                part.unlink()
-                continue
-            crawl.write_part(key, table)
-            ids = table.column("article_id").to_pylist()
-        sha256 = _published(store, part, key, report)
-        if sha256 is None:
-            return
-        size = part.stat().st_size
-        crawl.record({"key": key, "rows": table.num_rows, "bytes": size, "sha256": sha256,
-                      "article_ids": ids})
-        archived.update(dict.fromkeys(ids, key))
-        part.unlink()
-        report.files += 1
-        report.bytes += size
     info = crawl.info
     manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
     # unfinished, yet nobody held its lock: the crawl process died
@@ -273,6 +349,40 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, archived: dict[str, str],
         return
     report.manifests.append(manifest_key)
     shutil.rmtree(crawl.folder)
+
+
+def _publish_part(
+    store: Store, crawl: SpooledCrawl, part: Path, index: ArchiveIndex, report: PublishReport
+) -> bool:
+    """Publish one spooled part, without the rows another file holds meanwhile; False when the
+    store failed (the part stays in the spool, and so should the ones after it)."""
+    key = part.relative_to(crawl.folder).as_posix()
+    try:
+        table = pq.read_table(part)
+    except (pa.ArrowException, OSError) as exc:
+        report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
+        logger.error("%s", report.errors[-1])
+        return False
+    ids = table.column("article_id").to_pylist()
+    fresh = [index.ids.get(i, key) == key for i in ids]
+    if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
+        report.duplicate_rows += len(ids) - sum(fresh)
+        table = table.filter(pa.array(fresh))
+        if table.num_rows == 0:
+            part.unlink()
+            return True
+        crawl.write_part(key, table)
+        ids = table.column("article_id").to_pylist()
+    sha256 = _published(store, part, key, report)
+    if sha256 is None:
+        return False
+    size = part.stat().st_size
+    crawl.record({"key": key, "rows": table.num_rows, "bytes": size, "sha256": sha256, "article_ids": ids})
+    index.add(ids, key)
+    part.unlink()
+    report.files += 1
+    report.bytes += size
+    return True
 
 
 def _published(store: Store, source: Path, key: str, report: PublishReport) -> str | None:
@@ -302,8 +412,8 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
     }
 
 
-def spool_from_settings(settings: BaseSettings, store: Store) -> Spool:
-    """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
-    if settings.get("ARCHIVE_SPOOL"):
-        return Spool(settings["ARCHIVE_SPOOL"])
+def spool_for(store: Store, folder: str | None = None) -> Spool:
+    """The spool in ``folder``; by default ``.spool`` in a local archive, else ``output/.spool``."""
+    if folder:
+        return Spool(folder)
     return Spool(Path(store.root if isinstance(store, LocalStore) else "output") / ".spool")

@@ -27,18 +27,31 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("source", pa.string(), True, "original publisher named by the page (来源 / Source:)"),
     ("section", pa.string(), True, "section or column the page files the article under"),
     ("tags", pa.list_(pa.string()), False, "keywords or tags the page declares"),
-    ("published_at", _UTC, True, "publication time in UTC; dates printed without an offset are "
-                                 "read in the outlet's time zone"),
+    (
+        "published_at",
+        _UTC,
+        True,
+        "publication time in UTC; dates printed without an offset are read in the outlet's time zone",
+    ),
     ("published_at_raw", pa.string(), True, "publication date as printed on the page"),
     ("fetched_at", _UTC, False, "when the page was fetched, UTC"),
     ("language", pa.string(), False, "ISO 639-1 code of the text's language, or und"),
     ("language_script", pa.string(), True, "ISO 15924 script for Chinese text: Hans or Hant"),
-    ("language_confidence", pa.float32(), False, "0 to 1: the language's share of the text times "
-                                                 "the detector's probability; 0 when und"),
-    ("languages", pa.list_(pa.struct([pa.field("language", pa.string(), False),
-                                      pa.field("share", pa.float32(), False)])), False,
-     "every language with at least 5% of the text and its share (CJK characters and other words "
-     "count one token each), largest first; empty when und"),
+    (
+        "language_confidence",
+        pa.float32(),
+        False,
+        "0 to 1: the language's share of the text times the detector's probability; 0 when und",
+    ),
+    (
+        "languages",
+        pa.list_(
+            pa.struct([pa.field("language", pa.string(), False), pa.field("share", pa.float32(), False)])
+        ),
+        False,
+        "every language with at least 5% of the text and its share (CJK characters and other words "
+        "count one token each), largest first; empty when und",
+    ),
     ("text", pa.string(), False, "article text: paragraphs separated by one blank line"),
     ("text_hash", pa.string(), False, "sha256 hex of the text with white space folded"),
     ("text_chars", pa.int32(), False, "length of text in characters"),
@@ -46,8 +59,13 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("content_type", pa.string(), True, "Content-Type header of the fetched page"),
     ("charset", pa.string(), False, "encoding the page was decoded with (Python codec name)"),
     ("crawl_id", pa.string(), False, "id of the run that archived the row"),
-    ("extractor", pa.string(), False, "how the text was extracted: `trafilatura+readability` "
-     "(trafilatura's lines checked against readability-lxml)"),
+    (
+        "extractor",
+        pa.string(),
+        False,
+        "how the text was extracted: `trafilatura+readability` "
+        "(trafilatura's lines checked against readability-lxml)",
+    ),
     ("extractor_version", pa.string(), False, "versions of both: `trafilatura 2.3.1, readability-lxml 0.9`"),
 ]
 
@@ -59,8 +77,10 @@ SCHEMA = pa.schema(
 
 def markdown() -> str:
     """The schema as the Markdown table of ``docs/SCHEMA.md``."""
-    rows = "\n".join(f"| `{name}` | `{type_}` | {'yes' if nullable else 'no'} | {doc} |"
-                     for name, type_, nullable, doc in _COLUMNS)
+    rows = "\n".join(
+        f"| `{name}` | `{type_}` | {'yes' if nullable else 'no'} | {doc} |"
+        for name, type_, nullable, doc in _COLUMNS
+    )
     return f"""# Archive schema (version {SCHEMA_VERSION})
 
 Generated from `pipelines/schema.py` by `python -m pipelines.schema > docs/SCHEMA.md`.

@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -28,7 +29,6 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
-from scrapy.settings import BaseSettings
 
 
 class StoreError(Exception):
@@ -64,8 +64,9 @@ def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
     return sha256.hexdigest(), md5.hexdigest(), multipart
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], object],
-                     place: Callable[[str, Path], None] = os.replace) -> None:
+def write_atomically(
+    target: Path, write: Callable[[BinaryIO], object], place: Callable[[str, Path], None] = os.replace
+) -> None:
     """Write ``target`` whole or not at all: ``write`` fills a temporary file beside it, which
     is flushed to disk and then put in place (``os.replace``; ``os.link`` to never replace)."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -149,27 +150,43 @@ class S3Store:
     stands in for it.
     """
 
-    def __init__(self, uri: str, *, multipart_threshold: int = 8 << 20, multipart_chunksize: int = 8 << 20,
-                 connect_timeout: float = 10, read_timeout: float = 60):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        multipart_threshold: int = 8 << 20,
+        multipart_chunksize: int = 8 << 20,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+    ):
         parts = urlsplit(uri)
         if parts.username or parts.password or "@" in parts.netloc:
-            raise ValueError("archive URI: put credentials in the environment or an AWS profile, "
-                             "not in the URI")
+            raise ValueError(
+                "archive URI: put credentials in the environment or an AWS profile, not in the URI"
+            )
         if not parts.netloc or parts.query or parts.fragment:
             raise ValueError(f"archive URI {uri!r}: expected s3://bucket[/prefix]")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-        self.transfer_config = TransferConfig(multipart_threshold=multipart_threshold,
-                                              multipart_chunksize=multipart_chunksize)
-        session = boto3.session.Session()
-        if session.get_credentials() is None:
-            raise ValueError(f"{self.uri}: no AWS credentials found (environment, profile, or instance "
-                             "role); see the README's object storage section")
-        self.client = session.client(
-            "s3", config=Config(connect_timeout=connect_timeout, read_timeout=read_timeout))
+        self.transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+        )
+        self._session = boto3.session.Session()
+        if self._session.get_credentials() is None:
+            raise ValueError(
+                f"{self.uri}: no AWS credentials found (environment, profile, or instance "
+                "role); see the README's object storage section"
+            )
+        self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout)
+
+    @cached_property
+    def client(self):
+        """Made on first use: checking an ``--archive`` value costs no client."""
+        client = self._session.client("s3", config=self._config)
         for operation in ("PutObject", "CompleteMultipartUpload"):
-            self.client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
+            client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
+        return client
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -183,9 +200,13 @@ class S3Store:
             existing = self._head(key)
             if existing is None:
                 try:
-                    self.client.upload_file(str(source), self.bucket, self._key(key),
-                                            ExtraArgs={"Metadata": {"sha256": sha256}},
-                                            Config=self.transfer_config)
+                    self.client.upload_file(
+                        str(source),
+                        self.bucket,
+                        self._key(key),
+                        ExtraArgs={"Metadata": {"sha256": sha256}},
+                        Config=self.transfer_config,
+                    )
                 except Exception as exc:
                     if _status(exc) != 412:  # 412: someone published this key meanwhile
                         raise
@@ -194,21 +215,26 @@ class S3Store:
                 raise StoreError(f"{self.uri}: {key} uploaded but not found afterwards")
             etag = existing.get("ETag", "").strip('"')
             same = existing["ContentLength"] == size and (
-                etag == expected_etag if _MD5_ETAG.match(etag)
-                else existing.get("Metadata", {}).get("sha256") == sha256)
+                etag == expected_etag
+                if _MD5_ETAG.match(etag)
+                else existing.get("Metadata", {}).get("sha256") == sha256
+            )
             if not same:
-                raise KeyTaken(f"{self.uri}: {key} exists with other content (size "
-                               f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten")
+                raise KeyTaken(
+                    f"{self.uri}: {key} exists with other content (size "
+                    f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten"
+                )
         return sha256
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""
         with self._errors("list", prefix or "/"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=root + prefix)
+                Bucket=self.bucket, Prefix=root + prefix
+            )
             for page in pages:
                 for entry in page.get("Contents", []):
-                    yield entry["Key"][len(root):]
+                    yield entry["Key"][len(root) :]
 
     def read(self, key: str) -> bytes:
         with self._errors("read", key):
@@ -267,15 +293,8 @@ def store_for(uri: str, **s3_options: float) -> LocalStore | S3Store:
         return LocalStore(parsed.path)
     if parsed.scheme == "" or len(parsed.scheme) == 1:  # a path, or a Windows drive letter
         return LocalStore(uri)
-    raise ValueError(f"archive {uri!r}: unsupported scheme {parsed.scheme}:// "
-                     "(use a folder, file:// or s3://; any S3-compatible store is s3:// "
-                     "with AWS_ENDPOINT_URL set)")
-
-
-def store_from_settings(settings: BaseSettings) -> LocalStore | S3Store:
-    """The store of ``ARCHIVE_URI``, tuned by ``ARCHIVE_S3_*``."""
-    return store_for(settings["ARCHIVE_URI"],
-                     multipart_threshold=settings.getint("ARCHIVE_S3_MULTIPART_THRESHOLD"),
-                     multipart_chunksize=settings.getint("ARCHIVE_S3_MULTIPART_CHUNKSIZE"),
-                     connect_timeout=settings.getfloat("ARCHIVE_S3_CONNECT_TIMEOUT"),
-                     read_timeout=settings.getfloat("ARCHIVE_S3_READ_TIMEOUT"))
+    raise ValueError(
+        f"archive {uri!r}: unsupported scheme {parsed.scheme}:// "
+        "(use a folder, file:// or s3://; any S3-compatible store is s3:// "
+        "with AWS_ENDPOINT_URL set)"
+    )

@@ -3,11 +3,14 @@ the two real object stores (SeaweedFS, Ceph RGW), each started once per session.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
@@ -15,6 +18,8 @@ import pytest
 from benchmarks.eval_extraction import yardstick as load_yardstick
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
+from crawler.saved_pages import extract_pages
+from pipelines.pool import WorkerPool
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,10 +39,32 @@ class CrawlRun:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
     """``newsarchive ARGS`` in a fresh process, as an operator runs it (``env`` added to ours)."""
-    done = subprocess.run([sys.executable, "-m", "crawler.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-m", "crawler.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
     return CrawlRun(archive, done.returncode, done.stdout, done.stderr)
+
+
+def extract_saved(
+    paths: Iterable[Path], url: str | None = None, timezone: str = "UTC", workers: int = 2
+) -> list[dict[str, Any]]:
+    """What ``newsarchive extract`` prints of ``paths``, as records, through the same worker pool."""
+
+    async def collect() -> list[dict[str, Any]]:
+        pool = WorkerPool("pipelines.page:PageAnalyser", {}, workers, timeout=60)
+        await pool.start()
+        try:
+            return [record async for record in extract_pages(paths, pool, url, timezone)]
+        finally:
+            await pool.close()
+
+    return asyncio.run(collect())
 
 
 @pytest.fixture(scope="session")

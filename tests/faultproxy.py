@@ -18,8 +18,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
+SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -94,8 +96,12 @@ class FaultProxy:
                 for name, value in answer.getheaders():
                     if name.lower() not in _HOP_BY_HOP:
                         self.send_header(name, value)
-                self.send_header("Content-Length", answer.getheader("Content-Length", str(len(data)))
-                                 if self.command == "HEAD" else str(len(data)))
+                self.send_header(
+                    "Content-Length",
+                    answer.getheader("Content-Length", str(len(data)))
+                    if self.command == "HEAD"
+                    else str(len(data)),
+                )
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

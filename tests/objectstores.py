@@ -53,15 +53,26 @@ class ObjectStore:
     @property
     def env(self) -> dict[str, str]:
         """boto3's own configuration chain, as an operator sets it."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_MAX_ATTEMPTS": "2", "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_MAX_ATTEMPTS": "2",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
 
     def client(self):
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=ACCESS_KEY,
-                            aws_secret_access_key=SECRET_KEY, region_name="us-east-1",
-                            config=Config(retries={"max_attempts": 1}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}),
+        )
 
     def create_bucket(self, name: str | None = None) -> str:
         name = name or f"test-{uuid.uuid4().hex[:10]}"
@@ -96,23 +107,60 @@ class SeaweedFS(ObjectStore):
 
     def start(self) -> None:
         config = self.folder / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "test", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "test",
+                            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         if not hasattr(self, "ports"):  # the same ports on restart: data and endpoint survive
-            self.ports = {name: free_port() for name in (
-                "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-                "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc", "debug.port")}
+            self.ports = {
+                name: free_port()
+                for name in (
+                    "master.port",
+                    "master.port.grpc",
+                    "volume.port",
+                    "volume.port.grpc",
+                    "filer.port",
+                    "filer.port.grpc",
+                    "s3.port.grpc",
+                    "admin.port",
+                    "admin.port.grpc",
+                    "debug.port",
+                )
+            }
         weed = Path(sys.executable).parent / "weed"
         (self.folder / "data").mkdir(exist_ok=True)
-        command = [str(weed), "mini", f"-dir={self.folder / 'data'}", "-ip=127.0.0.1",
-                   "-ip.bind=127.0.0.1", f"-s3.port={self.port}", f"-s3.config={config}",
-                   "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
-                   "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                   "-master.telemetry=false", *(f"-{name}={port}" for name, port in self.ports.items())]
+        command = [
+            str(weed),
+            "mini",
+            f"-dir={self.folder / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.port}",
+            f"-s3.config={config}",
+            "-s3.allowDeleteBucketNotEmpty=false",
+            "-s3.autoCreateBucket=false",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            *(f"-{name}={port}" for name, port in self.ports.items()),
+        ]
         with (self.folder / "weed.log").open("ab") as log:
-            self.processes = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                               cwd=self.folder, start_new_session=True)]
+            self.processes = [
+                subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder, start_new_session=True
+                )
+            ]
         wait_until(self._writable, "SeaweedFS")
 
     def _writable(self) -> bool:
@@ -171,16 +219,32 @@ class CephRGW(ObjectStore):
         fsid, mon = str(uuid.uuid4()), free_port()
         self.conf.write_text(CEPH_CONF.format(fsid=fsid, mon_port=mon, rgw_port=port, folder=folder))
         conf = ["-c", str(self.conf)]
-        self._run("monmaptool", "--create", "--add", "a", f"v2:127.0.0.1:{mon}", "--fsid", fsid,
-                  str(folder / "monmap"))
+        self._run(
+            "monmaptool",
+            "--create",
+            "--add",
+            "a",
+            f"v2:127.0.0.1:{mon}",
+            "--fsid",
+            fsid,
+            str(folder / "monmap"),
+        )
         self._run("ceph-mon", *conf, "--mkfs", "-i", "a", "--monmap", str(folder / "monmap"))
         self._daemon("ceph-mon", *conf, "-i", "a", "-f")
         osd_id = self._run("ceph", *conf, "osd", "create").strip()
         self._run("ceph-osd", *conf, "-i", osd_id, "--mkfs")
         self._daemon("ceph-osd", *conf, "-i", osd_id, "-f")
         self._daemon("radosgw", *conf, "-n", "client.rgw.test", "-f")
-        self._run("radosgw-admin", *conf, "user", "create", "--uid=test", "--display-name=test",
-                  f"--access-key={ACCESS_KEY}", f"--secret={SECRET_KEY}")
+        self._run(
+            "radosgw-admin",
+            *conf,
+            "user",
+            "create",
+            "--uid=test",
+            "--display-name=test",
+            f"--access-key={ACCESS_KEY}",
+            f"--secret={SECRET_KEY}",
+        )
         wait_until(self.responds, "Ceph RGW")
 
     def _run(self, *command: str) -> str:
@@ -191,5 +255,6 @@ class CephRGW(ObjectStore):
 
     def _daemon(self, *command: str) -> None:
         with (self.folder / "log" / f"{command[0]}.out").open("ab") as log:
-            self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                                   start_new_session=True))
+            self.processes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )

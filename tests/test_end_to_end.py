@@ -40,15 +40,21 @@ def test_metadata(mirror_rows, article):
     assert row["published_at"] == article.published
     assert row["editor"] == article.editor
     assert row["source"] == article.source
-    assert row["charset"].replace("-", "").startswith(
-        {"gbk": "gb18030", "cp1252": "cp1252"}.get(article.encoding, "utf8"))
-    language = article.raw.get("language", "zh" if article.outlet_id in
-                               ("gmw-cq", "tianyan-gzdaily", "sxkjt", "hangzhou-net") else "en")
+    assert (
+        row["charset"]
+        .replace("-", "")
+        .startswith({"gbk": "gb18030", "cp1252": "cp1252"}.get(article.encoding, "utf8"))
+    )
+    language = article.raw.get(
+        "language",
+        "zh" if article.outlet_id in ("gmw-cq", "tianyan-gzdaily", "sxkjt", "hangzhou-net") else "en",
+    )
     assert row["language"] == language
     assert row["languages"][0]["language"] == language and row["language_confidence"] > 0.5
     assert row["language_script"] == ("Hans" if language == "zh" else None)
     assert row["text"].count("\n\n") == len(article.paragraphs) - 1 - sum(
-        p.startswith("![") and not p[2:].split("]")[0] for p in article.paragraphs)
+        p.startswith("![") and not p[2:].split("]")[0] for p in article.paragraphs
+    )
 
 
 def test_non_articles_and_forbidden_pages_are_not_archived(mirror_rows, mirror_crawl, mirror_server):
@@ -81,8 +87,10 @@ def test_the_run_is_sealed_by_a_manifest(mirror_crawl):
     """A local archive is published like a bucket: parts via the spool, then the manifest."""
     crawl_id = mirror_crawl.stdout.split()[1]
     manifest = json.loads((mirror_crawl.archive / "_manifests" / f"{crawl_id}.json").read_text())
-    parquet = sorted(p.relative_to(mirror_crawl.archive).as_posix()
-                     for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet"))
+    parquet = sorted(
+        p.relative_to(mirror_crawl.archive).as_posix()
+        for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")
+    )
     assert sorted(f["key"] for f in manifest["files"]) == parquet
     assert manifest["rows"] == len(ARCHIVED) and manifest["interrupted"] is False
     for entry in manifest["files"]:
@@ -93,16 +101,19 @@ def test_the_run_is_sealed_by_a_manifest(mirror_crawl):
 
 def test_duckdb_reads_the_archive_with_hive_partitions(mirror_crawl):
     glob = f"{mirror_crawl.archive}/outlet=*/published=*/*.parquet"
-    counts = duckdb.sql(f"SELECT outlet, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
-                        "WHERE outlet = outlet_id GROUP BY outlet ORDER BY outlet").fetchall()
+    counts = duckdb.sql(
+        f"SELECT outlet, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+        "WHERE outlet = outlet_id GROUP BY outlet ORDER BY outlet"
+    ).fetchall()
     assert counts == sorted((o, sum(a.outlet_id == o for a in ARCHIVED)) for o in FURNITURE)
 
 
 def test_printed_duckdb_command_runs(mirror_crawl):
     prefix = "query it with DuckDB: "
     command = next(line for line in mirror_crawl.stdout.splitlines() if line.startswith(prefix))
-    shown = subprocess.run(command.removeprefix(prefix), shell=True, capture_output=True, text=True,
-                           cwd=REPO, timeout=120)
+    shown = subprocess.run(
+        command.removeprefix(prefix), shell=True, capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert shown.returncode == 0, shown.stderr
     for outlet in FURNITURE:
         assert outlet in shown.stdout
@@ -110,8 +121,9 @@ def test_printed_duckdb_command_runs(mirror_crawl):
 
 def test_second_run_archives_nothing_new(mirror_crawl, mirror_server):
     before = sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet"))
-    again = run_cli("crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive),
-                    "--quiet")
+    again = run_cli(
+        "crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive), "--quiet"
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout == ""  # quiet when fine
     assert sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet")) == before
@@ -119,7 +131,17 @@ def test_second_run_archives_nothing_new(mirror_crawl, mirror_server):
 
 def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
     # no mirror behind this URL: every request fails, so no outlet finds an article page
-    run = run_cli("crawl", "--mirror-url", "http://127.0.0.1:9/", "--archive", str(tmp_path),
-                  "--outlet", "sxkjt", "--quiet", "-s", "RETRY_TIMES=0")
+    run = run_cli(
+        "crawl",
+        "--mirror-url",
+        "http://127.0.0.1:9/",
+        "--archive",
+        str(tmp_path),
+        "--outlet",
+        "sxkjt",
+        "--quiet",
+        "-s",
+        "RETRY_TIMES=0",
+    )
     assert run.returncode == 1
     assert "PROBLEM sxkjt: no article page found" in run.stdout

@@ -40,8 +40,17 @@ class Bucket:
         self.spool = tmp_path / "spool"
 
     def crawl(self, mirror_url: str, *extra: str, endpoint: str | None = None):
-        return run_cli("crawl", "--mirror-url", mirror_url, "--archive", self.uri,
-                       "--spool", str(self.spool), *extra, env=self.env(endpoint))
+        return run_cli(
+            "crawl",
+            "--mirror-url",
+            mirror_url,
+            "--archive",
+            self.uri,
+            "--spool",
+            str(self.spool),
+            *extra,
+            env=self.env(endpoint),
+        )
 
     def flush(self, endpoint: str | None = None):
         return run_cli("flush", "--archive", self.uri, "--spool", str(self.spool), env=self.env(endpoint))
@@ -104,10 +113,15 @@ def test_the_crawl_lands_in_the_store_as_in_a_local_folder(bucket, mirror_server
     assert manifest["finished_at"] >= manifest["started_at"]
 
     # an archivist reads the bucket with pyarrow, Hive partitions and all
-    s3 = pafs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY, region="us-east-1",
-                           endpoint_override=bucket.store.endpoint)
-    remote = ds.dataset(f"{bucket.name}/{PREFIX}", filesystem=s3, format="parquet",
-                        partitioning="hive").to_table()
+    s3 = pafs.S3FileSystem(
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        region="us-east-1",
+        endpoint_override=bucket.store.endpoint,
+    )
+    remote = ds.dataset(
+        f"{bucket.name}/{PREFIX}", filesystem=s3, format="parquet", partitioning="hive"
+    ).to_table()
     local = ds.dataset(mirror_crawl.archive, format="parquet", partitioning="hive").to_table()
     assert remote.schema == local.schema
 
@@ -126,9 +140,18 @@ def test_the_crawl_lands_in_the_store_as_in_a_local_folder(bucket, mirror_server
 def test_no_secret_in_any_output(bucket, mirror_server):
     """The secret key is planted in the environment; nothing we write may show it."""
     run = bucket.crawl(mirror_server.url, "--log-level", "DEBUG")
-    wrong = run_cli("crawl", "--mirror-url", mirror_server.url, "--archive", bucket.uri, "--spool",
-                    str(bucket.spool), "--log-level", "DEBUG",
-                    env=bucket.env() | {"AWS_SECRET_ACCESS_KEY": "WRONG" + SECRET_KEY})
+    wrong = run_cli(
+        "crawl",
+        "--mirror-url",
+        mirror_server.url,
+        "--archive",
+        bucket.uri,
+        "--spool",
+        str(bucket.spool),
+        "--log-level",
+        "DEBUG",
+        env=bucket.env() | {"AWS_SECRET_ACCESS_KEY": "WRONG" + SECRET_KEY},
+    )
     assert run.returncode == 0 and wrong.returncode == 1
     assert "SignatureDoesNotMatch" in wrong.stdout + wrong.stderr
     flushed = bucket.flush()
@@ -142,6 +165,7 @@ def test_no_secret_in_any_output(bucket, mirror_server):
 
 
 # -- faults: each run fails to publish, the next run or `flush` completes the archive ----------
+
 
 def test_store_down_for_the_whole_run(bucket, mirror_server):
     """Connection refused from the start: the crawl goes on, everything waits in the spool."""
@@ -162,8 +186,9 @@ def test_store_down_for_the_whole_run(bucket, mirror_server):
 @pytest.mark.parametrize("failure", ["503", "drop"])
 def test_writes_failing_mid_run(bucket, mirror_server, failure):
     """The store reads fine but every write fails (SlowDown, or the connection drops)."""
-    with FaultProxy(bucket.store.endpoint,
-                    lambda method, path: failure if method in ("PUT", "POST") else "pass") as proxy:
+    with FaultProxy(
+        bucket.store.endpoint, lambda method, path: failure if method in ("PUT", "POST") else "pass"
+    ) as proxy:
         run = bucket.crawl(mirror_server.url, endpoint=proxy.url)
     assert run.returncode == 1 and "PROBLEM 14 part file(s) of 1 crawl(s) wait in" in run.stdout
     assert ("SlowDown" if failure == "503" else "ConnectionClosedError") in run.stdout
@@ -205,12 +230,29 @@ def test_store_stopped_mid_run(tmp_path, mirror_server):
 
 def _start_crawl(bucket: Bucket, mirror_url: str, *extra: str, endpoint: str | None = None):
     return subprocess.Popen(
-        [sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", mirror_url, "--archive", bucket.uri,
-         "--spool", str(bucket.spool), *extra], cwd=REPO, text=True, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, env={**os.environ, **bucket.env(endpoint)})
+        [
+            sys.executable,
+            "-m",
+            "crawler.cli",
+            "crawl",
+            "--mirror-url",
+            mirror_url,
+            "--archive",
+            bucket.uri,
+            "--spool",
+            str(bucket.spool),
+            *extra,
+        ],
+        cwd=REPO,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **bucket.env(endpoint)},
+    )
 
 
 # -- kill -9 at every step ---------------------------------------------------------------
+
 
 def _kill(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGKILL)
@@ -218,19 +260,23 @@ def _kill(process: subprocess.Popen) -> None:
 
 
 def test_kill_during_the_crawl(bucket, tmp_path):
-    """Parts already spooled are published by the next run; the rest is crawled again."""
+    """Parts go up while the crawl runs; after a kill the next run seals them, none twice, and
+    crawls the rest again."""
     with MirrorServer() as server, FaultProxy(server.url, hold_once(ARCHIVED[-1])) as mirror:
         crawl = _start_crawl(bucket, mirror.url, "-s", "ARCHIVE_ROWS_PER_FILE=1")
         assert mirror.held.wait(60)
-        wait_until(lambda: len(list(bucket.spool.rglob("*.parquet"))) >= 5, "spooled parts")
+        wait_until(lambda: len(bucket.parts()) >= 5, "parts published during the crawl")
         _kill(crawl)
-    assert not bucket.parts()
+    published = bucket.parts()
+    assert not bucket.manifests()
     with MirrorServer() as server:
         again = bucket.crawl(server.url)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert "in the archive already" not in again.stdout
     bucket.assert_complete()
-    interrupted = [m for m in bucket.manifests() if m["interrupted"]]
-    assert len(interrupted) == 1 and interrupted[0]["rows"] >= 5 and interrupted[0]["finished_at"] is None
+    (interrupted,) = [m for m in bucket.manifests() if m["interrupted"]]
+    assert interrupted["finished_at"] is None
+    assert {f"{PREFIX}/{f['key']}" for f in interrupted["files"]} >= set(published)
 
 
 @pytest.mark.parametrize("moment", ["upload", "manifest"])

@@ -87,21 +87,23 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
     articles = []
     for path in sorted((site_dir / "articles").glob("*.toml")):
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        articles.append(MirroredArticle(
-            outlet_id=outlet_id,
-            url=base + raw["path"],
-            title=raw["title"],
-            published=datetime.fromisoformat(raw["published"]).replace(tzinfo=zone),
-            paragraphs=tuple(raw["paragraphs"]),
-            authors=tuple(raw.get("authors", ())),
-            editor=raw.get("editor"),
-            source=raw.get("source"),
-            section=raw.get("section"),
-            tags=tuple(raw.get("tags", ())),
-            encoding=raw.get("encoding", "utf-8"),
-            expect=raw.get("expect", "archived"),
-            raw=raw,
-        ))
+        articles.append(
+            MirroredArticle(
+                outlet_id=outlet_id,
+                url=base + raw["path"],
+                title=raw["title"],
+                published=datetime.fromisoformat(raw["published"]).replace(tzinfo=zone),
+                paragraphs=tuple(raw["paragraphs"]),
+                authors=tuple(raw.get("authors", ())),
+                editor=raw.get("editor"),
+                source=raw.get("source"),
+                section=raw.get("section"),
+                tags=tuple(raw.get("tags", ())),
+                encoding=raw.get("encoding", "utf-8"),
+                expect=raw.get("expect", "archived"),
+                raw=raw,
+            )
+        )
     articles.sort(key=lambda a: a.published, reverse=True)
     mirror.articles.extend(articles)
 
@@ -140,8 +142,13 @@ def _render_site(site_dir: Path, mirror: Mirror) -> None:
             raise ValueError(f"{site_dir}/site.toml: unknown document kind {kind!r}")
 
 
-def _render_article(article: MirroredArticle, template: Template, related: list[MirroredArticle],
-                    see_also: MirroredArticle, site: dict[str, Any]) -> str:
+def _render_article(
+    article: MirroredArticle,
+    template: Template,
+    related: list[MirroredArticle],
+    see_also: MirroredArticle,
+    site: dict[str, Any],
+) -> str:
     blocks = []
     see_also_after = site.get("see_also_after")
     see_also_html = Template(site.get("see_also_html", ""))
@@ -176,42 +183,57 @@ def _render_article(article: MirroredArticle, template: Template, related: list[
         "keywords": html.escape(",".join(article.tags)),
         "body": "\n".join(blocks),
         "related": "\n".join(
-            related_items.substitute(url=r.url, title=html.escape(r.title),
-                                     date=r.published.strftime("%Y-%m-%d"))
-            for r in related),
+            related_items.substitute(
+                url=r.url, title=html.escape(r.title), date=r.published.strftime("%Y-%m-%d")
+            )
+            for r in related
+        ),
     }
     values.update(article.raw.get("template", {}))
     return template.substitute(values)
 
 
-def _render_listing(doc: dict[str, Any], articles: list[MirroredArticle], template: Template,
-                    put: Any) -> None:
+def _render_listing(
+    doc: dict[str, Any], articles: list[MirroredArticle], template: Template, put: Any
+) -> None:
     pages: list[str] = doc["pages"]
     per_page = max(1, -(-len(articles) // len(pages)))
     for number, path in enumerate(pages):
-        chunk = articles[number * per_page:(number + 1) * per_page]
+        chunk = articles[number * per_page : (number + 1) * per_page]
         items = "\n".join(
             f'<li><a href="{a.url}">{html.escape(a.title)}</a><span>{a.published:%Y-%m-%d}</span></li>'
-            for a in chunk)
-        items += "".join(f'\n<li><a href="{link}">{html.escape(text)}</a></li>'
-                         for link, text in doc.get("extra_links", {}).items()) if number == 0 else ""
+            for a in chunk
+        )
+        items += (
+            "".join(
+                f'\n<li><a href="{link}">{html.escape(text)}</a></li>'
+                for link, text in doc.get("extra_links", {}).items()
+            )
+            if number == 0
+            else ""
+        )
         pager = " ".join(
             f'<a href="{p}">{n + 1}</a>' if n != number else f"<span>{n + 1}</span>"
-            for n, p in enumerate(pages))
+            for n, p in enumerate(pages)
+        )
         put(path, "text/html; charset=utf-8", template.substitute(items=items, pager=pager))
 
 
 def _sitemap(urls: list[str]) -> str:
     entries = "".join(f"<url><loc>{html.escape(u)}</loc></url>" for u in urls)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>\n')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}</urlset>\n'
+    )
 
 
 def _sitemap_index(urls: list[str]) -> str:
     entries = "".join(f"<sitemap><loc>{html.escape(u)}</loc></sitemap>" for u in urls)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}'
-            '</sitemapindex>\n')
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{entries}'
+        "</sitemapindex>\n"
+    )
 
 
 def _news_sitemap(articles: list[MirroredArticle], publication: dict[str, str]) -> str:
@@ -221,28 +243,37 @@ def _news_sitemap(articles: list[MirroredArticle], publication: dict[str, str]) 
         f"<news:language>{publication['language']}</news:language></news:publication>"
         f"<news:publication_date>{a.published.isoformat()}</news:publication_date>"
         f"<news:title>{html.escape(a.title)}</news:title></news:news></url>"
-        for a in articles)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
-            'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
-            f"{entries}</urlset>\n")
+        for a in articles
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+        'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9">'
+        f"{entries}</urlset>\n"
+    )
 
 
 def _rss(articles: list[MirroredArticle], base: str, publication: dict[str, str]) -> str:
     items = "".join(
         f"<item><title>{html.escape(a.title)}</title><link>{html.escape(a.url)}</link>"
         f"<pubDate>{format_datetime(a.published)}</pubDate></item>"
-        for a in articles)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
-            f"<title>{html.escape(publication['name'])}</title><link>{base}/</link>"
-            f"{items}</channel></rss>\n")
+        for a in articles
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+        f"<title>{html.escape(publication['name'])}</title><link>{base}/</link>"
+        f"{items}</channel></rss>\n"
+    )
 
 
 def _atom(articles: list[MirroredArticle], base: str, publication: dict[str, str]) -> str:
     entries = "".join(
         f'<entry><title>{html.escape(a.title)}</title><link rel="alternate" href="{html.escape(a.url)}"/>'
         f"<id>{html.escape(a.url)}</id><updated>{a.published.isoformat()}</updated></entry>"
-        for a in articles)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
-            f"<title>{html.escape(publication['name'])}</title><id>{base}/</id>"
-            f'<link href="{base}/"/>{entries}</feed>\n')
+        for a in articles
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>{html.escape(publication['name'])}</title><id>{base}/</id>"
+        f'<link href="{base}/"/>{entries}</feed>\n'
+    )

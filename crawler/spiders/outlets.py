@@ -87,11 +87,19 @@ class OutletsSpider(SitemapSpider):
         self._count(outlet, "article_pages")
         content_type = response.headers.get("Content-Type", b"").decode("latin-1")
         yield Article(
-            url=response.url, outlet_id=outlet.id, outlet_name=outlet.name, region=outlet.region,
-            outlet_timezone=outlet.timezone, body=response.body, http_status=response.status,
-            content_type=content_type, header_charset=_header_charset(content_type),
-            fetched_at=datetime.now(UTC), crawl_id=self.crawl_id,
-            drop_selectors=outlet.extraction.drop, body_selector=outlet.extraction.body,
+            url=response.url,
+            outlet_id=outlet.id,
+            outlet_name=outlet.name,
+            region=outlet.region,
+            outlet_timezone=outlet.timezone,
+            body=response.body,
+            http_status=response.status,
+            content_type=content_type,
+            header_charset=_header_charset(content_type),
+            fetched_at=datetime.now(UTC),
+            crawl_id=self.crawl_id,
+            drop_selectors=outlet.extraction.drop,
+            body_selector=outlet.extraction.body,
         )
 
     def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:

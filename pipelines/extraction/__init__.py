@@ -19,19 +19,22 @@ from zoneinfo import ZoneInfo
 import trafilatura
 from dateutil.parser import UnknownTimezoneWarning
 from htmldate import find_date
-from itemadapter import ItemAdapter
-from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
-from scrapy.statscollectors import StatsCollector
 from trafilatura.metadata import extract_title
 
-from crawler.items import Article
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
 
-__all__ = ["ExtractPipeline", "Extraction", "PageMetadata", "article_chars", "extract", "parse_published"]
+__all__ = [
+    "EXTRACTOR",
+    "EXTRACTOR_VERSION",
+    "Extraction",
+    "PageMetadata",
+    "article_chars",
+    "extract",
+    "parse_published",
+]
 
 EXTRACTOR = "trafilatura+readability"
 EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"
@@ -47,8 +50,14 @@ class Extraction:
     charset: str
 
 
-def extract(body: bytes, url: str, header_charset: str | None = None, timezone: str = "UTC",
-            drop_selectors: tuple[str, ...] = (), body_selector: str | None = None) -> Extraction:
+def extract(
+    body: bytes,
+    url: str,
+    header_charset: str | None = None,
+    timezone: str = "UTC",
+    drop_selectors: tuple[str, ...] = (),
+    body_selector: str | None = None,
+) -> Extraction:
     """The stage as a plain function of the page's bytes, usable without a crawl."""
     decoded = decode_html(body, header_charset)
     if _looks_binary(decoded.text):
@@ -63,16 +72,17 @@ def extract(body: bytes, url: str, header_charset: str | None = None, timezone: 
     metadata.title = metadata.title or extract_title(tree)
     prune(tree, drop_selectors, body_selector)
     document = trafilatura.bare_extraction(
-        tree, url=url, include_comments=False, include_tables=True, include_images=False,
-        deduplicate=False)
+        tree, url=url, include_comments=False, include_tables=True, include_images=False, deduplicate=False
+    )
     text = None
     if document is not None:
         text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
     if not metadata.published_raw:
         with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
             warnings.simplefilter("ignore", UnknownTimezoneWarning)
-            metadata.published_raw = find_date(tree, url=url, original_date=True, extensive_search=True,
-                                               max_date=date.today().isoformat())
+            metadata.published_raw = find_date(
+                tree, url=url, original_date=True, extensive_search=True, max_date=date.today().isoformat()
+            )
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     return Extraction(metadata, text or None, published_at, decoded.encoding)
 
@@ -87,46 +97,3 @@ def _looks_binary(text: str) -> bool:
 def article_chars(text: str) -> int:
     """Characters in paragraph-like lines: captions, menus and link lists don't count."""
     return sum(len(line) for line in text.split("\n\n") if len(line) >= 20)
-
-
-class ExtractPipeline:
-    """Fills the article fields of an :class:`Article`; drops pages that are not articles.
-
-    Settings: ``EXTRACT_MIN_CHARS`` (default 80): pages with less paragraph text are not
-    articles (galleries, video pages, stubs). Counts: ``extract/ok``, ``extract/dropped/<reason>``.
-    """
-
-    def __init__(self, stats: StatsCollector, min_chars: int = 80):
-        self.stats = stats
-        self.min_chars = min_chars
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
-        return cls(crawler.stats, crawler.settings.getint("EXTRACT_MIN_CHARS", 80))
-
-    def process_item(self, item: Article) -> Article:
-        if not isinstance(item, Article):
-            return item
-        if "html" not in item.content_type and "xml" not in item.content_type and item.content_type:
-            self._drop(item, "not_html")
-        result = extract(item.body, item.url, item.header_charset, item.outlet_timezone,
-                         item.drop_selectors, item.body_selector)
-        metadata = result.metadata
-        ItemAdapter(item).update({
-            "charset": result.charset, "canonical_url": metadata.canonical_url,
-            "title": metadata.title, "authors": metadata.authors, "editor": metadata.editor,
-            "source": metadata.source, "section": metadata.section, "tags": metadata.tags,
-            "published_at": result.published_at, "published_at_raw": metadata.published_raw,
-            "text": result.text, "extractor": EXTRACTOR, "extractor_version": EXTRACTOR_VERSION,
-        })
-        if not result.text:
-            self._drop(item, "empty")
-        if article_chars(result.text) < self.min_chars:
-            self._drop(item, "too_short")
-        self.stats.inc_value("extract/ok")
-        return item
-
-    def _drop(self, item: Article, reason: str) -> None:
-        self.stats.inc_value(f"extract/dropped/{reason}")
-        self.stats.inc_value(f"outlet/{item.outlet_id}/dropped/{reason}")
-        raise DropItem(f"not an article ({reason}): {item.url}")

@@ -11,19 +11,45 @@ different blocks of the page, the one with more paragraph-like text wins.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 
 import lxml.html
+from lxml import etree
 from readability import Document
-from readability.readability import Unparseable
+from readability.readability import REGEXES, Unparseable
 
 from pipelines.extraction.furniture import SENTENCE_END
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
-_BLOCKS = ("p", "div", "br", "li", "dd", "dt", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
-           "blockquote", "pre", "table", "ul", "ol", "section", "article", "figure", "figcaption")
+BLOCKS = (
+    "p",
+    "div",
+    "br",
+    "li",
+    "dd",
+    "dt",
+    "tr",
+    "td",
+    "th",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "table",
+    "ul",
+    "ol",
+    "section",
+    "article",
+    "figure",
+    "figcaption",
+)
 
 LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
 EXTRACTORS_AGREE = 0.6  # share of readability's tokens found in trafilatura's text
@@ -31,16 +57,39 @@ READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a cap
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
 
 
+class _ParsedDocument(Document):
+    """readability-lxml's Document over a tree trafilatura's loader already parsed.
+
+    readability's own ``_parse`` runs lxml's ``Cleaner`` over a deep copy of the page (4 ms, a
+    sixth of the stage's time). For the text, what the Cleaner does that matters is removing
+    ``script``, ``style`` and ``link`` elements; the loader has dropped comments and processing
+    instructions already, and attributes do not reach the text. So this parse copies the tree
+    (``summary`` parses again when it retries, and needs the original) and strips just those;
+    ``tests/pipelines/test_extraction.py`` checks it gives readability's own text.
+    """
+
+    def _parse(self, input: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
+        for element in input.xpath("//*[@hidden]"):  # as readability's _parse, on its input
+            element.drop_tree()
+        for element in input.xpath("//*[@style]"):
+            if REGEXES["displayNoneRe"].search(element.get("style")):
+                element.drop_tree()
+        self.encoding = "utf-8"
+        document = copy.deepcopy(input)
+        etree.strip_elements(document, "script", "style", "link", with_tail=False)
+        return document
+
+
 def readability_text(tree: lxml.html.HtmlElement) -> str:
     """readability-lxml's main text of an already parsed page ("" when it finds none)."""
     try:
-        summary = Document(tree).summary(html_partial=True)
+        summary = _ParsedDocument(tree).summary(html_partial=True)
     except Unparseable:
         return ""
     if not summary.strip():
         return ""
     fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
-    for element in fragment.iter(*_BLOCKS):
+    for element in fragment.iter(*BLOCKS):
         element.tail = "\n" + (element.tail or "")
     lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())
     return "\n".join(line for line in lines if line)
@@ -71,8 +120,10 @@ def agreed_text(text: str, reference: str) -> str:
             confirmed -= tokens  # a line repeated (a table copy of the lead) is confirmed once
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
     return "\n".join(
-        line for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
-        if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens)))
+        line
+        for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
+        if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens))
+    )
 
 
 def _tokens(text: str) -> Counter[str]:
@@ -81,10 +132,16 @@ def _tokens(text: str) -> Counter[str]:
 
 def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:
     """Tokens in the lines that read like paragraphs of an article."""
-    return sum(tokens.total() for line, tokens in zip(lines, line_tokens, strict=True)
-               if _is_paragraph(line.strip(), tokens))
+    return sum(
+        tokens.total()
+        for line, tokens in zip(lines, line_tokens, strict=True)
+        if _is_paragraph(line.strip(), tokens)
+    )
 
 
 def _is_paragraph(line: str, tokens: Counter[str]) -> bool:
-    return (tokens.total() >= PARAGRAPH_TOKENS and not line.startswith(("- ", "|"))
-            and bool(SENTENCE_END.search(line)))
+    return (
+        tokens.total() >= PARAGRAPH_TOKENS
+        and not line.startswith(("- ", "|"))
+        and bool(SENTENCE_END.search(line))
+    )

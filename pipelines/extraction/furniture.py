@@ -26,22 +26,82 @@ from pipelines.extraction.metadata import (
 )
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
-_FURNITURE_TOKENS = frozenset({
-    "share", "sharebar", "bdshare", "fenxiang", "fx", "jiathis", "social", "tips", "reading",
-    "breadcrumb", "breadcrumbs", "crumb", "crumbs", "position", "location", "weizhi", "dqwz", "related",
-    "relate", "recommend", "recommended", "xgxw", "xgyd", "xgwz", "tjyd", "hot", "hotnews",
-    "rank", "mood", "vote", "biaoqing", "xinqing", "comment", "comments", "respond", "reply",
-    "pl", "pinglun", "cookie", "cookies", "consent", "gdpr", "privacy", "tools", "toolbar",
-    "print", "qrcode", "erweima", "ewm", "download", "bjly", "liability", "zbtool", "nav",
-    "navbar", "topnav", "menu", "footer", "foot", "copyright", "sidebar", "ad", "ads",
-    "advert", "banner",
-})
+_FURNITURE_TOKENS = frozenset(
+    {
+        "share",
+        "sharebar",
+        "bdshare",
+        "fenxiang",
+        "fx",
+        "jiathis",
+        "social",
+        "tips",
+        "reading",
+        "breadcrumb",
+        "breadcrumbs",
+        "crumb",
+        "crumbs",
+        "position",
+        "location",
+        "weizhi",
+        "dqwz",
+        "related",
+        "relate",
+        "recommend",
+        "recommended",
+        "xgxw",
+        "xgyd",
+        "xgwz",
+        "tjyd",
+        "hot",
+        "hotnews",
+        "rank",
+        "mood",
+        "vote",
+        "biaoqing",
+        "xinqing",
+        "comment",
+        "comments",
+        "respond",
+        "reply",
+        "pl",
+        "pinglun",
+        "cookie",
+        "cookies",
+        "consent",
+        "gdpr",
+        "privacy",
+        "tools",
+        "toolbar",
+        "print",
+        "qrcode",
+        "erweima",
+        "ewm",
+        "download",
+        "bjly",
+        "liability",
+        "zbtool",
+        "nav",
+        "navbar",
+        "topnav",
+        "menu",
+        "footer",
+        "foot",
+        "copyright",
+        "sidebar",
+        "ad",
+        "ads",
+        "advert",
+        "banner",
+    }
+)
 PARAGRAPH_CHARS = 50  # a <p> this long is article text, not a caption or a link
 _TOKEN_SPLIT = re.compile(r"[\s_-]+")
 # how link lists date their items: a date, or a time ago
 _DATED = re.compile(
     rf"{DATE.pattern}|\d+\s*(?:分钟|分鐘|小时|小時|天)前|\b\d+\s*(?:minutes?|mins?|hours?|days?)\s+ago\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _BARE_DATE_LINE = re.compile(rf"^[\s(（\[]*{DATE.pattern}[\s)）\]]*$")
 _FURNITURE_LINE = re.compile(
     r"^(?:分享到|分享至|扫一扫|打印本页|关闭窗口|【?打印】?|【?关闭】?|点击右上角|朋友圈|微信好友|"
@@ -49,7 +109,9 @@ _FURNITURE_LINE = re.compile(
     r"延伸阅读|热门推荐|网友评论|发表评论|【字体|字号[:：]|"
     r"See also|Read also|Also read|Read more:|Related:|You may also like|Leave a (?:Comment|Reply)|"
     r"This site uses Akismet|This website uses cookies|Privacy & Cookies Policy|Share on |"
-    r"Share this|by admin$)", re.IGNORECASE)
+    r"Share this|by admin$)",
+    re.IGNORECASE,
+)
 # Reprint disclaimers, contact and tip-off lines, which Chinese CMSs print under every article.
 _DISCLAIMER_LINE = re.compile(
     r"^[【\[]?(?:免责|免責)?[声聲]明[】\]]?\s*[:：]?$|^[【\[]?(?:免责|免責|版权|版權)[声聲]明"
@@ -59,27 +121,35 @@ _DISCLAIMER_LINE = re.compile(
     r"|未[经經].{0,8}(?:授权|授權|许可|許可).{0,10}(?:转载|轉載|复制|複製)"
     r"|^(?:电话|電話|传真|傳真|邮箱|郵箱|电邮|電郵|E-?mail|热线|熱線)\s*[:：].{0,60}$"
     r"|^.{0,20}爆料.{0,40}(?:\d{5}|热线|熱線|微博|微信)"
-    r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)", re.IGNORECASE)
+    r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)",
+    re.IGNORECASE,
+)
 # Invitations to follow the outlet elsewhere
 _FOLLOW_US_LINE = re.compile(
     r"^(?:关注|關注|加入|订阅|訂閱).{0,24}(?:微博|微信|公众号|公眾號|手机报|手機報).{0,24}$"
     r"|(?:Facebook|Google\s*plus|Twitter|微博|微信).{0,30}(?:专页|專頁|帳號|账号|公众号).{0,40}(?:你|您|我們|我们)"
     r"|(?:你|您|我們|我们).{0,40}(?:Facebook|Google\s*plus|Twitter).{0,10}(?:专页|專頁|page)"
-    r"|\bfollow (?:us|[\w.]+(?: [\w.]+){0,2}) on (?:Facebook|Twitter)", re.IGNORECASE)
+    r"|\bfollow (?:us|[\w.]+(?: [\w.]+){0,2}) on (?:Facebook|Twitter)",
+    re.IGNORECASE,
+)
 # Where-you-are, dateline, byline and copyright lines around the article
 _PAGE_FRAME_LINE = re.compile(
     r"^(?:You are here|您(?:所在|现在|現在)的位置|[当當]前位置)\s*[:：]"
     r"|^(?:首页|首頁|Home)\s*[>»]|^[^\s>»]{1,10}\s*[>»]$|^(?:上一篇|下一篇)\s*(?:[:：]|$)"
     r"|^(?:Last updated|Updated|Posted|Published|Article Date)\b[^.!?]{0,60}\b(?:19|20)\d{2}\b[^.!?]{0,20}$"
     r"|^(?:Copyright\b|©|\(c\)\s)[^.!?]{0,80}$"
-    r"|^(?:https?://|www\.)\S+$", re.IGNORECASE)
+    r"|^(?:https?://|www\.)\S+$",
+    re.IGNORECASE,
+)
 # A heading over a list of other articles: the heading and the titles under it go.
 _LIST_HEADING = re.compile(
     r"^(?:相关(?:阅读|新闻|文章|报道|链接|專題|专题)|相關(?:閱讀|新聞|文章|報導|連結)|延伸阅读|延伸閱讀|推荐阅读|"
     r"热门(?:新闻|推荐)|熱門新聞|最热门新闻|最熱門新聞|更多(?:新闻|新聞)|"
     r"Related(?: stories| articles| links| content| coverage| news)?|More (?:stories|news|from [\w ]+)|"
     r"Most (?:read|popular|viewed)|Top (?:news|stories)(?: headlines)?|Latest [\w ]{0,30}(?:news|headlines))"
-    r"\s*[:：»]?$", re.IGNORECASE)
+    r"\s*[:：»]?$",
+    re.IGNORECASE,
+)
 MENU_RUN = 4
 MENU_ITEM_CHARS = 8
 _NOT_MENU_ITEM = re.compile(r"[，。！？；：、,.!?;:\d]")  # sentences and numbered lists are text
@@ -107,8 +177,11 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
             continue
         # a furniture name can be on the article itself (class="js_img_share_area"): spared when
         # it holds half the page's text or half its paragraphs
-        if (_is_furniture(element) and len(element.text_content()) < page_chars / 2
-                and _paragraph_chars(element) <= page_paragraphs / 2):
+        if (
+            _is_furniture(element)
+            and len(element.text_content()) < page_chars / 2
+            and _paragraph_chars(element) <= page_paragraphs / 2
+        ):
             element.drop_tree()
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
@@ -150,8 +223,17 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
         if byline:
             metadata.authors = metadata.authors or split_names(byline["name"])
             continue
-        if any(rule.search(line) for rule in (REVIEW_LINE, _BARE_DATE_LINE, _FURNITURE_LINE,
-                                              _DISCLAIMER_LINE, _FOLLOW_US_LINE, _PAGE_FRAME_LINE)):
+        if any(
+            rule.search(line)
+            for rule in (
+                REVIEW_LINE,
+                _BARE_DATE_LINE,
+                _FURNITURE_LINE,
+                _DISCLAIMER_LINE,
+                _FOLLOW_US_LINE,
+                _PAGE_FRAME_LINE,
+            )
+        ):
             continue
         source = SOURCE.search(line)
         if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(line)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,7 +17,9 @@ import lxml.html
 
 DATE = re.compile(
     r"(?P<y>(?:19|20)\d{2})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
-    r"(?:[T\s]*(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?")
+    r"(?:[T\s]*(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?"
+)
+_LD_DEPTH = 8  # how deep a JSON-LD value is searched for names
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 _CJK_NAMES = r"[\u4e00-\u9fff·]{2,5}(?:\s+[\u4e00-\u9fff·]{2,5}){0,3}"
 _LATIN_NAMES = r"[A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3}"
@@ -26,23 +29,28 @@ EDITOR_LINE = re.compile(
     r"(?:责任编辑|责编|编辑|编审|Editor|Responsible editor)\s*[:：]\s*(?P<name>[^\]】)）]{1,40}?)"
     rf"|(?:责任编辑|责编|编辑)\s+(?P<cjk>{_CJK_NAMES})"
     rf"|Edited by\s+(?P<latin>{_LATIN_NAMES})"
-    r")\s*[\]】)）]?$")
+    r")\s*[\]】)）]?$"
+)
 REVIEW_LINE = re.compile(
     r"^[\[【(（]?\s*(?:"
     r"(?:一审|二审|三审|初审|复审|终审|审核|审校|校对|监制|统筹)"
     rf"\s*(?:[:：]\s*\S.{{0,40}}|\s+{_CJK_NAMES})"
     rf"|(?:First|Second|Third) instance\s+{_LATIN_NAMES}|(?:Proofread|Reviewed) by\s+{_LATIN_NAMES}"
-    r")\s*[\]】)）]?$")
+    r")\s*[\]】)）]?$"
+)
 INFO_LINE = re.compile(r"^(?:发布日期|发布时间|时间|日期|(?:19|20)\d{2}[-/年])")
 SOURCE = re.compile(
     r"(?:来源|稿源|Source)\s*[:：][ \t]?(?P<source>[^\s|｜].*?)"
-    r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)")
+    r"(?=\s*(?:(?:19|20)\d{2}[-/.年])|\s{2,}|\s*(?:作者|编辑|责任编辑|记者|【|\||｜)|$)"
+)
 _AUTHOR = re.compile(
-    r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)")
+    r"(?:作者|记者)\s*[:：][ \t]?(?P<names>[^\s|｜【].*?)(?=\s{2,}|\s*(?:来源|编辑|【|\||｜)|$)"
+)
 # "By Jane Doe", "Written by Jane Doe and John Roe - Staff Reporter": capitalised names, a short role
 BYLINE_AUTHOR = re.compile(
     r"^(?:[Bb]y|BY|[Ww]ritten by)\s+(?P<name>[A-Z][\w.'-]*(?:\s+(?:and\s+)?[A-Z][\w.'-]*){0,5})"
-    r"(?:\s*[-,|]\s*[^.!?]{0,30})?$")
+    r"(?:\s*[-,|]\s*[^.!?]{0,30})?$"
+)
 
 
 @dataclass
@@ -73,8 +81,15 @@ def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
     if not match:
         return None
     try:
-        return datetime(int(match["y"]), int(match["m"]), int(match["d"]), int(match["H"] or 0),
-                        int(match["M"] or 0), int(match["S"] or 0), tzinfo=zone)
+        return datetime(
+            int(match["y"]),
+            int(match["m"]),
+            int(match["d"]),
+            int(match["H"] or 0),
+            int(match["M"] or 0),
+            int(match["S"] or 0),
+            tzinfo=zone,
+        )
     except ValueError:
         return None
 
@@ -93,15 +108,19 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
 
     canonical = tree.xpath("string(//link[@rel='canonical']/@href)").strip()
     metadata = PageMetadata(
-        title=first(meta.get("og:title"), meta.get("articletitle"), ld.get("headline"), headline),
+        title=first(meta.get("og:title"), meta.get("articletitle"), _ld_text(ld.get("headline")), headline),
         canonical_url=first(canonical, meta.get("og:url"), url),
         section=first(meta.get("article:section"), meta.get("columnname")),
         tags=split_list(
-            first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""),
+            first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""
+        ),
     )
-    metadata.source = first(meta.get("contentsource"), meta.get("source"),
-                            _match_group(SOURCE, info, "source"))
-    author = first(meta.get("author"), _ld_author(ld), _match_group(_AUTHOR, info, "names"))
+    metadata.source = first(
+        meta.get("contentsource"), meta.get("source"), _match_group(SOURCE, info, "source")
+    )
+    author = first(
+        meta.get("author"), ", ".join(_ld_names(ld.get("author"))), _match_group(_AUTHOR, info, "names")
+    )
     metadata.authors = split_names(author or "")
     for line in lines:
         editor = EDITOR_LINE.match(line)
@@ -109,9 +128,20 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
             metadata.editor = editor_name(editor)
             break
     metadata.published_raw = _best_date(
-        [meta.get(k) for k in ("article:published_time", "og:article:published_time", "pubdate",
-                               "publishdate", "datepublished", "dc.date", "date")]
-        + [ld.get("datePublished"), info])
+        [
+            meta.get(k)
+            for k in (
+                "article:published_time",
+                "og:article:published_time",
+                "pubdate",
+                "publishdate",
+                "datepublished",
+                "dc.date",
+                "date",
+            )
+        ]
+        + [_ld_text(ld.get("datePublished")), info]
+    )
     return metadata
 
 
@@ -130,24 +160,52 @@ def _info_line(tree: lxml.html.HtmlElement) -> str:
 
 
 def _json_ld_article(tree: lxml.html.HtmlElement) -> dict:
+    """The page's first JSON-LD object typed as an Article (NewsArticle...), or ``{}``."""
     for script in tree.xpath("//script[@type='application/ld+json']/text()"):
         try:
             data = json.loads(script)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        for candidate in data if isinstance(data, list) else data.get("@graph", [data]):
-            if isinstance(candidate, dict) and "Article" in str(candidate.get("@type", "")):
+        for candidate in _ld_objects(data):
+            if "Article" in str(candidate.get("@type", "")):
                 return candidate
     return {}
 
 
-def _ld_author(ld: dict) -> str | None:
-    author = ld.get("author")
-    if isinstance(author, list):
-        author = author[0] if author else None
-    if isinstance(author, dict):
-        return author.get("name")
-    return author if isinstance(author, str) else None
+def _ld_objects(data: object) -> Iterator[dict]:
+    """The objects of a JSON-LD document, in order: at the top, in lists, in ``@graph``."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(reversed(value))
+        elif isinstance(value, dict):
+            yield value
+            if isinstance(value.get("@graph"), list | dict):
+                stack.append(value["@graph"])
+
+
+def _ld_names(value: object) -> list[str]:
+    """The texts in a JSON-LD value of any shape: a string, a number, an object's ``name`` (or
+    ``@value``), or lists of these, nested; whatever else it holds is ignored."""
+    names, stack = [], [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if value.strip():
+                names.append(value.strip())
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            names.append(str(value))
+        elif depth < _LD_DEPTH and isinstance(value, dict):
+            stack.append((value.get("name", value.get("@value")), depth + 1))
+        elif depth < _LD_DEPTH and isinstance(value, list):
+            stack.extend((item, depth + 1) for item in reversed(value))
+    return names
+
+
+def _ld_text(value: object) -> str | None:
+    names = _ld_names(value)
+    return names[0] if names else None
 
 
 def _best_date(candidates: list[str | None]) -> str | None:

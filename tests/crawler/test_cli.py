@@ -4,15 +4,23 @@ import pytest
 
 from tests.conftest import run_cli
 
-NO_AWS = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_CONFIG_FILE": "/dev/null",
-          "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"}
+NO_AWS = {
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
+    "AWS_CONFIG_FILE": "/dev/null",
+    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
-@pytest.mark.parametrize(("archive", "message"), [
-    ("gs://bucket/prefix", "unsupported scheme gs://"),
-    ("s3://bucket/prefix", "no AWS credentials found"),
-    ("s3://AKIAEXAMPLE:hunter2@bucket/prefix", "not in the URI"),
-])
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        ("gs://bucket/prefix", "unsupported scheme gs://"),
+        ("s3://bucket/prefix", "no AWS credentials found"),
+        ("s3://AKIAEXAMPLE:hunter2@bucket/prefix", "not in the URI"),
+    ],
+)
 def test_unusable_archive_is_a_clear_error_before_crawling(archive, message, tmp_path):
     run = run_cli("crawl", "--mirror", "--archive", archive, "--spool", str(tmp_path), env=NO_AWS)
     assert run.returncode == 2

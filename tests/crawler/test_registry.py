@@ -25,15 +25,18 @@ def test_outlet_for_article_matches_pattern_and_domain():
     assert registry.outlet_for_article("https://evil.example/cq/2024-03/11/content_1.htm") is None
 
 
-@pytest.mark.parametrize(("file", "outlet", "field", "problem"), [
-    ("bad_timezone.toml", "bad-zone", "timezone", "unknown IANA time zone"),
-    ("bad_pattern.toml", "bad-pattern", "article_patterns", "invalid regular expression"),
-    ("offsite_start.toml", "offsite", "start.sitemaps", "outside allowed_domains"),
-    ("typo_key.toml", "typo", "article_pattern", "unknown key"),
-    ("no_start.toml", "nostart", "start", "at least one of"),
-    ("bad_language.toml", "badlang", "languages", "ISO 639-1"),
-    ("bad_selector.toml", "badcss", "extraction.drop", "invalid CSS selector"),
-])
+@pytest.mark.parametrize(
+    ("file", "outlet", "field", "problem"),
+    [
+        ("bad_timezone.toml", "bad-zone", "timezone", "unknown IANA time zone"),
+        ("bad_pattern.toml", "bad-pattern", "article_patterns", "invalid regular expression"),
+        ("offsite_start.toml", "offsite", "start.sitemaps", "outside allowed_domains"),
+        ("typo_key.toml", "typo", "article_pattern", "unknown key"),
+        ("no_start.toml", "nostart", "start", "at least one of"),
+        ("bad_language.toml", "badlang", "languages", "ISO 639-1"),
+        ("bad_selector.toml", "badcss", "extraction.drop", "invalid CSS selector"),
+    ],
+)
 def test_bad_entry_is_one_clear_error(file, outlet, field, problem):
     path = REGISTRY / file
     with pytest.raises(RegistryError) as error:

@@ -7,12 +7,21 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crawler.saved_pages import page_paths, page_record
-from tests.conftest import ARCHIVED, FIXTURES, MIRROR, run_cli
+from crawler.saved_pages import page_paths
+from tests.conftest import ARCHIVED, FIXTURES, MIRROR, extract_saved, run_cli
 
 PAGES = FIXTURES / "pages"
-FIELDS = ["path", "title", "text", "language", "language_script", "published_at", "authors", "editor",
-          "source"]
+FIELDS = [
+    "path",
+    "title",
+    "text",
+    "language",
+    "language_script",
+    "published_at",
+    "authors",
+    "editor",
+    "source",
+]
 
 
 def test_folders_are_searched_for_pages_and_named_files_are_taken_as_they_are():
@@ -23,12 +32,13 @@ def test_folders_are_searched_for_pages_and_named_files_are_taken_as_they_are():
 
 
 def test_an_unreadable_page_is_a_record_not_a_crash(tmp_path):
-    record = page_record(str(tmp_path), None, "UTC", 0, 2000)
-    assert record == {"path": str(tmp_path), "error": "IsADirectoryError: Is a directory"}
+    unreadable, readable = extract_saved([tmp_path, PAGES / "editor_lines.html"])
+    assert unreadable == {"path": str(tmp_path), "error": "IsADirectoryError: Is a directory"}
+    assert readable["text"]
 
 
 def test_a_page_the_stages_fail_on_is_a_record_not_a_crash():
-    record = page_record(str(PAGES / "editor_lines.html"), None, "Not/AZone", 0, 2000)
+    (record,) = extract_saved([PAGES / "editor_lines.html"], timezone="Not/AZone")
     assert record["error"].startswith("ZoneInfoNotFoundError")
 
 
@@ -47,14 +57,28 @@ def test_the_command_prints_what_the_crawl_archived(mirror_rows, tmp_path):
         row = mirror_rows[names[record["path"].rsplit("/", 1)[1]]]
         assert list(record) == FIELDS
         assert (record["text"], record["title"], record["language"], record["language_script"]) == (
-            row["text"], row["title"], row["language"], row["language_script"])
+            row["text"],
+            row["title"],
+            row["language"],
+            row["language_script"],
+        )
         assert (record["authors"], record["editor"], record["source"]) == (
-            row["authors"], row["editor"], row["source"])
+            row["authors"],
+            row["editor"],
+            row["source"],
+        )
 
 
 def test_default_output_is_indented_json_per_page_with_the_given_url_and_zone():
-    run = run_cli("extract", "--url", "https://news.example.cn/a/1.html", "--timezone", "Asia/Shanghai",
-                  str(PAGES / "editor_lines.html"), str(PAGES / "garbage.bin"))
+    run = run_cli(
+        "extract",
+        "--url",
+        "https://news.example.cn/a/1.html",
+        "--timezone",
+        "Asia/Shanghai",
+        str(PAGES / "editor_lines.html"),
+        str(PAGES / "garbage.bin"),
+    )
     assert run.returncode == 0, run.stderr
     decoder, text, records = json.JSONDecoder(), run.stdout, []
     while text.strip():
@@ -64,7 +88,7 @@ def test_default_output_is_indented_json_per_page_with_the_given_url_and_zone():
     article, garbage = records
     assert article["published_at"].endswith("+08:00") and article["editor"] and article["text"]
     assert garbage["text"] is None and garbage["language"] == "und"
-    assert run.stdout.count("\n  \"") >= 2 * len(FIELDS)  # indented, one field a line
+    assert run.stdout.count('\n  "') >= 2 * len(FIELDS)  # indented, one field a line
 
 
 @pytest.mark.parametrize("args", [["no/such/page.html"], [], ["--timezone", "Not/AZone", str(PAGES)]])

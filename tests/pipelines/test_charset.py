@@ -11,12 +11,15 @@ PAGES = FIXTURES / "pages"
 EXPECTED = tomllib.loads((PAGES / "expected.toml").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize(("page", "header", "text", "encoding"), [
-    ("big5_declared.html", None, "traditional", "big5hkscs"),
-    ("big5_undeclared.html", None, "traditional", None),
-    ("gbk_behind_utf8_header.html", "utf-8", "simplified", "gb18030"),
-    ("utf8_bom.html", "gbk", "simplified", "utf-8-sig"),
-])
+@pytest.mark.parametrize(
+    ("page", "header", "text", "encoding"),
+    [
+        ("big5_declared.html", None, "traditional", "big5hkscs"),
+        ("big5_undeclared.html", None, "traditional", None),
+        ("gbk_behind_utf8_header.html", "utf-8", "simplified", "gb18030"),
+        ("utf8_bom.html", "gbk", "simplified", "utf-8-sig"),
+    ],
+)
 def test_decodes_what_the_page_really_is(page, header, text, encoding):
     decoded = decode_html((PAGES / page).read_bytes(), header)
     assert EXPECTED[text] in decoded.text

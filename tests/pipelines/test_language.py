@@ -3,9 +3,10 @@ from __future__ import annotations
 import tomllib
 
 import pytest
+from langdetect.detector_factory import DetectorFactory
 
 from benchmarks.eval_language import evaluate
-from pipelines.language import LanguageDetector, sample_text
+from pipelines.language import _PROFILES, LanguageDetector, _langdetect_factory, sample_text
 from tests.conftest import FIXTURES, SHARED
 
 CASES = tomllib.loads((FIXTURES / "language" / "cases.toml").read_text(encoding="utf-8"))
@@ -56,8 +57,10 @@ def test_targets_on_the_shared_eval_cases(detector):
     assert scores.cjk_confusions == 0
 
 
-@pytest.mark.parametrize("text", ["", "   ", "2024-03-11 11:24", "https://difang.gmw.cn/cq/ 12345",
-                                  "——……（）", "www.example.com 3.14"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "2024-03-11 11:24", "https://difang.gmw.cn/cq/ 12345", "——……（）", "www.example.com 3.14"],
+)
 def test_no_words_is_undetermined(detector, text):
     guess = detector.detect(text)
     assert (guess.language, guess.script, guess.confidence, guess.shares) == ("und", None, 0.0, ())
@@ -75,3 +78,25 @@ def test_sample_is_bounded_and_spread(detector):
     assert len(sample) <= 2000
     assert "paragraph 0 " in sample and "paragraph 19" not in sample.split("\n")[1]
     assert any(f"paragraph {i} " in sample for i in range(150, 200))
+
+
+def test_sparse_profiles_hold_langdetects_own_probabilities():
+    """The detector's factory stores langdetect's profiles sparse: same languages, same floats."""
+    ours = _langdetect_factory()
+    theirs = DetectorFactory()
+    theirs.load_profile(str(_PROFILES))
+    assert ours.langlist == theirs.langlist
+    dense = theirs.word_lang_prob_map
+    assert all(ngram in ours.word_lang_prob_map for ngram in dense)
+    assert all(ours.word_lang_prob_map[ngram] == row for ngram, row in dense.items())
+    assert "not an n-gram" not in ours.word_lang_prob_map
+
+
+def test_a_few_latin_words_in_a_chinese_text_need_no_latin_detector():
+    """Words too few to make 5% of the text are not identified, so the models are not loaded."""
+    detector = LanguageDetector()
+    guess = detector.detect(
+        "今天上午，市政府召开新闻发布会，介绍了城市公共交通发展的最新情况。" * 5 + "NBA Los Angeles Lakers"
+    )
+    assert guess.language == "zh" and guess.shares == (("zh", round(150 / 154, 3)),)  # 150 Han, 4 words
+    assert "_factory" not in vars(detector) and "_short" not in vars(detector)

@@ -18,10 +18,31 @@ def test_every_column_is_documented_and_versioned():
 
 def test_required_columns_of_the_design():
     required = {
-        "article_id", "url", "canonical_url", "outlet_id", "outlet_name", "region", "title", "authors",
-        "editor", "source", "section", "tags", "published_at", "fetched_at", "language",
-        "language_script", "language_confidence", "text", "text_hash", "http_status", "content_type",
-        "charset", "crawl_id", "extractor", "extractor_version",
+        "article_id",
+        "url",
+        "canonical_url",
+        "outlet_id",
+        "outlet_name",
+        "region",
+        "title",
+        "authors",
+        "editor",
+        "source",
+        "section",
+        "tags",
+        "published_at",
+        "fetched_at",
+        "language",
+        "language_script",
+        "language_confidence",
+        "text",
+        "text_hash",
+        "http_status",
+        "content_type",
+        "charset",
+        "crawl_id",
+        "extractor",
+        "extractor_version",
     }
     assert required <= set(SCHEMA.names)
     assert SCHEMA.field("published_at").type == pa.timestamp("us", tz="UTC")

@@ -1,0 +1,360 @@
+"""The crawl at scale: throughput and memory on a loopback site of real news pages.
+
+``make bench`` runs it (``python -m benchmarks.bench_crawl [--copies 5]``). The site is every
+page of ``../shared/eval`` at its own URL, listed in one sitemap and served by
+``python -m http.server``; for 5N, every page also comes as 4 copies, each with one sentence of
+its own in its longest paragraph, so that text dedup keeps them. On that site, in one run:
+
+(a) Scrapy fetching every page and doing nothing (the fetch ceiling);
+(b) the naive pipeline (``benchmarks.baselines``): trafilatura and langdetect in the callback;
+(c) ``newsarchive crawl`` end to end into a local archive, at N and at 5N pages;
+(d) the CPU seconds per page of each stage, from which the CPU-bound limit of this machine
+    follows: cores / (fetch + extraction + language + archive writing);
+(e) the peak RSS of each crawl, summed over its processes (sampled every 20 ms).
+
+Reported, not asserted; the last line is ``RESULT pages_per_s=... naive_pages_per_s=...
+speedup_vs_naive=... fraction_of_cpu_limit=... rss_mb_n=... rss_mb_5n=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pyarrow.parquet as pq
+
+from benchmarks.baselines import FETCH_SETTINGS
+from crawler.items import Article
+from pipelines.archive import to_row, to_table
+from pipelines.dedup import Deduplicator
+from pipelines.page import PageAnalyser
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO.parent / "shared" / "eval"
+_PARAGRAPH = re.compile(rb"<p(?:\s[^>]*)?>(.*?)</p\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(rb"<[^>]+>")
+
+
+def eval_pages() -> list[tuple[str, bytes, str]]:
+    """(name, page, language) of every page of ../shared/eval."""
+    pages = []
+    for html in sorted(EVAL.glob("*/*.html")):
+        language = json.loads(html.with_suffix(".json").read_text(encoding="utf-8")).get("lang", "en")
+        pages.append((f"{html.parent.name}/{html.stem}", html.read_bytes(), language))
+    return pages
+
+
+def with_sentence(page: bytes, sentence: str) -> bytes:
+    """The page with ``sentence`` opening its longest paragraph (or its body, if it has none)."""
+    paragraphs = list(_PARAGRAPH.finditer(page))
+    if paragraphs:
+        longest = max(paragraphs, key=lambda m: len(_TAG.sub(b"", m.group(1)).strip()))
+        at = longest.start(1)
+    else:
+        body = re.search(rb"<body[^>]*>", page, re.IGNORECASE)
+        at = body.end() if body else 0
+    return page[:at] + sentence.encode("utf-8") + page[at:]
+
+
+def build_site(folder: Path, copies: int) -> int:
+    """Write the pages and ``sitemap.xml`` under ``folder``; the number of pages."""
+    paths = []
+    for number, (name, page, language) in enumerate(eval_pages()):
+        for copy in range(copies):
+            path = f"pages/{name}-{copy}.html"
+            if copy:
+                page_copy = with_sentence(
+                    page,
+                    f"第{copy}份副本，编号{number}。"
+                    if language == "zh"
+                    else f"This is copy {copy} of page {number}. ",
+                )
+            target = folder / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(page_copy if copy else page)
+            paths.append(path)
+    (folder / "sitemap.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        + "".join(f"<url><loc>{escape(f'{{base}}/{p}')}</loc></url>\n" for p in paths)
+        + "</urlset>\n",
+        encoding="utf-8",
+    )
+    return len(paths)
+
+
+class Site:
+    """``python -m http.server`` over a built site, on a free loopback port."""
+
+    def __init__(self, folder: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.base = f"http://127.0.0.1:{port}"
+        sitemap = folder / "sitemap.xml"
+        sitemap.write_text(sitemap.read_text(encoding="utf-8").replace("{base}", self.base), encoding="utf-8")
+        self.server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not self._up():  # the server gives no other sign that it listens
+            if time.monotonic() > deadline:
+                raise TimeoutError("http.server did not start")
+            time.sleep(0.1)
+
+    def _up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base}/sitemap.xml", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.server.terminate()
+        self.server.wait()
+
+
+def registry(site: Site, folder: Path) -> Path:
+    path = folder / "bench-outlet.toml"
+    path.write_text(
+        f"""[[outlet]]
+id = "bench"
+name = "Eval pages on loopback"
+region = "CN"
+languages = ["zh", "en"]
+timezone = "Asia/Shanghai"
+allowed_domains = ["127.0.0.1"]
+article_patterns = ['^{re.escape(site.base)}/pages/']
+
+[outlet.start]
+sitemaps = ["{site.base}/sitemap.xml"]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu_seconds: float
+    peak_rss_mb: float
+
+
+def _tree_rss_kb(root: int) -> int:
+    """VmRSS of ``root`` and all its descendants, in kB."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, total = {root}, 0
+    for pid in sorted(parents):  # children have larger pids, save after pid wrap-around
+        if parents[pid] in tree:
+            tree.add(pid)
+    for pid in tree:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+)", status)
+        total += int(match.group(1)) if match else 0
+    return total
+
+
+def measure(command: list[str]) -> Run:
+    """Run ``command``; its wall time, CPU time (with its children) and peak RSS of its tree."""
+    before = os.times()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, _tree_rss_kb(process.pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = os.times()
+    if process.returncode:
+        raise RuntimeError(f"{command[2:4]} failed ({process.returncode}):\n{output[-3000:]}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return Run(seconds, cpu, peak / 1024)
+
+
+def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
+    settings = [f"{name}={value}" for name, value in FETCH_SETTINGS.items()]
+    return [
+        sys.executable,
+        "-m",
+        "crawler.cli",
+        "crawl",
+        "--outlets-file",
+        str(registry(site, folder)),
+        "--outlet",
+        "bench",
+        "--archive",
+        str(archive),
+        "--quiet",
+        *(arg for setting in settings for arg in ("-s", setting)),
+    ]
+
+
+def stage_cpu(pages: list[tuple[str, bytes, str]]) -> dict[str, float]:
+    """CPU seconds per page of extraction, language and archive writing, in this process,
+    after a warm-up on the first pages."""
+    analyser = PageAnalyser()
+    items = [
+        Article(
+            url=f"http://127.0.0.1/pages/{name}.html",
+            outlet_id="bench",
+            outlet_name="bench",
+            region="CN",
+            outlet_timezone="Asia/Shanghai",
+            body=page,
+            http_status=200,
+            content_type="text/html",
+            header_charset=None,
+            fetched_at=datetime.now(UTC),
+            crawl_id="bench",
+        )
+        for name, page, _ in pages
+    ]
+    for item in items[:20]:
+        analyser(dataclasses.replace(item))
+    detect = analyser.detector.detect
+    extraction = language = 0.0
+    analysed = []
+    for item in items:
+        start = time.process_time()
+        analysed.append(analyser(item))
+        total = time.process_time() - start
+        start = time.process_time()
+        detect(item.text or "")
+        language += time.process_time() - start
+        extraction += total
+    extraction -= language  # the analyser ran both; language was timed again on its own
+    start = time.process_time()
+    dedup = Deduplicator(lambda article_id: False)
+    rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
+    pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
+    archive = time.process_time() - start
+    return {
+        "extraction": extraction / len(items),
+        "language": language / len(items),
+        "archive": archive / len(items),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=5, help="copies of each page for the large site (5N)")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="newsarchive-bench-") as tmp:
+        root = Path(tmp)
+        n = build_site(root / "site-n", 1)
+        n5 = build_site(root / "site-5n", args.copies)
+        small, large = Site(root / "site-n"), Site(root / "site-5n")
+        try:
+            runs = {
+                "ceiling": measure(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.baselines",
+                        "ceiling",
+                        f"{small.base}/sitemap.xml",
+                        str(root / "ceiling.parquet"),
+                    ]
+                ),
+                "ceiling 5N": measure(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.baselines",
+                        "ceiling",
+                        f"{large.base}/sitemap.xml",
+                        str(root / "ceiling.parquet"),
+                    ]
+                ),
+                "naive": measure(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.baselines",
+                        "naive",
+                        f"{small.base}/sitemap.xml",
+                        str(root / "naive.parquet"),
+                    ]
+                ),
+                "newsarchive": measure(crawl_command(small, root, root / "archive-n")),
+                "newsarchive 5N": measure(crawl_command(large, root, root / "archive-5n")),
+            }
+        finally:
+            small.stop()
+            large.stop()
+        rows_n = pq.ParquetDataset(root / "archive-n").read(columns=["url"]).num_rows
+        rows_5n = pq.ParquetDataset(root / "archive-5n").read(columns=["url"]).num_rows
+        stages = stage_cpu(eval_pages())
+    # fetching: what the 4N more pages of the large site cost the ceiling crawl (start-up cancels out)
+    stages = {"fetch": (runs["ceiling 5N"].cpu_seconds - runs["ceiling"].cpu_seconds) / (n5 - n), **stages}
+    limit = cores / sum(stages.values())
+    pages = {name: (n5 if name.endswith("5N") else n) for name in runs}
+    speed = {name: pages[name] / run.seconds for name, run in runs.items()}
+    print(f"site: {n} pages (N) and {n5} pages (5N) of ../shared/eval on loopback; {cores} cores")
+    print(f"{'crawl':<16} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'CPU s/page':>10} {'peak RSS MB':>12}")
+    for name, run in runs.items():
+        print(
+            f"{name:<16} {pages[name]:>6} {run.seconds:>8.2f} {speed[name]:>8.1f} "
+            f"{run.cpu_seconds / pages[name] * 1000:>8.1f}ms {run.peak_rss_mb:>12.0f}"
+        )
+    print(f"archived rows: {rows_n} of {n} pages (N), {rows_5n} of {n5} (5N)")
+    print(
+        "CPU per page, by stage: "
+        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in stages.items())
+        + f"; CPU-bound limit {limit:.1f} pages/s on {cores} cores"
+    )
+    ours, naive = speed["newsarchive"], speed["naive"]
+    print(
+        f"RESULT pages_per_s={ours:.1f} naive_pages_per_s={naive:.1f} speedup_vs_naive={ours / naive:.2f} "
+        f"fraction_of_cpu_limit={ours / limit:.2f} rss_mb_n={runs['newsarchive'].peak_rss_mb:.0f} "
+        f"rss_mb_5n={runs['newsarchive 5N'].peak_rss_mb:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""The crawl's one connection to its archive, shared by the stages that need it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from scrapy.crawler import Crawler
+from scrapy.settings import BaseSettings
+
+from pipelines.archive import Part, to_table
+from pipelines.publish import Archive, PublishReport, Spool, spool_for
+from pipelines.storage import LocalStore, S3Store, store_for
+
+_T = TypeVar("_T")
+
+
+def store_from_settings(settings: BaseSettings) -> LocalStore | S3Store:
+    """The store of ``ARCHIVE_URI``, tuned by ``ARCHIVE_S3_*``."""
+    return store_for(
+        settings["ARCHIVE_URI"],
+        multipart_threshold=settings.getint("ARCHIVE_S3_MULTIPART_THRESHOLD"),
+        multipart_chunksize=settings.getint("ARCHIVE_S3_MULTIPART_CHUNKSIZE"),
+        connect_timeout=settings.getfloat("ARCHIVE_S3_CONNECT_TIMEOUT"),
+        read_timeout=settings.getfloat("ARCHIVE_S3_READ_TIMEOUT"),
+    )
+
+
+def spool_from_settings(settings: BaseSettings, store: LocalStore | S3Store) -> Spool:
+    """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
+    return spool_for(store, settings.get("ARCHIVE_SPOOL"))
+
+
+class ArchiveExtension:
+    """One :class:`pipelines.publish.Archive` per crawl: one store client, one read of what the
+    archive holds, for dedup and the archive writer alike.
+
+    Its blocking work (reading manifests, writing Parquet, uploads) runs in one thread of its
+    own, in order, as Scrapy's feed storages do with theirs; the reactor only waits for it when
+    more than ``ARCHIVE_MAX_PENDING_PARTS`` parts are queued, so memory stays bounded when the
+    store is slow. Counts ``publish/*`` (see :class:`pipelines.publish.PublishReport`),
+    ``archive/rows``, ``archive/files``, ``archive/bytes`` (spooled), ``outlet/<id>/archived``.
+    """
+
+    def __init__(self, crawler: Crawler, archive: Archive, max_pending_parts: int = 4):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.archive = archive
+        self.max_pending_parts = max_pending_parts
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="archive")
+        self._opened: asyncio.Future[Archive] | None = None
+        self._pending: list[asyncio.Future[Any]] = []
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ArchiveExtension:
+        settings = crawler.settings
+        store = store_from_settings(settings)
+        return cls(
+            crawler,
+            Archive(store, spool_from_settings(settings, store)),
+            settings.getint("ARCHIVE_MAX_PENDING_PARTS", 4),
+        )
+
+    async def opened(self) -> Archive:
+        """The archive, once its index is read and earlier runs' parts are published; the first
+        caller opens it, later callers wait for the same opening."""
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._opened)
+
+    async def _open(self) -> Archive:
+        spider = self.crawler.spider
+        report = await self._in_thread(self.archive.open, spider.crawl_id, getattr(spider, "registry", {}))
+        self._count(report)
+        self.stats.set_value("publish/spool", str(self.archive.spool.root))
+        return self.archive
+
+    async def write(self, part: Part, publish: bool = True) -> None:
+        """Queue ``part`` for spooling and (unless told not to) publication; wait only while too
+        many are queued."""
+        rows = len(part.rows)
+        outlet_id = part.rows[0]["outlet_id"]
+        written = self._in_thread(
+            lambda: self.archive.write_part(part.partition, to_table(part.rows), publish)
+        )
+        self._pending.append(written)
+
+        def count(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return  # raised to whoever awaits it
+            spooled = done.result()
+            self.stats.inc_value(f"outlet/{outlet_id}/archived", rows)
+            self.stats.inc_value("archive/rows", rows)
+            self.stats.inc_value("archive/files")
+            self.stats.inc_value("archive/bytes", spooled.bytes)
+            self._count(spooled.published)
+
+        written.add_done_callback(count)
+        while len(self._pending) > self.max_pending_parts:
+            await self._pending.pop(0)
+
+    async def close(self) -> None:
+        """Wait for every queued part, then publish what is left and seal the run."""
+        try:
+            while self._pending:
+                await self._pending.pop(0)
+            report = await self._in_thread(self.archive.close)
+            self._count(report)
+            self.stats.set_value("publish/pending_files", report.pending_files)
+            self.stats.set_value("publish/pending_crawls", len(report.pending_crawls))
+        finally:
+            self._thread.shutdown()
+
+    def _count(self, report: PublishReport) -> None:
+        for name in ("files", "bytes", "duplicate_rows"):
+            self.stats.inc_value(f"publish/{name}", getattr(report, name))
+        self.stats.inc_value("publish/manifests", len(report.manifests))
+        if report.errors:
+            self.stats.set_value("publish/error", report.errors[-1])
+
+    def _in_thread(self, function: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)

@@ -1,0 +1,191 @@
+"""The item pipelines: thin Scrapy adapters over the stages in ``pipelines/``.
+
+Each is built by ``from_crawler`` from its own settings, counts its outcomes in Scrapy's stats
+(the run summary is made from them) and drops what is not to be archived with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+from scrapy.settings import BaseSettings
+from scrapy.statscollectors import StatsCollector
+
+from crawler.extensions import ArchiveExtension
+from crawler.items import Article
+from pipelines.archive import PartBuffers, partition_of, to_row
+from pipelines.dedup import Deduplicator
+from pipelines.pool import TaskFailed, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+
+def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
+    """Worker processes running :class:`pipelines.page.PageAnalyser` as the settings say;
+    ``newsarchive extract`` uses them too."""
+    options = {
+        "language_seed": settings.getint("LANGUAGE_SEED"),
+        "language_sample_chars": settings.getint("LANGUAGE_SAMPLE_CHARS"),
+        "min_chars": settings.getint("EXTRACT_MIN_CHARS"),
+    }
+    return WorkerPool(
+        "pipelines.page:PageAnalyser",
+        options,
+        workers or settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1,
+        settings.getfloat("EXTRACT_TIMEOUT"),
+    )
+
+
+def _drop(stats: StatsCollector, item: Article, stage: str, reason: str, message: str) -> None:
+    stats.inc_value(f"{stage}/dropped/{reason}")
+    stats.inc_value(f"outlet/{item.outlet_id}/dropped/{reason}")
+    raise DropItem(message)
+
+
+class ExtractPipeline:
+    """Extraction and language detection of each page, in worker processes.
+
+    The workers run :class:`pipelines.page.PageAnalyser` (``newsarchive extract`` runs it too),
+    off the reactor and on every core. Settings: ``EXTRACT_WORKERS`` (0: one per core),
+    ``EXTRACT_TIMEOUT`` (seconds a page may take; past it the worker is killed and replaced),
+    ``EXTRACT_MIN_CHARS`` (pages with less paragraph text are not articles), ``LANGUAGE_SEED``,
+    ``LANGUAGE_SAMPLE_CHARS``. Counts ``extract/ok``, ``extract/dropped/<reason>``,
+    ``extract/failed/<timeout|crashed|error>`` (logged as errors), ``language/<code>``.
+    """
+
+    def __init__(self, stats: StatsCollector, pool: WorkerPool):
+        self.stats = stats
+        self.pool = pool
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
+        return cls(crawler.stats, page_pool(crawler.settings))
+
+    async def open_spider(self) -> None:
+        await self.pool.start()
+
+    async def close_spider(self) -> None:
+        await self.pool.close()
+
+    async def process_item(self, item: Article) -> Article:
+        if not isinstance(item, Article):
+            return item
+        if item.content_type and "html" not in item.content_type and "xml" not in item.content_type:
+            _drop(self.stats, item, "extract", "not_html", f"not an article (not_html): {item.url}")
+        try:
+            item = await self.pool.run(item)
+        except TaskFailed as failure:
+            self.stats.inc_value(f"extract/failed/{failure.reason}")
+            self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
+            logger.error(
+                "extraction failed (%s), not archived this run: %s\n%s",
+                failure.reason,
+                item.url,
+                failure.detail,
+            )
+            raise DropItem(f"extraction failed ({failure.reason}): {item.url}") from None
+        self.stats.inc_value(f"language/{item.language}")
+        if item.not_article:
+            _drop(
+                self.stats,
+                item,
+                "extract",
+                item.not_article,
+                f"not an article ({item.not_article}): {item.url}",
+            )
+        self.stats.inc_value("extract/ok")
+        return item
+
+
+class DedupPipeline:
+    """Sets ``article_id`` and ``text_hash``; drops articles already archived or already seen.
+
+    Asks the crawl's archive (:class:`crawler.extensions.ArchiveExtension`) what it holds: what
+    the store held when the crawl opened (read once) and what waits in the spool. If the store
+    could not be read, publication later drops what turns out to be archived already.
+    Counts ``dedup/archived_before``, ``dedup/duplicate_url``, ``dedup/duplicate_text``.
+    """
+
+    def __init__(self, stats: StatsCollector, archive: ArchiveExtension):
+        self.stats = stats
+        self.archive = archive
+        self.dedup: Deduplicator | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
+        return cls(crawler.stats, _archive_extension(crawler))
+
+    async def open_spider(self) -> None:
+        self.dedup = Deduplicator((await self.archive.opened()).holds)
+
+    def process_item(self, item: Article) -> Article:
+        if not isinstance(item, Article):
+            return item
+        reason = self.dedup.duplicate(item)
+        if reason is not None:
+            _drop(self.stats, item, "dedup", reason, f"{reason}: {item.url}")
+        return item
+
+
+class ArchivePipeline:
+    """Rows in the archive's schema, buffered per partition and handed to the archive as parts.
+
+    Settings: ``ARCHIVE_ROWS_PER_FILE`` (5000), ``ARCHIVE_BYTES_PER_FILE`` (32 MiB of row data),
+    ``ARCHIVE_PART_MAX_AGE`` (seconds a row may wait; 600), ``ARCHIVE_BUFFER_BYTES`` (row data
+    held across all partitions; 32 MiB). The parts are spooled and published by
+    :class:`crawler.extensions.ArchiveExtension` as they come.
+    """
+
+    def __init__(self, archive: ArchiveExtension, buffers: PartBuffers):
+        self.archive = archive
+        self.buffers = buffers
+        self._aging: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ArchivePipeline:
+        settings = crawler.settings
+        buffers = PartBuffers(
+            settings.getint("ARCHIVE_ROWS_PER_FILE"),
+            settings.getint("ARCHIVE_BYTES_PER_FILE"),
+            settings.getfloat("ARCHIVE_PART_MAX_AGE"),
+            settings.getint("ARCHIVE_BUFFER_BYTES"),
+        )
+        return cls(_archive_extension(crawler), buffers)
+
+    async def open_spider(self) -> None:
+        await self.archive.opened()
+        self._aging = asyncio.ensure_future(self._roll_aged_parts())
+
+    async def process_item(self, item: Article) -> Article:
+        if not isinstance(item, Article):
+            return item
+        for part in self.buffers.add(partition_of(item), to_row(item)):
+            await self.archive.write(part)
+        return item
+
+    async def close_spider(self) -> None:
+        self._aging.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._aging
+        for part in self.buffers.drain():
+            await self.archive.write(part, publish=False)  # published once the run is marked finished
+        await self.archive.close()
+
+    async def _roll_aged_parts(self) -> None:
+        """Parts whose rows have waited long enough go even when no new row arrives."""
+        while True:
+            await asyncio.sleep(min(60.0, self.buffers.max_age / 4))
+            for part in self.buffers.aged():
+                await self.archive.write(part)
+
+
+def _archive_extension(crawler: Crawler) -> ArchiveExtension:
+    extension = crawler.get_extension(ArchiveExtension)
+    if extension is None:
+        raise RuntimeError("crawler.extensions.ArchiveExtension must be enabled in EXTENSIONS")
+    return extension

@@ -1,0 +1,228 @@
+"""Worker processes for the CPU-bound stages: one task at a time each, under a deadline.
+
+A worker is ``python -m pipelines.pool TARGET``: it builds ``TARGET`` (``module:callable``)
+with the options it is sent, says it is ready, then applies it to one task after another.
+Tasks and results travel pickled over the worker's stdin and stdout in length-prefixed frames;
+the worker first moves its stdout to stderr, so nothing a library prints can garble a frame.
+Warnings and errors logged in a worker travel back with the result and are logged here, in
+the caller's log.
+
+A task that outlives its deadline gets its worker killed; a worker that dies (a crash in a C
+library, the kernel's OOM killer) fails its task; either way the task fails with a reason and a
+new worker takes the old one's place. Workers are new interpreters, not forks, so they import
+only what their target needs: Scrapy and its reactor stay in the crawl process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import pickle
+import struct
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+logger = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("!Q")  # the length of the pickle that follows
+_CLOSE_TIMEOUT = 10.0
+
+
+class TaskFailed(Exception):
+    """A task that did not complete; ``reason`` is ``timeout``, ``crashed`` or ``error``."""
+
+    def __init__(self, reason: str, detail: str, traceback: str = ""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail  # one line
+        self.traceback = traceback  # the worker's, for an error
+
+
+class _WorkerDied(Exception):
+    pass
+
+
+class _Worker:
+    """One worker process, as seen from the pool."""
+
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def start(cls, target: str, options: dict[str, Any], timeout: float) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipelines.pool",
+            target,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
+        )
+        worker = cls(process)
+        try:
+            await asyncio.wait_for(worker._exchange(options), timeout)
+        except (_WorkerDied, TimeoutError) as exc:
+            worker.kill()
+            await process.wait()
+            raise RuntimeError(
+                f"worker process for {target} did not start: {exc or f'not ready after {timeout:g} s'}"
+            ) from None
+        return worker
+
+    async def call(self, task: Any) -> tuple[str, Any, list[tuple[int, str, str]]]:
+        return await self._exchange(task)
+
+    async def _exchange(self, message: Any) -> Any:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.process.stdin.write(_FRAME.pack(len(payload)) + payload)
+            await self.process.stdin.drain()
+            (size,) = _FRAME.unpack(await self.process.stdout.readexactly(_FRAME.size))
+            return pickle.loads(await self.process.stdout.readexactly(size))
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            code = await self.process.wait()
+            raise _WorkerDied(f"worker process {self.process.pid} exited with code {code}") from exc
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+    async def close(self) -> None:
+        """Ask the worker to stop (end of its input); kill it if it does not."""
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
+
+
+class WorkerPool:
+    """``workers`` processes running ``target`` (``module:callable``, built with ``options``).
+
+    :meth:`run` waits for a free worker, so at most ``workers`` tasks are in the workers at once;
+    callers bound how many wait.
+    """
+
+    def __init__(
+        self, target: str, options: dict[str, Any], workers: int, timeout: float, start_timeout: float = 120.0
+    ):
+        self.target = target
+        self.options = options
+        self.size = workers
+        self.timeout = timeout
+        self.start_timeout = start_timeout
+        self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
+        self._workers: set[_Worker] = set()
+
+    async def start(self) -> None:
+        for worker in await asyncio.gather(*(self._spawn() for _ in range(self.size))):
+            self._idle.put_nowait(worker)
+
+    async def run(self, task: Any) -> Any:
+        """The target's result for ``task``; :class:`TaskFailed` when it raised, hung or crashed."""
+        worker = await self._idle.get()
+        if worker is None:  # a worker could not be replaced: tell every waiter
+            self._idle.put_nowait(None)
+            raise TaskFailed("crashed", "no worker process could be started")
+        try:
+            status, value, records = await asyncio.wait_for(worker.call(task), self.timeout)
+        except TimeoutError:
+            await self._replace(worker)
+            raise TaskFailed("timeout", f"no result within {self.timeout:g} s; worker killed") from None
+        except _WorkerDied as exc:
+            await self._replace(worker)
+            raise TaskFailed("crashed", str(exc)) from None
+        except BaseException:  # cancelled mid-task: the worker's state is unknown
+            worker.kill()
+            self._workers.discard(worker)
+            raise
+        self._idle.put_nowait(worker)
+        for level, name, message in records:
+            logging.getLogger(name).log(level, "%s", message)
+        if status == "error":
+            raise TaskFailed("error", *value)
+        return value
+
+    async def close(self) -> None:
+        workers, self._workers = list(self._workers), set()
+        await asyncio.gather(*(worker.close() for worker in workers))
+
+    async def _spawn(self) -> _Worker:
+        worker = await _Worker.start(self.target, self.options, self.start_timeout)
+        self._workers.add(worker)
+        return worker
+
+    async def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        await worker.process.wait()
+        self._workers.discard(worker)
+        try:
+            self._idle.put_nowait(await self._spawn())
+        except RuntimeError as exc:
+            logger.error("%s", exc)
+            self._idle.put_nowait(None)
+
+
+class _Records(logging.Handler):
+    """Collects a worker's warnings and errors, to be sent back with each result."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[tuple[int, str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.records.append((record.levelno, record.name, message))
+
+    def take(self) -> list[tuple[int, str, str]]:
+        records, self.records = self.records, []
+        return records
+
+
+def _read(stream: BinaryIO) -> Any:
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        return None  # the pool closed our input: time to go
+    (size,) = _FRAME.unpack(header)
+    return pickle.loads(stream.read(size))
+
+
+def _write(stream: BinaryIO, message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _load(target: str) -> Callable[..., Callable[[Any], Any]]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def serve(target: str) -> None:
+    """A worker's life: build the target, then one task after another until the input ends."""
+    inbox, outbox = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    records = _Records()
+    logging.basicConfig(level=logging.WARNING, handlers=[records])
+    logging.captureWarnings(True)
+    handler = _load(target)(**_read(inbox))
+    _write(outbox, ("ready", os.getpid(), records.take()))
+    while (task := _read(inbox)) is not None:
+        try:
+            answer = ("ok", handler(task))
+        except Exception as exc:  # reported to the pool, which counts the task as failed
+            answer = ("error", (f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))))
+        _write(outbox, (*answer, records.take()))
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -1,0 +1,52 @@
+"""The Scrapy adapters: what a page that hangs or crashes its worker does to the crawl."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from scrapy.exceptions import DropItem
+from scrapy.utils.test import get_crawler
+
+from crawler.items import Article
+from crawler.pipelines import ExtractPipeline
+from pipelines.pool import WorkerPool
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"), [("HangingAnalyser", "timeout"), ("CrashingAnalyser", "crashed")]
+)
+def test_a_page_that_hangs_or_crashes_its_worker_is_counted_logged_and_dropped(target, reason, caplog):
+    stats = get_crawler().stats
+    pipeline = ExtractPipeline(stats, WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2))
+    item = Article(
+        url="https://news.example.cn/a/1.html",
+        outlet_id="x",
+        outlet_name="X",
+        region="CN",
+        outlet_timezone="UTC",
+        body=b"<html></html>",
+        http_status=200,
+        content_type="text/html",
+        header_charset=None,
+        fetched_at=datetime.now(UTC),
+        crawl_id="c",
+    )
+
+    async def run() -> None:
+        await pipeline.open_spider()
+        try:
+            for _ in range(2):  # the second page meets the replacement worker
+                with pytest.raises(DropItem, match=f"extraction failed \\({reason}\\)"):
+                    await pipeline.process_item(item)
+        finally:
+            await pipeline.close_spider()
+
+    asyncio.run(run())
+    assert stats.get_value(f"extract/failed/{reason}") == 2
+    assert stats.get_value("outlet/x/failed") == 2
+    assert (
+        f"extraction failed ({reason}), not archived this run: https://news.example.cn/a/1.html"
+        in caplog.text
+    )

@@ -1,0 +1,46 @@
+"""A worker target for tests/pipelines/test_pool.py: tasks that behave, hang, crash, raise or log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from typing import Any
+
+
+class Behaviour:
+    def __init__(self, greeting: str = "hello"):
+        self.greeting = greeting
+
+    def __call__(self, task: tuple[str, Any]) -> Any:
+        kind, value = task
+        if kind == "echo":
+            return f"{self.greeting} {value}"
+        if kind == "modules":
+            return sorted(name for name in sys.modules if name.split(".")[0] in value)
+        if kind == "hang":
+            threading.Event().wait()
+        if kind == "exit":
+            os._exit(value)
+        if kind == "print":  # a library writing to stdout must not garble the protocol
+            print(value)
+            return value
+        if kind == "warn":
+            logging.getLogger("tests.pool_targets").warning("careful: %s", value)
+            return value
+        raise ValueError(f"no such task: {value}")
+
+
+class HangingAnalyser:
+    """Stands in for pipelines.page.PageAnalyser: every page hangs its worker."""
+
+    def __call__(self, item: Any) -> Any:
+        threading.Event().wait()
+
+
+class CrashingAnalyser:
+    """Stands in for pipelines.page.PageAnalyser: every page kills its worker."""
+
+    def __call__(self, item: Any) -> Any:
+        os._exit(11)

@@ -1,0 +1,54 @@
+"""One page through the extraction and language stages, as the crawl's workers run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+from crawler.items import Article
+from pipelines.page import PageAnalyser
+from tests.conftest import FIXTURES, REPO
+
+PAGES = FIXTURES / "pages"
+
+
+def page(name: str) -> Article:
+    return Article(
+        url="https://news.example.cn/a/1.html",
+        outlet_id="x",
+        outlet_name="X",
+        region="CN",
+        outlet_timezone="Asia/Shanghai",
+        body=(PAGES / name).read_bytes(),
+        http_status=200,
+        content_type="text/html",
+        header_charset=None,
+        fetched_at=datetime.now(UTC),
+        crawl_id="c",
+    )
+
+
+def test_the_article_fields_are_filled_and_the_body_dropped():
+    item = PageAnalyser()(page("editor_lines.html"))
+    assert item.body == b"" and item.not_article is None
+    assert item.title == "市区新增三条公交线路" and item.editor == "赵敏" and item.text
+    assert (item.language, item.language_script, item.languages[0][0]) == ("zh", "Hans", "zh")
+    assert item.published_at.isoformat() == "2024-06-01T08:30:00+08:00"
+    assert item.extractor == "trafilatura+readability"
+
+
+def test_a_page_without_an_article_says_why():
+    assert PageAnalyser()(page("garbage.bin")).not_article == "empty"
+    assert PageAnalyser(min_chars=10_000)(page("editor_lines.html")).not_article == "too_short"
+
+
+def test_the_stages_cores_import_no_scrapy():
+    """Worker processes import them: Scrapy and its reactor stay in the crawl process."""
+    code = (
+        "import sys, pipelines.page, pipelines.pool, pipelines.archive, pipelines.dedup, pipelines.publish, "
+        "pipelines.storage, pipelines.schema; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scrapy', 'twisted', 'itemadapter'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

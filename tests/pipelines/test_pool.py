@@ -1,0 +1,85 @@
+"""The worker pool, with real worker processes: results, and tasks that hang, crash or raise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from pipelines.pool import TaskFailed, WorkerPool
+
+TARGET = "tests.pipelines.pool_targets:Behaviour"
+
+
+def with_pool(use: Callable[[WorkerPool], Awaitable[Any]], workers: int = 2, timeout: float = 30) -> Any:
+    async def run() -> Any:
+        pool = WorkerPool(TARGET, {"greeting": "hi"}, workers, timeout)
+        await pool.start()
+        try:
+            return await use(pool)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def test_results_come_back_in_parallel_from_the_options_given():
+    async def use(pool: WorkerPool) -> list[str]:
+        return await asyncio.gather(*(pool.run(("echo", n)) for n in range(10)))
+
+    assert with_pool(use) == [f"hi {n}" for n in range(10)]
+
+
+def test_printing_to_stdout_does_not_garble_the_results():
+    async def use(pool: WorkerPool) -> list[Any]:
+        return [await pool.run(("print", "noise")), await pool.run(("echo", 1))]
+
+    assert with_pool(use) == ["noise", "hi 1"]
+
+
+@pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
+def test_a_task_that_hangs_or_kills_its_worker_fails_and_the_worker_is_replaced(task, reason):
+    async def use(pool: WorkerPool) -> tuple[TaskFailed, list[str], int]:
+        with pytest.raises(TaskFailed) as failed:
+            await pool.run(task)
+        after = await asyncio.gather(*(pool.run(("echo", n)) for n in range(4)))
+        return failed.value, after, len(pool._workers)
+
+    failure, after, workers = with_pool(use, workers=1, timeout=2)
+    assert failure.reason == reason
+    assert ("exited with code 9" in failure.detail) == (reason == "crashed")
+    assert after == [f"hi {n}" for n in range(4)] and workers == 1
+
+
+def test_an_exception_is_a_failure_with_its_message_and_traceback():
+    async def use(pool: WorkerPool) -> TaskFailed:
+        with pytest.raises(TaskFailed) as failed:
+            await pool.run(("raise", "x"))
+        return failed.value
+
+    failure = with_pool(use)
+    assert (failure.reason, failure.detail) == ("error", "ValueError: no such task: x")
+    assert "pool_targets.py" in failure.traceback
+
+
+def test_warnings_logged_in_a_worker_reach_our_log(caplog):
+    caplog.set_level(logging.WARNING)
+    assert with_pool(lambda pool: pool.run(("warn", "odd page"))) == "odd page"
+    assert [(r.name, r.levelno) for r in caplog.records] == [("tests.pool_targets", logging.WARNING)]
+    assert caplog.records[0].getMessage() == "careful: odd page"
+
+
+def test_a_worker_imports_only_what_its_target_needs():
+    modules = with_pool(lambda pool: pool.run(("modules", ["scrapy", "twisted", "pipelines"])))
+    assert modules == ["pipelines"]  # the worker runs pipelines.pool as __main__
+
+
+def test_a_target_that_cannot_be_built_fails_the_start_clearly():
+    async def run() -> None:
+        await WorkerPool("tests.pipelines.pool_targets:Missing", {}, 1, 5).start()
+
+    with pytest.raises(RuntimeError, match=r"did not start: worker process .* exited with code 1"):
+        asyncio.run(run())
