@@ -24,7 +24,7 @@ from pipelines.extraction.furniture import SENTENCE_END
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
-BLOCKS = (
+_BLOCKS = (
     "p",
     "div",
     "br",
@@ -80,16 +80,16 @@ class _ParsedDocument(Document):
         return document
 
 
-def readability_text(tree: lxml.html.HtmlElement) -> str:
+def readability_text(tree: lxml.html.HtmlElement, document: type[Document] = _ParsedDocument) -> str:
     """readability-lxml's main text of an already parsed page ("" when it finds none)."""
     try:
-        summary = _ParsedDocument(tree).summary(html_partial=True)
+        summary = document(tree).summary(html_partial=True)
     except Unparseable:
         return ""
     if not summary.strip():
         return ""
     fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
-    for element in fragment.iter(*BLOCKS):
+    for element in fragment.iter(*_BLOCKS):
         element.tail = "\n" + (element.tail or "")
     lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())
     return "\n".join(line for line in lines if line)

@@ -6,16 +6,14 @@ import tomllib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import lxml.html
 import pytest
 import trafilatura
 from readability import Document
-from readability.readability import Unparseable
 
 from benchmarks.eval_extraction import TARGETS, pages
 from pipelines.charset import decode_html
 from pipelines.extraction import PageMetadata, article_chars, extract, parse_published
-from pipelines.extraction.consensus import BLOCKS, agreed_text, readability_text
+from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines
 from tests.conftest import FIXTURES, extract_saved
 
@@ -195,19 +193,4 @@ def test_readability_on_our_parse_gives_readabilitys_own_text():
     for path in [*sorted(PAGES.glob("*.html")), *pages("daniel_zh")[::8], *pages("daniel_en")[::8]]:
         html = decode_html(path.read_bytes()).text
         ours, theirs = trafilatura.load_html(html), trafilatura.load_html(html)
-        assert readability_text(ours) == _stock_readability_text(theirs), path
-
-
-def _stock_readability_text(tree) -> str:
-    """readability_text as it was, through readability-lxml's own parse."""
-    try:
-        summary = Document(tree).summary(html_partial=True)
-    except Unparseable:
-        return ""
-    if not summary.strip():
-        return ""
-    fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
-    for element in fragment.iter(*BLOCKS):
-        element.tail = "\n" + (element.tail or "")
-    lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())
-    return "\n".join(line for line in lines if line)
+        assert readability_text(ours) == readability_text(theirs, Document), path
