@@ -369,16 +369,13 @@ def extract_command(args: argparse.Namespace) -> int:
 async def _print_records(records: AsyncIterator[dict[str, Any]], pool: WorkerPool, jsonl: bool) -> int:
     """Print each record as it comes; the number that failed."""
     failed = 0
-    await pool.start()
-    try:
+    async with pool:
         async for record in records:
             failed += "error" in record
             if jsonl:
                 print(json.dumps(record, ensure_ascii=False))
             else:
                 print(json.dumps(record, ensure_ascii=False, indent=2), end="\n\n")
-    finally:
-        await pool.close()
     return failed
 
 

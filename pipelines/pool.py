@@ -154,6 +154,13 @@ class WorkerPool:
         workers, self._workers = list(self._workers), set()
         await asyncio.gather(*(worker.close() for worker in workers))
 
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def _spawn(self) -> _Worker:
         worker = await _Worker.start(self.target, self.options, self.start_timeout)
         self._workers.add(worker)

@@ -298,6 +298,10 @@ class Archive:
         """Read the index, publish what earlier runs left in the spool, start this crawl's folder."""
         report = PublishReport()
         _refresh(self.index, self.store, report)
+        if report.errors:
+            logger.warning(
+                "archive not readable, deduplicating against the spool only: %s", report.errors[-1]
+            )
         self.index.add_spool(self.spool)
         report.add(publish_spool(self.store, self.spool, self.index))
         self._publishing = self.index.complete and not report.errors
@@ -313,7 +317,7 @@ class Archive:
         size = self.crawl.write_part(key, table)
         report = PublishReport()
         if publish and self._publishing:
-            _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report)
+            _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report, table)
             self._publishing = not report.errors
         return SpooledPart(key, table.num_rows, size, report)
 
@@ -352,17 +356,24 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, repor
 
 
 def _publish_part(
-    store: Store, crawl: SpooledCrawl, part: Path, index: ArchiveIndex, report: PublishReport
+    store: Store,
+    crawl: SpooledCrawl,
+    part: Path,
+    index: ArchiveIndex,
+    report: PublishReport,
+    table: pa.Table | None = None,
 ) -> bool:
-    """Publish one spooled part, without the rows another file holds meanwhile; False when the
-    store failed (the part stays in the spool, and so should the ones after it)."""
+    """Publish one spooled part (``table`` is its content, when the caller has it), without the
+    rows another file holds meanwhile; False when the store failed (the part stays in the spool,
+    and so should the ones after it)."""
     key = part.relative_to(crawl.folder).as_posix()
-    try:
-        table = pq.read_table(part)
-    except (pa.ArrowException, OSError) as exc:
-        report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
-        logger.error("%s", report.errors[-1])
-        return False
+    if table is None:
+        try:
+            table = pq.read_table(part)
+        except (pa.ArrowException, OSError) as exc:
+            report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
+            logger.error("%s", report.errors[-1])
+            return False
     ids = table.column("article_id").to_pylist()
     fresh = [index.ids.get(i, key) == key for i in ids]
     if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)

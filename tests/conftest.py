@@ -14,12 +14,13 @@ from typing import Any
 
 import pyarrow.dataset as ds
 import pytest
+from scrapy.settings import Settings
 
 from benchmarks.eval_extraction import yardstick as load_yardstick
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
+from crawler.pipelines import page_pool
 from crawler.saved_pages import extract_pages
-from pipelines.pool import WorkerPool
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,13 +57,12 @@ def extract_saved(
 ) -> list[dict[str, Any]]:
     """What ``newsarchive extract`` prints of ``paths``, as records, through the same worker pool."""
 
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+
     async def collect() -> list[dict[str, Any]]:
-        pool = WorkerPool("pipelines.page:PageAnalyser", {}, workers, timeout=60)
-        await pool.start()
-        try:
+        async with page_pool(settings, workers) as pool:
             return [record async for record in extract_pages(paths, pool, url, timezone)]
-        finally:
-            await pool.close()
 
     return asyncio.run(collect())
 

@@ -174,6 +174,7 @@ def test_store_down_for_the_whole_run(bucket, mirror_server):
     down = bucket.crawl(mirror_server.url, endpoint="http://127.0.0.1:9")
     assert down.returncode == 1
     assert "PROBLEM" in down.stdout and "EndpointConnectionError" in down.stdout
+    assert "archive not readable, deduplicating against the spool only" in down.stderr
     assert "newsarchive flush" in down.stdout
     # unable to read the bucket, dedup knew nothing: every article was spooled again
     assert len(list(bucket.spool.rglob("*.parquet"))) == 14

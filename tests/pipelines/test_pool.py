@@ -16,12 +16,8 @@ TARGET = "tests.pipelines.pool_targets:Behaviour"
 
 def with_pool(use: Callable[[WorkerPool], Awaitable[Any]], workers: int = 2, timeout: float = 30) -> Any:
     async def run() -> Any:
-        pool = WorkerPool(TARGET, {"greeting": "hi"}, workers, timeout)
-        await pool.start()
-        try:
+        async with WorkerPool(TARGET, {"greeting": "hi"}, workers, timeout) as pool:
             return await use(pool)
-        finally:
-            await pool.close()
 
     return asyncio.run(run())
 
