@@ -12,12 +12,12 @@ from scrapy.settings import BaseSettings
 
 from pipelines.archive import Part, to_table
 from pipelines.publish import Archive, PublishReport, Spool, spool_for
-from pipelines.storage import LocalStore, S3Store, store_for
+from pipelines.storage import Store, store_for
 
 _T = TypeVar("_T")
 
 
-def store_from_settings(settings: BaseSettings) -> LocalStore | S3Store:
+def store_from_settings(settings: BaseSettings) -> Store:
     """The store of ``ARCHIVE_URI``, tuned by ``ARCHIVE_S3_*``."""
     return store_for(
         settings["ARCHIVE_URI"],
@@ -28,7 +28,7 @@ def store_from_settings(settings: BaseSettings) -> LocalStore | S3Store:
     )
 
 
-def spool_from_settings(settings: BaseSettings, store: LocalStore | S3Store) -> Spool:
+def spool_from_settings(settings: BaseSettings, store: Store) -> Spool:
     """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
     return spool_for(store, settings.get("ARCHIVE_SPOOL"))
 

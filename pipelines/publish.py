@@ -212,7 +212,7 @@ def archived_ids(store: Store) -> dict[str, str]:
 def _article_ids(parquet: bytes, name: str) -> list[str]:
     """The ``article_id`` column of a Parquet file; none (and a warning) if it is unreadable."""
     try:
-        return pq.read_table(io.BytesIO(parquet), columns=["article_id"]).column(0).to_pylist()
+        return pq.ParquetFile(io.BytesIO(parquet)).read(columns=["article_id"]).column(0).to_pylist()
     except (pa.ArrowException, ValueError, KeyError):
         logger.warning("not a readable archive part, ignored: %s", name)
         return []
@@ -369,7 +369,7 @@ def _publish_part(
     key = part.relative_to(crawl.folder).as_posix()
     if table is None:
         try:
-            table = pq.read_table(part)
+            table = pq.ParquetFile(part).read()  # read_table would import pyarrow.dataset: 12 MB
         except (pa.ArrowException, OSError) as exc:
             report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
             logger.error("%s", report.errors[-1])

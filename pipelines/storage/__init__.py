@@ -1,0 +1,153 @@
+"""Storage stage: where published archive objects live, behind one small interface.
+
+Two back ends: a local folder (the default) and any S3-compatible object store. Both publish
+a finished file under a key exactly once: an existing key is never overwritten (a second
+publication of the same bytes is a no-op, so a publication that was interrupted can simply be
+repeated), and a publication counts only once the store shows the same size and checksum.
+
+Credentials, region and endpoint of the object store come from boto3's own chain
+(``AWS_ACCESS_KEY_ID``..., profiles, ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``); nothing here
+reads or prints them. Errors name the operation, key and the store's error code, never the
+store's message or the request (which may echo credentials).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+
+class StoreError(Exception):
+    """The store refused or failed a request; what was being published stays where it was."""
+
+
+class KeyTaken(StoreError):
+    """Another object, with different bytes, already has this key."""
+
+
+class Store(Protocol):
+    uri: str  # for messages: never holds credentials
+
+    def publish(self, source: Path, key: str) -> str:
+        """Make ``source`` the object ``key`` and return its sha256; raise :class:`KeyTaken`
+        rather than overwrite another object."""
+
+    def object_keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys under ``prefix``, relative to the archive root."""
+
+    def read(self, key: str) -> bytes: ...
+
+
+def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
+    """sha256 of the file, its MD5, and the multipart ETag S3 computes for parts of ``chunk_size``."""
+    sha256, md5, part_md5s = hashlib.sha256(), hashlib.md5(), []
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            sha256.update(chunk)
+            md5.update(chunk)
+            part_md5s.append(hashlib.md5(chunk).digest())
+    multipart = f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{max(len(part_md5s), 1)}"
+    return sha256.hexdigest(), md5.hexdigest(), multipart
+
+
+def write_atomically(
+    target: Path, write: Callable[[BinaryIO], object], place: Callable[[str, Path], None] = os.replace
+) -> None:
+    """Write ``target`` whole or not at all: ``write`` fills a temporary file beside it, which
+    is flushed to disk and then put in place (``os.replace``; ``os.link`` to never replace)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        place(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with a.open("rb") as left, b.open("rb") as right:
+        while chunk := left.read(1 << 20):
+            if chunk != right.read(len(chunk)):
+                return False
+    return True
+
+
+class LocalStore:
+    """An archive root on the local file system. Each object appears whole: it is copied under a
+    temporary name beside its final place, flushed, then hard-linked into place, which fails
+    rather than replaces when the name exists."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.uri = str(root)
+
+    def publish(self, source: Path, key: str) -> str:
+        target = self.root / key
+        sha256 = hashlib.sha256()
+
+        def copy(handle: BinaryIO) -> None:
+            with source.open("rb") as data:
+                while chunk := data.read(1 << 20):
+                    sha256.update(chunk)
+                    handle.write(chunk)
+
+        try:
+            write_atomically(target, copy, place=os.link)
+        except FileExistsError:
+            if not _same_bytes(source, target):
+                raise KeyTaken(f"{self.uri}: {key} exists with other content; not overwritten") from None
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
+        return sha256.hexdigest()
+
+    def object_keys(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / prefix
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(self.root)
+            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+                yield relative.as_posix()  # dot names are temporary files and the spool
+
+    def read(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
+
+
+def store_for(uri: str, **s3_options: float) -> Store:
+    """The back end for an ``--archive`` value: a path, a file:// URI or s3://bucket/prefix."""
+    parsed = urlsplit(uri)
+    if parsed.scheme == "s3":
+        from pipelines.storage.s3 import S3Store
+
+        return S3Store(uri, **s3_options)
+    if parsed.scheme == "file":
+        return LocalStore(parsed.path)
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a path, or a Windows drive letter
+        return LocalStore(uri)
+    raise ValueError(
+        f"archive {uri!r}: unsupported scheme {parsed.scheme}:// "
+        "(use a folder, file:// or s3://; any S3-compatible store is s3:// "
+        "with AWS_ENDPOINT_URL set)"
+    )
+
+
+def __getattr__(name: str) -> object:
+    """``S3Store`` on demand: boto3 (24 MB) is imported only by crawls that archive to S3."""
+    if name == "S3Store":
+        from pipelines.storage.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
