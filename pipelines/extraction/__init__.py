@@ -80,8 +80,15 @@ def extract(
     if not metadata.published_raw:
         with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
             warnings.simplefilter("ignore", UnknownTimezoneWarning)
-            metadata.published_raw = find_date(
-                tree, url=url, original_date=True, extensive_search=True, max_date=date.today().isoformat()
+            metadata.published_raw = (
+                find_date(
+                    tree,
+                    url=url,
+                    original_date=True,
+                    extensive_search=False,
+                    max_date=date.today().isoformat(),
+                )
+                or metadata.printed_date
             )
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     return Extraction(metadata, text or None, published_at, decoded.encoding)

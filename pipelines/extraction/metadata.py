@@ -63,6 +63,7 @@ class PageMetadata:
     tags: list[str] = field(default_factory=list)
     canonical_url: str | None = None
     published_raw: str | None = None
+    printed_date: str | None = None  # the first date printed in a short block, when markup says none
 
 
 def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
@@ -104,7 +105,9 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
     headline = tree.xpath("string((//h1)[1])").strip()
     info = _info_line(tree)
     short_blocks = (" ".join(e.text_content().split()) for e in tree.iter("p", "div", "span", "li", "td"))
-    lines = [text for text in short_blocks if text and len(text) <= 60]
+    dated_lines = [text for text in short_blocks if text and len(text) <= DATED_LINE_CHARS]
+    lines = [text for text in dated_lines if len(text) <= 60]
+    printed = printed_date(dated_lines)
 
     canonical = tree.xpath("string(//link[@rel='canonical']/@href)").strip()
     metadata = PageMetadata(
@@ -142,6 +145,7 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
         ]
         + [_ld_text(ld.get("datePublished")), info]
     )
+    metadata.printed_date = printed
     return metadata
 
 
@@ -206,6 +210,57 @@ def _ld_names(value: object) -> list[str]:
 def _ld_text(value: object) -> str | None:
     names = _ld_names(value)
     return names[0] if names else None
+
+
+_MONTH_NAMES = {
+    name: number
+    for number, names in enumerate(
+        [
+            ("jan", "january"),
+            ("feb", "february"),
+            ("mar", "march"),
+            ("apr", "april"),
+            ("may",),
+            ("jun", "june"),
+            ("jul", "july"),
+            ("aug", "august"),
+            ("sep", "sept", "september"),
+            ("oct", "october"),
+            ("nov", "november"),
+            ("dec", "december"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_MONTH = rf"(?P<month>{'|'.join(sorted(_MONTH_NAMES, key=len, reverse=True))})\.?"
+_YEAR = r"(?P<y>(?:19|20)\d{2})\b"
+_TIME = r"(?:\s*[,-]?\s*(?:at\s+)?(?P<H>\d{1,2}):(?P<M>\d{2})(?:\s*(?P<pm>p\.?m)|\s*a\.?m)?)?"
+# "January 16, 2012 19:19", "Jan. 16 , 2012 - 3:02 am"; "16 January 2012", "12 Jan, 2012"
+MONTH_DATES = (
+    re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s*,?\s*{_YEAR}{_TIME}", re.IGNORECASE),
+    re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s*{_YEAR}{_TIME}", re.IGNORECASE),
+)
+DATED_LINE_CHARS = 120  # blocks this short may be a dateline; longer ones are prose
+
+
+def printed_date(lines: list[str]) -> str | None:
+    """The first date printed in the page's short lines (one with a time of day preferred), as
+    ``YYYY-MM-DD[ HH:MM]``: the date a page shows its readers when its markup says none."""
+    dated = []
+    for line in lines:
+        if match := DATE.search(line):
+            dated.append((int(match["y"]), int(match["m"]), int(match["d"]), match["H"], match["M"], None))
+        elif match := next(filter(None, (pattern.search(line) for pattern in MONTH_DATES)), None):
+            month = _MONTH_NAMES[match["month"].lower()]
+            dated.append((int(match["y"]), month, int(match["d"]), match["H"], match["M"], match["pm"]))
+    if not dated:
+        return None
+    year, month, day, hour, minute, pm = next((date for date in dated if date[3]), dated[0])
+    if hour is None:
+        return f"{year:04d}-{month:02d}-{day:02d}"
+    hour = int(hour) + 12 if pm and int(hour) < 12 else int(hour)
+    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute}"
 
 
 def _best_date(candidates: list[str | None]) -> str | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import statistics
 import tomllib
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +15,7 @@ from pipelines.charset import decode_html
 from pipelines.extraction import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines
+from pipelines.extraction.metadata import printed_date
 from tests.conftest import FIXTURES, extract_saved
 
 PAGES = FIXTURES / "pages"
@@ -194,3 +195,29 @@ def test_readability_on_our_parse_gives_readabilitys_own_text():
         html = decode_html(path.read_bytes()).text
         ours, theirs = trafilatura.load_html(html), trafilatura.load_html(html)
         assert readability_text(ours) == readability_text(theirs, Document), path
+
+
+DATES = tomllib.loads((FIXTURES / "extraction" / "dates.toml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "case", DATES["case"], ids=lambda case: (case.get("name") or " ".join(case["lines"]))[:40]
+)
+def test_the_date_a_page_prints(case):
+    assert printed_date(case["lines"]) == case.get("date")
+
+
+def test_publication_dates_on_the_shared_dev_pages():
+    """The eval pages' file names carry the day they were collected; a news page's publication
+    date is that day or one or two before. Measured when htmldate's extensive search (and
+    dateparser, 45 MB a worker) gave way to our own reading of printed dates: 320 pages near
+    that day and 34 elsewhere before, 327 and 12 after, of 355."""
+    near = elsewhere = 0
+    for path in [*pages("daniel_zh"), *pages("daniel_en")]:
+        collected = datetime.strptime(path.name[:8], "%Y%m%d").date()
+        published = extract(path.read_bytes(), path.as_uri()).published_at
+        if published is not None:
+            is_near = collected - timedelta(days=2) <= published.date() <= collected + timedelta(days=1)
+            near += is_near
+            elsewhere += not is_near
+    assert near >= 327 and elsewhere <= 12, (near, elsewhere)
