@@ -212,10 +212,15 @@ def archived_ids(store: Store) -> dict[str, str]:
 def _article_ids(parquet: bytes, name: str) -> list[str]:
     """The ``article_id`` column of a Parquet file; none (and a warning) if it is unreadable."""
     try:
-        return pq.ParquetFile(io.BytesIO(parquet)).read(columns=["article_id"]).column(0).to_pylist()
+        return _id_column(io.BytesIO(parquet))
     except (pa.ArrowException, ValueError, KeyError):
         logger.warning("not a readable archive part, ignored: %s", name)
         return []
+
+
+def _id_column(parquet: Path | io.BytesIO) -> list[str]:
+    # ParquetFile, not read_table, which would import pyarrow.dataset (12 MB) for nothing
+    return pq.ParquetFile(parquet).read(columns=["article_id"]).column(0).to_pylist()
 
 
 @dataclass
@@ -367,28 +372,26 @@ def _publish_part(
     rows another file holds meanwhile; False when the store failed (the part stays in the spool,
     and so should the ones after it)."""
     key = part.relative_to(crawl.folder).as_posix()
-    if table is None:
-        try:
-            table = pq.ParquetFile(part).read()  # read_table would import pyarrow.dataset: 12 MB
-        except (pa.ArrowException, OSError) as exc:
-            report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
-            logger.error("%s", report.errors[-1])
-            return False
-    ids = table.column("article_id").to_pylist()
+    try:  # the ids are all it takes, unless rows must go
+        ids = _id_column(part) if table is None else table.column("article_id").to_pylist()
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
+        logger.error("%s", report.errors[-1])
+        return False
     fresh = [index.ids.get(i, key) == key for i in ids]
     if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
         report.duplicate_rows += len(ids) - sum(fresh)
-        table = table.filter(pa.array(fresh))
-        if table.num_rows == 0:
+        if not any(fresh):
             part.unlink()
             return True
-        crawl.write_part(key, table)
-        ids = table.column("article_id").to_pylist()
+        table = pq.ParquetFile(part).read() if table is None else table
+        crawl.write_part(key, table.filter(pa.array(fresh)))
+        ids = [i for i, keep in zip(ids, fresh, strict=True) if keep]
     sha256 = _published(store, part, key, report)
     if sha256 is None:
         return False
     size = part.stat().st_size
-    crawl.record({"key": key, "rows": table.num_rows, "bytes": size, "sha256": sha256, "article_ids": ids})
+    crawl.record({"key": key, "rows": len(ids), "bytes": size, "sha256": sha256, "article_ids": ids})
     index.add(ids, key)
     part.unlink()
     report.files += 1
