@@ -10,6 +10,7 @@ then moves metadata lines (editor, reviewers, source) out of the text and drops 
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -94,11 +95,13 @@ def extract(
     return Extraction(metadata, text or None, published_at, decoded.encoding)
 
 
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control codes but tab and line ends
+
+
 def _looks_binary(text: str) -> bool:
     """Replacement characters or control codes in more than 1% of a page: not a text page."""
     sample = text[:20000]
-    bad = sum(1 for c in sample if c == "\ufffd" or (c < " " and c not in "\t\n\r"))
-    return not sample.strip() or bad > len(sample) / 100
+    return not sample.strip() or len(_NOT_TEXT.findall(sample)) > len(sample) / 100
 
 
 def article_chars(text: str) -> int:
