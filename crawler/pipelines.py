@@ -61,15 +61,19 @@ class ExtractPipeline:
     def __init__(self, stats: StatsCollector, pool: WorkerPool):
         self.stats = stats
         self.pool = pool
+        self._started: asyncio.Future[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
         return cls(crawler.stats, page_pool(crawler.settings))
 
     async def open_spider(self) -> None:
-        await self.pool.start()
+        # the workers import and load their models while the crawl fetches its first pages
+        self._started = asyncio.ensure_future(self.pool.start())
 
     async def close_spider(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a start that failed failed every page already
+            await self._started
         await self.pool.close()
 
     async def process_item(self, item: Article) -> Article:
@@ -78,7 +82,7 @@ class ExtractPipeline:
         if item.content_type and "html" not in item.content_type and "xml" not in item.content_type:
             _drop(self.stats, item, "extract", "not_html", f"not an article (not_html): {item.url}")
         try:
-            item = await self.pool.run(item)
+            item = await self._analysed(item)
         except TaskFailed as failure:
             self.stats.inc_value(f"extract/failed/{failure.reason}")
             self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
@@ -86,7 +90,7 @@ class ExtractPipeline:
                 "extraction failed (%s), not archived this run: %s\n%s",
                 failure.reason,
                 item.url,
-                failure.detail,
+                failure.traceback or failure.detail,
             )
             raise DropItem(f"extraction failed ({failure.reason}): {item.url}") from None
         self.stats.inc_value(f"language/{item.language}")
@@ -100,6 +104,13 @@ class ExtractPipeline:
             )
         self.stats.inc_value("extract/ok")
         return item
+
+    async def _analysed(self, item: Article) -> Article:
+        try:
+            await asyncio.shield(self._started)
+        except RuntimeError as exc:  # no worker process could start
+            raise TaskFailed("crashed", str(exc)) from None
+        return await self.pool.run(item)
 
 
 class DedupPipeline:

@@ -1,4 +1,4 @@
-"""The Scrapy adapters: what a page that hangs or crashes its worker does to the crawl."""
+"""The Scrapy adapters: what a page that hangs, kills or fails its worker does to the crawl."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ from pipelines.pool import WorkerPool
 
 
 @pytest.mark.parametrize(
-    ("target", "reason"), [("HangingAnalyser", "timeout"), ("CrashingAnalyser", "crashed")]
+    ("target", "reason", "logged"),
+    [
+        ("HangingAnalyser", "timeout", "no result within 2 s"),
+        ("CrashingAnalyser", "crashed", "exited with code 11"),
+        ("RaisingAnalyser", "error", 'pool_targets.py", line'),  # the worker's traceback
+        ("NoSuchAnalyser", "crashed", "did not start"),  # no worker could start: every page fails
+    ],
 )
-def test_a_page_that_hangs_or_crashes_its_worker_is_counted_logged_and_dropped(target, reason, caplog):
+def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason, logged, caplog):
     stats = get_crawler().stats
     pipeline = ExtractPipeline(stats, WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2))
     item = Article(

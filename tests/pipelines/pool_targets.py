@@ -44,3 +44,10 @@ class CrashingAnalyser:
 
     def __call__(self, item: Any) -> Any:
         os._exit(11)
+
+
+class RaisingAnalyser:
+    """Stands in for pipelines.page.PageAnalyser: every page raises."""
+
+    def __call__(self, item: Any) -> Any:
+        raise ValueError(f"cannot read {item.url}")
