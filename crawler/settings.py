@@ -29,6 +29,10 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 1.0
 DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 2
 DOWNLOAD_MAXSIZE = 16 * 1024 * 1024  # no article page is this big; sitemaps may come close
+# Pages waiting for an extraction worker stay in Scrapy's scraper; past this many bytes of them it
+# fetches nothing new. 2 MB (about 20 news pages) keeps the workers busy; Scrapy's 5 MB only
+# held 16 MB more in the crawl process.
+SCRAPER_SLOT_MAX_ACTIVE_SIZE = 2_000_000
 
 # The stages, in order: extraction and language (in worker processes) -> dedup -> archive.
 # Their cores are in pipelines/; these are the Scrapy adapters (crawler/pipelines.py).
