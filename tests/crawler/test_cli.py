@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 NO_AWS = {
     "AWS_ACCESS_KEY_ID": "",
@@ -38,3 +42,11 @@ def test_unknown_outlet_is_a_clear_error():
     run = run_cli("crawl", "--mirror", "--outlet", "no-such-outlet")
     assert run.returncode == 2
     assert "unknown outlet id(s): no-such-outlet" in run.stderr
+
+
+def test_the_crawl_process_gives_arrow_the_system_allocator():
+    """mimalloc kept 45 MB after the last parts of a large crawl (see crawler/__init__.py)."""
+    code = "import crawler.cli, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "system", done.stderr
