@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,6 +73,22 @@ def write_atomically(
         Path(temporary).unlink(missing_ok=True)
 
 
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``source`` at ``target`` too; FileExistsError if ``target`` exists."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # another file system, or one without hard links
+
+        def copy(handle: BinaryIO) -> None:
+            with source.open("rb") as data:
+                shutil.copyfileobj(data, handle, 1 << 20)
+
+        write_atomically(target, copy, place=os.link)
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -83,9 +100,10 @@ def _same_bytes(a: Path, b: Path) -> bool:
 
 
 class LocalStore:
-    """An archive root on the local file system. Each object appears whole: it is copied under a
-    temporary name beside its final place, flushed, then hard-linked into place, which fails
-    rather than replaces when the name exists."""
+    """An archive root on the local file system. Each object appears whole and never replaces
+    another: a spooled file on the same file system is hard-linked into place (it was flushed
+    when spooled, and the spool never changes a file in place); from elsewhere it is copied
+    under a temporary name beside its final place, flushed, then linked into place."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -93,22 +111,18 @@ class LocalStore:
 
     def publish(self, source: Path, key: str) -> str:
         target = self.root / key
-        sha256 = hashlib.sha256()
-
-        def copy(handle: BinaryIO) -> None:
-            with source.open("rb") as data:
-                while chunk := data.read(1 << 20):
-                    sha256.update(chunk)
-                    handle.write(chunk)
-
         try:
-            write_atomically(target, copy, place=os.link)
+            _link_or_copy(source, target)
         except FileExistsError:
             if not _same_bytes(source, target):
                 raise KeyTaken(f"{self.uri}: {key} exists with other content; not overwritten") from None
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
-        return sha256.hexdigest()
+        try:
+            with target.open("rb") as handle:
+                return hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         base = self.root / prefix

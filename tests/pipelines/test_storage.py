@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +41,29 @@ def test_local_publish_is_whole_and_never_overwrites(tmp_path, source):
     with pytest.raises(KeyTaken):
         store.publish(other, KEY)
     assert store.read(KEY) == source.read_bytes()
+
+
+def test_local_publish_links_a_spooled_file_instead_of_copying_it(tmp_path, source):
+    store = LocalStore(tmp_path / "archive")
+    store.publish(source, KEY)
+    assert (tmp_path / "archive" / KEY).stat().st_ino == source.stat().st_ino
+
+
+def test_local_publish_copies_across_file_systems(tmp_path, source, monkeypatch):
+    link = os.link
+
+    def no_link_across_devices(src, dst, **kwargs):
+        if Path(src) == source:
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        return link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", no_link_across_devices)
+    store = LocalStore(tmp_path / "archive")
+    assert store.publish(source, KEY) == hashlib.sha256(source.read_bytes()).hexdigest()
+    published = tmp_path / "archive" / KEY
+    assert published.read_bytes() == source.read_bytes()
+    assert published.stat().st_ino != source.stat().st_ino
+    assert list(store.object_keys()) == [KEY]  # no temporary file left
 
 
 def test_local_keys_skip_dot_folders(tmp_path, source):
