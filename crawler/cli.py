@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import shlex
 import sys
@@ -389,5 +390,14 @@ def mirror_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``newsarchive`` program."""
+    code = main()
+    # on the way out the collector would walk every object the command left, several times
+    # (0.2 s after a crawl of 400 pages); none of them is garbage worth collecting now
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
