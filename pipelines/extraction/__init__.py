@@ -72,8 +72,16 @@ def extract(
     # fallbacks for what the page's own markup did not say, as trafilatura finds them
     metadata.title = metadata.title or extract_title(tree)
     prune(tree, drop_selectors, body_selector)
+    # fast: without trafilatura's fallback (readability again, on a copy of the page, then
+    # justext, whose stoplists hold 27 MB); consensus makes that call with our readability text
     document = trafilatura.bare_extraction(
-        tree, url=url, include_comments=False, include_tables=True, include_images=False, deduplicate=False
+        tree,
+        url=url,
+        include_comments=False,
+        include_tables=True,
+        include_images=False,
+        deduplicate=False,
+        fast=True,
     )
     text = None
     if document is not None:

@@ -5,8 +5,11 @@ table-layout menus); readability-lxml picks one block of the page by its text an
 so it rarely keeps furniture but sometimes keeps too little, or the wrong block. A trafilatura
 line survives when its words are in readability's text, or when it reads like a paragraph of
 the article (long, ends like a sentence) and does not come after the agreed part. Where
-readability found nothing or only a caption, trafilatura's text stands; where the two picked
-different blocks of the page, the one with more paragraph-like text wins.
+readability found nothing or only a caption, trafilatura's text stands; where trafilatura kept
+only a part of readability's block, readability's text stands; where the two picked different
+blocks of the page, the one with more paragraph-like text wins. These are the decisions
+trafilatura's own fallback makes (``fast=False``), made here with the readability text we have
+anyway instead of a second readability run.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ _BLOCKS = (
 LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
 EXTRACTORS_AGREE = 0.6  # share of readability's tokens found in trafilatura's text
 READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a caption or a teaser
+TEXT_INSIDE = 0.9  # share of trafilatura's tokens in readability's text: one block, ...
+READABILITY_LONGER = 2.0  # ... of which trafilatura kept only a part
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
 
 
@@ -106,12 +111,18 @@ def agreed_text(text: str, reference: str) -> str:
     for tokens in line_tokens:
         whole.update(tokens)
     shared = (confirmed & whole).total()
-    if not reference_size or reference_size < READABILITY_TOO_SHORT * text_size:
+    text_prose = _prose_size(lines, line_tokens)
+    reference_lines = reference.splitlines()
+    reference_prose = _prose_size(reference_lines, [_tokens(line) for line in reference_lines])
+    if not reference_size or (
+        # a caption or a teaser; unless it holds the prose and trafilatura's bulk is not (a stylesheet)
+        reference_size < READABILITY_TOO_SHORT * text_size and reference_prose <= text_prose / 2
+    ):
         return text
+    if shared >= TEXT_INSIDE * text_size and reference_size > READABILITY_LONGER * text_size:
+        return reference  # trafilatura kept a part of readability's block
     if shared < EXTRACTORS_AGREE * reference_size:  # two different blocks: the more article-like
-        reference_lines = reference.splitlines()
-        reference_prose = _prose_size(reference_lines, [_tokens(line) for line in reference_lines])
-        return reference if reference_prose > _prose_size(lines, line_tokens) else text
+        return reference if reference_prose > text_prose else text
     agrees = []
     for tokens in line_tokens:
         found = sum(min(count, confirmed[token]) for token, count in tokens.items())
