@@ -2,7 +2,7 @@
 
 Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, an outlet
 where no article page was found, parts left in the spool because the store failed); 2 bad
-arguments, registry or archive URI.
+arguments, registry or archive URI; 75 another run holds the archive (``--wait`` waits instead).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import shlex
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +26,7 @@ from scrapy.settings import Settings
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id
+from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
 from pipelines.storage import LocalStore, Store
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         "--outlet", action="append", default=[], metavar="ID", help="crawl only this outlet (repeatable)"
     )
     crawl.add_argument("--contact", metavar="URL", help="contact URL sent in the User-Agent")
+    crawl.add_argument(
+        "--refetch-after",
+        type=float,
+        metavar="DAYS",
+        help="fetch known articles again when last fetched longer ago than this: a changed text is "
+        "archived as the article's next version (default: never)",
+    )
     crawl.add_argument(
         "-s",
         "--set",
@@ -141,6 +149,11 @@ def _archive_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spool", metavar="DIR", default=None, help="where parts wait for the store (default: ARCHIVE_SPOOL)"
     )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help=f"if another run holds the archive, wait for it (default: exit {BUSY_EXIT} at once)",
+    )
 
 
 def _settings(args: argparse.Namespace, overrides: dict[str, Any]) -> Settings:
@@ -177,6 +190,8 @@ def crawl_command(args: argparse.Namespace) -> int:
     }
     if args.contact:
         overrides["CONTACT_URL"] = args.contact
+    if args.refetch_after is not None:
+        overrides["REFETCH_AFTER_DAYS"] = args.refetch_after
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         overrides[name] = value
@@ -191,10 +206,13 @@ def crawl_command(args: argparse.Namespace) -> int:
     settings = _settings(args, overrides)
     store = store_from_settings(settings)  # an unusable destination fails before any request (no client yet)
     try:
-        process = CrawlerProcess(settings)
-        crawler = process.create_crawler(OutletsSpider)
-        process.crawl(crawler)
-        process.start()
+        with _holding(store, settings, args.wait) as free:
+            if not free:
+                return BUSY_EXIT
+            process = CrawlerProcess(settings)
+            crawler = process.create_crawler(OutletsSpider)
+            process.crawl(crawler)
+            process.start()
     finally:
         if server is not None:
             server.stop()
@@ -208,26 +226,40 @@ def crawl_command(args: argparse.Namespace) -> int:
 
 def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[str, bool]:
     """The run's per-outlet table from the crawl stats, and whether the run was healthy."""
-    header = ("outlet", "pages", "archived", "seen before", "not articles", "duplicates", "failed")
+    header = (
+        "outlet",
+        "known",
+        "pages",
+        "archived",
+        "copies",
+        "changed",
+        "unchanged",
+        "not articles",
+        "duplicates",
+        "failed",
+    )
     rows, problems = [], []
     for outlet_id in registry:
 
         def count(key: str, outlet_id: str = outlet_id) -> int:
             return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
 
-        pages = count("article_pages")
+        pages, known = count("article_pages"), count("known")
         rows.append(
             (
                 outlet_id,
+                known,
                 pages,
                 count("archived"),
-                count("dropped/archived_before"),
+                count("copies"),
+                count("changed"),
+                count("dropped/unchanged"),
                 sum(count(f"dropped/{r}") for r in _NOT_ARTICLE),
-                count("dropped/duplicate_url") + count("dropped/duplicate_text"),
+                count("dropped/duplicate_url"),
                 count("failed"),
             )
         )
-        if pages == 0:
+        if pages + known == 0:
             problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
     totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
     widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
@@ -296,11 +328,30 @@ def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
     )
 
 
+@contextlib.contextmanager
+def _holding(store: Store, settings: Settings, wait: bool) -> Iterator[bool]:
+    """The archive's lock for the ``with`` block; False (and a message) if another run has it."""
+    run = settings.get("NEWSARCHIVE_CRAWL_ID") or "flush"
+    try:
+        with archive_lock(store, run, wait, settings.getfloat("ARCHIVE_LEASE_SECONDS")):
+            yield True
+    except ArchiveBusy as busy:
+        print(
+            f"newsarchive: {store.uri} is held by {busy}; not started (exit {BUSY_EXIT}; "
+            "--wait waits for it)",
+            file=sys.stderr,
+        )
+        yield False
+
+
 def flush_command(args: argparse.Namespace) -> int:
     settings = _settings(args, {})
     store = store_from_settings(settings)
     spool = spool_from_settings(settings, store)
-    report = publish_spool(store, spool)
+    with _holding(store, settings, args.wait) as free:
+        if not free:
+            return BUSY_EXIT
+        report = publish_spool(store, spool)
     lines = [_published(report.files, report.bytes, len(report.manifests), store.uri, report.duplicate_rows)]
     lines += [f"  {key}" for key in report.manifests]
     if report.busy_crawls:

@@ -101,6 +101,10 @@ class ArchiveExtension:
         while len(self._pending) > self.max_pending_parts:
             await self._pending.pop(0)
 
+    def note_unchanged(self, entries: list[dict]) -> None:
+        """Index entries of an article fetched again and found unchanged (queued, not awaited)."""
+        self._in_thread(self.archive.note_unchanged, entries)
+
     async def close(self) -> None:
         """Wait for every queued part, then publish what is left and seal the run."""
         try:
@@ -122,3 +126,11 @@ class ArchiveExtension:
 
     def _in_thread(self, function: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
         return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+
+
+def archive_extension(crawler: Crawler) -> ArchiveExtension:
+    """The crawl's :class:`ArchiveExtension`, for the components that share its archive."""
+    extension = crawler.get_extension(ArchiveExtension)
+    if extension is None:
+        raise RuntimeError("crawler.extensions.ArchiveExtension must be enabled in EXTENSIONS")
+    return extension

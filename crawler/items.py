@@ -26,6 +26,7 @@ class Article:
     crawl_id: str
     drop_selectors: tuple[str, ...] = ()  # the outlet's extraction hints
     body_selector: str | None = None
+    redirected_from: str | None = None  # the URL requested, when a redirect led to url
 
     # Extraction.
     charset: str | None = None  # the encoding the page was decoded with
@@ -46,6 +47,9 @@ class Article:
     # Dedup.
     article_id: str | None = None  # sha256 of the canonicalised canonical URL
     text_hash: str | None = None
+    text_simhash: int | None = None  # set with the text, in the extraction worker
+    version: int = 1  # + 1 for each changed text of the same article
+    duplicate_of: str | None = None  # article id first archived with this text
 
     # Language.
     language: str | None = None  # ISO 639-1, or "und"

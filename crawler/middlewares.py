@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.useragent import UserAgentMiddleware
+from scrapy.http import Response
+
+from crawler.extensions import ArchiveExtension, archive_extension
 
 
 class ContactUserAgentMiddleware(UserAgentMiddleware):
@@ -14,3 +22,51 @@ class ContactUserAgentMiddleware(UserAgentMiddleware):
     def from_crawler(cls, crawler: Crawler) -> ContactUserAgentMiddleware:
         settings = crawler.settings
         return cls(settings["USER_AGENT"].format(contact_url=settings["CONTACT_URL"]))
+
+
+class KnownArticlesMiddleware:
+    """Drops requests for pages whose article the archive holds, before they are scheduled.
+
+    The archive's index (:mod:`pipelines.index`, read once when the crawl opens) knows every URL
+    that led to an archived row, so a run on a machine with no state of its own fetches only
+    what is new. ``REFETCH_AFTER_DAYS`` (None: never; 0: every run) lets through the known
+    articles last fetched longer ago than that: dedup then archives a changed text as a new
+    version and notes an unchanged one. Sitemaps, feeds and listing pages are never in the index. Counts
+    ``discovery/known``, ``discovery/refetch`` and ``outlet/<id>/known``.
+    """
+
+    def __init__(self, crawler: Crawler, archive: ArchiveExtension, refetch_after: timedelta | None):
+        self.stats = crawler.stats
+        self.crawler = crawler
+        self.archive = archive
+        self.refetch_after = refetch_after
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> KnownArticlesMiddleware:
+        days = crawler.settings.get("REFETCH_AFTER_DAYS")
+        return cls(crawler, archive_extension(crawler), None if days is None else timedelta(days=float(days)))
+
+    async def process_spider_output(
+        self, response: Response, result: AsyncIterator[Any]
+    ) -> AsyncIterator[Any]:
+        index = (await self.archive.opened()).index
+        async for output in result:
+            if isinstance(output, Request):
+                held = index.known_url(output.url)
+                if held is not None:
+                    if not self._due(held.last_fetched):
+                        self._count(output.url, "known")
+                        continue
+                    self.stats.inc_value("discovery/refetch")
+            yield output
+
+    def _due(self, last_fetched: datetime | None) -> bool:
+        if self.refetch_after is None:
+            return False
+        return last_fetched is None or datetime.now(UTC) - last_fetched > self.refetch_after
+
+    def _count(self, url: str, what: str) -> None:
+        self.stats.inc_value(f"discovery/{what}")
+        outlet = self.crawler.spider.registry.outlet_for_article(url)
+        if outlet is not None:
+            self.stats.inc_value(f"outlet/{outlet.id}/{what}")

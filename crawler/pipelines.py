@@ -16,10 +16,11 @@ from scrapy.exceptions import DropItem
 from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
-from crawler.extensions import ArchiveExtension
+from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
 from pipelines.archive import PartBuffers, partition_of, to_row
 from pipelines.dedup import Deduplicator
+from pipelines.index import ArchiveIndex, unchanged_entries
 from pipelines.pool import TaskFailed, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -114,32 +115,43 @@ class ExtractPipeline:
 
 
 class DedupPipeline:
-    """Sets ``article_id`` and ``text_hash``; drops articles already archived or already seen.
+    """Sets ``article_id``, ``text_hash``, ``version`` and ``duplicate_of``; drops what adds no row.
 
-    Asks the crawl's archive (:class:`crawler.extensions.ArchiveExtension`) what it holds: what
-    the store held when the crawl opened (read once) and what waits in the spool. If the store
-    could not be read, publication later drops what turns out to be archived already.
-    Counts ``dedup/archived_before``, ``dedup/duplicate_url``, ``dedup/duplicate_text``.
+    Asks the crawl's archive (:class:`crawler.extensions.ArchiveExtension`) what it holds: its
+    index as the crawl opened, and what waits in the spool. An article fetched again with the
+    text the archive holds is dropped (``unchanged``) and the fetch noted in the index; with
+    another text it is archived as its next version. If the store could not be read,
+    publication later drops what turns out to be archived already. Counts
+    ``dedup/duplicate_url``, ``dedup/unchanged``, ``dedup/changed`` and ``dedup/copies`` (rows
+    with ``duplicate_of``), and per outlet ``outlet/<id>/changed`` and ``outlet/<id>/copies``.
     """
 
     def __init__(self, stats: StatsCollector, archive: ArchiveExtension):
         self.stats = stats
         self.archive = archive
+        self.index: ArchiveIndex | None = None
         self.dedup: Deduplicator | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
-        return cls(crawler.stats, _archive_extension(crawler))
+        return cls(crawler.stats, archive_extension(crawler))
 
     async def open_spider(self) -> None:
-        self.dedup = Deduplicator((await self.archive.opened()).holds)
+        self.index = (await self.archive.opened()).index
+        self.dedup = Deduplicator(self.index)
 
     def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):
             return item
         reason = self.dedup.duplicate(item)
+        if reason == "unchanged":
+            self.archive.note_unchanged(unchanged_entries(item, self.index.articles[item.article_id]))
         if reason is not None:
             _drop(self.stats, item, "dedup", reason, f"{reason}: {item.url}")
+        for counted, what in ((item.version > 1, "changed"), (item.duplicate_of, "copies")):
+            if counted:
+                self.stats.inc_value(f"dedup/{what}")
+                self.stats.inc_value(f"outlet/{item.outlet_id}/{what}")
         return item
 
 
@@ -166,7 +178,7 @@ class ArchivePipeline:
             settings.getfloat("ARCHIVE_PART_MAX_AGE"),
             settings.getint("ARCHIVE_BUFFER_BYTES"),
         )
-        return cls(_archive_extension(crawler), buffers)
+        return cls(archive_extension(crawler), buffers)
 
     async def open_spider(self) -> None:
         await self.archive.opened()
@@ -193,10 +205,3 @@ class ArchivePipeline:
             await asyncio.sleep(min(60.0, self.buffers.max_age / 4))
             for part in self.buffers.aged():
                 await self.archive.write(part)
-
-
-def _archive_extension(crawler: Crawler) -> ArchiveExtension:
-    extension = crawler.get_extension(ArchiveExtension)
-    if extension is None:
-        raise RuntimeError("crawler.extensions.ArchiveExtension must be enabled in EXTENSIONS")
-    return extension

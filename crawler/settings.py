@@ -51,6 +51,12 @@ EXTRACT_MIN_CHARS = 80
 LANGUAGE_SEED = 0
 LANGUAGE_SAMPLE_CHARS = 2000
 
+# Requests for articles the archive holds are dropped before they are scheduled (the archive's
+# index says which); known articles last fetched more than this many days ago are fetched again,
+# and a changed text archived as a new version (None: never; 0: every run). `crawl --refetch-after`.
+SPIDER_MIDDLEWARES = {"crawler.middlewares.KnownArticlesMiddleware": 100}
+REFETCH_AFTER_DAYS: float | None = None
+
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the stages.
 EXTENSIONS = {"crawler.extensions.ArchiveExtension": 0}
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
@@ -59,6 +65,7 @@ ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many ro
 ARCHIVE_BYTES_PER_FILE = 32 * 1024 * 1024  # or this much row data (strings, roughly),
 ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seconds
 ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
+ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/lock.py): renewed every third of it
 ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the crawl waits for it
 ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
 ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024

@@ -55,6 +55,10 @@ def to_row(item: Article) -> dict:
         "crawl_id": item.crawl_id,
         "extractor": item.extractor,
         "extractor_version": item.extractor_version,
+        "version": item.version,
+        "duplicate_of": item.duplicate_of,
+        "text_simhash": item.text_simhash,
+        "redirected_from": item.redirected_from,
     }
 
 

@@ -1,28 +1,70 @@
-"""Dedup stage: each article is archived once, across runs.
+"""Dedup stage: each article is archived once, each changed text once more, and copies are linked.
 
 An article is identified by its canonical URL (canonicalised, hashed): the same article reached
-through a sitemap, a feed and a listing, or fetched again by the next cron run, is one row.
-Within an outlet, the same text at two URLs (mobile and desktop pages) is one row too.
+through a sitemap, a feed and a listing, or fetched again by a later run, is one article. Its
+text decides what a fetch adds: the text the archive holds already adds nothing (the index notes
+the fetch), a changed text is a new row with ``version`` + 1. The same text at another URL, in
+this outlet or another (a wire copy), is a row of its own with ``duplicate_of`` naming the
+article first archived with it; ``text_simhash`` links copies with small edits.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
+import numpy as np
 from w3lib.url import canonicalize_url
 
 from crawler.items import Article
+from pipelines.tokens import TOKEN
+
+_BITS = np.arange(64, dtype=np.uint64)
 
 
-def article_id(canonical_url: str) -> str:
-    return hashlib.sha256(canonicalize_url(canonical_url).encode("utf-8")).hexdigest()
+def url_key(url: str) -> str:
+    """sha256 of the canonicalised URL: the key of a page, and of an article by its canonical URL."""
+    return hashlib.sha256(canonicalize_url(url).encode("utf-8")).hexdigest()
+
+
+article_id = url_key  # an article is the page its canonical URL names
 
 
 def text_hash(text: str) -> str:
     """sha256 of the text with white space folded: the same article text, the same hash."""
     return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
+
+
+def simhash(text: str) -> int | None:
+    """64-bit SimHash of the text's token 3-grams, as a signed integer (Parquet has no unsigned
+    64-bit type most readers agree on); None for a text without tokens."""
+    tokens = [token.lower() for token in TOKEN.findall(text)]
+    if not tokens:
+        return None
+    vocabulary = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    token_hashes = np.array(
+        [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in vocabulary],
+        dtype=np.uint64,
+    )
+    hashes = token_hashes[np.array([vocabulary[t] for t in tokens])]
+    if len(hashes) >= 3:  # a 3-gram: its three tokens' hashes, rotated apart and combined
+        hashes = hashes[:-2] ^ _rotate(hashes[1:-1], 21) ^ _rotate(hashes[2:], 42)
+    hashes = _mix(hashes)
+    ones = ((hashes[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
+    value = sum(1 << bit for bit in range(64) if 2 * int(ones[bit]) > len(hashes))
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _rotate(values: np.ndarray, bits: int) -> np.ndarray:
+    return (values << np.uint64(bits)) | (values >> np.uint64(64 - bits))
+
+
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit moves half the output bits."""
+    values = (values ^ (values >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    values = (values ^ (values >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return values ^ (values >> np.uint64(31))
 
 
 def trusted_canonical(url: str, canonical: str | None) -> str:
@@ -35,30 +77,42 @@ def trusted_canonical(url: str, canonical: str | None) -> str:
     return canonical
 
 
+class Archived(Protocol):
+    """What dedup asks of the archive (:class:`pipelines.index.ArchiveIndex` answers)."""
+
+    def latest(self, article_id: str) -> tuple[int, str | None] | None:
+        """The latest version the archive holds of an article, and its text hash."""
+
+    def first_with_text(self, text_hash: str) -> str | None:
+        """The article first archived with this text."""
+
+
 class Deduplicator:
-    """Decides whether an item is new: sets ``canonical_url``, ``article_id`` and ``text_hash``.
+    """Decides what an item adds: sets ``canonical_url``, ``article_id``, ``text_hash``,
+    ``version`` and ``duplicate_of``, or says why it adds nothing."""
 
-    New means: an id the archive does not hold (``archived``), not seen earlier in this run, and
-    a text not seen earlier in this run in the same outlet.
-    """
-
-    def __init__(self, archived: Callable[[str], bool]):
+    def __init__(self, archived: Archived):
         self.archived = archived
         self.seen_ids: set[str] = set()
-        self.seen_texts: set[tuple[str, str]] = set()
+        self.first_texts: dict[str, str] = {}  # text hash -> article id, for this run's rows
 
     def duplicate(self, item: Article) -> str | None:
-        """Why the item is not new (``duplicate_url``, ``duplicate_text``, ``archived_before``), or None."""
+        """Why the item adds no row (``duplicate_url``: this run has the article already;
+        ``unchanged``: the archive holds this text of it), or None."""
         item.canonical_url = trusted_canonical(item.url, item.canonical_url)
         item.article_id = article_id(item.canonical_url)
         item.text_hash = text_hash(item.text or "")
-        # this run's own articles first: they enter the archive as it runs
         if item.article_id in self.seen_ids:
             return "duplicate_url"
-        if (item.outlet_id, item.text_hash) in self.seen_texts:
-            return "duplicate_text"
-        if self.archived(item.article_id):
-            return "archived_before"
+        latest = self.archived.latest(item.article_id)
+        if latest is not None:
+            held_version, held_text = latest
+            if held_text in (item.text_hash, None):  # None: an old archive that kept no hash
+                return "unchanged"
+            item.version = held_version + 1
+        first = self.first_texts.get(item.text_hash) or self.archived.first_with_text(item.text_hash)
+        if first is not None and first != item.article_id:
+            item.duplicate_of = first
         self.seen_ids.add(item.article_id)
-        self.seen_texts.add((item.outlet_id, item.text_hash))
+        self.first_texts.setdefault(item.text_hash, item.article_id)
         return None

@@ -1,5 +1,6 @@
 """One fetched page in, its article out: the extraction and language stages together.
 
+It also takes the text's SimHash for dedup (CPU work that belongs in the workers).
 This is what the crawl's worker processes run (:mod:`pipelines.pool`) and what
 ``newsarchive extract`` runs over saved pages, so both archive the same thing. It fills the
 extraction and language fields of the item and drops its body, which the rest of the crawl no
@@ -9,6 +10,7 @@ longer needs (the result travels back to the crawl process without it).
 from __future__ import annotations
 
 from crawler.items import Article
+from pipelines.dedup import simhash
 from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, article_chars, extract
 from pipelines.language import LanguageDetector
 
@@ -46,6 +48,7 @@ class PageAnalyser:
         item.published_at = result.published_at
         item.published_at_raw = metadata.published_raw
         item.text = result.text
+        item.text_simhash = simhash(result.text) if result.text else None
         if not result.text:
             item.not_article = "empty"
         elif article_chars(result.text) < self.min_chars:

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -33,12 +32,22 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.index import (
+    MANIFESTS,
+    PART_COLUMNS,
+    ArchiveIndex,
+    compact,
+    delta_key,
+    from_json,
+    part_entries,
+    read_part_entries,
+    to_json,
+    write_index_file,
+)
 from pipelines.schema import SCHEMA_VERSION
 from pipelines.storage import LocalStore, Store, StoreError, write_atomically
 
 logger = logging.getLogger(__name__)
-
-MANIFESTS = "_manifests"
 
 
 def _now() -> str:
@@ -107,6 +116,21 @@ class SpooledCrawl:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def note(self, entries: list[dict]) -> None:
+        """Index entries of no part (articles fetched again, unchanged): they go into the crawl's
+        index delta. Not flushed to disk one by one: losing them costs a fetch, no article."""
+        with (self.folder / "notes.jsonl").open("a", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(entry) + "\n" for entry in to_json(entries))
+
+    def notes(self) -> list[dict]:
+        path = self.folder / "notes.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        entries = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):  # the last line, cut short by a kill
+                entries.append(json.loads(line))
+        return from_json(entries)
+
     def release(self) -> None:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
@@ -150,77 +174,19 @@ class Spool:
         return SpooledCrawl(folder, fd)
 
 
-class ArchiveIndex:
-    """What the archive holds: article id -> key of the file that holds it.
-
-    Manifests list their files' ids; a part no manifest covers yet (its crawl is still being
-    published, or was killed) is read itself. :meth:`refresh` reads only the objects it has not
-    read before, so a run reads each manifest once however often it looks again.
-    """
-
-    def __init__(self) -> None:
-        self.ids: dict[str, str] = {}
-        self.complete = False  # the store was read (False: unreadable, the spool is all we know)
-        self._read: set[str] = set()
-
-    def __contains__(self, article_id: str) -> bool:
-        return article_id in self.ids
-
-    def refresh(self, store: Store) -> None:
-        """Read what is new in the store; raises :class:`StoreError` if it cannot be listed or read."""
-        keys = list(store.object_keys())
-        covered: set[str] = set()
-        for key in keys:
-            if not (key.startswith(f"{MANIFESTS}/") and key.endswith(".json")):
-                continue
-            if key in self._read:
-                continue
-            try:
-                files = {entry["key"]: entry["article_ids"] for entry in json.loads(store.read(key))["files"]}
-            except (ValueError, KeyError, TypeError):
-                logger.warning("not a manifest, ignored: %s", key)
-                files = {}
-            self._read.add(key)
-            covered.update(files)
-            for file_key, file_ids in files.items():
-                self.add(file_ids, file_key)
-                self._read.add(file_key)
-        for key in keys:
-            if key.endswith(".parquet") and key not in covered and key not in self._read:
-                self.add(_article_ids(store.read(key), key), key)
-                self._read.add(key)
-        self.complete = True
-
-    def add(self, article_ids: Iterable[str], key: str) -> None:
-        self.ids.update(dict.fromkeys(article_ids, key))
-
-    def add_spool(self, spool: Spool) -> None:
-        """Parts waiting in the spool count as archived; their key is the one they will have."""
-        for crawl_id in spool.crawl_ids():
-            folder = spool.root / crawl_id
-            for part in _parts(folder):
-                self.add(_article_ids(part.read_bytes(), str(part)), part.relative_to(folder).as_posix())
-
-
 def archived_ids(store: Store) -> dict[str, str]:
-    """Every article id the store holds, mapped to the key of its file."""
+    """Every article id the store holds, mapped to the key of the file with its latest version."""
     index = ArchiveIndex()
     index.refresh(store)
-    return index.ids
+    return {article: held.file for article, held in index.articles.items()}
 
 
-def _article_ids(parquet: bytes, name: str) -> list[str]:
-    """The ``article_id`` column of a Parquet file; none (and a warning) if it is unreadable."""
-    try:
-        return _id_column(io.BytesIO(parquet))
-    except (pa.ArrowException, ValueError, KeyError):
-        logger.warning("not a readable archive part, ignored: %s", name)
-        return []
-
-
-def _id_column(parquet: Path | io.BytesIO) -> list[str]:
-    # ParquetFile, not read_table, which would import pyarrow.dataset (12 MB) for nothing
-    return pq.ParquetFile(parquet).read(columns=["article_id"]).column(0).to_pylist()
+def spooled_entries(spool: Spool) -> Iterator[dict]:
+    """Index entries of the parts waiting in the spool, under the keys they will have."""
+    for crawl_id in spool.crawl_ids():
+        folder = spool.root / crawl_id
+        for part in _parts(folder):
+            yield from read_part_entries(part, part.relative_to(folder).as_posix())
 
 
 @dataclass
@@ -296,8 +262,9 @@ class Archive:
         self._parts = 0
         self._publishing = True
 
-    def holds(self, article_id: str) -> bool:
-        return article_id in self.index
+    def note_unchanged(self, entries: list[dict]) -> None:
+        """Articles this crawl fetched again and found unchanged: the index notes the fetch."""
+        self.crawl.note(entries)
 
     def open(self, crawl_id: str, outlets: Iterable[str]) -> PublishReport:
         """Read the index, publish what earlier runs left in the spool, start this crawl's folder."""
@@ -307,7 +274,8 @@ class Archive:
             logger.warning(
                 "archive not readable, deduplicating against the spool only: %s", report.errors[-1]
             )
-        self.index.add_spool(self.spool)
+        for entry in spooled_entries(self.spool):  # waiting in the spool: as good as archived
+            self.index.add(entry)
         report.add(publish_spool(self.store, self.spool, self.index))
         self._publishing = self.index.complete and not report.errors
         self.crawl = self.spool.open_crawl(crawl_id, outlets)
@@ -334,6 +302,11 @@ class Archive:
         report = PublishReport()
         _refresh(self.index, self.store, report)  # only what others published meanwhile
         report.add(publish_spool(self.store, self.spool, self.index))
+        if self.crawl.crawl_id not in report.pending_crawls:
+            try:
+                compact(self.store, self.spool.root, self.crawl.crawl_id)
+            except StoreError as exc:  # the deltas stay; a later run compacts them
+                logger.warning("index not compacted: %s", exc)
         return report
 
 
@@ -349,9 +322,16 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, repor
         if not _publish_part(store, crawl, part, index, report):
             return
     info = crawl.info
+    journal = crawl.journal()
+    delta_file = crawl.folder / ".index-delta.parquet"
+    entries = [entry for part in journal.values() for entry in from_json(part.get("index", []))]
+    write_index_file(delta_file, entries + crawl.notes())
+    if _published(store, delta_file, delta_key(crawl.crawl_id), report) is None:
+        return
     manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
     # unfinished, yet nobody held its lock: the crawl process died
-    manifest = _manifest(info, crawl.journal(), interrupted=info.get("finished_at") is None)
+    manifest = _manifest(info, journal, interrupted=info.get("finished_at") is None)
+    manifest["index"] = delta_key(crawl.crawl_id)
     manifest_file = crawl.folder / ".manifest.json"
     _write_json(manifest_file, manifest)
     if _published(store, manifest_file, manifest_key, report) is None:
@@ -372,13 +352,19 @@ def _publish_part(
     rows another file holds meanwhile; False when the store failed (the part stays in the spool,
     and so should the ones after it)."""
     key = part.relative_to(crawl.folder).as_posix()
-    try:  # the ids are all it takes, unless rows must go
-        ids = _id_column(part) if table is None else table.column("article_id").to_pylist()
+    try:  # the index's columns are all it takes, unless rows must go
+        if table is None:
+            file = pq.ParquetFile(part)
+            columns = file.read(columns=[c for c in PART_COLUMNS if c in file.schema_arrow.names])
+        else:
+            columns = table
+        ids = columns.column("article_id").to_pylist()
     except (pa.ArrowException, OSError, KeyError) as exc:
         report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
         logger.error("%s", report.errors[-1])
         return False
-    fresh = [index.ids.get(i, key) == key for i in ids]
+    versions = columns.column("version").to_pylist() if "version" in columns.column_names else [1] * len(ids)
+    fresh = [_fresh(index, i, v or 1, key) for i, v in zip(ids, versions, strict=True)]
     if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
         report.duplicate_rows += len(ids) - sum(fresh)
         if not any(fresh):
@@ -386,17 +372,35 @@ def _publish_part(
             return True
         table = pq.ParquetFile(part).read() if table is None else table
         crawl.write_part(key, table.filter(pa.array(fresh)))
+        columns = columns.filter(pa.array(fresh))
         ids = [i for i, keep in zip(ids, fresh, strict=True) if keep]
     sha256 = _published(store, part, key, report)
     if sha256 is None:
         return False
     size = part.stat().st_size
-    crawl.record({"key": key, "rows": len(ids), "bytes": size, "sha256": sha256, "article_ids": ids})
-    index.add(ids, key)
+    entries = part_entries(columns, key, crawl.crawl_id)
+    crawl.record(
+        {
+            "key": key,
+            "rows": len(ids),
+            "bytes": size,
+            "sha256": sha256,
+            "article_ids": ids,
+            "index": to_json(entries),
+        }
+    )
+    for entry in entries:
+        index.add(entry)
     part.unlink()
     report.files += 1
     report.bytes += size
     return True
+
+
+def _fresh(index: ArchiveIndex, article_id: str, version: int, key: str) -> bool:
+    """Not held by another file at this version or a later one."""
+    held = index.articles.get(article_id)
+    return held is None or held.file == key or held.version < version
 
 
 def _published(store: Store, source: Path, key: str, report: PublishReport) -> str | None:
@@ -411,7 +415,9 @@ def _published(store: Store, source: Path, key: str, report: PublishReport) -> s
 
 
 def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
-    files = sorted(journal.values(), key=lambda e: e["key"])
+    files = sorted(
+        ({k: v for k, v in e.items() if k != "index"} for e in journal.values()), key=lambda e: e["key"]
+    )
     return {
         "crawl_id": info["crawl_id"],
         "schema_version": SCHEMA_VERSION,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1.1"  # 1.1 added version, duplicate_of, text_simhash, redirected_from
 PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
 UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
 
@@ -67,6 +67,29 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "(trafilatura's lines checked against readability-lxml)",
     ),
     ("extractor_version", pa.string(), False, "versions of both: `trafilatura 2.3.1, readability-lxml 0.9`"),
+    (
+        "version",
+        pa.int32(),
+        True,
+        "1 for an article's first text; a later fetch that finds the text changed (a correction) "
+        "adds a row with the same article_id and version + 1; null in files of schema 1",
+    ),
+    (
+        "duplicate_of",
+        pa.string(),
+        True,
+        "article_id of the row first archived with the same text (text_hash) at another URL, in this "
+        "outlet or another (a syndicated or wire copy); null when the text was new",
+    ),
+    (
+        "text_simhash",
+        pa.int64(),
+        True,
+        "64-bit SimHash of the text (3-grams of tokens; a CJK character or a word is a token): a copy "
+        "with small edits differs in a few bits, unrelated texts in about 32; "
+        "`bit_count(xor(a.text_simhash, b.text_simhash)) <= 8` in DuckDB finds copies",
+    ),
+    ("redirected_from", pa.string(), True, "the URL the crawl requested, when a redirect led to url"),
 ]
 
 SCHEMA = pa.schema(
@@ -74,13 +97,39 @@ SCHEMA = pa.schema(
     metadata={"newsarchive.schema_version": SCHEMA_VERSION},
 )
 
+# The archive's index (pipelines/index.py): one entry per URL that led to a row, or per article
+# where no URL is known (rows of archives older than the index).
+_INDEX_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
+    ("url_key", pa.string(), True, "sha256 hex of the canonicalised URL; null when no URL is known"),
+    ("url", pa.string(), True, "the URL: a row's url, or its redirected_from"),
+    ("article_id", pa.string(), False, "the article the URL led to"),
+    ("canonical_url", pa.string(), True, "the article's canonical URL"),
+    ("text_hash", pa.string(), True, "text_hash of that version"),
+    (
+        "version",
+        pa.int32(),
+        True,
+        "the version of the article that row holds (earlier versions keep their entries)",
+    ),
+    ("file", pa.string(), False, "key of the part that holds that version, relative to the archive root"),
+    ("first_fetched", _UTC, True, "first fetch of the article through this URL"),
+    ("last_fetched", _UTC, True, "last fetch, including fetches that found the text unchanged"),
+    ("crawl_id", pa.string(), True, "the run that wrote the entry"),
+]
+INDEX_SCHEMA = pa.schema(
+    [pa.field(name, type_, nullable, metadata={"doc": doc}) for name, type_, nullable, doc in _INDEX_COLUMNS]
+)
+
+
+def _table(columns: list[tuple[str, pa.DataType, bool, str]]) -> str:
+    return "\n".join(
+        f"| `{name}` | `{type_}` | {'yes' if nullable else 'no'} | {doc} |"
+        for name, type_, nullable, doc in columns
+    )
+
 
 def markdown() -> str:
     """The schema as the Markdown table of ``docs/SCHEMA.md``."""
-    rows = "\n".join(
-        f"| `{name}` | `{type_}` | {'yes' if nullable else 'no'} | {doc} |"
-        for name, type_, nullable, doc in _COLUMNS
-    )
     return f"""# Archive schema (version {SCHEMA_VERSION})
 
 Generated from `pipelines/schema.py` by `python -m pipelines.schema > docs/SCHEMA.md`.
@@ -95,7 +144,20 @@ published, their rows, bytes, sha256 and article ids (see the README's "Reading 
 
 | column | type | nullable | meaning |
 |---|---|---|---|
-{rows}
+{_table(_COLUMNS)}
+
+## The index
+
+`_index/` holds what the archive holds, for runs to read before they fetch anything (see the
+README's "Incremental runs"): `_index/delta-<crawl_id>.parquet`, one per run, published before
+its manifest, and `_index/base-<crawl_id>.parquet`, the deltas merged (its key-value metadata
+`newsarchive.index.merged` lists the index files it replaces). Readers of the articles ignore
+it: Hive-style readers skip folders that start with `_`, and the article files are all under
+`outlet=*/published=*/`.
+
+| column | type | nullable | meaning |
+|---|---|---|---|
+{_table(_INDEX_COLUMNS)}
 """
 
 

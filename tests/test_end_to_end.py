@@ -6,12 +6,14 @@ import hashlib
 import json
 import subprocess
 import tomllib
+from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
-from pipelines.schema import SCHEMA, SCHEMA_VERSION
+from pipelines.schema import INDEX_SCHEMA, SCHEMA, SCHEMA_VERSION
 from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, run_cli
 
 FURNITURE = tomllib.loads((FIXTURES / "furniture.toml").read_text(encoding="utf-8"))
@@ -73,8 +75,11 @@ def test_non_articles_and_forbidden_pages_are_not_archived(mirror_rows, mirror_c
 def test_files_follow_the_schema_and_partitioning(mirror_crawl):
     files = sorted(mirror_crawl.archive.rglob("*"))
     assert not [f for f in files if f.name.endswith(".tmp")]
-    parquet = [f for f in files if f.suffix == ".parquet"]
+    parquet = [f for f in files if f.suffix == ".parquet" and "_index" not in f.parts]
     assert parquet
+    index = [f.relative_to(mirror_crawl.archive).as_posix() for f in files if f.parent.name == "_index"]
+    assert index == [f"_index/delta-{mirror_crawl.stdout.split()[1]}.parquet"]
+    assert pq.read_schema(mirror_crawl.archive / index[0]).remove_metadata() == INDEX_SCHEMA
     for path in parquet:
         outlet, month = path.parent.parent.name, path.parent.name
         assert outlet.startswith("outlet=") and month.startswith("published=")
@@ -119,14 +124,19 @@ def test_printed_duckdb_command_runs(mirror_crawl):
         assert outlet in shown.stdout
 
 
-def test_second_run_archives_nothing_new(mirror_crawl, mirror_server):
-    before = sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet"))
+def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, mirror_server):
+    articles = mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")
+    before = sorted(p.name for p in articles)
+    asked_before = len(mirror_server.requested)
     again = run_cli(
         "crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive), "--quiet"
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout == ""  # quiet when fine
-    assert sorted(p.name for p in mirror_crawl.archive.rglob("*.parquet")) == before
+    assert sorted(p.name for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")) == before
+    asked = set(mirror_server.requested[asked_before:])
+    assert asked  # sitemaps, feeds and listings are read again
+    assert not asked & {_host_path(a.url) for a in ARCHIVED}
 
 
 def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
@@ -145,3 +155,9 @@ def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
     )
     assert run.returncode == 1
     assert "PROBLEM sxkjt: no article page found" in run.stdout
+
+
+def _host_path(url: str) -> str:
+    """A URL as the mirror server records a request for it."""
+    parts = urlsplit(url)
+    return parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")

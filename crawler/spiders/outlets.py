@@ -100,6 +100,7 @@ class OutletsSpider(SitemapSpider):
             crawl_id=self.crawl_id,
             drop_selectors=outlet.extraction.drop,
             body_selector=outlet.extraction.body,
+            redirected_from=next(iter(response.meta.get("redirect_urls", [])), None),
         )
 
     def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:

@@ -15,7 +15,6 @@ anyway instead of a second readability run.
 from __future__ import annotations
 
 import copy
-import re
 from collections import Counter
 
 import lxml.html
@@ -24,9 +23,8 @@ from readability import Document
 from readability.readability import REGEXES, Unparseable
 
 from pipelines.extraction.furniture import SENTENCE_END
+from pipelines.tokens import TOKEN
 
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}_]+")  # a CJK character, or a word
 _BLOCKS = (
     "p",
     "div",
@@ -138,7 +136,7 @@ def agreed_text(text: str, reference: str) -> str:
 
 
 def _tokens(text: str) -> Counter[str]:
-    return Counter(token.lower() for token in _TOKEN.findall(text))
+    return Counter(token.lower() for token in TOKEN.findall(text))
 
 
 def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:

@@ -43,6 +43,9 @@ class Store(Protocol):
 
     def read(self, key: str) -> bytes: ...
 
+    def delete(self, key: str) -> None:
+        """Remove ``key`` (gone already is fine); only superseded index files are deleted."""
+
 
 def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
     """sha256 of the file, its MD5, and the multipart ETag S3 computes for parts of ``chunk_size``."""
@@ -138,6 +141,12 @@ class LocalStore:
             return (self.root / key).read_bytes()
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
+
+    def delete(self, key: str) -> None:
+        try:
+            (self.root / key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot delete {key}: {exc.strerror or exc}") from None
 
 
 def store_for(uri: str, **s3_options: float) -> Store:
