@@ -1,8 +1,9 @@
 """``newsarchive``: crawl outlets into the archive, extract saved pages, list the registry, serve mirrors.
 
-Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, an outlet
-where no article page was found, parts left in the spool because the store failed); 2 bad
-arguments, registry or archive URI; 75 another run holds the archive (``--wait`` waits instead).
+Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, pages
+that failed, an outlet where no article page was found, a spooled part set aside); 2 bad
+arguments, registry or archive URI; 3 parts wait in the spool because the store failed (the next
+run or ``flush`` publishes them); 75 another run holds the archive (``--wait`` waits instead).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from crawler.spiders.outlets import OutletsSpider, new_crawl_id
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
-from pipelines.storage import LocalStore, Store
+from pipelines.storage import LocalStore, Store, write_atomically
 
+PENDING_EXIT = 3  # the run went well, but parts wait in the spool for the store
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
         "http": "crawler.mirror.handler.MirrorDownloadHandler",
@@ -98,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     crawl.add_argument("--log-level", default="WARNING", help="Scrapy log level (default WARNING)")
     crawl.add_argument(
         "--quiet", action="store_true", help="print the summary only when the run needs a look (for cron)"
+    )
+    crawl.add_argument(
+        "--summary-json", metavar="FILE", help="also write the run's figures and exit code as JSON to FILE"
     )
 
     flush = commands.add_parser("flush", help="publish the parts and manifests waiting in the spool")
@@ -221,7 +226,58 @@ def crawl_command(args: argparse.Namespace) -> int:
     report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
     if not (args.quiet and healthy):
         print(report)
-    return 0 if healthy else 1
+    code = PENDING_EXIT if stats.get("publish/pending_crawls") else 0 if healthy else 1
+    if args.summary_json:
+        verdict = run_verdict(registry, stats, settings["NEWSARCHIVE_CRAWL_ID"], code)
+        write_atomically(Path(args.summary_json), lambda f: f.write(json.dumps(verdict, indent=1).encode()))
+    return code
+
+
+def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: int) -> dict[str, Any]:
+    """The run as ``--summary-json`` writes it, for scripts and alerting."""
+
+    def count(outlet_id: str, key: str) -> int:
+        return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+
+    outlets = {}
+    for outlet_id in registry:
+        prefix = f"outlet/{outlet_id}/failed/"
+        first, last = (
+            stats.get(f"outlet/{outlet_id}/first_page_at"),
+            stats.get(f"outlet/{outlet_id}/last_page_at"),
+        )
+        outlets[outlet_id] = {
+            "discovered": count(outlet_id, "known") + count(outlet_id, "article_pages"),
+            "fetched": count(outlet_id, "article_pages"),
+            "skipped_known": count(outlet_id, "known"),
+            "archived": count(outlet_id, "archived"),
+            "copies": count(outlet_id, "copies"),
+            "changed": count(outlet_id, "changed"),
+            "unchanged": count(outlet_id, "dropped/unchanged"),
+            "not_article": sum(count(outlet_id, f"dropped/{r}") for r in _NOT_ARTICLE),
+            "duplicates": count(outlet_id, "dropped/duplicate_url"),
+            "failed": {k.removeprefix(prefix): v for k, v in stats.items() if k.startswith(prefix)},
+            "seconds": round(last - first, 3) if first is not None and last is not None else 0.0,
+        }
+    totals: dict[str, Any] = {}
+    for figures in outlets.values():
+        for name, value in figures.items():
+            if isinstance(value, dict):
+                failed = totals.setdefault(name, {})
+                for reason, n in value.items():
+                    failed[reason] = failed.get(reason, 0) + n
+            else:
+                totals[name] = totals.get(name, 0) + value
+    totals["seconds"] = round((stats["finish_time"] - stats["start_time"]).total_seconds(), 3)
+    return {
+        "crawl_id": crawl_id,
+        "started_at": stats["start_time"].isoformat(),
+        "finished_at": stats["finish_time"].isoformat(),
+        "outlets": outlets,
+        "totals": totals,
+        "pending_uploads": int(stats.get("publish/pending_files", 0)),
+        "exit_code": code,
+    }
 
 
 def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[str, bool]:
@@ -259,7 +315,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
                 count("failed"),
             )
         )
-        if pages + known == 0:
+        if pages + known + count("not_modified") == 0:
             problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
     totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
     widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
@@ -302,8 +358,16 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
                 stats.get("publish/error"),
             )
         )
+    if stats.get("publish/quarantined"):
+        problems.append(_quarantined(stats["publish/quarantined"], stats["publish/quarantine"]))
     if http_errors:
         lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
+    if stats.get("discovery/not_modified") or stats.get("discovery/sitemap_unchanged"):
+        lines.append(
+            "unchanged since the last run, not read again: "
+            f"{stats.get('discovery/not_modified', 0)} discovery page(s) (304), "
+            f"{stats.get('discovery/sitemap_unchanged', 0)} sitemap(s) (lastmod)"
+        )
     if stats.get("robotstxt/forbidden"):
         lines.append(f"not fetched, forbidden by robots.txt: {stats['robotstxt/forbidden']}")
     if isinstance(store, LocalStore):
@@ -317,6 +381,12 @@ def _published(files: int, size: int, manifests: int, uri: str, duplicate_rows: 
         f"; {duplicate_rows} row(s) were in the archive already, not published again"
         if duplicate_rows
         else ""
+    )
+
+
+def _quarantined(parts: int, where: str) -> str:
+    return (
+        f"{parts} unreadable spooled part(s) set aside in {where} (kept for a look); the rest was published"
     )
 
 
@@ -356,8 +426,13 @@ def flush_command(args: argparse.Namespace) -> int:
     lines += [f"  {key}" for key in report.manifests]
     if report.busy_crawls:
         lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")
-    healthy = not report.pending_crawls
-    if not healthy:
+    healthy = not report.pending_crawls and not report.quarantined
+    code = PENDING_EXIT if report.pending_crawls else 0 if healthy else 1
+    if report.quarantined:
+        lines.append(
+            "PROBLEM " + _quarantined(len(report.quarantined), str(Path(report.quarantined[-1]).parent))
+        )
+    if report.pending_crawls:
         lines.append(
             "PROBLEM "
             + _pending(
@@ -369,7 +444,7 @@ def flush_command(args: argparse.Namespace) -> int:
         )
     if not (args.quiet and healthy):
         print("\n".join(lines))
-    return 0 if healthy else 1
+    return code
 
 
 def duckdb_command(archive: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from scrapy.crawler import Crawler
@@ -110,7 +111,8 @@ class ArchiveExtension:
         try:
             while self._pending:
                 await self._pending.pop(0)
-            report = await self._in_thread(self.archive.close)
+            discovery = getattr(self.crawler.spider, "discovery_state", lambda: None)()
+            report = await self._in_thread(self.archive.close, discovery)
             self._count(report)
             self.stats.set_value("publish/pending_files", report.pending_files)
             self.stats.set_value("publish/pending_crawls", len(report.pending_crawls))
@@ -123,6 +125,9 @@ class ArchiveExtension:
         self.stats.inc_value("publish/manifests", len(report.manifests))
         if report.errors:
             self.stats.set_value("publish/error", report.errors[-1])
+        if report.quarantined:
+            self.stats.inc_value("publish/quarantined", len(report.quarantined))
+            self.stats.set_value("publish/quarantine", str(Path(report.quarantined[-1]).parent))
 
     def _in_thread(self, function: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
         return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)

@@ -87,6 +87,7 @@ class ExtractPipeline:
         except TaskFailed as failure:
             self.stats.inc_value(f"extract/failed/{failure.reason}")
             self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
+            self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{failure.reason}")
             logger.error(
                 "extraction failed (%s), not archived this run: %s\n%s",
                 failure.reason,

@@ -137,6 +137,9 @@ class SpooledCrawl:
             self._lock_fd = -1
 
 
+QUARANTINE = "quarantine"  # <spool>/quarantine/<crawl id>/...: unreadable parts, kept for a look
+
+
 class Spool:
     """The local folder where parts wait for the store."""
 
@@ -198,6 +201,7 @@ class PublishReport:
     pending_files: int = 0
     pending_crawls: list[str] = field(default_factory=list)
     busy_crawls: list[str] = field(default_factory=list)  # still running, or being flushed
+    quarantined: list[str] = field(default_factory=list)  # unreadable parts, set aside (paths)
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: PublishReport) -> None:
@@ -259,6 +263,7 @@ class Archive:
         self.spool = spool
         self.index = ArchiveIndex()
         self.crawl: SpooledCrawl | None = None
+        self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0
         self._publishing = True
 
@@ -278,6 +283,8 @@ class Archive:
             self.index.add(entry)
         report.add(publish_spool(self.store, self.spool, self.index))
         self._publishing = self.index.complete and not report.errors
+        if self.index.complete:
+            self.discovery = _last_discovery(self.store)
         self.crawl = self.spool.open_crawl(crawl_id, outlets)
         return report
 
@@ -294,9 +301,13 @@ class Archive:
             self._publishing = not report.errors
         return SpooledPart(key, table.num_rows, size, report)
 
-    def close(self) -> PublishReport:
+    def close(self, discovery: dict[str, dict] | None = None) -> PublishReport:
         """The crawl is over: publish what is left in the spool (this crawl's and any earlier
-        run's), reading only what others published meanwhile, and seal each with its manifest."""
+        run's), reading only what others published meanwhile, and seal each with its manifest.
+        ``discovery`` (validators of the sitemaps, feeds and listings it read) goes into this
+        crawl's manifest, for the next run's conditional requests."""
+        if discovery:
+            self.crawl.write_info(self.crawl.info | {"discovery": discovery})
         self.crawl.finish()
         self.crawl.release()
         report = PublishReport()
@@ -360,9 +371,13 @@ def _publish_part(
             columns = table
         ids = columns.column("article_id").to_pylist()
     except (pa.ArrowException, OSError, KeyError) as exc:
-        report.errors.append(f"spooled part {part} is unreadable ({exc}); left for a look")
-        logger.error("%s", report.errors[-1])
-        return False
+        # set aside, so that one bad file does not hold back every later crawl
+        target = crawl.folder.parent / QUARANTINE / crawl.crawl_id / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+        report.quarantined.append(str(target))
+        logger.error("spooled part unreadable (%s), set aside in %s; the rest is published", exc, target)
+        return True
     versions = columns.column("version").to_pylist() if "version" in columns.column_names else [1] * len(ids)
     fresh = [_fresh(index, i, v or 1, key) for i, v in zip(ids, versions, strict=True)]
     if not all(fresh):  # archived elsewhere meanwhile (store down at open, or another crawler)
@@ -426,10 +441,23 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
         "finished_at": info.get("finished_at"),
         "interrupted": interrupted,
         "outlets": info.get("outlets", []),
+        "discovery": info.get("discovery", {}),
         "rows": sum(e["rows"] for e in files),
         "bytes": sum(e["bytes"] for e in files),
         "files": files,
     }
+
+
+def _last_discovery(store: Store) -> dict[str, dict]:
+    """The discovery validators of the newest sealed run (none if it left any unread)."""
+    manifests = sorted(k for k in store.object_keys(f"{MANIFESTS}/") if k.endswith(".json"))
+    if not manifests:
+        return {}
+    try:
+        discovery = json.loads(store.read(manifests[-1])).get("discovery", {})
+    except (StoreError, ValueError, AttributeError):
+        return {}
+    return discovery if isinstance(discovery, dict) else {}
 
 
 def spool_for(store: Store, folder: str | None = None) -> Spool:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from scrapy.settings import Settings
 
 from benchmarks.eval_extraction import yardstick as load_yardstick
+from crawler.items import Article
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
 from crawler.pipelines import page_pool
@@ -50,6 +52,24 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
     )
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
     return CrawlRun(archive, done.returncode, done.stdout, done.stderr)
+
+
+def fetched_article(**fields: Any) -> Article:
+    """An item as the spider makes it, for one test page (``fields`` override the defaults)."""
+    defaults: dict[str, Any] = {
+        "url": "https://news.example.cn/a/1.html",
+        "outlet_id": "x",
+        "outlet_name": "X",
+        "region": "CN",
+        "outlet_timezone": "Asia/Shanghai",
+        "body": b"",
+        "http_status": 200,
+        "content_type": "text/html",
+        "header_charset": None,
+        "fetched_at": datetime.now(UTC),
+        "crawl_id": "c",
+    }
+    return Article(**(defaults | fields))
 
 
 def extract_saved(

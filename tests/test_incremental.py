@@ -59,8 +59,9 @@ def test_a_correction_is_a_new_version_and_an_unchanged_text_only_a_note(mirror,
         page, body=body.encode("utf-8")
     )
 
-    again = summary(crawl(mirror, archive))  # no --refetch-after: known pages are not fetched
-    assert (again["known"], again["pages"], again["archived"]) == (5, 0, 0)
+    again = crawl(mirror, archive)  # no --refetch-after: the listing answers 304, nothing fetched
+    assert (summary(again)["pages"], summary(again)["archived"]) == (0, 0)
+    assert "unchanged since the last run, not read again: 1 discovery page(s) (304)" in again.stdout
 
     refetched = crawl(mirror, archive, "--refetch-after", "0")
     counts = summary(refetched)
@@ -102,3 +103,71 @@ def test_a_second_run_on_a_held_archive_exits_at_once_or_waits(mirror, tmp_path)
     assert waiting.returncode == 0, rest
     manifests = [json.loads(p.read_text()) for p in (archive / "_manifests").glob("*.json")]
     assert [m["rows"] for m in manifests] == [5]
+
+
+def test_discovery_pages_are_asked_conditionally_and_nothing_is_lost(mirror, tmp_path):
+    """A run that left work undone keeps no validators; a clean one's make the next run's 304s."""
+    archive, outlets = tmp_path / "archive", ("--outlet", "hangzhou-net", "--outlet", OUTLET)
+    host = "hznews.hangzhou.com.cn"
+    index = mirror.mirror.pages[(host, "/sitemap_index.xml")]
+    dated = index.body.replace(b"</loc></sitemap>", b"</loc><lastmod>2020-01-01</lastmod></sitemap>")
+    mirror.mirror.pages[(host, "/sitemap_index.xml")] = dataclasses.replace(index, body=dated)
+    article = next(
+        a for a in mirror.mirror.articles if a.outlet_id == "hangzhou-net" and a.expect == "archived"
+    )
+    key = (host, urlsplit(article.url).path)
+    page = mirror.mirror.pages[key]
+    mirror.mirror.pages[key] = dataclasses.replace(page, status=503)
+
+    undone = run_cli(
+        "crawl", "--mirror-url", mirror.url, "--archive", str(archive), *outlets, "-s", "RETRY_TIMES=0"
+    )
+    assert undone.returncode == 1 and "503 Service Unavailable" in undone.stderr
+    assert [json.loads(p.read_text())["discovery"] for p in (archive / "_manifests").glob("*.json")] == [{}]
+
+    mirror.mirror.pages[key] = page  # back up: the next run must find it through the same pages
+    asked = len(mirror.requested)
+    recovered = crawl(mirror, archive, *outlets[2:], "--outlet", "hangzhou-net")
+    assert mirror.not_modified == [] and summary(recovered)["archived"] == 0  # sxkjt's row
+    assert article_id(article.url) in {r["article_id"] for r in rows(archive)}
+    assert f"{host}/sitemap/xinzheng.xml" in mirror.requested[asked:]
+
+    asked = len(mirror.requested)
+    quiet = run_cli("crawl", "--mirror-url", mirror.url, "--archive", str(archive), *outlets, "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stdout + quiet.stderr
+    assert sorted(mirror.not_modified) == sorted(
+        [f"{host}/sitemap_index.xml", f"{host}/rss/xinzheng.xml", "kjt.shanxi.gov.cn/zxzx/ywyl/index.shtml"]
+    )
+    assert not [r for r in mirror.requested[asked:] if "/sitemap/" in r]  # children older than our read
+
+
+def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(mirror, tmp_path):
+    archive = tmp_path / "archive"
+    crawl(mirror, archive)
+    original = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
+    host, path = urlsplit(original.url).netloc, urlsplit(original.url).path
+    copy_path = "/zxzx/ywyl/202311/t20231101_9999999.shtml"  # the same story again, at a new URL
+    mirror.mirror.pages[(host, copy_path)] = mirror.mirror.pages[(host, path)]
+    listing = mirror.mirror.pages[(host, "/zxzx/ywyl/index.shtml")]
+    link = f'<a href="https://{host}{copy_path}">again</a></body>'.encode()
+    mirror.mirror.pages[(host, "/zxzx/ywyl/index.shtml")] = dataclasses.replace(
+        listing, body=listing.body.replace(b"</body>", link)
+    )
+    asked = len(mirror.requested)
+    again = summary(crawl(mirror, archive, "--summary-json", str(tmp_path / "run.json")))
+    articles = [r for r in mirror.requested[asked:] if "/t20" in r]
+    assert articles == [host + copy_path]  # the known ones are not asked for
+    assert (again["archived"], again["copies"]) == (1, 1)
+    verdict = json.loads((tmp_path / "run.json").read_text())
+    figures = verdict["outlets"][OUTLET]
+    assert (figures["skipped_known"], figures["fetched"], figures["archived"], figures["copies"]) == (
+        5,
+        1,
+        1,
+        1,
+    )
+    assert figures["failed"] == {} and verdict["totals"]["archived"] == 1
+    assert (verdict["exit_code"], verdict["pending_uploads"]) == (0, 0)
+    assert verdict["started_at"] < verdict["finished_at"] and verdict["crawl_id"]
+    copy = next(r for r in rows(archive) if r["url"].endswith(copy_path))
+    assert copy["duplicate_of"] == article_id(original.url) != copy["article_id"]

@@ -1,7 +1,9 @@
-"""A loopback HTTP server for the mirrors: ``GET /<host>/<path>`` answers that host's page."""
+"""A loopback HTTP server for the mirrors: ``GET /<host>/<path>`` answers that host's page, with an
+ETag, and 304 to a request whose If-None-Match names it."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ class MirrorServer:
     def __init__(self, mirror: Mirror | None = None, port: int = 0):
         self.mirror = mirror or build_mirror()
         self.requested: list[str] = []  # "host/path" of every request, in order
+        self.not_modified: list[str] = []  # ... of those answered 304 (If-None-Match matched)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -53,7 +56,16 @@ class MirrorServer:
                 if page is None:
                     self.send_error(404, "not in the mirror")
                     return
+                etag = f'"{hashlib.sha256(page.body).hexdigest()[:16]}"'
+                if page.status == 200 and self.headers.get("If-None-Match") == etag:
+                    with server._lock:
+                        server.not_modified.append(host + path)
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
                 self.send_response(page.status)
+                self.send_header("ETag", etag)
                 self.send_header("Content-Type", page.content_type)
                 self.send_header("Content-Length", str(len(page.body)))
                 self.end_headers()

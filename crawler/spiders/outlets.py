@@ -3,23 +3,34 @@
 Discovery, per outlet: sitemaps (indexes and Google News sitemaps included, through Scrapy's
 SitemapSpider), RSS/Atom feeds, and listing pages with bounded pagination. A page is an article
 when its URL matches one of the outlet's article patterns; what it holds is the pipelines' call.
+
+Discovery pages are read every run, conditionally: the last sealed run's manifest keeps each
+one's ETag and Last-Modified (and when each sitemap was read), so a page that has not changed
+answers 304 and a child sitemap whose ``<lastmod>`` is older than our last read is not
+requested. The manifest keeps them only when that run left nothing undone (no page failed, no
+5xx, 429 or network error, no error logged, the crawl ran to its end): then every link such a
+page gave was archived, known or judged, and skipping it loses nothing.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.selector import Selector
 from scrapy.spiders import SitemapSpider
 
+from crawler.extensions import archive_extension
 from crawler.items import Article
 from crawler.registry import Outlet, Registry, load_registry
+
+_UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
 
 
 def new_crawl_id(now: datetime | None = None) -> str:
@@ -36,6 +47,9 @@ class OutletsSpider(SitemapSpider):
         self.crawl_id = crawl_id
         self.allowed_domains = sorted({d for o in registry.values() for d in o.allowed_domains})
         self.sitemap_rules = [(p, "parse_article") for o in registry.values() for p in o.article_patterns]
+        self.previous: dict[str, dict] = {}  # discovery pages as the last sealed run read them
+        self.read: dict[str, dict] = {}  # ... and as this run read them
+        self.ran_to_the_end = False
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -47,19 +61,88 @@ class OutletsSpider(SitemapSpider):
         if selected:
             registry = registry.select(selected)
         crawl_id = settings.get("NEWSARCHIVE_CRAWL_ID") or new_crawl_id()
-        return super().from_crawler(crawler, registry, crawl_id, *args, **kwargs)
+        spider = super().from_crawler(crawler, registry, crawl_id, *args, **kwargs)
+        crawler.signals.connect(spider._idle, signal=signals.spider_idle)
+        return spider
 
     async def start(self) -> AsyncIterator[Any]:
+        self.previous = (await archive_extension(self.crawler).opened()).discovery
         for outlet in self.registry.values():
             for url in outlet.sitemaps:
-                yield Request(url, self._parse_sitemap)
+                yield self._discovery(url, self._parse_sitemap)
             for url in outlet.feeds:
-                yield Request(url, self.parse_feed, cb_kwargs={"outlet_id": outlet.id})
+                yield self._discovery(url, self.parse_feed, outlet_id=outlet.id)
             for url in outlet.listings:
-                yield Request(url, self.parse_listing, cb_kwargs={"outlet_id": outlet.id, "page": 1})
+                yield self._discovery(url, self.parse_listing, outlet_id=outlet.id, page=1)
+
+    def discovery_state(self) -> dict[str, dict] | None:
+        """What the next run may ask conditionally; None when this run left work undone."""
+        stats = self.crawler.stats.get_stats()
+        undone = stats.get("log_count/ERROR") or any(
+            (key.startswith(_UNDONE) and not key.endswith(".IgnoreRequest"))  # robots.txt, offsite
+            or (key.startswith("httperror/response_ignored_status_count/") and _transient(key))
+            for key in stats
+        )
+        if undone or not self.ran_to_the_end:
+            return None
+        return self.previous | self.read
+
+    def _discovery(self, url: str, callback: Any, **cb_kwargs: Any) -> Request:
+        """A request for a discovery page, conditional on what the last run read of it (not when
+        known articles are to be fetched again: they are found through these pages)."""
+        refetching = self.settings.get("REFETCH_AFTER_DAYS") is not None
+        last = {} if refetching else self.previous.get(url, {})
+        headers = {}
+        if last.get("etag"):
+            headers["If-None-Match"] = last["etag"]
+        if last.get("last_modified"):
+            headers["If-Modified-Since"] = last["last_modified"]
+        return Request(
+            url, callback, headers=headers, cb_kwargs=cb_kwargs, meta={"handle_httpstatus_list": [304]}
+        )
+
+    def _unchanged(self, response: Response) -> bool:
+        """True for a 304; otherwise remembers the page's validators for the next run."""
+        if response.status == 304:
+            self.crawler.stats.inc_value("discovery/not_modified")
+            for outlet in self.registry.values():
+                if outlet.owns(response.url):
+                    self._count(outlet, "not_modified")
+            return True
+        self.read[response.url] = {
+            "etag": response.headers.get("ETag", b"").decode("latin-1") or None,
+            "last_modified": response.headers.get("Last-Modified", b"").decode("latin-1") or None,
+            "read_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return False
+
+    def _parse_sitemap(self, response: Response) -> Iterable[Request]:
+        if self._unchanged(response):
+            return ()
+        return super()._parse_sitemap(response)
+
+    def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        """A sitemap index's children whose ``<lastmod>`` is older than our last read of them
+        are not requested (their links were all handled then), unless articles are refetched."""
+        if self.settings.get("REFETCH_AFTER_DAYS") is not None:
+            yield from entries
+            return
+        for entry in entries:
+            last = self.previous.get(entry.get("loc", ""), {})
+            if getattr(entries, "type", "") == "sitemapindex" and _older(
+                entry.get("lastmod"), last.get("read_at")
+            ):
+                self.crawler.stats.inc_value("discovery/sitemap_unchanged")
+                continue
+            yield entry
+
+    def _idle(self) -> None:
+        self.ran_to_the_end = True  # the queue ran dry: not stopped by a signal or a limit
 
     def parse_feed(self, response: Response, outlet_id: str) -> Iterable[Request]:
         """RSS 2.0 ``<item><link>`` and Atom ``<entry><link href>``."""
+        if self._unchanged(response):
+            return
         outlet = self.registry[outlet_id]
         selector = Selector(text=response.text, type="xml")
         selector.remove_namespaces()
@@ -68,6 +151,8 @@ class OutletsSpider(SitemapSpider):
         yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links.getall()))
 
     def parse_listing(self, response: Response, outlet_id: str, page: int) -> Iterable[Request]:
+        if self._unchanged(response):
+            return
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
         links = [response.urljoin(href) for href in response.css("a::attr(href)").getall()]
@@ -85,6 +170,9 @@ class OutletsSpider(SitemapSpider):
             self.logger.info("redirected away from the article patterns: %s", response.url)
             return
         self._count(outlet, "article_pages")
+        now = time.time()
+        self.crawler.stats.min_value(f"outlet/{outlet.id}/first_page_at", now)
+        self.crawler.stats.max_value(f"outlet/{outlet.id}/last_page_at", now)
         content_type = response.headers.get("Content-Type", b"").decode("latin-1")
         yield Article(
             url=response.url,
@@ -118,6 +206,24 @@ class OutletsSpider(SitemapSpider):
 
     def _count(self, outlet: Outlet, what: str) -> None:
         self.crawler.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+
+def _transient(stats_key: str) -> bool:
+    status = stats_key.rsplit("/", 1)[-1]
+    return status.isdigit() and (int(status) >= 500 or int(status) == 429)
+
+
+def _older(lastmod: str | None, read_at: str | None) -> bool:
+    """``lastmod`` (W3C datetime, a date or a time) is before ``read_at``; False if unknown."""
+    if not lastmod or not read_at:
+        return False
+    try:
+        modified = datetime.fromisoformat(lastmod.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if modified.tzinfo is None:  # a bare date: the whole day, in the worst zone
+        modified = modified.replace(tzinfo=UTC) + timedelta(days=1, hours=14)
+    return modified < datetime.fromisoformat(read_at)
 
 
 def _header_charset(content_type: str) -> str | None:

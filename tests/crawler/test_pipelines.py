@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
-from crawler.items import Article
 from crawler.pipelines import ExtractPipeline
 from pipelines.pool import WorkerPool
+from tests.conftest import fetched_article
 
 
 @pytest.mark.parametrize(
@@ -26,19 +25,7 @@ from pipelines.pool import WorkerPool
 def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason, logged, caplog):
     stats = get_crawler().stats
     pipeline = ExtractPipeline(stats, WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2))
-    item = Article(
-        url="https://news.example.cn/a/1.html",
-        outlet_id="x",
-        outlet_name="X",
-        region="CN",
-        outlet_timezone="UTC",
-        body=b"<html></html>",
-        http_status=200,
-        content_type="text/html",
-        header_charset=None,
-        fetched_at=datetime.now(UTC),
-        crawl_id="c",
-    )
+    item = fetched_article(body=b"<html></html>", outlet_timezone="UTC")
 
     async def run() -> None:
         await pipeline.open_spider()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime
 
 import pytest
 
 from crawler.items import Article
 from pipelines.dedup import Deduplicator, article_id, simhash, text_hash
 from pipelines.index import ArchiveIndex
-from tests.conftest import SHARED
+from tests.conftest import SHARED, fetched_article
 
 TEXTS = [
     json.loads(path.read_text(encoding="utf-8"))["text"]
@@ -21,20 +20,7 @@ TEXTS = [t for t in TEXTS if len(t.split("\n\n")) >= 3]
 
 
 def item(url: str, text: str, outlet: str = "a") -> Article:
-    return Article(
-        url=url,
-        outlet_id=outlet,
-        outlet_name=outlet,
-        region="CN",
-        outlet_timezone="Asia/Shanghai",
-        body=b"",
-        http_status=200,
-        content_type="text/html",
-        header_charset=None,
-        fetched_at=datetime(2026, 11, 23, tzinfo=UTC),
-        crawl_id="c2",
-        text=text,
-    )
+    return fetched_article(url=url, text=text, outlet_id=outlet, crawl_id="c2")
 
 
 def archived(url: str, text: str, version: int = 1) -> ArchiveIndex:

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 from crawler.items import Article
 from pipelines.page import PageAnalyser
-from tests.conftest import FIXTURES, REPO
+from tests.conftest import FIXTURES, REPO, fetched_article
 
 PAGES = FIXTURES / "pages"
 
 
 def page(name: str) -> Article:
-    return Article(
-        url="https://news.example.cn/a/1.html",
-        outlet_id="x",
-        outlet_name="X",
-        region="CN",
-        outlet_timezone="Asia/Shanghai",
-        body=(PAGES / name).read_bytes(),
-        http_status=200,
-        content_type="text/html",
-        header_charset=None,
-        fetched_at=datetime.now(UTC),
-        crawl_id="c",
-    )
+    return fetched_article(body=(PAGES / name).read_bytes())
 
 
 def test_the_article_fields_are_filled_and_the_body_dropped():
@@ -47,6 +34,7 @@ def test_the_stages_cores_import_no_scrapy():
     """Worker processes import them: Scrapy and its reactor stay in the crawl process."""
     code = (
         "import sys, pipelines.page, pipelines.pool, pipelines.archive, pipelines.dedup, pipelines.publish, "
+        "pipelines.index, pipelines.lock, "
         "pipelines.storage, pipelines.schema; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'scrapy', 'twisted', 'itemadapter'}))"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,3 +107,26 @@ def test_foreign_or_broken_files_in_the_archive_are_skipped_loudly(store, spool,
     assert archived_ids(store) == {"a": KEY}
     assert "not a readable archive part, ignored: outlet=x/published=2024-03/junk.parquet" in caplog.text
     assert "not a manifest, ignored: _manifests/junk.json" in caplog.text
+
+
+def test_an_unreadable_spooled_part_is_set_aside_and_the_rest_published(store, spool):
+    """One bad file left by an earlier crawl must not hold back that crawl or any later one."""
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a"))
+    broken = crawl.folder / KEY.replace("00001", "00002")
+    broken.write_bytes((FIXTURES / "archive" / "not-a-part.parquet").read_bytes())
+    crawl.release()
+    later = spool.open_crawl("c2", ["x"])
+    later.write_part(KEY.replace("c1", "c2"), table("b"))
+    later.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.manifests, report.pending_crawls) == (
+        2,
+        ["_manifests/c1.json", "_manifests/c2.json"],
+        [],
+    )
+    assert [Path(p).name for p in report.quarantined] == [broken.name]
+    assert (
+        Path(report.quarantined[0]).read_bytes() == (FIXTURES / "archive" / "not-a-part.parquet").read_bytes()
+    )
+    assert sorted(archived_ids(store)) == ["a", "b"]
