@@ -197,6 +197,8 @@ def crawl_command(args: argparse.Namespace) -> int:
         overrides["CONTACT_URL"] = args.contact
     if args.refetch_after is not None:
         overrides["REFETCH_AFTER_DAYS"] = args.refetch_after
+    if sys.stderr.isatty() and not args.quiet:
+        overrides["PROGRESS"] = True
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         overrides[name] = value

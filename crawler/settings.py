@@ -57,8 +57,11 @@ LANGUAGE_SAMPLE_CHARS = 2000
 SPIDER_MIDDLEWARES = {"crawler.middlewares.KnownArticlesMiddleware": 100}
 REFETCH_AFTER_DAYS: float | None = None
 
-# The archive: one connection per crawl (store, spool, index of what it holds), shared by the stages.
-EXTENSIONS = {"crawler.extensions.ArchiveExtension": 0}
+# The archive: one connection per crawl (store, spool, index of what it holds), shared by the
+# stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
+EXTENSIONS = {"crawler.extensions.ArchiveExtension": 0, "crawler.progress.ProgressExtension": 10}
+PROGRESS = False
+PROGRESS_INTERVAL = 0.5
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
 ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
 ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,

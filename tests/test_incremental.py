@@ -29,6 +29,7 @@ def mirror():
 
 
 def crawl(mirror: MirrorServer, archive, *extra: str):
+    """A crawl of OUTLET (and of any outlet ``extra`` names) that must go well."""
     run = run_cli("crawl", "--mirror-url", mirror.url, "--archive", str(archive), "--outlet", OUTLET, *extra)
     assert run.returncode == 0, run.stdout + run.stderr
     return run
@@ -141,33 +142,39 @@ def test_discovery_pages_are_asked_conditionally_and_nothing_is_lost(mirror, tmp
     assert not [r for r in mirror.requested[asked:] if "/sitemap/" in r]  # children older than our read
 
 
-def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(mirror, tmp_path):
-    archive = tmp_path / "archive"
-    crawl(mirror, archive)
+@pytest.mark.parametrize(
+    ("outlet", "host", "copy_path", "listing"),
+    [
+        (OUTLET, "kjt.shanxi.gov.cn", "/zxzx/ywyl/202311/t20231101_9999999.shtml", "/zxzx/ywyl/index.shtml"),
+        ("jzyinliu", "jzyinliu.cn", "/detail/d_guizhou/99999999.html", "/list/d_guizhou/"),  # a wire copy
+    ],
+)
+def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(
+    mirror, tmp_path, outlet, host, copy_path, listing
+):
+    archive, outlets = tmp_path / "archive", ("--outlet", "jzyinliu")
+    crawl(mirror, archive, *outlets)
     original = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
-    host, path = urlsplit(original.url).netloc, urlsplit(original.url).path
-    copy_path = "/zxzx/ywyl/202311/t20231101_9999999.shtml"  # the same story again, at a new URL
-    mirror.mirror.pages[(host, copy_path)] = mirror.mirror.pages[(host, path)]
-    listing = mirror.mirror.pages[(host, "/zxzx/ywyl/index.shtml")]
+    source = urlsplit(original.url)
+    mirror.mirror.pages[(host, copy_path)] = mirror.mirror.pages[(source.netloc, source.path)]
+    page = mirror.mirror.pages[(host, listing)]
     link = f'<a href="https://{host}{copy_path}">again</a></body>'.encode()
-    mirror.mirror.pages[(host, "/zxzx/ywyl/index.shtml")] = dataclasses.replace(
-        listing, body=listing.body.replace(b"</body>", link)
-    )
+    mirror.mirror.pages[(host, listing)] = dataclasses.replace(page, body=page.body.replace(b"</body>", link))
     asked = len(mirror.requested)
-    again = summary(crawl(mirror, archive, "--summary-json", str(tmp_path / "run.json")))
-    articles = [r for r in mirror.requested[asked:] if "/t20" in r]
-    assert articles == [host + copy_path]  # the known ones are not asked for
-    assert (again["archived"], again["copies"]) == (1, 1)
+    crawl(mirror, archive, *outlets, "--summary-json", str(tmp_path / "run.json"))
+    every_article = {_host_path(a.url) for a in mirror.mirror.articles} | {host + copy_path}
+    assert set(mirror.requested[asked:]) & every_article == {host + copy_path}  # the known: not asked
     verdict = json.loads((tmp_path / "run.json").read_text())
-    figures = verdict["outlets"][OUTLET]
-    assert (figures["skipped_known"], figures["fetched"], figures["archived"], figures["copies"]) == (
-        5,
-        1,
-        1,
-        1,
-    )
-    assert figures["failed"] == {} and verdict["totals"]["archived"] == 1
+    figures = verdict["outlets"][outlet]
+    assert (figures["fetched"], figures["archived"], figures["copies"], figures["failed"]) == (1, 1, 1, {})
+    assert figures["skipped_known"] >= 5 and verdict["totals"]["archived"] == 1
     assert (verdict["exit_code"], verdict["pending_uploads"]) == (0, 0)
     assert verdict["started_at"] < verdict["finished_at"] and verdict["crawl_id"]
     copy = next(r for r in rows(archive) if r["url"].endswith(copy_path))
     assert copy["duplicate_of"] == article_id(original.url) != copy["article_id"]
+    assert copy["outlet_id"] == outlet
+
+
+def _host_path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.netloc + parts.path

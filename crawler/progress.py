@@ -1,0 +1,94 @@
+"""A live progress table on a terminal, in place of Scrapy's log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+
+
+class ProgressExtension:
+    """On a terminal, a live table of each outlet's progress (discovered / fetched / archived /
+    failed) in place of Scrapy's log; warnings and errors still print, above it.
+
+    Enabled by ``PROGRESS`` (``newsarchive crawl`` sets it when stderr is a terminal and the run
+    is not ``--quiet``); refreshed every ``PROGRESS_INTERVAL`` seconds from the crawl's stats.
+    """
+
+    def __init__(self, crawler: Crawler, interval: float):
+        self.crawler = crawler
+        self.interval = interval
+        self._live: Live | None = None
+        self._handlers: list[logging.Handler] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ProgressExtension:
+        if not crawler.settings.getbool("PROGRESS"):
+            raise NotConfigured("PROGRESS is off")
+        extension = cls(crawler, crawler.settings.getfloat("PROGRESS_INTERVAL", 0.5))
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(extension.give_back_the_log, signal=signals.engine_stopped)
+        return extension
+
+    def take_the_log(self) -> None:
+        """Scrapy's log handlers out, one that prints above the live table in (until the engine
+        stops)."""
+        self.console = Console(stderr=True)
+        root = logging.getLogger()
+        self._handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+        rich_handler = RichHandler(console=self.console, show_path=False)
+        rich_handler.setLevel(min((h.level for h in self._handlers), default=logging.WARNING))
+        for handler in self._handlers:
+            root.removeHandler(handler)
+        root.addHandler(rich_handler)
+        self._handlers.append(rich_handler)  # the last one: to take out again
+
+    def give_back_the_log(self) -> None:
+        root = logging.getLogger()
+        root.removeHandler(self._handlers.pop())
+        for handler in self._handlers:
+            root.addHandler(handler)
+
+    def spider_opened(self) -> None:
+        self.take_the_log()  # not earlier: Scrapy installs its handler again as the crawl starts
+        self._live = Live(self.table(), console=self.console, refresh_per_second=4)
+        self._live.start()
+        self._task = asyncio.ensure_future(self._refresh())
+
+    def spider_closed(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._live is not None:
+            self._live.update(self.table())
+            self._live.stop()
+
+    def table(self) -> Table:
+        stats = self.crawler.stats.get_stats()
+        table = Table("outlet", "discovered", "fetched", "archived", "failed", box=None)
+        for outlet_id in self.crawler.settings.getlist("NEWSARCHIVE_OUTLETS"):
+
+            def count(key: str, outlet_id: str = outlet_id) -> int:
+                return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+
+            table.add_row(
+                outlet_id,
+                str(count("known") + count("article_pages")),
+                str(count("article_pages")),
+                str(count("archived")),
+                str(count("failed")),
+            )
+        return table
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self._live.update(self.table())
