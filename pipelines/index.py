@@ -145,6 +145,7 @@ class ArchiveIndex:
         self.complete = False  # the store was read (False: unreadable, the spool is all we know)
         self._read: set[str] = set()
         self._merged: set[str] = set()  # index files the newest base read replaces
+        self.newest_manifest = ""  # key of the newest run's manifest (crawl ids sort by time)
 
     def __contains__(self, article_id: str) -> bool:
         return article_id in self.articles
@@ -172,7 +173,10 @@ class ArchiveIndex:
                 covered_files.add(entry["file"])
                 self.add(entry)
         for key in keys:
-            if not (key.startswith(f"{MANIFESTS}/") and key.endswith(".json")) or key in self._read:
+            if not (key.startswith(f"{MANIFESTS}/") and key.endswith(".json")):
+                continue
+            self.newest_manifest = max(self.newest_manifest, key)
+            if key in self._read:
                 continue
             self._read.add(key)
             if key.removeprefix(f"{MANIFESTS}/").removesuffix(".json") in covered_crawls:

@@ -284,7 +284,8 @@ class Archive:
         report.add(publish_spool(self.store, self.spool, self.index))
         self._publishing = self.index.complete and not report.errors
         if self.index.complete:
-            self.discovery = _last_discovery(self.store)
+            newest = max([self.index.newest_manifest, *report.manifests], default="")
+            self.discovery = _discovery_in(self.store, newest) if newest else {}
         self.crawl = self.spool.open_crawl(crawl_id, outlets)
         return report
 
@@ -335,8 +336,9 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, repor
     info = crawl.info
     journal = crawl.journal()
     delta_file = crawl.folder / ".index-delta.parquet"
-    entries = [entry for part in journal.values() for entry in from_json(part.get("index", []))]
-    write_index_file(delta_file, entries + crawl.notes())
+    if not delta_file.exists():  # written once: a repeated publication sends the same bytes
+        entries = [entry for part in journal.values() for entry in from_json(part.get("index", []))]
+        write_index_file(delta_file, entries + crawl.notes())
     if _published(store, delta_file, delta_key(crawl.crawl_id), report) is None:
         return
     manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
@@ -448,13 +450,10 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
     }
 
 
-def _last_discovery(store: Store) -> dict[str, dict]:
-    """The discovery validators of the newest sealed run (none if it left any unread)."""
-    manifests = sorted(k for k in store.object_keys(f"{MANIFESTS}/") if k.endswith(".json"))
-    if not manifests:
-        return {}
+def _discovery_in(store: Store, manifest: str) -> dict[str, dict]:
+    """The discovery validators a manifest keeps (none if its run left any page unread)."""
     try:
-        discovery = json.loads(store.read(manifests[-1])).get("discovery", {})
+        discovery = json.loads(store.read(manifest)).get("discovery", {})
     except (StoreError, ValueError, AttributeError):
         return {}
     return discovery if isinstance(discovery, dict) else {}
