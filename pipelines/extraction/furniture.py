@@ -24,6 +24,7 @@ from pipelines.extraction.metadata import (
     editor_name,
     split_names,
 )
+from pipelines.extraction.script import for_rules, printed
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
 _FURNITURE_TOKENS = frozenset(
@@ -209,22 +210,23 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
         line = raw_line.strip()
         if not line or line == metadata.title:
             continue
-        if _LIST_HEADING.match(line):
+        rules_line = for_rules(line)  # Traditional read as Simplified; spans as in line
+        if _LIST_HEADING.match(rules_line):
             under_list_heading = True
             continue
         if under_list_heading and _is_title(line):
             continue
         under_list_heading = False
-        editor = EDITOR_LINE.match(line)
+        editor = EDITOR_LINE.match(rules_line)
         if editor:
-            metadata.editor = metadata.editor or editor_name(editor)
+            metadata.editor = metadata.editor or editor_name(editor, line)
             continue
         byline = BYLINE_AUTHOR.match(line)
         if byline:
             metadata.authors = metadata.authors or split_names(byline["name"])
             continue
         if any(
-            rule.search(line)
+            rule.search(rules_line)
             for rule in (
                 REVIEW_LINE,
                 _BARE_DATE_LINE,
@@ -235,9 +237,9 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
             )
         ):
             continue
-        source = SOURCE.search(line)
-        if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(line)):
-            metadata.source = metadata.source or source["source"].strip()
+        source = SOURCE.search(rules_line)
+        if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(rules_line)):
+            metadata.source = metadata.source or printed(source, line, "source").strip()
             continue
         kept.append(line)
     return "\n\n".join(_without_menus(kept))

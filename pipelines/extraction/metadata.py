@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import lxml.html
 
+from pipelines.extraction.script import for_rules, printed
+
 DATE = re.compile(
     r"(?P<y>(?:19|20)\d{2})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
     r"(?:[T\s]*(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?"
@@ -126,9 +128,9 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
     )
     metadata.authors = split_names(author or "")
     for line in lines:
-        editor = EDITOR_LINE.match(line)
+        editor = EDITOR_LINE.match(for_rules(line))
         if editor:
-            metadata.editor = editor_name(editor)
+            metadata.editor = editor_name(editor, line)
             break
     metadata.published_raw = _best_date(
         [
@@ -272,8 +274,9 @@ def _best_date(candidates: list[str | None]) -> str | None:
     return candidate if _ISO_DATE.match(candidate) else match.group(0)
 
 
-def editor_name(match: re.Match[str]) -> str:
-    return next(name for name in match.group("name", "cjk", "latin") if name).strip()
+def editor_name(match: re.Match[str], line: str) -> str:
+    """The editor's name from an :data:`EDITOR_LINE` match on ``for_rules(line)``, as printed."""
+    return printed(match, line, "name", "cjk", "latin").strip()
 
 
 def first(*values: str | None) -> str | None:
@@ -284,8 +287,8 @@ def first(*values: str | None) -> str | None:
 
 
 def _match_group(pattern: re.Pattern[str], text: str, group: str) -> str | None:
-    match = pattern.search(text)
-    return match[group].strip() if match else None
+    match = pattern.search(for_rules(text))
+    return printed(match, text, group).strip() if match and match[group] else None
 
 
 def split_list(value: str) -> list[str]:
@@ -293,7 +296,9 @@ def split_list(value: str) -> list[str]:
 
 
 def split_names(value: str) -> list[str]:
-    value = re.sub(r"^(?:本报)?(?:记者|通讯员|作者)\s*", "", value.strip())
+    value = value.strip()
+    if prefix := re.match(r"(?:本报)?(?:记者|通讯员|作者)\s*", for_rules(value)):
+        value = value[prefix.end() :]
     separators = r"[,，;；、]|\s+and\s+"
     if re.search(r"[\u4e00-\u9fff]", value):  # Chinese bylines separate names with spaces
         separators += r"|\s+"
