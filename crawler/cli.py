@@ -3,7 +3,8 @@
 Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (errors logged, pages
 that failed, an outlet where no article page was found, a spooled part set aside); 2 bad
 arguments, registry or archive URI; 3 parts wait in the spool because the store failed (the next
-run or ``flush`` publishes them); 75 another run holds the archive (``--wait`` waits instead).
+run or ``flush`` publishes them); 4 stopped before its end (SIGTERM, SIGINT, a limit); 5 a bug of
+ours (an exception in our code); 75 another run holds the archive (``--wait`` waits instead).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pipelines.publish import publish_spool
 from pipelines.storage import LocalStore, Store, write_atomically
 
 PENDING_EXIT = 3  # the run went well, but parts wait in the spool for the store
+STOPPED_EXIT = 4  # stopped before its end (SIGTERM, SIGINT, a CLOSESPIDER_* limit): the rest next run
+BUG_EXIT = 5  # our own code raised (a bug to report), as opposed to the sites failing
 MIRROR_SETTINGS = {
     "DOWNLOAD_HANDLERS": {
         "http": "crawler.mirror.handler.MirrorDownloadHandler",
@@ -228,11 +231,22 @@ def crawl_command(args: argparse.Namespace) -> int:
     report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
     if not (args.quiet and healthy):
         print(report)
-    code = PENDING_EXIT if stats.get("publish/pending_crawls") else 0 if healthy else 1
+    code = _exit_code(stats, healthy)
     if args.summary_json:
         verdict = run_verdict(registry, stats, settings["NEWSARCHIVE_CRAWL_ID"], code)
         write_atomically(Path(args.summary_json), lambda f: f.write(json.dumps(verdict, indent=1).encode()))
     return code
+
+
+def _exit_code(stats: dict[str, Any], healthy: bool) -> int:
+    """The most serious first: a bug of ours, uploads pending, stopped early, anything else."""
+    if any(key.startswith("bugs/") for key in stats):
+        return BUG_EXIT
+    if stats.get("publish/pending_crawls"):
+        return PENDING_EXIT
+    if stats.get("finish_reason") not in ("finished", None):
+        return STOPPED_EXIT
+    return 0 if healthy else 1
 
 
 def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: int) -> dict[str, Any]:
@@ -328,6 +342,18 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             for i, (v, w) in enumerate(zip(row, widths, strict=True))
         )
 
+    if stats.get("finish_reason") not in ("finished", None):
+        problems.append(
+            f"the crawl was stopped before its end ({stats['finish_reason']}): what it fetched is archived, "
+            "its manifest says interrupted, the next run fetches the rest"
+        )
+    bugs = {k.removeprefix("bugs/"): v for k, v in stats.items() if k.startswith("bugs/")}
+    if bugs:
+        problems.append(
+            "our own code raised ("
+            + ", ".join(f"{where}: {n}" for where, n in sorted(bugs.items()))
+            + "): a bug, with its traceback in the log; please report it"
+        )
     failures = {k.rsplit("/", 1)[-1]: v for k, v in stats.items() if k.startswith("extract/failed/")}
     if failures:
         problems.append(

@@ -8,8 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
+from scrapy.statscollectors import StatsCollector
 
 from pipelines.archive import Part, to_table
 from pipelines.publish import Archive, PublishReport, Spool, spool_for
@@ -111,8 +113,10 @@ class ArchiveExtension:
         try:
             while self._pending:
                 await self._pending.pop(0)
-            discovery = getattr(self.crawler.spider, "discovery_state", lambda: None)()
-            report = await self._in_thread(self.archive.close, discovery)
+            spider = self.crawler.spider
+            discovery = getattr(spider, "discovery_state", lambda: None)()
+            stopped_early = not getattr(spider, "ran_to_the_end", True)  # a signal, a CLOSESPIDER_* limit
+            report = await self._in_thread(self.archive.close, discovery, stopped_early)
             self._count(report)
             self.stats.set_value("publish/pending_files", report.pending_files)
             self.stats.set_value("publish/pending_crawls", len(report.pending_crawls))
@@ -139,3 +143,24 @@ def archive_extension(crawler: Crawler) -> ArchiveExtension:
     if extension is None:
         raise RuntimeError("crawler.extensions.ArchiveExtension must be enabled in EXTENSIONS")
     return extension
+
+
+class BugCounter:
+    """Counts the exceptions our own code raised during the crawl (``bugs/spider``,
+    ``bugs/pipeline``), so that the run's verdict tells a bug from a site's failure."""
+
+    def __init__(self, stats: StatsCollector):
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> BugCounter:
+        counter = cls(crawler.stats)
+        crawler.signals.connect(counter.spider_error, signal=signals.spider_error)
+        crawler.signals.connect(counter.item_error, signal=signals.item_error)
+        return counter
+
+    def spider_error(self) -> None:
+        self.stats.inc_value("bugs/spider")
+
+    def item_error(self) -> None:
+        self.stats.inc_value("bugs/pipeline")

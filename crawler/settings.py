@@ -59,7 +59,11 @@ REFETCH_AFTER_DAYS: float | None = None
 
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
-EXTENSIONS = {"crawler.extensions.ArchiveExtension": 0, "crawler.progress.ProgressExtension": 10}
+EXTENSIONS = {
+    "crawler.extensions.ArchiveExtension": 0,
+    "crawler.extensions.BugCounter": 5,
+    "crawler.progress.ProgressExtension": 10,
+}
 PROGRESS = False
 PROGRESS_INTERVAL = 0.5
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix

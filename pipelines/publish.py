@@ -302,13 +302,16 @@ class Archive:
             self._publishing = not report.errors
         return SpooledPart(key, table.num_rows, size, report)
 
-    def close(self, discovery: dict[str, dict] | None = None) -> PublishReport:
+    def close(self, discovery: dict[str, dict] | None = None, stopped_early: bool = False) -> PublishReport:
         """The crawl is over: publish what is left in the spool (this crawl's and any earlier
         run's), reading only what others published meanwhile, and seal each with its manifest.
         ``discovery`` (validators of the sitemaps, feeds and listings it read) goes into this
-        crawl's manifest, for the next run's conditional requests."""
-        if discovery:
-            self.crawl.write_info(self.crawl.info | {"discovery": discovery})
+        crawl's manifest, for the next run's conditional requests; a crawl ``stopped_early`` (a
+        signal, a limit) gets ``"interrupted": true`` like one that died."""
+        if discovery or stopped_early:
+            self.crawl.write_info(
+                self.crawl.info | {"discovery": discovery or {}, "stopped_early": stopped_early}
+            )
         self.crawl.finish()
         self.crawl.release()
         report = PublishReport()
@@ -343,7 +346,9 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, repor
         return
     manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
     # unfinished, yet nobody held its lock: the crawl process died
-    manifest = _manifest(info, journal, interrupted=info.get("finished_at") is None)
+    manifest = _manifest(
+        info, journal, interrupted=info.get("finished_at") is None or info.get("stopped_early", False)
+    )
     manifest["index"] = delta_key(crawl.crawl_id)
     manifest_file = crawl.folder / ".manifest.json"
     _write_json(manifest_file, manifest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -12,12 +13,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from crawler.cli import BUG_EXIT, STOPPED_EXIT
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
 from pipelines.dedup import article_id
 from pipelines.lock import BUSY_EXIT, archive_lock
 from pipelines.storage import LocalStore
 from tests.conftest import REPO, run_cli
+from tests.faultproxy import FaultProxy
 
 OUTLET = "sxkjt"
 
@@ -178,3 +181,49 @@ def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(
 def _host_path(url: str) -> str:
     parts = urlsplit(url)
     return parts.netloc + parts.path
+
+
+def test_sigterm_stops_the_crawl_honestly_and_the_next_run_fetches_the_rest(mirror, tmp_path):
+    archive = tmp_path / "archive"
+    last = [a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived"][-1]
+    target = urlsplit(last.url).path
+    with FaultProxy(mirror.url, lambda method, path: "hold" if path.endswith(target) else "pass") as proxy:
+        running = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", proxy.url),
+                *("--archive", str(archive), "--outlet", OUTLET),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proxy.held.wait(120)  # the crawl is under way
+        running.send_signal(signal.SIGTERM)  # what timeout, systemd and Kubernetes send
+        proxy.release.set()
+        out, err = running.communicate(timeout=300)
+    assert running.returncode == STOPPED_EXIT, out + err
+    assert "PROBLEM the crawl was stopped before its end (shutdown)" in out
+    [manifest] = [json.loads(p.read_text()) for p in (archive / "_manifests").glob("*.json")]
+    assert manifest["interrupted"] is True and manifest["discovery"] == {}
+    crawl_again = summary(crawl(mirror, archive))
+    assert crawl_again["pages"] >= 1  # the listing is read whole: the rest is fetched
+    assert sorted(r["url"] for r in rows(archive)) == sorted(
+        a.url for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived"
+    )
+
+
+def test_a_bug_of_ours_has_its_own_exit_code(mirror, tmp_path):
+    pipelines = {
+        "tests.crawler.raising_pipeline.RaisingPipeline": 50,
+        "crawler.pipelines.ExtractPipeline": 100,
+        "crawler.pipelines.DedupPipeline": 300,
+        "crawler.pipelines.ArchivePipeline": 900,
+    }
+    run = run_cli(
+        *("crawl", "--mirror-url", mirror.url, "--archive", str(tmp_path / "archive"), "--outlet", OUTLET),
+        *("-s", f"ITEM_PIPELINES={json.dumps(pipelines)}"),
+    )
+    assert run.returncode == BUG_EXIT, run.stdout + run.stderr
+    assert "PROBLEM our own code raised (pipeline: 1)" in run.stdout
+    assert "ZeroDivisionError: a bug in our own code" in run.stderr
