@@ -271,6 +271,7 @@ def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: 
             "changed": count(outlet_id, "changed"),
             "unchanged": count(outlet_id, "dropped/unchanged"),
             "not_article": sum(count(outlet_id, f"dropped/{r}") for r in _NOT_ARTICLE),
+            "noarchive": count(outlet_id, "dropped/noarchive"),
             "duplicates": count(outlet_id, "dropped/duplicate_url"),
             "failed": {k.removeprefix(prefix): v for k, v in stats.items() if k.startswith(prefix)},
             "seconds": round(last - first, 3) if first is not None and last is not None else 0.0,
@@ -396,6 +397,8 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             f"{stats.get('discovery/not_modified', 0)} discovery page(s) (304), "
             f"{stats.get('discovery/sitemap_unchanged', 0)} sitemap(s) (lastmod)"
         )
+    if stats.get("extract/dropped/noarchive"):
+        lines.append(f"not archived, the page says noarchive: {stats['extract/dropped/noarchive']}")
     if stats.get("robotstxt/forbidden"):
         lines.append(f"not fetched, forbidden by robots.txt: {stats['robotstxt/forbidden']}")
     if isinstance(store, LocalStore):

@@ -27,6 +27,7 @@ class Article:
     drop_selectors: tuple[str, ...] = ()  # the outlet's extraction hints
     body_selector: str | None = None
     redirected_from: str | None = None  # the URL requested, when a redirect led to url
+    robots_headers: tuple[str, ...] = ()  # X-Robots-Tag headers of the response
 
     # Extraction.
     charset: str | None = None  # the encoding the page was decoded with

@@ -33,6 +33,7 @@ def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
         "language_seed": settings.getint("LANGUAGE_SEED"),
         "language_sample_chars": settings.getint("LANGUAGE_SAMPLE_CHARS"),
         "min_chars": settings.getint("EXTRACT_MIN_CHARS"),
+        "obey_noarchive": settings.getbool("ROBOTS_NOARCHIVE_OBEY"),
     }
     return WorkerPool(
         "pipelines.page:PageAnalyser",

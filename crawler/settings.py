@@ -19,6 +19,9 @@ DOWNLOADER_MIDDLEWARES = {
 
 # Politeness: robots.txt, few parallel requests per site, adaptive delays.
 ROBOTSTXT_OBEY = True
+# A page that says noarchive (robots meta tag, X-Robots-Tag) is not archived; counted, not lost
+# silently. False archives it anyway (e.g. for an outlet that gave its permission).
+ROBOTS_NOARCHIVE_OBEY = True
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 DOWNLOAD_DELAY = 1.0

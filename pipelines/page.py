@@ -12,6 +12,7 @@ from __future__ import annotations
 from crawler.items import Article
 from pipelines.dedup import simhash
 from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, article_chars, extract
+from pipelines.extraction.metadata import noarchive_in
 from pipelines.language import LanguageDetector
 
 
@@ -19,12 +20,21 @@ class PageAnalyser:
     """Built once per worker process: the language models load once, not once per page.
 
     A page with less than ``min_chars`` of paragraph text (lines of 20+ characters) holds no
-    article (a gallery, a video page, a stub): ``not_article`` says so, the text stays.
+    article (a gallery, a video page, a stub): ``not_article`` says so, the text stays. A page
+    that asks not to be archived (robots ``noarchive`` in a meta tag or an X-Robots-Tag header)
+    is not archived either (``noarchive``), unless ``obey_noarchive`` is off.
     """
 
-    def __init__(self, language_seed: int = 0, language_sample_chars: int = 2000, min_chars: int = 80):
+    def __init__(
+        self,
+        language_seed: int = 0,
+        language_sample_chars: int = 2000,
+        min_chars: int = 80,
+        obey_noarchive: bool = True,
+    ):
         self.detector = LanguageDetector(language_seed, language_sample_chars)
         self.min_chars = min_chars
+        self.obey_noarchive = obey_noarchive
 
     def __call__(self, item: Article) -> Article:
         result = extract(
@@ -53,6 +63,8 @@ class PageAnalyser:
             item.not_article = "empty"
         elif article_chars(result.text) < self.min_chars:
             item.not_article = "too_short"
+        if self.obey_noarchive and (metadata.noarchive or any(map(noarchive_in, item.robots_headers))):
+            item.not_article = "noarchive"
         item.extractor = EXTRACTOR
         item.extractor_version = EXTRACTOR_VERSION
         guess = self.detector.detect(result.text or "")

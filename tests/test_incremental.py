@@ -227,3 +227,18 @@ def test_a_bug_of_ours_has_its_own_exit_code(mirror, tmp_path):
     assert run.returncode == BUG_EXIT, run.stdout + run.stderr
     assert "PROBLEM our own code raised (pipeline: 1)" in run.stdout
     assert "ZeroDivisionError: a bug in our own code" in run.stderr
+
+
+def test_a_page_that_says_noarchive_is_counted_not_archived(mirror, tmp_path):
+    article = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
+    key = (urlsplit(article.url).netloc, urlsplit(article.url).path)
+    page = mirror.mirror.pages[key]
+    robots = b'<head><meta name="robots" content="noarchive">'
+    mirror.mirror.pages[key] = dataclasses.replace(page, body=page.body.replace(b"<head>", robots, 1))
+    run = crawl(mirror, tmp_path / "archive", "--summary-json", str(tmp_path / "run.json"))
+    assert "not archived, the page says noarchive: 1" in run.stdout
+    assert json.loads((tmp_path / "run.json").read_text())["outlets"][OUTLET]["noarchive"] == 1
+    assert (
+        article.url not in {r["url"] for r in rows(tmp_path / "archive")}
+        and len(rows(tmp_path / "archive")) == 4
+    )

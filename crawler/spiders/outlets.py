@@ -189,6 +189,7 @@ class OutletsSpider(SitemapSpider):
             drop_selectors=outlet.extraction.drop,
             body_selector=outlet.extraction.body,
             redirected_from=next(iter(response.meta.get("redirect_urls", [])), None),
+            robots_headers=tuple(v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")),
         )
 
     def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:

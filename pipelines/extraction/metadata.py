@@ -66,6 +66,7 @@ class PageMetadata:
     canonical_url: str | None = None
     published_raw: str | None = None
     printed_date: str | None = None  # the first date printed in a short block, when markup says none
+    noarchive: bool = False  # <meta name="robots" content="noarchive"> (or "none", or for us by name)
 
 
 def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
@@ -103,6 +104,11 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
         key = (element.get("property") or element.get("name") or element.get("itemprop") or "").lower()
         if key and element.get("content") and key not in meta:
             meta[key] = element.get("content").strip()
+    noarchive = any(
+        noarchive_in(element.get("content", ""))
+        for element in tree.iter("meta")
+        if (element.get("name") or "").lower() in ROBOTS_NAMES
+    )
     ld = _json_ld_article(tree)
     headline = tree.xpath("string((//h1)[1])").strip()
     info = _info_line(tree)
@@ -119,6 +125,7 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
         tags=split_list(
             first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""
         ),
+        noarchive=noarchive,
     )
     metadata.source = first(
         meta.get("contentsource"), meta.get("source"), _match_group(SOURCE, info, "source")
@@ -272,6 +279,21 @@ def _best_date(candidates: list[str | None]) -> str | None:
         return None
     candidate, match = next(((c, m) for c, m in dated if m["H"]), dated[0])
     return candidate if _ISO_DATE.match(candidate) else match.group(0)
+
+
+ROBOTS_NAMES = ("robots", "newsarchive")  # meta names whose directives apply to us
+
+
+def noarchive_in(directives: str) -> bool:
+    """``noarchive`` (or ``none``) among robots directives, as in a meta tag or one X-Robots-Tag
+    header; a header naming another crawler (``googlebot: noarchive``) is not for us."""
+    text = directives.lower()
+    agent, colon, rest = text.partition(":")
+    if colon and agent.strip() and " " not in agent.strip() and agent.strip() != "unavailable_after":
+        if agent.strip() not in ROBOTS_NAMES:
+            return False
+        text = rest
+    return any(directive.strip() in ("noarchive", "none") for directive in text.split(","))
 
 
 def editor_name(match: re.Match[str], line: str) -> str:

@@ -40,3 +40,15 @@ def test_the_stages_cores_import_no_scrapy():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_page_that_says_noarchive_is_not_archived_unless_told_to():
+    assert PageAnalyser()(page("noarchive.html")).not_article == "noarchive"
+    assert PageAnalyser(obey_noarchive=False)(page("noarchive.html")).not_article is None
+    header = fetched_article(body=(PAGES / "editor_lines.html").read_bytes(), robots_headers=("noarchive",))
+    assert PageAnalyser()(header).not_article == "noarchive"
+    for other_crawler in ("googlebot: noarchive", "noindex, nofollow"):
+        page_of = fetched_article(
+            body=(PAGES / "editor_lines.html").read_bytes(), robots_headers=(other_crawler,)
+        )
+        assert PageAnalyser()(page_of).not_article is None
