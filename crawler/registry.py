@@ -72,7 +72,7 @@ class Outlet:
     feeds: tuple[str, ...] = ()  # RSS 2.0 or Atom
     listings: tuple[str, ...] = ()  # HTML pages that link to articles
     listing_pattern: re.Pattern[str] | None = None  # further listing pages (pagination)
-    max_listing_pages: int = 5  # per start listing, including it
+    max_listing_pages: int = 5  # listing pages read per start listing, including it (not a depth)
     extraction: ExtractionHints = field(default_factory=ExtractionHints)
 
     @property

@@ -242,3 +242,23 @@ def test_a_page_that_says_noarchive_is_counted_not_archived(mirror, tmp_path):
         article.url not in {r["url"] for r in rows(tmp_path / "archive")}
         and len(rows(tmp_path / "archive")) == 4
     )
+
+
+def test_max_listing_pages_bounds_the_pages_not_the_depth(mirror, tmp_path):
+    """sxkjt follows 3 listing pages in all; here every listing page links 8 more."""
+    host, base = "kjt.shanxi.gov.cn", "/zxzx/ywyl/"
+    start = mirror.mirror.pages[(host, f"{base}index.shtml")]
+
+    def links(n: int) -> bytes:
+        return "".join(f'<a href="{base}index_{8 * n + k}.shtml">{k}</a>' for k in range(1, 9)).encode()
+
+    mirror.mirror.pages[(host, f"{base}index.shtml")] = dataclasses.replace(
+        start, body=start.body.replace(b"</body>", links(0) + b"</body>")
+    )
+    for n in range(1, 80):
+        body = b"<html><body><p>listing</p>" + links(n) + b"</body></html>"
+        mirror.mirror.pages[(host, f"{base}index_{n}.shtml")] = dataclasses.replace(start, body=body)
+    asked = len(mirror.requested)
+    crawl(mirror, tmp_path / "archive")
+    listings = [r for r in mirror.requested[asked:] if r.startswith(f"{host}{base}index")]
+    assert len(listings) == 3  # the start page and two more, as registered

@@ -50,6 +50,7 @@ class OutletsSpider(SitemapSpider):
         self.previous: dict[str, dict] = {}  # discovery pages as the last sealed run read them
         self.read: dict[str, dict] = {}  # ... and as this run read them
         self.ran_to_the_end = False
+        self.listing_pages: dict[str, set[str]] = {}  # start listing -> listing pages requested from it
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -73,7 +74,8 @@ class OutletsSpider(SitemapSpider):
             for url in outlet.feeds:
                 yield self._discovery(url, self.parse_feed, outlet_id=outlet.id)
             for url in outlet.listings:
-                yield self._discovery(url, self.parse_listing, outlet_id=outlet.id, page=1)
+                self.listing_pages[url] = {url}
+                yield self._discovery(url, self.parse_listing, outlet_id=outlet.id, start=url)
 
     def discovery_state(self) -> dict[str, dict] | None:
         """What the next run may ask conditionally; None when this run left work undone."""
@@ -150,18 +152,25 @@ class OutletsSpider(SitemapSpider):
         self._count(outlet, "feeds")
         yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links.getall()))
 
-    def parse_listing(self, response: Response, outlet_id: str, page: int) -> Iterable[Request]:
+    def parse_listing(self, response: Response, outlet_id: str, start: str) -> Iterable[Request]:
+        """A listing's articles, and its next pages: ``max_listing_pages`` from each start
+        listing in all (however many next-page links each page has), not a depth."""
         if self._unchanged(response):
             return
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
         links = [response.urljoin(href) for href in response.css("a::attr(href)").getall()]
         yield from self._article_requests(outlet, links)
-        if outlet.listing_pattern is None or page >= outlet.max_listing_pages:
+        if outlet.listing_pattern is None:
             return
+        requested = self.listing_pages[start]
         for url in links:
-            if outlet.listing_pattern.search(url):
-                yield Request(url, self.parse_listing, cb_kwargs={"outlet_id": outlet.id, "page": page + 1})
+            if len(requested) >= outlet.max_listing_pages:
+                self.crawler.stats.inc_value("discovery/listing_pages_bounded")
+                return
+            if outlet.listing_pattern.search(url) and url not in requested:
+                requested.add(url)
+                yield Request(url, self.parse_listing, cb_kwargs={"outlet_id": outlet.id, "start": start})
 
     def parse_article(self, response: Response) -> Iterable[Article]:
         outlet = self._outlet_of(response)
