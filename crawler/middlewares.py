@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from scrapy import Request
@@ -12,6 +14,8 @@ from scrapy.downloadermiddlewares.useragent import UserAgentMiddleware
 from scrapy.http import Response
 
 from crawler.extensions import ArchiveExtension, archive_extension
+
+logger = logging.getLogger(__name__)
 
 
 class ContactUserAgentMiddleware(UserAgentMiddleware):
@@ -70,3 +74,58 @@ class KnownArticlesMiddleware:
         outlet = self.crawler.spider.registry.outlet_for_article(url)
         if outlet is not None:
             self.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+
+class RetryAfterMiddleware:
+    """Honours ``Retry-After`` on 429 and 503: the site's downloader slot waits that long (capped
+    at ``RETRY_AFTER_MAX``) between requests for the rest of the crawl, before Scrapy's
+    RetryMiddleware sends the retry. Counts ``retry_after/honoured`` and ``retry_after/capped``,
+    and keeps the longest wait asked for in ``retry_after/max_seconds``; logs once per site."""
+
+    def __init__(self, crawler: Crawler, cap: float):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.cap = cap
+        self._told: set[str] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RetryAfterMiddleware:
+        return cls(crawler, crawler.settings.getfloat("RETRY_AFTER_MAX"))
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        if response.status not in (429, 503):
+            return response
+        seconds = _retry_after(response.headers.get("Retry-After", b"").decode("latin-1"))
+        if seconds is None:
+            return response
+        if seconds > self.cap:
+            self.stats.inc_value("retry_after/capped")
+            seconds = self.cap
+        downloader = self.crawler.engine.downloader
+        key = downloader.get_slot_key(request)
+        slot = downloader.slots.get(key)
+        if slot is not None and slot.delay < seconds:
+            slot.delay = seconds
+        self.stats.inc_value("retry_after/honoured")
+        self.stats.max_value("retry_after/max_seconds", seconds)
+        if key not in self._told:
+            self._told.add(key)
+            logger.info(
+                "%s asks us to wait (%s, Retry-After): %g s between its requests",
+                key,
+                response.status,
+                seconds,
+            )
+        return response
+
+
+def _retry_after(value: str) -> float | None:
+    """Seconds from a Retry-After value: a number of seconds or an HTTP date; None if neither."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None

@@ -15,7 +15,10 @@ USER_AGENT = "newsarchive/0.1 (+{contact_url})"
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.useragent.UserAgentMiddleware": None,
     "crawler.middlewares.ContactUserAgentMiddleware": 500,
+    # sees a 429/503 before RetryMiddleware (550) retries it: the site's slot waits Retry-After
+    "crawler.middlewares.RetryAfterMiddleware": 560,
 }
+RETRY_AFTER_MAX = 120.0  # seconds: a longer Retry-After is capped (counted in retry_after/capped)
 
 # Politeness: robots.txt, few parallel requests per site, adaptive delays.
 ROBOTSTXT_OBEY = True

@@ -5,6 +5,7 @@ its ``rule(method, path)`` decides for every request:
 
 - ``"pass"``: forward it and relay the answer, Host header untouched (SigV4 signs it);
 - ``"503"``: answer 503 SlowDown, as S3 does under load;
+- ``"429"``: answer 429 Too Many Requests with ``Retry-After: 2``, as a site that rations us;
 - ``"drop"``: close the connection without an answer;
 - ``"hold"``: signal ``held`` and keep the request open until ``release`` is set (then drop),
   so a test can act (kill the client, stop the server) at a known point of a run.
@@ -76,6 +77,12 @@ class FaultProxy:
                     self.send_header("Content-Length", str(len(SLOW_DOWN)))
                     self.end_headers()
                     self.wfile.write(SLOW_DOWN)
+                    return
+                if action == "429":
+                    self.send_response(429)
+                    self.send_header("Retry-After", "2")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 if action == "hold":
                     proxy.held.set()

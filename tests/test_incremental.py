@@ -262,3 +262,24 @@ def test_max_listing_pages_bounds_the_pages_not_the_depth(mirror, tmp_path):
     crawl(mirror, tmp_path / "archive")
     listings = [r for r in mirror.requested[asked:] if r.startswith(f"{host}{base}index")]
     assert len(listings) == 3  # the start page and two more, as registered
+
+
+def test_retry_after_is_honoured_and_the_page_archived(mirror, tmp_path):
+    article = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
+    target, answered = urlsplit(article.url).path, []
+
+    def rationed(method: str, path: str) -> str:  # the first request for the article: 429
+        if path.endswith(target) and not answered:
+            answered.append(path)
+            return "429"
+        return "pass"
+
+    with FaultProxy(mirror.url, rationed) as proxy:
+        run = run_cli(
+            *("crawl", "--mirror-url", proxy.url, "--archive", str(tmp_path / "archive"), "--outlet", OUTLET),
+            *("--log-level", "INFO"),
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "kjt.shanxi.gov.cn asks us to wait (429, Retry-After): 2 s between its requests" in run.stderr
+    assert "'retry_after/honoured': 1" in run.stderr and "'retry_after/max_seconds': 2.0" in run.stderr
+    assert article.url in {r["url"] for r in rows(tmp_path / "archive")}  # retried, then archived
