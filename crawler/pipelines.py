@@ -24,6 +24,7 @@ from pipelines.index import ArchiveIndex, unchanged_entries
 from pipelines.pool import TaskFailed, WorkerPool
 
 logger = logging.getLogger(__name__)
+FAILED_VERDICTS = ("too_deep",)  # analyser verdicts that are failures to read, not pages without articles
 
 
 def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
@@ -97,6 +98,12 @@ class ExtractPipeline:
             )
             raise DropItem(f"extraction failed ({failure.reason}): {item.url}") from None
         self.stats.inc_value(f"language/{item.language}")
+        if item.not_article in FAILED_VERDICTS:  # the page may hold an article we could not read
+            self.stats.inc_value(f"extract/failed/{item.not_article}")
+            self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
+            self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{item.not_article}")
+            logger.error("extraction failed (%s), not archived: %s", item.not_article, item.url)
+            raise DropItem(f"extraction failed ({item.not_article}): {item.url}")
         if item.not_article:
             _drop(
                 self.stats,

@@ -59,7 +59,9 @@ class PageAnalyser:
         item.published_at_raw = metadata.published_raw
         item.text = result.text
         item.text_simhash = simhash(result.text) if result.text else None
-        if not result.text:
+        if result.too_deep:
+            item.not_article = "too_deep"  # not "no article": the crawl counts it as failed
+        elif not result.text:
             item.not_article = "empty"
         elif article_chars(result.text) < self.min_chars:
             item.not_article = "too_short"

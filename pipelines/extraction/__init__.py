@@ -17,7 +17,9 @@ from datetime import date, datetime
 from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
+import lxml.html
 import trafilatura
+import trafilatura.utils
 from dateutil.parser import UnknownTimezoneWarning
 from htmldate import find_date
 from trafilatura.metadata import extract_title
@@ -37,6 +39,22 @@ __all__ = [
     "parse_published",
 ]
 
+# trafilatura's loader parses with this parser: its own settings, plus huge_tree. Without it
+# libxml2 stops at 256 levels and a deeper article (old CMSes nest tables in tables) came out
+# empty; with it, 2048. Deeper than that, the page fails as too_deep rather than pass for empty.
+_PARSER = lxml.html.HTMLParser(
+    collect_ids=False,
+    default_doctype=False,
+    encoding="utf-8",
+    remove_comments=True,
+    remove_pis=True,
+    huge_tree=True,
+)
+trafilatura.utils.HTML_PARSER = _PARSER
+# <font> is presentation only, and old CMSes leave it unclosed: each one nests the rest of the
+# page one level deeper (300 of them and the article was past libxml2's limit). Its text stays.
+_FONT_TAG = re.compile(r"</?font(?:\s[^>]*)?>", re.IGNORECASE)
+
 EXTRACTOR = "trafilatura+readability"
 EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"
 
@@ -49,6 +67,7 @@ class Extraction:
     text: str | None
     published_at: datetime | None
     charset: str
+    too_deep: bool = False  # nested past the parser's limit: what is below it was not read
 
 
 def extract(
@@ -65,9 +84,10 @@ def extract(
         return Extraction(PageMetadata(), None, None, decoded.encoding)
     # trafilatura's loader: its parser settings (no comments or processing instructions), and
     # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
-    tree = trafilatura.load_html(decoded.text)
-    if tree is None:
-        return Extraction(PageMetadata(), None, None, decoded.encoding)
+    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
+    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
+    if tree is None or too_deep:
+        return Extraction(PageMetadata(), None, None, decoded.encoding, too_deep=too_deep)
     metadata = page_metadata(tree, url)
     # fallbacks for what the page's own markup did not say, as trafilatura finds them
     metadata.title = metadata.title or extract_title(tree)

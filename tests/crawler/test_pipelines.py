@@ -10,7 +10,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.pipelines import ExtractPipeline
 from pipelines.pool import WorkerPool
-from tests.conftest import fetched_article
+from tests.conftest import FIXTURES, fetched_article
 
 
 @pytest.mark.parametrize(
@@ -43,3 +43,24 @@ def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason
         f"extraction failed ({reason}), not archived this run: https://news.example.cn/a/1.html"
         in caplog.text
     )
+
+
+def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog):
+    stats = get_crawler().stats
+    pipeline = ExtractPipeline(stats, WorkerPool("pipelines.page:PageAnalyser", {}, 1, timeout=60))
+    item = fetched_article(body=(FIXTURES / "pages" / "nested_2500_divs.html").read_bytes())
+
+    async def run() -> None:
+        await pipeline.open_spider()
+        try:
+            with pytest.raises(DropItem, match="extraction failed \\(too_deep\\)"):
+                await pipeline.process_item(item)
+        finally:
+            await pipeline.close_spider()
+
+    asyncio.run(run())
+    assert (
+        stats.get_value("extract/failed/too_deep") == 1 and stats.get_value("outlet/x/failed/too_deep") == 1
+    )
+    assert stats.get_value("extract/dropped/empty") is None
+    assert "extraction failed (too_deep), not archived: https://news.example.cn/a/1.html" in caplog.text

@@ -222,3 +222,14 @@ def test_publication_dates_on_the_shared_dev_pages():
             near += is_near
             elsewhere += not is_near
     assert near >= 327 and elsewhere <= 12, (near, elsewhere)
+
+
+@pytest.mark.parametrize("page", ["nested_1000_divs.html", "unclosed_font_3000.html"])
+def test_deeply_nested_articles_are_read(page):
+    result = extract((PAGES / page).read_bytes(), "https://news.example.cn/a/1.html")
+    assert not result.too_deep and result.text.count("这是一篇很长的文章") == 15
+
+
+def test_an_article_past_every_parser_limit_is_too_deep_not_empty():
+    result = extract((PAGES / "nested_2500_divs.html").read_bytes(), "https://news.example.cn/a/1.html")
+    assert result.too_deep and result.text is None
