@@ -397,6 +397,14 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             f"{stats.get('discovery/not_modified', 0)} discovery page(s) (304), "
             f"{stats.get('discovery/sitemap_unchanged', 0)} sitemap(s) (lastmod)"
         )
+    over = {k.split("/")[1]: v for k, v in stats.items() if k.endswith("/links_over_budget")}
+    if over:
+        lines.append(
+            "over max_article_links, left for the next run: "
+            + ", ".join(f"{outlet}: {n}" for outlet, n in sorted(over.items()))
+        )
+    if stats.get("discovery/sitemap_cut"):
+        lines.append(f"sitemaps cut at 50,000 URLs (the protocol's limit): {stats['discovery/sitemap_cut']}")
     if stats.get("extract/dropped/noarchive"):
         lines.append(f"not archived, the page says noarchive: {stats['extract/dropped/noarchive']}")
     if stats.get("robotstxt/forbidden"):

@@ -33,6 +33,7 @@ _OUTLET_KEYS = {
     "start",
     "listing_pattern",
     "max_listing_pages",
+    "max_article_links",
     "extraction",
 }
 _START_KEYS = {"sitemaps", "feeds", "listings"}
@@ -73,6 +74,7 @@ class Outlet:
     listings: tuple[str, ...] = ()  # HTML pages that link to articles
     listing_pattern: re.Pattern[str] | None = None  # further listing pages (pagination)
     max_listing_pages: int = 5  # listing pages read per start listing, including it (not a depth)
+    max_article_links: int = 20_000  # article links taken per run (sitemaps, feeds, listings)
     extraction: ExtractionHints = field(default_factory=ExtractionHints)
 
     @property
@@ -185,6 +187,10 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= 1000:
         raise RegistryError(path, label, "max_listing_pages", "must be a whole number, 1 to 1000")
 
+    max_links = entry.get("max_article_links", 20_000)
+    if not isinstance(max_links, int) or isinstance(max_links, bool) or not 1 <= max_links <= 1_000_000:
+        raise RegistryError(path, label, "max_article_links", "must be a whole number, 1 to 1000000")
+
     hints = check.table("extraction")
     check.no_unknown_keys(hints, _EXTRACTION_KEYS, "extraction.")
     drop = tuple(check.selector("extraction.drop", s) for s in check.strings_in(hints, "drop"))
@@ -207,6 +213,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         listings=starts["listings"],
         listing_pattern=listing_pattern,
         max_listing_pages=max_pages,
+        max_article_links=max_links,
         extraction=ExtractionHints(drop=drop, body=body),
     )
 

@@ -19,7 +19,7 @@ from crawler.mirror.sites import build_mirror
 from pipelines.dedup import article_id
 from pipelines.lock import BUSY_EXIT, archive_lock
 from pipelines.storage import LocalStore
-from tests.conftest import REPO, run_cli
+from tests.conftest import FIXTURES, REPO, run_cli
 from tests.faultproxy import FaultProxy
 
 OUTLET = "sxkjt"
@@ -283,3 +283,16 @@ def test_retry_after_is_honoured_and_the_page_archived(mirror, tmp_path):
     assert "kjt.shanxi.gov.cn asks us to wait (429, Retry-After): 2 s between its requests" in run.stderr
     assert "'retry_after/honoured': 1" in run.stderr and "'retry_after/max_seconds': 2.0" in run.stderr
     assert article.url in {r["url"] for r in rows(tmp_path / "archive")}  # retried, then archived
+
+
+def test_an_outlets_link_budget_bounds_a_run_and_the_next_runs_take_the_rest(mirror, tmp_path):
+    archive, budget = (
+        tmp_path / "archive",
+        ("--outlets-file", str(FIXTURES / "registry" / "sxkjt_two_links.toml")),
+    )
+    archived = []
+    for _ in range(3):  # 5 articles, 2 new links a run
+        run = crawl(mirror, archive, *budget)
+        archived.append(summary(run)["archived"])
+    assert archived == [2, 2, 1]
+    assert len({r["article_id"] for r in rows(archive)}) == len(rows(archive)) == 5

@@ -29,8 +29,10 @@ from scrapy.spiders import SitemapSpider
 from crawler.extensions import archive_extension
 from crawler.items import Article
 from crawler.registry import Outlet, Registry, load_registry
+from pipelines.index import ArchiveIndex
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
+SITEMAP_MAX_URLS = 50_000  # the sitemap protocol's own limit: a longer sitemap is cut there
 
 
 def new_crawl_id(now: datetime | None = None) -> str:
@@ -51,6 +53,8 @@ class OutletsSpider(SitemapSpider):
         self.read: dict[str, dict] = {}  # ... and as this run read them
         self.ran_to_the_end = False
         self.listing_pages: dict[str, set[str]] = {}  # start listing -> listing pages requested from it
+        self.article_links: dict[str, int] = {}  # outlet id -> new article links taken this run
+        self.index: ArchiveIndex | None = None  # what the archive holds (known links cost nothing)
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -67,7 +71,8 @@ class OutletsSpider(SitemapSpider):
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
-        self.previous = (await archive_extension(self.crawler).opened()).discovery
+        archive = await archive_extension(self.crawler).opened()
+        self.previous, self.index = archive.discovery, archive.index
         for outlet in self.registry.values():
             for url in outlet.sitemaps:
                 yield self._discovery(url, self._parse_sitemap)
@@ -82,6 +87,8 @@ class OutletsSpider(SitemapSpider):
         stats = self.crawler.stats.get_stats()
         undone = stats.get("log_count/ERROR") or any(
             (key.startswith(_UNDONE) and not key.endswith(".IgnoreRequest"))  # robots.txt, offsite
+            or key.endswith("/links_over_budget")
+            or key == "discovery/sitemap_cut"
             or (key.startswith("httperror/response_ignored_status_count/") and _transient(key))
             for key in stats
         )
@@ -124,17 +131,27 @@ class OutletsSpider(SitemapSpider):
         return super()._parse_sitemap(response)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-        """A sitemap index's children whose ``<lastmod>`` is older than our last read of them
-        are not requested (their links were all handled then), unless articles are refetched."""
-        if self.settings.get("REFETCH_AFTER_DAYS") is not None:
-            yield from entries
-            return
-        for entry in entries:
-            last = self.previous.get(entry.get("loc", ""), {})
-            if getattr(entries, "type", "") == "sitemapindex" and _older(
-                entry.get("lastmod"), last.get("read_at")
+        """Bounded: at most :data:`SITEMAP_MAX_URLS` entries of a sitemap, and each outlet's
+        ``max_article_links``. A sitemap index's children whose ``<lastmod>`` is older than our
+        last read of them are not requested (their links were all handled then), unless known
+        articles are to be fetched again."""
+        urlset = getattr(entries, "type", "") == "urlset"
+        skip_unchanged = self.settings.get("REFETCH_AFTER_DAYS") is None
+        for n, entry in enumerate(entries):
+            if n >= SITEMAP_MAX_URLS:
+                self.crawler.stats.inc_value("discovery/sitemap_cut")
+                self.logger.warning("a sitemap lists over %d URLs; the rest is not read", SITEMAP_MAX_URLS)
+                return
+            loc = entry.get("loc", "")
+            if (
+                not urlset
+                and skip_unchanged
+                and _older(entry.get("lastmod"), self.previous.get(loc, {}).get("read_at"))
             ):
                 self.crawler.stats.inc_value("discovery/sitemap_unchanged")
+                continue
+            outlet = self.registry.outlet_for_article(loc) if urlset else None
+            if outlet is not None and not self._take_link(outlet, loc):
                 continue
             yield entry
 
@@ -204,8 +221,24 @@ class OutletsSpider(SitemapSpider):
     def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:
         """Requests for the absolute ``urls`` that are this outlet's articles."""
         for url in urls:
-            if outlet.owns(url) and outlet.is_article(url):
+            if outlet.owns(url) and outlet.is_article(url) and self._take_link(outlet, url):
                 yield Request(url, self.parse_article)
+
+    def _take_link(self, outlet: Outlet, url: str) -> bool:
+        """Counts a new article link against the outlet's ``max_article_links`` for this run
+        (a known one is free: KnownArticlesMiddleware drops it), False past the budget."""
+        if self.index is not None and self.index.known_url(url) is not None:
+            return True
+        taken = self.article_links.get(outlet.id, 0)
+        self.article_links[outlet.id] = taken + 1
+        if taken < outlet.max_article_links:
+            return True
+        if taken == outlet.max_article_links:
+            self.logger.warning(
+                "%s: over %d article links this run; the rest wait for the next", outlet.id, taken
+            )
+        self._count(outlet, "links_over_budget")
+        return False
 
     def _outlet_of(self, response: Response) -> Outlet | None:
         for url in [response.url, *response.meta.get("redirect_urls", [])]:
