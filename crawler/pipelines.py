@@ -41,6 +41,7 @@ def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
         options,
         workers or settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1,
         settings.getfloat("EXTRACT_TIMEOUT"),
+        cpu_limit=settings.getfloat("EXTRACT_CPU_LIMIT"),
     )
 
 

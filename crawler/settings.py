@@ -53,6 +53,7 @@ ITEM_PIPELINES = {
 }
 EXTRACT_WORKERS = 0  # worker processes for extraction and language; 0: one per core
 EXTRACT_TIMEOUT = 60.0  # seconds one page may take; past it the worker is killed and the page failed
+EXTRACT_CPU_LIMIT = 20.0  # seconds of CPU one page may use; past it the worker stops it (failed, timeout)
 EXTRACT_MIN_CHARS = 80
 LANGUAGE_SEED = 0
 LANGUAGE_SAMPLE_CHARS = 2000

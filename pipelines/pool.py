@@ -9,7 +9,10 @@ the caller's log.
 
 A task that outlives its deadline gets its worker killed; a worker that dies (a crash in a C
 library, the kernel's OOM killer) fails its task; either way the task fails with a reason and a
-new worker takes the old one's place. Workers are new interpreters, not forks, so they import
+new worker takes the old one's place. A task may also use at most ``cpu_limit`` seconds of CPU:
+the worker stops it itself (a profiling timer) and goes on with the next, the task failing as
+``timeout`` too; the deadline, in wall-clock time, stays as the backstop for a task stuck in C
+code or asleep. Workers are new interpreters, not forks, so they import
 only what their target needs: Scrapy and its reactor stay in the crawl process.
 """
 
@@ -21,6 +24,7 @@ import importlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import sys
 import traceback
@@ -47,6 +51,10 @@ class _WorkerDied(Exception):
     pass
 
 
+class _CpuLimit(Exception):
+    """Raised in a worker when its task has used its CPU time."""
+
+
 class _Worker:
     """One worker process, as seen from the pool."""
 
@@ -54,7 +62,7 @@ class _Worker:
         self.process = process
 
     @classmethod
-    async def start(cls, target: str, options: dict[str, Any], timeout: float) -> _Worker:
+    async def start(cls, target: str, options: dict[str, Any], timeout: float, cpu_limit: float) -> _Worker:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -66,7 +74,7 @@ class _Worker:
         )
         worker = cls(process)
         try:
-            await asyncio.wait_for(worker._exchange(options), timeout)
+            await asyncio.wait_for(worker._exchange({"options": options, "cpu_limit": cpu_limit}), timeout)
         except (_WorkerDied, TimeoutError) as exc:
             worker.kill()
             await process.wait()
@@ -111,12 +119,19 @@ class WorkerPool:
     """
 
     def __init__(
-        self, target: str, options: dict[str, Any], workers: int, timeout: float, start_timeout: float = 120.0
+        self,
+        target: str,
+        options: dict[str, Any],
+        workers: int,
+        timeout: float,
+        start_timeout: float = 120.0,
+        cpu_limit: float = 0.0,
     ):
         self.target = target
         self.options = options
         self.size = workers
         self.timeout = timeout
+        self.cpu_limit = cpu_limit  # seconds of CPU a task may use; 0: no limit but the deadline
         self.start_timeout = start_timeout
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
         self._workers: set[_Worker] = set()
@@ -148,6 +163,8 @@ class WorkerPool:
             logging.getLogger(name).log(level, "%s", message)
         if status == "error":
             raise TaskFailed("error", *value)
+        if status == "cpu_limit":
+            raise TaskFailed("timeout", f"used its {self.cpu_limit:g} s of CPU; stopped, the worker goes on")
         return value
 
     async def close(self) -> None:
@@ -162,7 +179,7 @@ class WorkerPool:
         await self.close()
 
     async def _spawn(self) -> _Worker:
-        worker = await _Worker.start(self.target, self.options, self.start_timeout)
+        worker = await _Worker.start(self.target, self.options, self.start_timeout, self.cpu_limit)
         self._workers.add(worker)
         return worker
 
@@ -221,14 +238,26 @@ def serve(target: str) -> None:
     records = _Records()
     logging.basicConfig(level=logging.WARNING, handlers=[records])
     logging.captureWarnings(True)
-    handler = _load(target)(**_read(inbox))
+    start = _read(inbox)
+    handler = _load(target)(**start["options"])
+    cpu_limit = start["cpu_limit"]
+    signal.signal(signal.SIGPROF, _cpu_limit_reached)
     _write(outbox, ("ready", os.getpid(), records.take()))
     while (task := _read(inbox)) is not None:
         try:
+            signal.setitimer(signal.ITIMER_PROF, cpu_limit)  # 0: off
             answer = ("ok", handler(task))
+        except _CpuLimit:
+            answer = ("cpu_limit", None)
         except Exception as exc:  # reported to the pool, which counts the task as failed
             answer = ("error", (f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc))))
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0)
         _write(outbox, (*answer, records.take()))
+
+
+def _cpu_limit_reached(signum: int, frame: object) -> None:
+    raise _CpuLimit
 
 
 if __name__ == "__main__":

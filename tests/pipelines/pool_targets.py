@@ -21,6 +21,11 @@ class Behaviour:
             return sorted(name for name in sys.modules if name.split(".")[0] in value)
         if kind == "hang":
             threading.Event().wait()
+        if kind == "spin":  # uses CPU until stopped
+            while True:
+                pass
+        if kind == "pid":
+            return os.getpid()
         if kind == "exit":
             os._exit(value)
         if kind == "print":  # a library writing to stdout must not garble the protocol

@@ -79,3 +79,16 @@ def test_a_target_that_cannot_be_built_fails_the_start_clearly():
 
     with pytest.raises(RuntimeError, match=r"did not start: worker process .* exited with code 1"):
         asyncio.run(run())
+
+
+def test_a_task_past_its_cpu_limit_is_stopped_by_its_worker_which_goes_on():
+    async def run() -> tuple[int, TaskFailed, int, str]:
+        async with WorkerPool(TARGET, {"greeting": "hi"}, 1, timeout=120, cpu_limit=1) as pool:
+            before = await pool.run(("pid", None))
+            with pytest.raises(TaskFailed) as failed:
+                await pool.run(("spin", None))
+            return before, failed.value, await pool.run(("pid", None)), await pool.run(("echo", 1))
+
+    before, failure, after, echo = asyncio.run(run())
+    assert failure.reason == "timeout" and "used its 1 s of CPU" in failure.detail
+    assert after == before and echo == "hi 1"  # the same worker, not killed
