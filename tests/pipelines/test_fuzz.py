@@ -1,0 +1,76 @@
+"""Broken pages by the hundred through extraction and language: no exception escapes.
+
+Mutations of the real pages of ../shared/eval, from a fixed seed (the same pages every run): cut
+short, bytes deleted, duplicated or garbled (NULs, invalid UTF-8, a wrong charset declaration),
+tags left open or closed twice, markup nested deep. Each goes through
+:class:`pipelines.page.PageAnalyser` as a worker runs it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pipelines.page import PageAnalyser
+from tests.conftest import SHARED, fetched_article
+
+PAGES = sorted((SHARED / "eval").glob("daniel_*/*.html"))
+VERDICTS = {None, "empty", "too_short", "too_deep", "noarchive"}
+
+
+def _cut(page: bytes, rng: random.Random) -> bytes:
+    return page[: rng.randrange(len(page) + 1)]
+
+
+def _delete(page: bytes, rng: random.Random) -> bytes:
+    start = rng.randrange(len(page) + 1)
+    return page[:start] + page[start + rng.randrange(1, 5000) :]
+
+
+def _duplicate(page: bytes, rng: random.Random) -> bytes:
+    start = rng.randrange(len(page) + 1)
+    piece = page[start : start + rng.randrange(1, 20000)]
+    return page[:start] + piece * rng.randrange(2, 20) + page[start:]
+
+
+def _garble(page: bytes, rng: random.Random) -> bytes:
+    noise = bytes(rng.choice(b"\x00\xff\xfe\xc3\x28\xe4\xbd<>&\"'\x1b") for _ in range(rng.randrange(1, 200)))
+    start = rng.randrange(len(page) + 1)
+    return page[:start] + noise + page[start:]
+
+
+def _wrong_charset(page: bytes, rng: random.Random) -> bytes:
+    charset = rng.choice([b"utf-16", b"big5", b"shift_jis", b"x-nonsense", b"utf-8"])
+    return b'<meta charset="' + charset + b'">' + page
+
+
+def _tags(page: bytes, rng: random.Random) -> bytes:
+    start = rng.randrange(len(page) + 1)
+    soup = rng.choice(
+        [b"<div>", b"</div>", b"<table><tr><td>", b"</p></p></p>", b"<![CDATA[", b"<!--", b"<script>"]
+    )
+    return page[:start] + soup * rng.randrange(1, 3000) + page[start:]
+
+
+MUTATIONS = [_cut, _delete, _duplicate, _garble, _wrong_charset, _tags]
+
+
+@pytest.fixture(scope="module")
+def analyser() -> PageAnalyser:
+    return PageAnalyser()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_broken_pages_never_raise(analyser, seed):
+    rng = random.Random(seed)
+    for page in rng.sample(PAGES, 8):
+        broken = page.read_bytes()
+        for mutation in rng.sample(MUTATIONS, rng.randrange(1, 4)):
+            broken = mutation(broken, rng)
+        item = analyser(
+            fetched_article(body=broken, header_charset=rng.choice([None, "utf-8", "gbk", "latin-1"]))
+        )
+        assert item.not_article in VERDICTS
+        assert item.not_article is not None or item.text  # an article has its text
+        assert item.language
