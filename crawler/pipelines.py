@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from typing import NoReturn
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -88,23 +89,10 @@ class ExtractPipeline:
         try:
             item = await self._analysed(item)
         except TaskFailed as failure:
-            self.stats.inc_value(f"extract/failed/{failure.reason}")
-            self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
-            self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{failure.reason}")
-            logger.error(
-                "extraction failed (%s), not archived this run: %s\n%s",
-                failure.reason,
-                item.url,
-                failure.traceback or failure.detail,
-            )
-            raise DropItem(f"extraction failed ({failure.reason}): {item.url}") from None
+            self._failed(item, failure.reason, f"\n{failure.traceback or failure.detail}")
         self.stats.inc_value(f"language/{item.language}")
         if item.not_article in FAILED_VERDICTS:  # the page may hold an article we could not read
-            self.stats.inc_value(f"extract/failed/{item.not_article}")
-            self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
-            self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{item.not_article}")
-            logger.error("extraction failed (%s), not archived: %s", item.not_article, item.url)
-            raise DropItem(f"extraction failed ({item.not_article}): {item.url}")
+            self._failed(item, item.not_article)
         if item.not_article:
             _drop(
                 self.stats,
@@ -115,6 +103,14 @@ class ExtractPipeline:
             )
         self.stats.inc_value("extract/ok")
         return item
+
+    def _failed(self, item: Article, reason: str, detail: str = "") -> NoReturn:
+        """Counts and logs a page extraction could not read, and drops it (fetched again next run)."""
+        self.stats.inc_value(f"extract/failed/{reason}")
+        self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
+        self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{reason}")
+        logger.error("extraction failed (%s), not archived this run: %s%s", reason, item.url, detail)
+        raise DropItem(f"extraction failed ({reason}): {item.url}")
 
     async def _analysed(self, item: Article) -> Article:
         try:

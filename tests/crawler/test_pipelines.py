@@ -63,4 +63,6 @@ def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog)
         stats.get_value("extract/failed/too_deep") == 1 and stats.get_value("outlet/x/failed/too_deep") == 1
     )
     assert stats.get_value("extract/dropped/empty") is None
-    assert "extraction failed (too_deep), not archived: https://news.example.cn/a/1.html" in caplog.text
+    assert (
+        "extraction failed (too_deep), not archived this run: https://news.example.cn/a/1.html" in caplog.text
+    )
