@@ -274,6 +274,11 @@ def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: 
             "noarchive": count(outlet_id, "dropped/noarchive"),
             "duplicates": count(outlet_id, "dropped/duplicate_url"),
             "failed": {k.removeprefix(prefix): v for k, v in stats.items() if k.startswith(prefix)},
+            "refused": {
+                k.removeprefix(f"outlet/{outlet_id}/refused/"): v
+                for k, v in stats.items()
+                if k.startswith(f"outlet/{outlet_id}/refused/")
+            },
             "seconds": round(last - first, 3) if first is not None and last is not None else 0.0,
         }
     totals: dict[str, Any] = {}
@@ -396,6 +401,12 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             "unchanged since the last run, not read again: "
             f"{stats.get('discovery/not_modified', 0)} discovery page(s) (304), "
             f"{stats.get('discovery/sitemap_unchanged', 0)} sitemap(s) (lastmod)"
+        )
+    refused = {k.removeprefix("refused/"): v for k, v in stats.items() if k.startswith("refused/")}
+    if refused:
+        lines.append(
+            "article pages not fetched, by reason: "
+            + ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items()))
         )
     over = {k.split("/")[1]: v for k, v in stats.items() if k.endswith("/links_over_budget")}
     if over:

@@ -69,7 +69,7 @@ def test_non_articles_and_forbidden_pages_are_not_archived(mirror_rows, mirror_c
     for article in forbidden:
         assert article.url.split("://", 1)[1] not in requested
     assert "not fetched, forbidden by robots.txt: 1" in mirror_crawl.stdout
-    assert "HTTP errors: 404: 1" in mirror_crawl.stdout
+    assert "article pages not fetched, by reason: http_404: 1, robots: 1" in mirror_crawl.stdout
 
 
 def test_files_follow_the_schema_and_partitioning(mirror_crawl):

@@ -24,7 +24,13 @@ from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.http import Response
 from scrapy.selector import Selector
+from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.spiders import SitemapSpider
+from twisted.internet import defer
+from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
+from twisted.internet.error import TimeoutError as TwistedTimeoutError
+from twisted.python.failure import Failure
+from twisted.web._newclient import ResponseNeverReceived
 
 from crawler.extensions import archive_extension
 from crawler.items import Article
@@ -89,6 +95,7 @@ class OutletsSpider(SitemapSpider):
             (key.startswith(_UNDONE) and not key.endswith(".IgnoreRequest"))  # robots.txt, offsite
             or key.endswith("/links_over_budget")
             or key == "discovery/sitemap_cut"
+            or (key.startswith("refused/") and not _permanent(key.removeprefix("refused/")))
             or (key.startswith("httperror/response_ignored_status_count/") and _transient(key))
             for key in stats
         )
@@ -128,7 +135,22 @@ class OutletsSpider(SitemapSpider):
     def _parse_sitemap(self, response: Response) -> Iterable[Request]:
         if self._unchanged(response):
             return ()
-        return super()._parse_sitemap(response)
+        return (
+            request.replace(errback=self.article_failed)
+            if request.callback == self.parse_article
+            else request
+            for request in super()._parse_sitemap(response)
+        )
+
+    def article_failed(self, failure: Failure) -> None:
+        """An article page that could not be fetched: counted by reason, logged once at INFO."""
+        request = failure.request
+        reason = refusal_reason(failure.value)
+        self.crawler.stats.inc_value(f"refused/{reason}")
+        outlet = self.registry.outlet_for_article(request.url)
+        if outlet is not None:
+            self._count(outlet, f"refused/{reason}")
+        self.logger.info("article page not fetched (%s): %s", reason, request.url)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """Bounded: at most :data:`SITEMAP_MAX_URLS` entries of a sitemap, and each outlet's
@@ -222,7 +244,7 @@ class OutletsSpider(SitemapSpider):
         """Requests for the absolute ``urls`` that are this outlet's articles."""
         for url in urls:
             if outlet.owns(url) and outlet.is_article(url) and self._take_link(outlet, url):
-                yield Request(url, self.parse_article)
+                yield Request(url, self.parse_article, errback=self.article_failed)
 
     def _take_link(self, outlet: Outlet, url: str) -> bool:
         """Counts a new article link against the outlet's ``max_article_links`` for this run
@@ -249,6 +271,40 @@ class OutletsSpider(SitemapSpider):
 
     def _count(self, outlet: Outlet, what: str) -> None:
         self.crawler.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+
+def refusal_reason(error: BaseException) -> str:
+    """Why a page was not fetched, in a word for the stats: ``http_404``, ``timeout``,
+    ``too_large``, ``decompression_bomb``, ``redirect_loop``, ``offsite``, ``dns``,
+    ``connection``, ``robots``, or the exception's name."""
+    if isinstance(error, HttpError):
+        return f"http_{error.response.status}"
+    message = str(error).lower()
+    for words, reason in (
+        (("max redirections",), "redirect_loop"),
+        (("decompress",), "decompression_bomb"),
+        (("download max size", "maxsize", "larger than"), "too_large"),
+        (("offsite",), "offsite"),
+        (("robots.txt",), "robots"),
+    ):
+        if any(word in message for word in words):
+            return reason
+    if isinstance(error, (TimeoutError, TwistedTimeoutError, defer.TimeoutError)):
+        return "timeout"
+    if isinstance(error, DNSLookupError):
+        return "dns"
+    if isinstance(error, (ConnectionRefusedError, ConnectionLost, ConnectError, ResponseNeverReceived)):
+        return "connection"
+    return type(error).__name__
+
+
+def _permanent(reason: str) -> bool:
+    """A refusal the next run would meet again (a 404, robots.txt, a bomb), as opposed to one it
+    may not (a 5xx, a timeout): only after those may a discovery page be skipped as unchanged."""
+    if reason.startswith("http_"):
+        status = int(reason.removeprefix("http_"))
+        return 400 <= status < 500 and status not in (408, 429)
+    return reason in ("robots", "offsite", "redirect_loop", "too_large", "decompression_bomb")
 
 
 def _transient(stats_key: str) -> bool:

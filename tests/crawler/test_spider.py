@@ -5,7 +5,14 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from crawler.spiders.outlets import _header_charset, new_crawl_id
+import pytest
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import HtmlResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
+from twisted.internet.error import TimeoutError as TwistedTimeoutError
+
+from crawler.spiders.outlets import _header_charset, new_crawl_id, refusal_reason
 from tests.conftest import REPO
 
 
@@ -27,3 +34,34 @@ def test_header_charset():
     assert _header_charset("text/html; charset=GBK") == "GBK"
     assert _header_charset('text/html; Charset="utf-8"') == "utf-8"
     assert _header_charset("text/html") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (HttpError(HtmlResponse("https://x.cn/a", status=404), "Ignoring non-200 response"), "http_404"),
+        (IgnoreRequest("max redirections reached"), "redirect_loop"),
+        # Scrapy's own messages (scrapy/downloadermiddlewares/, scrapy/utils/_download_handlers.py)
+        (
+            IgnoreRequest(
+                "Ignored response <200 https://x.cn/a> because its body (10 B compressed, 99 B decompressed "
+                "so far) exceeded DOWNLOAD_MAXSIZE (50 B) during decompression."
+            ),
+            "decompression_bomb",
+        ),
+        (
+            IgnoreRequest(
+                "Expected to receive 9 bytes which is larger than download max size (5) in request"
+            ),
+            "too_large",
+        ),
+        (IgnoreRequest("Filtered offsite request to 'evil.example'"), "offsite"),
+        (IgnoreRequest("Forbidden by robots.txt"), "robots"),
+        (TwistedTimeoutError(), "timeout"),
+        (DNSLookupError(), "dns"),
+        (ConnectionRefusedError(), "connection"),
+        (ValueError("odd"), "ValueError"),
+    ],
+)
+def test_why_an_article_page_was_not_fetched_is_one_word(error, reason):
+    assert refusal_reason(error) == reason
