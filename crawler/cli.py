@@ -238,6 +238,10 @@ def crawl_command(args: argparse.Namespace) -> int:
     return code
 
 
+def _outlet_count(stats: dict[str, Any], outlet_id: str, key: str) -> int:
+    return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+
+
 def _exit_code(stats: dict[str, Any], healthy: bool) -> int:
     """The most serious first: a bug of ours, uploads pending, stopped early, anything else."""
     if any(key.startswith("bugs/") for key in stats):
@@ -253,7 +257,7 @@ def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: 
     """The run as ``--summary-json`` writes it, for scripts and alerting."""
 
     def count(outlet_id: str, key: str) -> int:
-        return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+        return _outlet_count(stats, outlet_id, key)
 
     outlets = {}
     for outlet_id in registry:
@@ -320,7 +324,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
     for outlet_id in registry:
 
         def count(key: str, outlet_id: str = outlet_id) -> int:
-            return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
+            return _outlet_count(stats, outlet_id, key)
 
         pages, known = count("article_pages"), count("known")
         rows.append(

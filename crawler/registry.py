@@ -183,13 +183,8 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     listing_pattern = None
     if "listing_pattern" in entry:
         listing_pattern = check.regex("listing_pattern", check.string("listing_pattern"))
-    max_pages = entry.get("max_listing_pages", 5)
-    if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= 1000:
-        raise RegistryError(path, label, "max_listing_pages", "must be a whole number, 1 to 1000")
-
-    max_links = entry.get("max_article_links", 20_000)
-    if not isinstance(max_links, int) or isinstance(max_links, bool) or not 1 <= max_links <= 1_000_000:
-        raise RegistryError(path, label, "max_article_links", "must be a whole number, 1 to 1000000")
+    max_pages = check.whole_number("max_listing_pages", 5, 1000)
+    max_links = check.whole_number("max_article_links", 20_000, 1_000_000)
 
     hints = check.table("extraction")
     check.no_unknown_keys(hints, _EXTRACTION_KEYS, "extraction.")
@@ -226,6 +221,12 @@ class _Checker:
 
     def fail(self, field_name: str, problem: str) -> RegistryError:
         return RegistryError(self.path, self.outlet, field_name, problem)
+
+    def whole_number(self, key: str, default: int, most: int) -> int:
+        value = self.entry.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise self.fail(key, f"must be a whole number, 1 to {most}")
+        return value
 
     def no_unknown_keys(self, table: dict[str, Any], allowed: set[str], prefix: str) -> None:
         unknown = sorted(set(table) - allowed)

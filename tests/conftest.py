@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow.dataset as ds
 import pytest
@@ -52,6 +53,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
     )
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
     return CrawlRun(archive, done.returncode, done.stdout, done.stderr)
+
+
+def requested_as(url: str) -> str:
+    """A URL as the mirror server records a request for it: ``host/path?query``."""
+    parts = urlsplit(url)
+    return parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def fetched_article(**fields: Any) -> Article:

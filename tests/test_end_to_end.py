@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import tomllib
-from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow.dataset as ds
@@ -14,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.schema import INDEX_SCHEMA, SCHEMA, SCHEMA_VERSION
-from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, run_cli
+from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, requested_as, run_cli
 
 FURNITURE = tomllib.loads((FIXTURES / "furniture.toml").read_text(encoding="utf-8"))
 
@@ -136,7 +135,7 @@ def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, m
     assert sorted(p.name for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")) == before
     asked = set(mirror_server.requested[asked_before:])
     assert asked  # sitemaps, feeds and listings are read again
-    assert not asked & {_host_path(a.url) for a in ARCHIVED}
+    assert not asked & {requested_as(a.url) for a in ARCHIVED}
 
 
 def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
@@ -155,9 +154,3 @@ def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
     )
     assert run.returncode == 1
     assert "PROBLEM sxkjt: no article page found" in run.stdout
-
-
-def _host_path(url: str) -> str:
-    """A URL as the mirror server records a request for it."""
-    parts = urlsplit(url)
-    return parts.netloc + parts.path + (f"?{parts.query}" if parts.query else "")

@@ -19,7 +19,7 @@ from crawler.mirror.sites import build_mirror
 from pipelines.dedup import article_id
 from pipelines.lock import BUSY_EXIT, archive_lock
 from pipelines.storage import LocalStore
-from tests.conftest import FIXTURES, REPO, run_cli
+from tests.conftest import FIXTURES, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
 
 OUTLET = "sxkjt"
@@ -165,7 +165,7 @@ def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(
     mirror.mirror.pages[(host, listing)] = dataclasses.replace(page, body=page.body.replace(b"</body>", link))
     asked = len(mirror.requested)
     crawl(mirror, archive, *outlets, "--summary-json", str(tmp_path / "run.json"))
-    every_article = {_host_path(a.url) for a in mirror.mirror.articles} | {host + copy_path}
+    every_article = {requested_as(a.url) for a in mirror.mirror.articles} | {host + copy_path}
     assert set(mirror.requested[asked:]) & every_article == {host + copy_path}  # the known: not asked
     verdict = json.loads((tmp_path / "run.json").read_text())
     figures = verdict["outlets"][outlet]
@@ -176,11 +176,6 @@ def test_a_new_article_alone_is_fetched_and_a_copy_names_the_first(
     copy = next(r for r in rows(archive) if r["url"].endswith(copy_path))
     assert copy["duplicate_of"] == article_id(original.url) != copy["article_id"]
     assert copy["outlet_id"] == outlet
-
-
-def _host_path(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc + parts.path
 
 
 def test_sigterm_stops_the_crawl_honestly_and_the_next_run_fetches_the_rest(mirror, tmp_path):

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -23,7 +22,7 @@ import pytest
 
 from crawler.mirror.server import MirrorServer
 from tests.conftest import ARCHIVED as ARCHIVED_ARTICLES
-from tests.conftest import MIRROR, REPO, run_cli
+from tests.conftest import MIRROR, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
 from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore, SeaweedFS, wait_until
 
@@ -179,7 +178,7 @@ def test_a_second_run_on_a_bucket_fetches_no_known_article(bucket, tmp_path):
         again = bucket.crawl(mirror.url, "--summary-json", str(tmp_path / "run.json"))
         assert again.returncode == 0, again.stdout + again.stderr
         requested = set(mirror.requested[asked:])
-    archived = {urlsplit(url).netloc + urlsplit(url).path for url in ARCHIVED}
+    archived = {requested_as(url) for url in ARCHIVED}
     assert requested and not requested & archived
     assert json.loads((tmp_path / "run.json").read_text())["totals"]["archived"] == 0
     bucket.assert_complete()

@@ -96,7 +96,10 @@ class OutletsSpider(SitemapSpider):
             or key.endswith("/links_over_budget")
             or key == "discovery/sitemap_cut"
             or (key.startswith("refused/") and not _permanent(key.removeprefix("refused/")))
-            or (key.startswith("httperror/response_ignored_status_count/") and _transient(key))
+            or (
+                key.startswith("httperror/response_ignored_status_count/")
+                and not _permanent(f"http_{key.rsplit('/', 1)[-1]}")
+            )
             for key in stats
         )
         if undone or not self.ran_to_the_end:
@@ -305,11 +308,6 @@ def _permanent(reason: str) -> bool:
         status = int(reason.removeprefix("http_"))
         return 400 <= status < 500 and status not in (408, 429)
     return reason in ("robots", "offsite", "redirect_loop", "too_large", "decompression_bomb")
-
-
-def _transient(stats_key: str) -> bool:
-    status = stats_key.rsplit("/", 1)[-1]
-    return status.isdigit() and (int(status) >= 500 or int(status) == 429)
 
 
 def _older(lastmod: str | None, read_at: str | None) -> bool:
