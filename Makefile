@@ -31,9 +31,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The crawl at scale on loopback (../shared/eval pages, N and 5N), then the mirror crawl and stores.
+# The crawl at scale on loopback (../shared/eval pages, N and 5N), hostile input at full size
+# (outcome and peak memory), then the mirror crawl and stores.
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_crawl
+	$(BIN)/python -m benchmarks.bench_hostile
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
 

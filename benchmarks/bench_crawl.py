@@ -167,10 +167,10 @@ class Run:
     peak_rss_mb: float
 
 
-def _tree_rss_kb(root: int) -> int:
-    """VmRSS of ``root`` and all its descendants, in kB."""
+def tree_rss_kb(root: int, descendants: bool = True) -> int:
+    """VmRSS of ``root`` and all its descendants (or of ``root`` alone), in kB."""
     parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat in Path("/proc").glob("[0-9]*/stat") if descendants else ():
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -201,7 +201,7 @@ def measure(command: list[str]) -> Run:
     def sample() -> None:
         nonlocal peak
         while not done.wait(0.02):
-            peak = max(peak, _tree_rss_kb(process.pid))
+            peak = max(peak, tree_rss_kb(process.pid))
 
     sampler = threading.Thread(target=sample)
     sampler.start()

@@ -27,7 +27,7 @@ from scrapy.settings import Settings
 
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.registry import Registry, RegistryError, load_registry
-from crawler.spiders.outlets import OutletsSpider, new_crawl_id
+from crawler.spiders.outlets import SITEMAP_MAX_URLS, OutletsSpider, new_crawl_id
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
@@ -418,8 +418,17 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             "over max_article_links, left for the next run: "
             + ", ".join(f"{outlet}: {n}" for outlet, n in sorted(over.items()))
         )
+    cut = {k.split("/")[1]: v for k, v in stats.items() if k.endswith("/links_cut")}
+    if cut:
+        lines.append(
+            "pages of over max_links_per_page links, the rest not read: "
+            + ", ".join(f"{outlet}: {n}" for outlet, n in sorted(cut.items()))
+        )
     if stats.get("discovery/sitemap_cut"):
-        lines.append(f"sitemaps cut at 50,000 URLs (the protocol's limit): {stats['discovery/sitemap_cut']}")
+        lines.append(
+            f"sitemaps cut at {SITEMAP_MAX_URLS:,} URLs (the protocol's limit): "
+            + str(stats["discovery/sitemap_cut"])
+        )
     if stats.get("extract/dropped/noarchive"):
         lines.append(f"not archived, the page says noarchive: {stats['extract/dropped/noarchive']}")
     if stats.get("robotstxt/forbidden"):

@@ -14,6 +14,7 @@ from scrapy.downloadermiddlewares.useragent import UserAgentMiddleware
 from scrapy.http import Response
 
 from crawler.extensions import ArchiveExtension, archive_extension
+from pipelines.index import ArchiveIndex
 
 logger = logging.getLogger(__name__)
 
@@ -28,41 +29,33 @@ class ContactUserAgentMiddleware(UserAgentMiddleware):
         return cls(settings["USER_AGENT"].format(contact_url=settings["CONTACT_URL"]))
 
 
-class KnownArticlesMiddleware:
-    """Drops requests for pages whose article the archive holds, before they are scheduled.
+class KnownArticles:
+    """Which article URLs to fetch, given what the archive holds; counts what it turns away.
 
     The archive's index (:mod:`pipelines.index`, read once when the crawl opens) knows every URL
     that led to an archived row, so a run on a machine with no state of its own fetches only
     what is new. ``REFETCH_AFTER_DAYS`` (None: never; 0: every run) lets through the known
     articles last fetched longer ago than that: dedup then archives a changed text as a new
-    version and notes an unchanged one. Sitemaps, feeds and listing pages are never in the index. Counts
-    ``discovery/known``, ``discovery/refetch`` and ``outlet/<id>/known``.
+    version and notes an unchanged one. Counts ``discovery/known``, ``discovery/refetch`` and
+    ``outlet/<id>/known``. Used by :class:`KnownArticlesMiddleware` and by the spider's frontier.
     """
 
-    def __init__(self, crawler: Crawler, archive: ArchiveExtension, refetch_after: timedelta | None):
-        self.stats = crawler.stats
+    def __init__(self, crawler: Crawler, index: ArchiveIndex):
         self.crawler = crawler
-        self.archive = archive
-        self.refetch_after = refetch_after
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> KnownArticlesMiddleware:
+        self.stats = crawler.stats
+        self.index = index
         days = crawler.settings.get("REFETCH_AFTER_DAYS")
-        return cls(crawler, archive_extension(crawler), None if days is None else timedelta(days=float(days)))
+        self.refetch_after = None if days is None else timedelta(days=float(days))
 
-    async def process_spider_output(
-        self, response: Response, result: AsyncIterator[Any]
-    ) -> AsyncIterator[Any]:
-        index = (await self.archive.opened()).index
-        async for output in result:
-            if isinstance(output, Request):
-                held = index.known_url(output.url)
-                if held is not None:
-                    if not self._due(held.last_fetched):
-                        self._count(output.url, "known")
-                        continue
-                    self.stats.inc_value("discovery/refetch")
-            yield output
+    def wanted(self, url: str) -> bool:
+        held = self.index.known_url(url)
+        if held is None:
+            return True
+        if not self._due(held.last_fetched):
+            self._count(url, "known")
+            return False
+        self.stats.inc_value("discovery/refetch")
+        return True
 
     def _due(self, last_fetched: datetime | None) -> bool:
         if self.refetch_after is None:
@@ -74,6 +67,30 @@ class KnownArticlesMiddleware:
         outlet = self.crawler.spider.registry.outlet_for_article(url)
         if outlet is not None:
             self.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+
+class KnownArticlesMiddleware:
+    """Drops requests for pages whose article the archive holds (:class:`KnownArticles`), before
+    they are scheduled. Sitemaps, feeds and listing pages are never in the index."""
+
+    def __init__(self, crawler: Crawler, archive: ArchiveExtension):
+        self.crawler = crawler
+        self.archive = archive
+        self._known: KnownArticles | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> KnownArticlesMiddleware:
+        return cls(crawler, archive_extension(crawler))
+
+    async def process_spider_output(
+        self, response: Response, result: AsyncIterator[Any]
+    ) -> AsyncIterator[Any]:
+        if self._known is None:
+            self._known = KnownArticles(self.crawler, (await self.archive.opened()).index)
+        async for output in result:
+            if isinstance(output, Request) and not self._known.wanted(output.url):
+                continue
+            yield output
 
 
 class RetryAfterMiddleware:

@@ -36,6 +36,7 @@ def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
         "language_sample_chars": settings.getint("LANGUAGE_SAMPLE_CHARS"),
         "min_chars": settings.getint("EXTRACT_MIN_CHARS"),
         "obey_noarchive": settings.getbool("ROBOTS_NOARCHIVE_OBEY"),
+        "max_links": settings.getint("EXTRACT_MAX_LINKS"),
     }
     return WorkerPool(
         "pipelines.page:PageAnalyser",

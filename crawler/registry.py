@@ -34,10 +34,16 @@ _OUTLET_KEYS = {
     "listing_pattern",
     "max_listing_pages",
     "max_article_links",
+    "max_links_per_page",
     "extraction",
 }
 _START_KEYS = {"sitemaps", "feeds", "listings"}
 _EXTRACTION_KEYS = {"drop", "body"}
+
+
+MAX_LISTING_PAGES = 5  # listing pages read per start listing, including it (not a depth)
+MAX_ARTICLE_LINKS = 20_000  # new article links taken per run (sitemaps, feeds, listings)
+MAX_LINKS_PER_PAGE = 5_000  # links read from one listing page or feed, in document order
 
 
 class RegistryError(ValueError):
@@ -73,8 +79,9 @@ class Outlet:
     feeds: tuple[str, ...] = ()  # RSS 2.0 or Atom
     listings: tuple[str, ...] = ()  # HTML pages that link to articles
     listing_pattern: re.Pattern[str] | None = None  # further listing pages (pagination)
-    max_listing_pages: int = 5  # listing pages read per start listing, including it (not a depth)
-    max_article_links: int = 20_000  # article links taken per run (sitemaps, feeds, listings)
+    max_listing_pages: int = MAX_LISTING_PAGES
+    max_article_links: int = MAX_ARTICLE_LINKS
+    max_links_per_page: int = MAX_LINKS_PER_PAGE
     extraction: ExtractionHints = field(default_factory=ExtractionHints)
 
     @property
@@ -183,8 +190,9 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     listing_pattern = None
     if "listing_pattern" in entry:
         listing_pattern = check.regex("listing_pattern", check.string("listing_pattern"))
-    max_pages = check.whole_number("max_listing_pages", 5, 1000)
-    max_links = check.whole_number("max_article_links", 20_000, 1_000_000)
+    max_pages = check.whole_number("max_listing_pages", MAX_LISTING_PAGES, 1000)
+    max_links = check.whole_number("max_article_links", MAX_ARTICLE_LINKS, 1_000_000)
+    max_page_links = check.whole_number("max_links_per_page", MAX_LINKS_PER_PAGE, 1_000_000)
 
     hints = check.table("extraction")
     check.no_unknown_keys(hints, _EXTRACTION_KEYS, "extraction.")
@@ -209,6 +217,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         listing_pattern=listing_pattern,
         max_listing_pages=max_pages,
         max_article_links=max_links,
+        max_links_per_page=max_page_links,
         extraction=ExtractionHints(drop=drop, body=body),
     )
 

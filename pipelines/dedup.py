@@ -11,6 +11,7 @@ article first archived with it; ``text_simhash`` links copies with small edits.
 from __future__ import annotations
 
 import hashlib
+from itertools import islice
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from crawler.items import Article
 from pipelines.tokens import TOKEN
 
 _BITS = np.arange(64, dtype=np.uint64)
+_CHUNK = 1 << 16  # tokens per block: 32 MB of work space for the bit count, whatever the text
 
 
 def url_key(url: str) -> str:
@@ -38,21 +40,35 @@ def text_hash(text: str) -> str:
 
 def simhash(text: str) -> int | None:
     """64-bit SimHash of the text's token 3-grams, as a signed integer (Parquet has no unsigned
-    64-bit type most readers agree on); None for a text without tokens."""
-    tokens = [token.lower() for token in TOKEN.findall(text)]
-    if not tokens:
-        return None
-    vocabulary = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
-    token_hashes = np.array(
-        [int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little") for t in vocabulary],
-        dtype=np.uint64,
-    )
-    hashes = token_hashes[np.array([vocabulary[t] for t in tokens])]
-    if len(hashes) >= 3:  # a 3-gram: its three tokens' hashes, rotated apart and combined
-        hashes = hashes[:-2] ^ _rotate(hashes[1:-1], 21) ^ _rotate(hashes[2:], 42)
-    hashes = _mix(hashes)
-    ones = ((hashes[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
-    value = sum(1 << bit for bit in range(64) if 2 * int(ones[bit]) > len(hashes))
+    64-bit type most readers agree on); None for a text without tokens. Read in blocks of
+    :data:`_CHUNK` tokens, so a text of any length costs the same memory."""
+    tokens = (match.group().lower() for match in TOKEN.finditer(text))
+    hashes: dict[str, int] = {}
+
+    def hashed(token: str) -> int:
+        value = hashes.get(token)
+        if value is None:
+            value = hashes[token] = int.from_bytes(
+                hashlib.blake2b(token.encode(), digest_size=8).digest(), "little"
+            )
+        return value
+
+    ones = np.zeros(64, dtype=np.uint64)
+    grams = 0
+    tail = np.empty(0, dtype=np.uint64)  # the last two tokens of the block before: 3-grams span blocks
+    while block := list(islice(tokens, _CHUNK)):
+        window = np.concatenate([tail, np.fromiter(map(hashed, block), dtype=np.uint64, count=len(block))])
+        if len(window) >= 3:  # a 3-gram: its three tokens' hashes, rotated apart and combined
+            combined = _mix(window[:-2] ^ _rotate(window[1:-1], 21) ^ _rotate(window[2:], 42))
+            ones += ((combined[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
+            grams += len(combined)
+        tail = window[-2:]
+    if not grams:  # one or two tokens: those
+        if not len(tail):
+            return None
+        ones = ((_mix(tail)[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
+        grams = len(tail)
+    value = sum(1 << bit for bit in range(64) if 2 * int(ones[bit]) > grams)
     return value - (1 << 64) if value >= 1 << 63 else value
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from crawler.items import Article
 from pipelines.dedup import simhash
-from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, article_chars, extract
+from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, MAX_LINKS, article_chars, extract
 from pipelines.extraction.metadata import noarchive_in
 from pipelines.language import LanguageDetector
 
@@ -22,7 +22,8 @@ class PageAnalyser:
     A page with less than ``min_chars`` of paragraph text (lines of 20+ characters) holds no
     article (a gallery, a video page, a stub): ``not_article`` says so, the text stays. A page
     that asks not to be archived (robots ``noarchive`` in a meta tag or an X-Robots-Tag header)
-    is not archived either (``noarchive``), unless ``obey_noarchive`` is off.
+    is not archived either (``noarchive``), unless ``obey_noarchive`` is off. A page of more than
+    ``max_links`` links loses its link lists before extraction (bounded work on link farms).
     """
 
     def __init__(
@@ -31,10 +32,12 @@ class PageAnalyser:
         language_sample_chars: int = 2000,
         min_chars: int = 80,
         obey_noarchive: bool = True,
+        max_links: int = MAX_LINKS,
     ):
         self.detector = LanguageDetector(language_seed, language_sample_chars)
         self.min_chars = min_chars
         self.obey_noarchive = obey_noarchive
+        self.max_links = max_links
 
     def __call__(self, item: Article) -> Article:
         result = extract(
@@ -44,6 +47,7 @@ class PageAnalyser:
             item.outlet_timezone,
             item.drop_selectors,
             item.body_selector,
+            self.max_links,
         )
         metadata = result.metadata
         item.body = b""

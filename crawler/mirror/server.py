@@ -68,6 +68,8 @@ class MirrorServer:
                 self.send_header("ETag", etag)
                 self.send_header("Content-Type", page.content_type)
                 self.send_header("Content-Length", str(len(page.body)))
+                for name, value in page.headers:
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(page.body)
 

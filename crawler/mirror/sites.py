@@ -29,6 +29,7 @@ class Page:
     status: int
     content_type: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()  # more headers (Location, Content-Encoding ...)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
 from scrapy.selector import Selector
 from scrapy.spidermiddlewares.httperror import HttpError
@@ -34,11 +35,14 @@ from twisted.web._newclient import ResponseNeverReceived
 
 from crawler.extensions import archive_extension
 from crawler.items import Article
-from crawler.registry import Outlet, Registry, load_registry
+from crawler.middlewares import KnownArticles
+from crawler.registry import Outlet, Registry, in_domains, load_registry
+from crawler.spiders.frontier import Frontier
 from pipelines.index import ArchiveIndex
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
-SITEMAP_MAX_URLS = 50_000  # the sitemap protocol's own limit: a longer sitemap is cut there
+SITEMAP_MAX_URLS = 50_000  # the sitemap protocol's own limits: a longer sitemap is cut there,
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # and a larger one (uncompressed) is not read
 
 
 def new_crawl_id(now: datetime | None = None) -> str:
@@ -61,6 +65,8 @@ class OutletsSpider(SitemapSpider):
         self.listing_pages: dict[str, set[str]] = {}  # start listing -> listing pages requested from it
         self.article_links: dict[str, int] = {}  # outlet id -> new article links taken this run
         self.index: ArchiveIndex | None = None  # what the archive holds (known links cost nothing)
+        self.known: KnownArticles | None = None
+        self.frontier = Frontier()  # sitemaps' article URLs not yet handed to the scheduler
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -74,14 +80,18 @@ class OutletsSpider(SitemapSpider):
         crawl_id = settings.get("NEWSARCHIVE_CRAWL_ID") or new_crawl_id()
         spider = super().from_crawler(crawler, registry, crawl_id, *args, **kwargs)
         crawler.signals.connect(spider._idle, signal=signals.spider_idle)
+        crawler.signals.connect(spider._feed, signal=signals.scheduler_empty)
+        crawler.signals.connect(spider._redirect_scheduled, signal=signals.request_scheduled)
+        crawler.signals.connect(spider._redirect_dropped, signal=signals.request_dropped)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
         archive = await archive_extension(self.crawler).opened()
         self.previous, self.index = archive.discovery, archive.index
+        self.known = KnownArticles(self.crawler, archive.index)
         for outlet in self.registry.values():
             for url in outlet.sitemaps:
-                yield self._discovery(url, self._parse_sitemap)
+                yield self._discovery(url, self._parse_sitemap, download_maxsize=SITEMAP_MAX_BYTES)
             for url in outlet.feeds:
                 yield self._discovery(url, self.parse_feed, outlet_id=outlet.id)
             for url in outlet.listings:
@@ -93,7 +103,7 @@ class OutletsSpider(SitemapSpider):
         stats = self.crawler.stats.get_stats()
         undone = stats.get("log_count/ERROR") or any(
             (key.startswith(_UNDONE) and not key.endswith(".IgnoreRequest"))  # robots.txt, offsite
-            or key.endswith("/links_over_budget")
+            or key.endswith(("/links_over_budget", "/links_cut"))
             or key == "discovery/sitemap_cut"
             or (key.startswith("refused/") and not _permanent(key.removeprefix("refused/")))
             or (
@@ -106,7 +116,9 @@ class OutletsSpider(SitemapSpider):
             return None
         return self.previous | self.read
 
-    def _discovery(self, url: str, callback: Any, **cb_kwargs: Any) -> Request:
+    def _discovery(
+        self, url: str, callback: Any, download_maxsize: int | None = None, **cb_kwargs: Any
+    ) -> Request:
         """A request for a discovery page, conditional on what the last run read of it (not when
         known articles are to be fetched again: they are found through these pages)."""
         refetching = self.settings.get("REFETCH_AFTER_DAYS") is not None
@@ -116,9 +128,10 @@ class OutletsSpider(SitemapSpider):
             headers["If-None-Match"] = last["etag"]
         if last.get("last_modified"):
             headers["If-Modified-Since"] = last["last_modified"]
-        return Request(
-            url, callback, headers=headers, cb_kwargs=cb_kwargs, meta={"handle_httpstatus_list": [304]}
-        )
+        meta: dict[str, Any] = {"handle_httpstatus_list": [304]}
+        if download_maxsize:
+            meta["download_maxsize"] = download_maxsize
+        return Request(url, callback, headers=headers, cb_kwargs=cb_kwargs, meta=meta)
 
     def _unchanged(self, response: Response) -> bool:
         """True for a 304; otherwise remembers the page's validators for the next run."""
@@ -136,24 +149,60 @@ class OutletsSpider(SitemapSpider):
         return False
 
     def _parse_sitemap(self, response: Response) -> Iterable[Request]:
+        """A sitemap index's children are requested; a sitemap's new article URLs go to the
+        frontier, which hands them to the scheduler as it empties (:meth:`_feed`)."""
         if self._unchanged(response):
-            return ()
-        return (
-            request.replace(errback=self.article_failed)
-            if request.callback == self.parse_article
-            else request
-            for request in super()._parse_sitemap(response)
-        )
+            return
+        for request in super()._parse_sitemap(response):
+            if request.callback != self.parse_article:
+                yield request.replace(meta={**request.meta, "download_maxsize": SITEMAP_MAX_BYTES})
+            elif self.known is None or self.known.wanted(request.url):
+                outlet = self.registry.outlet_for_article(request.url)
+                self.frontier.add(outlet.id if outlet else "", request.url)
+        self._feed()
+
+    def _feed(self) -> None:
+        """Tops the scheduler up from the frontier to :meth:`_window` requests."""
+        if not self.frontier:
+            return
+        stats = self.crawler.stats
+        queued = stats.get_value("scheduler/enqueued", 0) - stats.get_value("scheduler/dequeued", 0)
+        for url in self.frontier.take(self._window() - queued):
+            self.crawler.engine.crawl(Request(url, self.parse_article, errback=self.article_failed))
+        stats.max_value("discovery/frontier_max", len(self.frontier))
+
+    def _window(self) -> int:
+        """Requests the scheduler holds from the frontier: enough to keep every download slot
+        busy between two top-ups."""
+        return 4 * self.settings.getint("CONCURRENT_REQUESTS")
 
     def article_failed(self, failure: Failure) -> None:
         """An article page that could not be fetched: counted by reason, logged once at INFO."""
-        request = failure.request
-        reason = refusal_reason(failure.value)
+        self._refused(failure.request, refusal_reason(failure.value))
+
+    def _redirect_scheduled(self, request: Request) -> None:
+        """An article redirected off the allowed domains: Scrapy's offsite filter drops it as it
+        is scheduled, and tells no errback."""
+        if (
+            request.callback == self.parse_article
+            and request.meta.get("redirect_urls")
+            and not in_domains(request.url, self.allowed_domains)
+        ):
+            self._refused(request, "offsite")
+
+    def _redirect_dropped(self, request: Request) -> None:
+        """An article redirected to a URL of its own redirect chain: the duplicate filter drops
+        it, and tells no errback (a redirect to another page already asked for loses nothing)."""
+        if request.callback == self.parse_article and request.url in request.meta.get("redirect_urls", ()):
+            self._refused(request, "redirect_loop")
+
+    def _refused(self, request: Request, reason: str) -> None:
         self.crawler.stats.inc_value(f"refused/{reason}")
-        outlet = self.registry.outlet_for_article(request.url)
+        url = next(iter(request.meta.get("redirect_urls", ())), request.url)  # as linked
+        outlet = self.registry.outlet_for_article(url)
         if outlet is not None:
             self._count(outlet, f"refused/{reason}")
-        self.logger.info("article page not fetched (%s): %s", reason, request.url)
+        self.logger.info("article page not fetched (%s): %s", reason, url)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """Bounded: at most :data:`SITEMAP_MAX_URLS` entries of a sitemap, and each outlet's
@@ -181,6 +230,9 @@ class OutletsSpider(SitemapSpider):
             yield entry
 
     def _idle(self) -> None:
+        if self.frontier:
+            self._feed()
+            raise DontCloseSpider("article URLs wait in the frontier")
         self.ran_to_the_end = True  # the queue ran dry: not stopped by a signal or a limit
 
     def parse_feed(self, response: Response, outlet_id: str) -> Iterable[Request]:
@@ -190,9 +242,14 @@ class OutletsSpider(SitemapSpider):
         outlet = self.registry[outlet_id]
         selector = Selector(text=response.text, type="xml")
         selector.remove_namespaces()
-        links = selector.xpath("//item/link/text() | //entry/link[not(@rel) or @rel='alternate']/@href")
+        links = self._links(
+            outlet,
+            response,
+            selector,
+            "//item/link/text() | //entry/link[not(@rel) or @rel='alternate']/@href",
+        )
         self._count(outlet, "feeds")
-        yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links.getall()))
+        yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links))
 
     def parse_listing(self, response: Response, outlet_id: str, start: str) -> Iterable[Request]:
         """A listing's articles, and its next pages: ``max_listing_pages`` from each start
@@ -201,7 +258,9 @@ class OutletsSpider(SitemapSpider):
             return
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
-        links = [response.urljoin(href) for href in response.css("a::attr(href)").getall()]
+        links = [
+            response.urljoin(href) for href in self._links(outlet, response, response.selector, "//a/@href")
+        ]
         yield from self._article_requests(outlet, links)
         if outlet.listing_pattern is None:
             return
@@ -242,6 +301,20 @@ class OutletsSpider(SitemapSpider):
             redirected_from=next(iter(response.meta.get("redirect_urls", [])), None),
             robots_headers=tuple(v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")),
         )
+
+    def _links(self, outlet: Outlet, response: Response, selector: Selector, xpath: str) -> list[str]:
+        """The first ``max_links_per_page`` links of a listing page or feed, in document order:
+        the rest never become Python strings or requests (a page of 200,000 links took 1 s and
+        100 MB of the reactor thread for them)."""
+        limit = outlet.max_links_per_page
+        links = selector.xpath(f"({xpath})[position() <= {limit + 1}]").getall()
+        if len(links) > limit:
+            self._count(outlet, "links_cut")
+            self.logger.warning(
+                "%s: a page of over %d links, the rest not read: %s", outlet.id, limit, selector.root.base
+            )
+            del links[limit:]
+        return links
 
     def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:
         """Requests for the absolute ``urls`` that are this outlet's articles."""

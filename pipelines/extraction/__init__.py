@@ -26,7 +26,7 @@ from trafilatura.metadata import extract_title
 
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
-from pipelines.extraction.furniture import clean_lines, prune
+from pipelines.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
 
 __all__ = [
@@ -55,6 +55,7 @@ trafilatura.utils.HTML_PARSER = _PARSER
 # page one level deeper (300 of them and the article was past libxml2's limit). Its text stays.
 _FONT_TAG = re.compile(r"</?font(?:\s[^>]*)?>", re.IGNORECASE)
 
+MAX_LINKS = 2000  # links on a page past which its link lists are removed before anything else
 EXTRACTOR = "trafilatura+readability"
 EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"
 
@@ -77,6 +78,7 @@ def extract(
     timezone: str = "UTC",
     drop_selectors: tuple[str, ...] = (),
     body_selector: str | None = None,
+    max_links: int = MAX_LINKS,
 ) -> Extraction:
     """The stage as a plain function of the page's bytes, usable without a crawl."""
     decoded = decode_html(body, header_charset)
@@ -88,6 +90,7 @@ def extract(
     too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
     if tree is None or too_deep:
         return Extraction(PageMetadata(), None, None, decoded.encoding, too_deep=too_deep)
+    drop_link_lists(tree, max_links)
     metadata = page_metadata(tree, url)
     # fallbacks for what the page's own markup did not say, as trafilatura finds them
     metadata.title = metadata.title or extract_title(tree)

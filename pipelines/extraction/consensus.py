@@ -125,8 +125,9 @@ def agreed_text(text: str, reference: str) -> str:
     for tokens in line_tokens:
         found = sum(min(count, confirmed[token]) for token, count in tokens.items())
         agrees.append(bool(tokens) and found >= LINE_AGREES * tokens.total())
-        if agrees[-1]:
-            confirmed -= tokens  # a line repeated (a table copy of the lead) is confirmed once
+        if agrees[-1]:  # a line repeated (a table copy of the lead) is confirmed once
+            for token, count in tokens.items():  # in place: `confirmed -= tokens` copies it per line
+                confirmed[token] = max(0, confirmed[token] - count)
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
     return "\n".join(
         line
@@ -136,7 +137,7 @@ def agreed_text(text: str, reference: str) -> str:
 
 
 def _tokens(text: str) -> Counter[str]:
-    return Counter(token.lower() for token in TOKEN.findall(text))
+    return Counter(match.group().lower() for match in TOKEN.finditer(text))  # no list of every token
 
 
 def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:

@@ -190,6 +190,36 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
             listing.drop_tree()
 
 
+LINK_LIST_MIN = 50  # links under one element before it can be taken for a link list
+LINK_LIST_DENSITY = 0.8  # ... and the share of its text that is link text
+
+
+def drop_link_lists(tree: lxml.html.HtmlElement, max_links: int) -> int:
+    """On a page of more than ``max_links`` links, remove its link lists (elements holding at
+    least :data:`LINK_LIST_MIN` links, whose text is mostly link text), innermost first; the
+    number of links removed.
+
+    Every later step costs time and memory per element: a page of 200,000 links (a site map,
+    an endless "related" list) cost 19 to 98 s of CPU and 1.2 GB in trafilatura. Link lists are
+    never the article, so extraction loses nothing; libxml2 finds the candidates (a few), and
+    Python reads each one's links once. Below ``max_links`` (the news pages of ../shared/eval
+    have up to 800) nothing changes.
+    """
+    if tree.xpath("count(//a)") <= max_links:
+        return 0
+    removed = 0
+    # document order puts an element before what it holds: reversed, the innermost come first
+    for element in reversed(tree.xpath(f"//body//*[count(.//a) >= {LINK_LIST_MIN}]")):
+        links = int(element.xpath("count(.//a)"))  # fewer once the lists inside it are gone
+        if links < LINK_LIST_MIN:
+            continue
+        link_chars = sum(len(anchor.text_content()) for anchor in element.iter("a"))
+        if link_chars >= LINK_LIST_DENSITY * len(element.text_content().strip()):
+            element.drop_tree()
+            removed += links
+    return removed
+
+
 def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
     """Characters in the paragraphs long enough to be article text."""
     return sum(length for p in element.iter("p") if (length := len(p.text_content())) >= PARAGRAPH_CHARS)

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from crawler.items import Article
+from pipelines import dedup
 from pipelines.dedup import Deduplicator, article_id, simhash, text_hash
 from pipelines.index import ArchiveIndex
 from tests.conftest import SHARED, fetched_article
@@ -82,3 +83,12 @@ def test_the_same_text_elsewhere_is_a_row_that_names_the_first():
     mobile = item("https://m.x.cn/c.html", TEXTS[1])  # within this run
     assert dedup.duplicate(first) is None and dedup.duplicate(mobile) is None
     assert (first.duplicate_of, mobile.duplicate_of) == (None, first.article_id)
+
+
+def test_a_long_texts_simhash_does_not_depend_on_the_blocks_it_is_read_in(monkeypatch):
+    text = "\n\n".join(TEXTS[:40]) * 4  # tens of thousands of tokens
+    whole, two_tokens = simhash(text), simhash("一 二")
+    monkeypatch.setattr(dedup, "_CHUNK", 1000)  # 3-grams now span many block boundaries
+    assert simhash(text) == whole
+    monkeypatch.setattr(dedup, "_CHUNK", 1)
+    assert simhash(text) == whole and simhash("一 二") == two_tokens is not None

@@ -14,7 +14,7 @@ from benchmarks.eval_extraction import TARGETS, pages
 from pipelines.charset import decode_html
 from pipelines.extraction import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.consensus import agreed_text, readability_text
-from pipelines.extraction.furniture import clean_lines
+from pipelines.extraction.furniture import clean_lines, drop_link_lists
 from pipelines.extraction.metadata import printed_date
 from tests.conftest import FIXTURES, extract_saved
 
@@ -233,3 +233,35 @@ def test_deeply_nested_articles_are_read(page):
 def test_an_article_past_every_parser_limit_is_too_deep_not_empty():
     result = extract((PAGES / "nested_2500_divs.html").read_bytes(), "https://news.example.cn/a/1.html")
     assert result.too_deep and result.text is None
+
+
+def _links_in_a_list(count: int) -> bytes:
+    return (
+        "<ul>" + "".join(f'<li><a href="/s/{n}.html">专题报道 {n}</a></li>' for n in range(count)) + "</ul>"
+    ).encode()
+
+
+def _links_inline(count: int) -> bytes:
+    return (
+        "<div>" + "".join(f'<a href="/s/{n}.html">专题 {n}</a> ' for n in range(count)) + "</div>"
+    ).encode()
+
+
+@pytest.mark.parametrize("links", [_links_in_a_list, _links_inline])
+def test_a_page_of_thousands_of_links_loses_its_link_lists_not_its_article(links):
+    page = (PAGES / "article_among_furniture.html").read_bytes()
+    farm = page.replace(b"</body>", links(3000) + b"</body>")
+    tree = trafilatura.load_html(farm)
+    assert drop_link_lists(tree, max_links=5000) == 0  # under the limit: the page as it is
+    assert drop_link_lists(tree, max_links=2000) == 3000
+    assert (
+        extract(farm, "https://news.example.cn/a/1.html").text
+        == extract(page, "https://news.example.cn/a/1.html").text
+    )
+
+
+def test_links_inside_the_article_text_are_not_a_link_list():
+    paragraph = (PAGES / "paragraph_with_link.html").read_bytes()
+    page = b"<html><body><div>" + paragraph * 2500 + b"</div></body></html>"
+    tree = trafilatura.load_html(page)
+    assert drop_link_lists(tree, max_links=2000) == 0 and len(tree.xpath("//a")) == 2500

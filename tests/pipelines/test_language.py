@@ -100,3 +100,8 @@ def test_a_few_latin_words_in_a_chinese_text_need_no_latin_detector():
     )
     assert guess.language == "zh" and guess.shares == (("zh", round(150 / 154, 3)),)  # 150 Han, 4 words
     assert "_factory" not in vars(detector) and "_short" not in vars(detector)
+
+
+def test_a_mail_address_in_chinese_text_is_left_out_and_the_text_kept(detector):
+    guess = detector.detect((FIXTURES / "language" / "mail_address.txt").read_text(encoding="utf-8"))
+    assert (guess.language, guess.shares) == ("zh", (("zh", 1.0),))
