@@ -23,9 +23,9 @@ test: $(VENV)/.installed test-services
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest -q
 
-# Ceph RGW, the second real object store of the tests, comes from Debian (root needed once).
+# Ceph RGW (the second real object store of the tests) and redis-server come from Debian (root needed once).
 test-services:
-	bash tests/install-ceph.sh
+	bash tests/install-services.sh
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import shlex
 import sys
 import threading
@@ -26,6 +27,7 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
 from crawler.extensions import spool_from_settings, store_from_settings
+from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import SITEMAP_MAX_URLS, OutletsSpider, new_crawl_id
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
@@ -85,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         "--outlet", action="append", default=[], metavar="ID", help="crawl only this outlet (repeatable)"
     )
     crawl.add_argument("--contact", metavar="URL", help="contact URL sent in the User-Agent")
+    crawl.add_argument(
+        "--redis",
+        metavar="URL",
+        default=os.environ.get("NEWSARCHIVE_REDIS_URL"),
+        help="join the crawl of this archive and these outlets in Redis (redis://HOST:PORT/DB), or "
+        "start one: any number of workers on any number of machines share its queue "
+        "(default: $NEWSARCHIVE_REDIS_URL, which keeps a password off the command line)",
+    )
     crawl.add_argument(
         "--refetch-after",
         type=float,
@@ -172,6 +182,10 @@ def _settings(args: argparse.Namespace, overrides: dict[str, Any]) -> Settings:
     if args.spool:
         overrides["ARCHIVE_SPOOL"] = args.spool
     settings.setdict(overrides, priority="cmdline")
+    if settings.get("REDIS_URL"):  # Scrapy logs the settings: no password in the log
+        settings.set(
+            "REDIS_URL", SecretUrl(settings["REDIS_URL"]), priority=settings.getpriority("REDIS_URL")
+        )
     return settings
 
 
@@ -200,6 +214,8 @@ def crawl_command(args: argparse.Namespace) -> int:
         overrides["CONTACT_URL"] = args.contact
     if args.refetch_after is not None:
         overrides["REFETCH_AFTER_DAYS"] = args.refetch_after
+    if args.redis:
+        overrides["REDIS_URL"] = args.redis
     if sys.stderr.isatty() and not args.quiet:
         overrides["PROGRESS"] = True
     for assignment in args.set:
@@ -341,7 +357,10 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
                 count("failed"),
             )
         )
-        if pages + known + count("not_modified") == 0:
+        found = pages + known + count("not_modified")
+        if "redis/last_worker" in stats:  # a shared crawl: judged on all its workers, by the last
+            found = stats.get(f"redis/crawl_found/{outlet_id}", 0) if stats["redis/last_worker"] else 1
+        if found == 0:
             problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
     totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
     widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
@@ -465,8 +484,13 @@ def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
 def _holding(store: Store, settings: Settings, wait: bool) -> Iterator[bool]:
     """The archive's lock for the ``with`` block; False (and a message) if another run has it."""
     run = settings.get("NEWSARCHIVE_CRAWL_ID") or "flush"
+    shared = None
+    if settings.get("REDIS_URL"):  # the workers of one crawl in Redis share the archive
+        shared = "redis crawl " + crawl_scope(
+            settings["ARCHIVE_URI"], settings.getlist("NEWSARCHIVE_OUTLETS")
+        )
     try:
-        with archive_lock(store, run, wait, settings.getfloat("ARCHIVE_LEASE_SECONDS")):
+        with archive_lock(store, run, wait, settings.getfloat("ARCHIVE_LEASE_SECONDS"), shared):
             yield True
     except ArchiveBusy as busy:
         print(

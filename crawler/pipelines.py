@@ -19,6 +19,7 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
+from crawler.redis_crawl import RedisCrawl, redis_extension
 from pipelines.archive import PartBuffers, partition_of, to_row
 from pipelines.dedup import Deduplicator
 from pipelines.index import ArchiveIndex, unchanged_entries
@@ -133,15 +134,17 @@ class DedupPipeline:
     with ``duplicate_of``), and per outlet ``outlet/<id>/changed`` and ``outlet/<id>/copies``.
     """
 
-    def __init__(self, stats: StatsCollector, archive: ArchiveExtension):
+    def __init__(self, stats: StatsCollector, archive: ArchiveExtension, shared: RedisCrawl | None = None):
         self.stats = stats
         self.archive = archive
+        self.shared = shared  # the other workers of a crawl in Redis (REDIS_URL)
         self.index: ArchiveIndex | None = None
         self.dedup: Deduplicator | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> DedupPipeline:
-        return cls(crawler.stats, archive_extension(crawler))
+        shared = redis_extension(crawler).crawl if crawler.settings.get("REDIS_URL") else None
+        return cls(crawler.stats, archive_extension(crawler), shared)
 
     async def open_spider(self) -> None:
         self.index = (await self.archive.opened()).index
@@ -153,6 +156,8 @@ class DedupPipeline:
         reason = self.dedup.duplicate(item)
         if reason == "unchanged":
             self.archive.note_unchanged(unchanged_entries(item, self.index.articles[item.article_id]))
+        if reason is None and self.shared is not None:
+            reason = self._shared_duplicate(item)
         if reason is not None:
             _drop(self.stats, item, "dedup", reason, f"{reason}: {item.url}")
         for counted, what in ((item.version > 1, "changed"), (item.duplicate_of, "copies")):
@@ -160,6 +165,16 @@ class DedupPipeline:
                 self.stats.inc_value(f"dedup/{what}")
                 self.stats.inc_value(f"outlet/{item.outlet_id}/{what}")
         return item
+
+    def _shared_duplicate(self, item: Article) -> str | None:
+        """Across the workers of a shared crawl: one archives each article (an atomic claim),
+        and a copy names the first article archived with its text."""
+        if not self.shared.claim(item.article_id):
+            return "duplicate_url"
+        if item.duplicate_of is None:
+            first = self.shared.first_with_text(item.text_hash, item.article_id)
+            item.duplicate_of = first if first != item.article_id else None
+        return None
 
 
 class ArchivePipeline:

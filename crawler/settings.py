@@ -70,12 +70,19 @@ REFETCH_AFTER_DAYS: float | None = None
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
 EXTENSIONS = {
+    "crawler.redis_crawl.RedisCrawlExtension": -10,  # only with REDIS_URL
     "crawler.extensions.ArchiveExtension": 0,
     "crawler.extensions.BugCounter": 5,
     "crawler.progress.ProgressExtension": 10,
 }
 PROGRESS = False
 PROGRESS_INTERVAL = 0.5
+# Many machines, one crawl (crawler/redis_crawl.py): every worker started with the same REDIS_URL,
+# archive and outlets shares one queue and seen-request filter (scrapy-redis). Empty: one process.
+# A worker whose heartbeat stops for REDIS_WORKER_TIMEOUT seconds is dead: its requests go back.
+REDIS_URL = ""
+REDIS_WORKER_TIMEOUT = 60.0
+SCHEDULER = "crawler.redis_crawl.RedisScheduler"  # Scrapy's own when REDIS_URL is empty
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
 ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
 ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,

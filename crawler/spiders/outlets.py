@@ -36,6 +36,7 @@ from twisted.web._newclient import ResponseNeverReceived
 from crawler.extensions import archive_extension
 from crawler.items import Article
 from crawler.middlewares import KnownArticles
+from crawler.redis_crawl import RedisCrawlExtension
 from crawler.registry import Outlet, Registry, in_domains, load_registry
 from crawler.spiders.frontier import Frontier
 from pipelines.index import ArchiveIndex
@@ -89,14 +90,26 @@ class OutletsSpider(SitemapSpider):
         archive = await archive_extension(self.crawler).opened()
         self.previous, self.index = archive.discovery, archive.index
         self.known = KnownArticles(self.crawler, archive.index)
+        shared = self.crawler.get_extension(RedisCrawlExtension) if self.settings.get("REDIS_URL") else None
+        if shared is not None and not shared.seeding:
+            return  # another worker of the crawl queues the start points
+        for request in self.start_points():
+            yield request
+        if shared is not None:
+            shared.crawl.seeded()
+
+    def start_points(self) -> list[Request]:
+        """Every outlet's sitemaps, feeds and listings, asked conditionally."""
+        requests = []
         for outlet in self.registry.values():
             for url in outlet.sitemaps:
-                yield self._discovery(url, self._parse_sitemap, download_maxsize=SITEMAP_MAX_BYTES)
+                requests.append(self._discovery(url, self._parse_sitemap, download_maxsize=SITEMAP_MAX_BYTES))
             for url in outlet.feeds:
-                yield self._discovery(url, self.parse_feed, outlet_id=outlet.id)
+                requests.append(self._discovery(url, self.parse_feed, outlet_id=outlet.id))
             for url in outlet.listings:
                 self.listing_pages[url] = {url}
-                yield self._discovery(url, self.parse_listing, outlet_id=outlet.id, start=url)
+                requests.append(self._discovery(url, self.parse_listing, outlet_id=outlet.id, start=url))
+        return requests
 
     def discovery_state(self) -> dict[str, dict] | None:
         """What the next run may ask conditionally; None when this run left work undone."""
@@ -112,8 +125,8 @@ class OutletsSpider(SitemapSpider):
             )
             for key in stats
         )
-        if undone or not self.ran_to_the_end:
-            return None
+        if undone or not self.ran_to_the_end or self.settings.get("REDIS_URL"):
+            return None  # (a worker of a shared crawl read only some of the discovery pages)
         return self.previous | self.read
 
     def _discovery(
@@ -153,9 +166,12 @@ class OutletsSpider(SitemapSpider):
         frontier, which hands them to the scheduler as it empties (:meth:`_feed`)."""
         if self._unchanged(response):
             return
+        shared_queue = bool(self.settings.get("REDIS_URL"))  # in Redis: the queue costs the crawl nothing
         for request in super()._parse_sitemap(response):
             if request.callback != self.parse_article:
                 yield request.replace(meta={**request.meta, "download_maxsize": SITEMAP_MAX_BYTES})
+            elif shared_queue:
+                yield request.replace(errback=self.article_failed)
             elif self.known is None or self.known.wanted(request.url):
                 outlet = self.registry.outlet_for_article(request.url)
                 self.frontier.add(outlet.id if outlet else "", request.url)
@@ -233,7 +249,8 @@ class OutletsSpider(SitemapSpider):
         if self.frontier:
             self._feed()
             raise DontCloseSpider("article URLs wait in the frontier")
-        self.ran_to_the_end = True  # the queue ran dry: not stopped by a signal or a limit
+        if not self.settings.get("REDIS_URL"):  # a shared crawl ends when all its workers are idle
+            self.ran_to_the_end = True  # the queue ran dry: not stopped by a signal or a limit
 
     def parse_feed(self, response: Response, outlet_id: str) -> Iterable[Request]:
         """RSS 2.0 ``<item><link>`` and Atom ``<entry><link href>``."""
@@ -264,7 +281,7 @@ class OutletsSpider(SitemapSpider):
         yield from self._article_requests(outlet, links)
         if outlet.listing_pattern is None:
             return
-        requested = self.listing_pages[start]
+        requested = self.listing_pages.setdefault(start, {start})  # (a start another worker queued)
         for url in links:
             if len(requested) >= outlet.max_listing_pages:
                 self.crawler.stats.inc_value("discovery/listing_pages_bounded")

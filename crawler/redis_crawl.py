@@ -1,0 +1,432 @@
+"""Many machines, one crawl: Scrapy's queue and seen-request filter in Redis (scrapy-redis), and
+what scrapy-redis leaves out: nothing lost when a worker dies, an end when the work is done.
+
+Every ``newsarchive crawl --redis URL`` with the same archive and outlets joins the crawl in
+progress there, or starts a new one. What lives in Redis, under ``newsarchive:<crawl>:``:
+
+- ``requests`` (sorted set, scrapy-redis's priority queue) and ``seen`` (set of request
+  fingerprints, scrapy-redis's duplicate filter): the crawl's frontier, shared;
+- ``held:<worker>`` (sorted set): each request a worker took, moved there from ``requests`` in
+  the same atomic step (a Lua script), so a worker that dies (``kill -9``) holds its requests
+  where the others find them: a worker whose ``alive:<worker>`` key (renewed every third of
+  ``REDIS_WORKER_TIMEOUT``) has expired gets its held requests put back in ``requests``;
+- ``claims`` (article id -> worker) and ``texts`` (text hash -> article id): an article is
+  archived by one worker even when two reach it at once, and a copy names the first article
+  with its text, across workers; a dead worker's claims are released with its requests;
+- ``workers``, ``idle``, ``seeder``, ``seeded``, ``done``: who takes part, who has nothing in
+  flight, who queued the start points. The crawl is done when start points are queued, the
+  queue is empty and every worker is idle; then every worker exits, the last one removes the
+  crawl's keys, and the next invocation starts a new crawl.
+
+A worker seals its own parts and manifest in the archive (same spool, publish, manifest steps
+as a single process). What it held goes back to the queue unless the crawl ended: a worker
+stopped early (SIGTERM) gives back what it had not finished, and keeps its claims on what its
+manifest holds. Redis unavailable: every call waits and retries with a capped back-off, logged
+(``PatientRetry``); with Redis persistence on (AOF), a restarted Redis loses nothing.
+
+:class:`RedisCrawl` is plain Python over a redis client; the Scrapy parts (scheduler, queue,
+extension) are thin adapters over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import secrets
+import socket
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+from scrapy import Request, Spider, signals
+from scrapy.core.scheduler import Scheduler as ScrapyScheduler
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider, NotConfigured, ScrapyDeprecationWarning
+from scrapy_redis.dupefilter import RFPDupeFilter
+from scrapy_redis.queue import PriorityQueue
+from scrapy_redis.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+# scrapy-redis 0.9.1 passes `spider=` to the stats, deprecated by Scrapy 2.19: harmless, not logged
+warnings.filterwarnings("ignore", "Passing a 'spider' argument to StatsCollector", ScrapyDeprecationWarning)
+
+PREFIX = "newsarchive"
+_T = TypeVar("_T")
+
+# Every script can run twice: Redis may execute a call whose reply a restart then loses, and the
+# client retries it. So taking is idempotent per call (the same token gives the same request),
+# and a request is marked seen and queued in one step (a retried call finds it seen: queued).
+# requests -> held:<worker>, atomically; the worker is no longer idle
+_TAKE = """
+if redis.call('HGET', KEYS[4], 'token') == ARGV[2] then return redis.call('HGET', KEYS[4], 'member') end
+local taken = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #taken == 0 then return false end
+redis.call('ZREM', KEYS[1], taken[1])
+redis.call('ZADD', KEYS[2], taken[2], taken[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[4], 'token', ARGV[2], 'member', taken[1])
+return taken[1]
+"""
+# seen, and queued if it was not: 1 if queued
+_QUEUE_NEW = """
+if ARGV[1] ~= '' and redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+# held:<worker> -> requests; its claims released unless its manifest holds them (sealed)
+_GIVE_BACK = """
+local held = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #held, 2 do redis.call('ZADD', KEYS[1], held[i + 1], held[i]) end
+redis.call('DEL', KEYS[2])
+if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0 then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+    if redis.call('HGET', KEYS[3], id) == ARGV[1] then redis.call('HDEL', KEYS[3], id) end
+  end
+end
+redis.call('DEL', KEYS[4])
+redis.call('SREM', KEYS[5], ARGV[1])
+return #held / 2
+"""
+# done once seeded, nothing queued, every worker idle (sets `done`, so the others see it too)
+_FINISHED = """
+if redis.call('EXISTS', KEYS[5]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[4]) == 0 or redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
+for _, worker in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('SISMEMBER', KEYS[3], worker) == 0 then return 0 end
+end
+redis.call('SET', KEYS[5], '1')
+return 1
+"""
+# the crawl in progress for this scope, or a new one (ARGV[1]) when there is none or it is done
+_JOIN = """
+local current = redis.call('GET', KEYS[1])
+if current and redis.call('EXISTS', ARGV[2] .. current .. ':done') == 0 then return {current, 0} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {ARGV[1], 1}
+"""
+
+
+class PatientRetry(Retry):
+    """Retries a Redis call for as long as Redis is away, backing off to ``cap`` seconds, and
+    says so in the log (the first failure, then every tenth)."""
+
+    def __init__(self, cap: float = 10.0):
+        super().__init__(ExponentialBackoff(cap=cap, base=0.2), retries=-1)
+
+    def call_with_retry(
+        self,
+        do: Callable[[], _T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> _T:
+        def told(error: Exception, failures: int) -> Any:
+            if failures == 1 or failures % 10 == 0:
+                logger.warning("Redis unavailable (%s); waiting for it (attempt %d)", error, failures)
+            return fail(error, failures) if with_failure_count else fail(error)
+
+        return super().call_with_retry(do, told, is_retryable, with_failure_count=True)
+
+
+class SecretUrl(str):
+    """A Redis URL that shows no password when printed (Scrapy logs its settings)."""
+
+    def __repr__(self) -> str:
+        return repr(re.sub(r"//[^@/]*@", "//***@", str(self)))
+
+
+def redis_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        str(url),
+        retry=PatientRetry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=15,
+    )
+
+
+def crawl_scope(archive_uri: str, outlets: Iterable[str]) -> str:
+    """Workers of one crawl name the same archive and the same outlets."""
+    return hashlib.sha256(f"{archive_uri}\n{','.join(sorted(outlets))}".encode()).hexdigest()[:16]
+
+
+class RedisCrawl:
+    """One worker's view of a shared crawl in Redis; every method is one or a few Redis calls."""
+
+    def __init__(self, client: redis.Redis, crawl_id: str, worker: str, timeout: float = 60.0):
+        self.client = client
+        self.crawl_id = crawl_id
+        self.worker = worker
+        self.timeout = timeout
+        self._take = client.register_script(_TAKE)
+        self._give_back = client.register_script(_GIVE_BACK)
+        self._finished = client.register_script(_FINISHED)
+        self._queue_new = client.register_script(_QUEUE_NEW)
+
+    @classmethod
+    def join(cls, client: redis.Redis, scope: str, timeout: float = 60.0) -> tuple[RedisCrawl, bool]:
+        """The crawl in progress for ``scope`` (or a new one), and whether this worker started it."""
+        new = f"{PREFIX}-{secrets.token_hex(4)}"
+        crawl_id, started = client.register_script(_JOIN)(
+            keys=[f"{PREFIX}:current:{scope}"], args=[new, f"{PREFIX}:"]
+        )
+        worker = f"{socket.gethostname()}-{secrets.token_hex(3)}"
+        crawl = cls(client, crawl_id.decode(), worker, timeout)
+        crawl.client.sadd(crawl.key("workers"), worker)
+        crawl.beat()
+        return crawl, bool(started)
+
+    def key(self, name: str) -> str:
+        return f"{PREFIX}:{self.crawl_id}:{name}"
+
+    def beat(self) -> None:
+        """This worker is alive for ``timeout`` seconds more."""
+        self.client.set(self.key(f"alive:{self.worker}"), "1", px=int(self.timeout * 1000))
+
+    def take(self) -> bytes | None:
+        """The next queued request, held by this worker until it leaves."""
+        keys = [self.key(k) for k in ("requests", f"held:{self.worker}", "idle", f"took:{self.worker}")]
+        return self._take(keys=keys, args=[self.worker, secrets.token_hex(8)])
+
+    def queue_new(self, fingerprint: str | None, score: float, data: bytes) -> bool:
+        """Queue a request unless its fingerprint was seen (None: queue it anyway); True if queued."""
+        keys = [self.key("seen"), self.key("requests")]
+        return bool(self._queue_new(keys=keys, args=[fingerprint or "", score, data]))
+
+    def should_seed(self) -> bool:
+        """True for the one worker that is to queue the start points: the first, or the next one
+        to join after it died before it had queued them all."""
+        if self.client.exists(self.key("seeded")):
+            return False
+        if self.client.set(self.key("seeder"), self.worker, nx=True):
+            return True
+        seeder = self.client.get(self.key("seeder"))
+        if seeder is not None and not self.client.exists(self.key(f"alive:{seeder.decode()}")):
+            return self.client.set(self.key("seeder"), self.worker, xx=True) is True
+        return False
+
+    def seeded(self) -> None:
+        self.client.set(self.key("seeded"), "1")
+
+    def claim(self, article_id: str) -> bool:
+        """True if this worker is the one to archive the article in this crawl."""
+        if self.client.hsetnx(self.key("claims"), article_id, self.worker):
+            self.client.sadd(self.key(f"claimed:{self.worker}"), article_id)
+            return True
+        return self.client.hget(self.key("claims"), article_id) == self.worker.encode()
+
+    def first_with_text(self, text_hash: str, article_id: str) -> str:
+        """The article first archived with this text in this crawl (``article_id`` if this one)."""
+        self.client.hsetnx(self.key("texts"), text_hash, article_id)
+        return self.client.hget(self.key("texts"), text_hash).decode()
+
+    def idle(self) -> None:
+        self.client.sadd(self.key("idle"), self.worker)
+
+    def reclaim_dead(self) -> int:
+        """Put back the requests of workers whose heartbeat stopped; how many."""
+        returned = 0
+        for member in self.client.smembers(self.key("workers")):
+            other = member.decode()
+            if other != self.worker and not self.client.exists(self.key(f"alive:{other}")):
+                count = self.give_back(other)
+                self.client.srem(self.key("workers"), other)
+                self.client.srem(self.key("idle"), other)
+                if count:
+                    logger.warning(
+                        "worker %s stopped answering; its %d request(s) go back to the queue", other, count
+                    )
+                returned += count
+        return returned
+
+    def give_back(self, worker: str) -> int:
+        keys = [
+            self.key("requests"),
+            self.key(f"held:{worker}"),
+            self.key("claims"),
+            self.key(f"claimed:{worker}"),
+            self.key("idle"),
+            self.key("sealed"),
+        ]
+        return int(self._give_back(keys=keys, args=[worker]))
+
+    def finished(self) -> bool:
+        keys = [self.key(k) for k in ("requests", "workers", "idle", "seeded", "done")]
+        return bool(self._finished(keys=keys))
+
+    def leave(self, sealed: bool, scope: str, found: dict[str, int]) -> dict[str, int] | None:
+        """This worker is done: what its manifest holds stays claimed (``sealed``); what it held
+        and did not finish goes back to the queue, unless the crawl is done. ``found``: article
+        pages per outlet, added up over the workers. The last worker of a done crawl removes its
+        keys and gets the crawl's totals (None for the others)."""
+        for outlet_id, pages in found.items():
+            self.client.hincrby(self.key("found"), outlet_id, pages)
+        if sealed:
+            self.client.sadd(self.key("sealed"), self.worker)
+        if self.client.exists(self.key("done")):
+            self.client.delete(self.key(f"held:{self.worker}"), self.key(f"claimed:{self.worker}"))
+        else:
+            self.give_back(self.worker)
+        self.client.srem(self.key("workers"), self.worker)
+        self.client.srem(self.key("idle"), self.worker)
+        self.client.delete(self.key(f"alive:{self.worker}"))
+        if not (self.client.exists(self.key("done")) and not self.client.scard(self.key("workers"))):
+            return None
+        totals = {k.decode(): int(v) for k, v in self.client.hgetall(self.key("found")).items()}
+        keys = list(self.client.scan_iter(match=self.key("*"), count=1000))
+        if keys:
+            self.client.delete(*keys)
+        current = f"{PREFIX}:current:{scope}"
+        if self.client.get(current) == self.crawl_id.encode():
+            self.client.delete(current)
+        return totals
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "queued": self.client.zcard(self.key("requests")),
+            "seen": self.client.scard(self.key("seen")),
+            "workers": self.client.scard(self.key("workers")),
+        }
+
+
+class HeldQueue(PriorityQueue):
+    """scrapy-redis's priority queue, whose pop moves the request into this worker's held set."""
+
+    crawl: RedisCrawl
+
+    def pop(self, timeout: int = 0) -> Request | None:
+        data = self.crawl.take()
+        return self._decode_request(data) if data else None
+
+    def push_new(self, request: Request, fingerprint: str | None) -> bool:
+        return self.crawl.queue_new(fingerprint, -request.priority, self._encode_request(request))
+
+
+class RedisScheduler(Scheduler):
+    """scrapy-redis's scheduler on the crawl's own client, queue and filter keys; without
+    ``REDIS_URL``, Scrapy's own scheduler (so ``SCHEDULER`` names this class either way)."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RedisScheduler | ScrapyScheduler:
+        if not crawler.settings.get("REDIS_URL"):
+            return ScrapyScheduler.from_crawler(crawler)
+        crawl = redis_extension(crawler).crawl
+        scheduler = cls(
+            server=crawl.client,
+            persist=True,  # the crawl outlives any one worker; the last one cleans up
+            queue_key=crawl.key("requests"),
+            queue_cls="crawler.redis_crawl.HeldQueue",
+            dupefilter=RFPDupeFilter(crawl.client, crawl.key("seen")),
+        )
+        scheduler.stats = crawler.stats
+        scheduler.crawl = crawl
+        return scheduler
+
+    def open(self, spider: Spider) -> None:
+        super().open(spider)
+        self.queue.crawl = self.crawl
+
+    def enqueue_request(self, request: Request) -> bool:
+        """As scrapy-redis's, with the seen check and the push in one step (see ``_QUEUE_NEW``)."""
+        fingerprint = None if request.dont_filter else self.df.request_fingerprint(request)
+        if not self.queue.push_new(request, fingerprint):
+            self.df.log(request, self.spider)
+            return False
+        self.stats.inc_value("scheduler/enqueued/redis")
+        return True
+
+
+class RedisCrawlExtension:
+    """Joins the worker to its crawl (``REDIS_URL``), beats its heart, puts back the requests
+    of dead workers, keeps it open until the whole crawl is done, and leaves the crawl when
+    the worker closes. Counts ``redis/given_back`` (requests of dead workers put back)."""
+
+    def __init__(self, crawler: Crawler, crawl: RedisCrawl, scope: str, seeding: bool):
+        self.crawler = crawler
+        self.crawl = crawl
+        self.scope = scope
+        self.seeding = seeding
+        self._heart: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> RedisCrawlExtension:
+        settings = crawler.settings
+        if not settings.get("REDIS_URL"):
+            raise NotConfigured("no REDIS_URL: one process, Scrapy's own scheduler")
+        scope = crawl_scope(settings["ARCHIVE_URI"], settings.getlist("NEWSARCHIVE_OUTLETS"))
+        crawl, _ = RedisCrawl.join(
+            redis_client(settings["REDIS_URL"]), scope, settings.getfloat("REDIS_WORKER_TIMEOUT")
+        )
+        extension = cls(crawler, crawl, scope, crawl.should_seed())
+        crawler.signals.connect(extension.opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.idle, signal=signals.spider_idle)
+        crawler.signals.connect(extension.closed, signal=signals.spider_closed)
+        logger.info(
+            "joined crawl %s as worker %s%s",
+            crawl.crawl_id,
+            crawl.worker,
+            " (queueing the start points)" if extension.seeding else "",
+        )
+        return extension
+
+    def opened(self) -> None:
+        self._heart = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.crawl.timeout / 3)
+            self.crawl.beat()
+            self.crawler.stats.inc_value("redis/given_back", self.crawl.reclaim_dead())
+
+    def idle(self) -> None:
+        """Scrapy asks every few seconds while this worker has nothing to do."""
+        self.crawl.idle()
+        self.crawler.stats.inc_value("redis/given_back", self.crawl.reclaim_dead())
+        if self.crawl.should_seed():  # the worker that was to queue the start points died first
+            logger.warning(
+                "queueing the start points of crawl %s (its first worker died first)", self.crawl.crawl_id
+            )
+            for request in self.crawler.spider.start_points():
+                self.crawler.engine.crawl(request)
+            self.crawl.seeded()
+            raise DontCloseSpider("start points queued")
+        if not self.crawl.finished():
+            raise DontCloseSpider("other workers are busy, or requests are queued")
+        self.crawler.spider.ran_to_the_end = True
+
+    def closed(self) -> None:
+        if self._heart is not None:
+            self._heart.cancel()
+        stats = self.crawler.stats
+        sealed = not stats.get_value("publish/pending_crawls") and not stats.get_value("publish/error")
+        found = {
+            outlet_id: sum(
+                stats.get_value(f"outlet/{outlet_id}/{what}", 0)
+                for what in ("article_pages", "known", "not_modified")
+            )
+            for outlet_id in self.crawler.spider.registry
+        }
+        try:
+            totals = self.crawl.leave(sealed, self.scope, found)
+        except redis.RedisError as exc:
+            logger.error("could not leave crawl %s cleanly: %s", self.crawl.crawl_id, exc)
+            return
+        # the summary judges the whole crawl, by its last worker (an outlet may be another's)
+        for outlet_id, pages in (totals or {}).items():
+            stats.set_value(f"redis/crawl_found/{outlet_id}", pages)
+        stats.set_value("redis/last_worker", totals is not None)
+
+
+def redis_extension(crawler: Crawler) -> RedisCrawlExtension:
+    extension = crawler.get_extension(RedisCrawlExtension)
+    if extension is None:
+        raise RuntimeError("crawler.redis_crawl.RedisCrawlExtension must be enabled with REDIS_URL")
+    return extension
