@@ -32,10 +32,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 
 # The crawl at scale on loopback (../shared/eval pages, N and 5N), hostile input at full size
-# (outcome and peak memory), then the mirror crawl and stores.
-bench: $(VENV)/.installed
+# (outcome and peak memory), a crawl shared through Redis, then the mirror crawl and stores.
+bench: $(VENV)/.installed test-services
 	$(BIN)/python -m benchmarks.bench_crawl
 	$(BIN)/python -m benchmarks.bench_hostile
+	$(BIN)/python -m benchmarks.bench_redis
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
 

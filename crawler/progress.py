@@ -32,7 +32,7 @@ class ProgressExtension:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProgressExtension:
         if not crawler.settings.getbool("PROGRESS"):
-            raise NotConfigured("PROGRESS is off")
+            raise NotConfigured  # PROGRESS is off (a reason would be logged as a WARNING every run)
         extension = cls(crawler, crawler.settings.getfloat("PROGRESS_INTERVAL", 0.5))
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)

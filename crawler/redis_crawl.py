@@ -323,7 +323,6 @@ class RedisScheduler(Scheduler):
             server=crawl.client,
             persist=True,  # the crawl outlives any one worker; the last one cleans up
             queue_key=crawl.key("requests"),
-            queue_cls="crawler.redis_crawl.HeldQueue",
             dupefilter=RFPDupeFilter(crawl.client, crawl.key("seen")),
         )
         scheduler.stats = crawler.stats
@@ -331,7 +330,12 @@ class RedisScheduler(Scheduler):
         return scheduler
 
     def open(self, spider: Spider) -> None:
-        super().open(spider)
+        """The queue on the crawl's keys (scrapy-redis's own ``open`` also logs through the
+        deprecated ``Spider.log``)."""
+        self.spider = spider
+        self.queue = HeldQueue(
+            server=self.server, spider=spider, key=self.queue_key, serializer=self.serializer
+        )
         self.queue.crawl = self.crawl
 
     def enqueue_request(self, request: Request) -> bool:
@@ -360,7 +364,7 @@ class RedisCrawlExtension:
     def from_crawler(cls, crawler: Crawler) -> RedisCrawlExtension:
         settings = crawler.settings
         if not settings.get("REDIS_URL"):
-            raise NotConfigured("no REDIS_URL: one process, Scrapy's own scheduler")
+            raise NotConfigured  # no REDIS_URL: one process (a reason would be logged as a WARNING)
         scope = crawl_scope(settings["ARCHIVE_URI"], settings.getlist("NEWSARCHIVE_OUTLETS"))
         crawl, _ = RedisCrawl.join(
             redis_client(settings["REDIS_URL"]), scope, settings.getfloat("REDIS_WORKER_TIMEOUT")

@@ -131,7 +131,7 @@ def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, m
         "crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive), "--quiet"
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout == ""  # quiet when fine
+    assert again.stdout == "" and again.stderr == ""  # quiet when fine: cron mails nothing
     assert sorted(p.name for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")) == before
     asked = set(mirror_server.requested[asked_before:])
     assert asked  # sitemaps, feeds and listings are read again
