@@ -188,8 +188,14 @@ class RedisCrawl:
         return f"{PREFIX}:{self.crawl_id}:{name}"
 
     def beat(self) -> None:
-        """This worker is alive for ``timeout`` seconds more."""
+        """This worker is alive for ``timeout`` seconds more (and back among the workers, if it
+        had been taken for dead: what it held was given to others, so it may archive a few rows
+        twice, which the next publication drops)."""
         self.client.set(self.key(f"alive:{self.worker}"), "1", px=int(self.timeout * 1000))
+        if self.client.sadd(self.key("workers"), self.worker) and self.client.exists(self.key("seeded")):
+            logger.error(
+                "worker %s was taken for dead (no heartbeat for %g s); it goes on", self.worker, self.timeout
+            )
 
     def take(self) -> bytes | None:
         """The next queued request, held by this worker until it leaves."""

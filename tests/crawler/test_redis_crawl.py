@@ -65,6 +65,8 @@ def test_a_worker_whose_heart_stopped_has_its_requests_put_back(client):
     assert alive.reclaim_dead() == 0  # its heart still beats
     client.delete(dead.key(f"alive:{dead.worker}"))  # as when it stops for REDIS_WORKER_TIMEOUT
     assert alive.reclaim_dead() == 1 and alive.take() == b"request"
+    dead.beat()  # it was only slow: it counts again among the workers (the end waits for it)
+    assert client.sismember(dead.key("workers"), dead.worker)
 
 
 def test_the_redis_url_shows_no_password_when_printed():
