@@ -29,7 +29,7 @@ from scrapy.settings import Settings
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
-from crawler.spiders.outlets import SITEMAP_MAX_URLS, OutletsSpider, new_crawl_id
+from crawler.spiders.outlets import OutletsSpider, new_crawl_id
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
@@ -444,10 +444,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             + ", ".join(f"{outlet}: {n}" for outlet, n in sorted(cut.items()))
         )
     if stats.get("discovery/sitemap_cut"):
-        lines.append(
-            f"sitemaps cut at {SITEMAP_MAX_URLS:,} URLs (the protocol's limit): "
-            + str(stats["discovery/sitemap_cut"])
-        )
+        lines.append(f"sitemaps cut at max_sitemap_urls, the rest not read: {stats['discovery/sitemap_cut']}")
     if stats.get("extract/dropped/noarchive"):
         lines.append(f"not archived, the page says noarchive: {stats['extract/dropped/noarchive']}")
     if stats.get("robotstxt/forbidden"):

@@ -35,6 +35,7 @@ _OUTLET_KEYS = {
     "max_listing_pages",
     "max_article_links",
     "max_links_per_page",
+    "max_sitemap_urls",
     "extraction",
 }
 _START_KEYS = {"sitemaps", "feeds", "listings"}
@@ -44,6 +45,7 @@ _EXTRACTION_KEYS = {"drop", "body"}
 MAX_LISTING_PAGES = 5  # listing pages read per start listing, including it (not a depth)
 MAX_ARTICLE_LINKS = 20_000  # new article links taken per run (sitemaps, feeds, listings)
 MAX_LINKS_PER_PAGE = 5_000  # links read from one listing page or feed, in document order
+MAX_SITEMAP_URLS = 50_000  # URLs read from one sitemap: the sitemap protocol's own limit
 
 
 class RegistryError(ValueError):
@@ -82,6 +84,7 @@ class Outlet:
     max_listing_pages: int = MAX_LISTING_PAGES
     max_article_links: int = MAX_ARTICLE_LINKS
     max_links_per_page: int = MAX_LINKS_PER_PAGE
+    max_sitemap_urls: int = MAX_SITEMAP_URLS
     extraction: ExtractionHints = field(default_factory=ExtractionHints)
 
     @property
@@ -193,6 +196,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     max_pages = check.whole_number("max_listing_pages", MAX_LISTING_PAGES, 1000)
     max_links = check.whole_number("max_article_links", MAX_ARTICLE_LINKS, 1_000_000)
     max_page_links = check.whole_number("max_links_per_page", MAX_LINKS_PER_PAGE, 1_000_000)
+    max_sitemap_urls = check.whole_number("max_sitemap_urls", MAX_SITEMAP_URLS, MAX_SITEMAP_URLS)
 
     hints = check.table("extraction")
     check.no_unknown_keys(hints, _EXTRACTION_KEYS, "extraction.")
@@ -218,6 +222,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         max_listing_pages=max_pages,
         max_article_links=max_links,
         max_links_per_page=max_page_links,
+        max_sitemap_urls=max_sitemap_urls,
         extraction=ExtractionHints(drop=drop, body=body),
     )
 

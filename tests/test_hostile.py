@@ -20,6 +20,7 @@ from tests.test_incremental import OUTLET, crawl, mirror, rows
 __all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
 
 SITEMAP_OUTLET = "hangzhou-net"
+SITEMAP = ("hznews.hangzhou.com.cn", "/sitemap/xinzheng.xml")
 
 
 def key(url: str) -> tuple[str, str]:
@@ -34,6 +35,18 @@ def stat(stderr: str, name: str) -> int:
     """A figure of Scrapy's stats dump at the end of the log (``--log-level INFO``)."""
     found = re.search(rf"'{re.escape(name)}': (\d+)", stderr)
     return int(found[1]) if found else 0
+
+
+def more_in_a_sitemap(mirror: MirrorServer, count: int) -> list[str]:
+    """hangzhou-net's first sitemap lists ``count`` more article URLs after its own (gone: 404)."""
+    host = SITEMAP[0]
+    page = mirror.mirror.pages[SITEMAP]
+    gone = [f"https://{host}/xinzheng/content/2026-11/23/content_9{n:06d}.htm" for n in range(count)]
+    more = "".join(f"<url><loc>{url}</loc></url>" for url in gone).encode()
+    mirror.mirror.pages[SITEMAP] = dataclasses.replace(
+        page, body=page.body.replace(b"</urlset>", more + b"</urlset>")
+    )
+    return gone
 
 
 def test_pages_that_cannot_be_fetched_are_counted_by_reason_and_a_link_farm_is_archived(mirror, tmp_path):
@@ -82,14 +95,8 @@ def test_a_listing_page_is_read_up_to_max_links_per_page(mirror, tmp_path):
 
 
 def test_sitemap_urls_wait_in_the_frontier_not_in_the_scheduler_and_all_are_fetched(mirror, tmp_path):
-    """hangzhou-net's first sitemap lists 1,000 more articles (gone: 404) after its own."""
-    host, path = "hznews.hangzhou.com.cn", "/sitemap/xinzheng.xml"
-    page = mirror.mirror.pages[(host, path)]
-    gone = [f"https://{host}/xinzheng/content/2026-11/23/content_9{n:06d}.htm" for n in range(1000)]
-    more = "".join(f"<url><loc>{url}</loc></url>" for url in gone)
-    mirror.mirror.pages[(host, path)] = dataclasses.replace(
-        page, body=page.body.replace(b"</urlset>", more.encode() + b"</urlset>")
-    )
+    """hangzhou-net's first sitemap lists 1,000 more articles after its own."""
+    gone = more_in_a_sitemap(mirror, 1000)
     run = run_cli(
         *("crawl", "--mirror-url", mirror.url, "--archive", str(tmp_path / "archive")),
         *("--outlet", SITEMAP_OUTLET, "--log-level", "INFO"),
@@ -100,3 +107,16 @@ def test_sitemap_urls_wait_in_the_frontier_not_in_the_scheduler_and_all_are_fetc
     # never more than 4 x CONCURRENT_REQUESTS (16) of them queued: the rest waited as strings
     assert stat(run.stderr, "discovery/frontier_max") >= 1000 - 64
     assert {a.url for a in articles(mirror, SITEMAP_OUTLET)} <= {r["url"] for r in rows(tmp_path / "archive")}
+
+
+def test_a_sitemap_is_read_up_to_its_outlets_max_sitemap_urls(mirror, tmp_path):
+    """hangzhou-net with max_sitemap_urls = 100; its first sitemap lists 1,000 more URLs."""
+    listed_before = mirror.mirror.pages[SITEMAP].body.count(b"<url>")
+    more_in_a_sitemap(mirror, 1000)
+    registry = FIXTURES / "registry" / "hangzhou_100_sitemap_urls.toml"
+    run = run_cli(
+        *("crawl", "--mirror-url", mirror.url, "--archive", str(tmp_path / "archive")),
+        *("--outlet", SITEMAP_OUTLET, "--outlets-file", str(registry)),
+    )
+    assert "sitemaps cut at max_sitemap_urls, the rest not read: 1" in run.stdout
+    assert len([r for r in mirror.requested if "/content_9" in r]) == 100 - listed_before

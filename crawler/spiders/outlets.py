@@ -37,13 +37,12 @@ from crawler.extensions import archive_extension
 from crawler.items import Article
 from crawler.middlewares import KnownArticles
 from crawler.redis_crawl import RedisCrawlExtension
-from crawler.registry import Outlet, Registry, in_domains, load_registry
+from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, in_domains, load_registry
 from crawler.spiders.frontier import Frontier
 from pipelines.index import ArchiveIndex
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
-SITEMAP_MAX_URLS = 50_000  # the sitemap protocol's own limits: a longer sitemap is cut there,
-SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # and a larger one (uncompressed) is not read
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit: a larger one (uncompressed) is not read
 
 
 def new_crawl_id(now: datetime | None = None) -> str:
@@ -68,6 +67,7 @@ class OutletsSpider(SitemapSpider):
         self.index: ArchiveIndex | None = None  # what the archive holds (known links cost nothing)
         self.known: KnownArticles | None = None
         self.frontier = Frontier()  # sitemaps' article URLs not yet handed to the scheduler
+        self._sitemap_limit = MAX_SITEMAP_URLS
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -167,6 +167,8 @@ class OutletsSpider(SitemapSpider):
         if self._unchanged(response):
             return
         shared_queue = bool(self.settings.get("REDIS_URL"))  # in Redis: the queue costs the crawl nothing
+        owner = next((o for o in self.registry.values() if o.owns(response.url)), None)
+        self._sitemap_limit = owner.max_sitemap_urls if owner else MAX_SITEMAP_URLS  # read by sitemap_filter
         for request in super()._parse_sitemap(response):
             if request.callback != self.parse_article:
                 yield request.replace(meta={**request.meta, "download_maxsize": SITEMAP_MAX_BYTES})
@@ -221,16 +223,17 @@ class OutletsSpider(SitemapSpider):
         self.logger.info("article page not fetched (%s): %s", reason, url)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-        """Bounded: at most :data:`SITEMAP_MAX_URLS` entries of a sitemap, and each outlet's
-        ``max_article_links``. A sitemap index's children whose ``<lastmod>`` is older than our
-        last read of them are not requested (their links were all handled then), unless known
-        articles are to be fetched again."""
+        """Bounded: at most ``max_sitemap_urls`` entries of a sitemap (its outlet's, set by
+        :meth:`_parse_sitemap`, which calls this), and each outlet's ``max_article_links``. A
+        sitemap index's children whose ``<lastmod>`` is older than our last read of them are not
+        requested (their links were all handled then), unless known articles are to be fetched
+        again."""
         urlset = getattr(entries, "type", "") == "urlset"
         skip_unchanged = self.settings.get("REFETCH_AFTER_DAYS") is None
         for n, entry in enumerate(entries):
-            if n >= SITEMAP_MAX_URLS:
+            if n >= self._sitemap_limit:
                 self.crawler.stats.inc_value("discovery/sitemap_cut")
-                self.logger.warning("a sitemap lists over %d URLs; the rest is not read", SITEMAP_MAX_URLS)
+                self.logger.warning("a sitemap lists over %d URLs; the rest is not read", self._sitemap_limit)
                 return
             loc = entry.get("loc", "")
             if (
