@@ -164,7 +164,9 @@ sitemaps = ["{site.base}/sitemap.xml"]
 class Run:
     seconds: float
     cpu_seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the process and its descendants together
+    peak_own_rss_mb: float  # the process alone
+    returncode: int
 
 
 def tree_rss_kb(root: int, descendants: bool = True) -> int:
@@ -190,18 +192,20 @@ def tree_rss_kb(root: int, descendants: bool = True) -> int:
     return total
 
 
-def measure(command: list[str]) -> Run:
-    """Run ``command``; its wall time, CPU time (with its children) and peak RSS of its tree."""
+def measure(command: list[str], check: bool = True) -> Run:
+    """Run ``command``; its wall time, CPU time (with its children) and peak RSS, of its tree and
+    of itself. A failure raises, unless ``check`` is off."""
     before = os.times()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    peak = own = 0
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak, own
         while not done.wait(0.02):
             peak = max(peak, tree_rss_kb(process.pid))
+            own = max(own, tree_rss_kb(process.pid, descendants=False))
 
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -210,10 +214,10 @@ def measure(command: list[str]) -> Run:
     done.set()
     sampler.join()
     after = os.times()
-    if process.returncode:
+    if check and process.returncode:
         raise RuntimeError(f"{command[2:4]} failed ({process.returncode}):\n{output[-3000:]}")
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return Run(seconds, cpu, peak / 1024)
+    return Run(seconds, cpu, peak / 1024, own / 1024, process.returncode)
 
 
 def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:

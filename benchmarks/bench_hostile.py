@@ -17,11 +17,8 @@ import argparse
 import dataclasses
 import gzip
 import json
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +27,7 @@ from urllib.parse import urlsplit
 import pyarrow.dataset as ds
 
 from benchmarks.baselines import FETCH_SETTINGS
-from benchmarks.bench_crawl import REPO, tree_rss_kb
+from benchmarks.bench_crawl import Run, measure
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Mirror, MirroredArticle, Page, build_mirror
 
@@ -218,10 +215,7 @@ CASES = [
 
 @dataclass
 class Outcome:
-    code: int
-    seconds: float
-    rss_mb: float
-    tree_rss_mb: float
+    run: Run
     archived: int
     lost: int
     counted: dict[str, int]
@@ -240,22 +234,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
             *("--log-level", "INFO", "-s", f"LOG_FILE={log}"),
             *settings,
         ]
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        own, tree, done = 0, 0, threading.Event()
-
-        def sample() -> None:
-            nonlocal own, tree
-            while not done.wait(0.02):
-                own = max(own, tree_rss_kb(process.pid, descendants=False))
-                tree = max(tree, tree_rss_kb(process.pid))
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        code = process.wait()
-        seconds = time.perf_counter() - start
-        done.set()
-        sampler.join()
+        run = measure(command, check=False)
     archived = set()
     if archive.exists() and any(archive.rglob("*.parquet")):
         table = ds.dataset(archive, format="parquet", partitioning="hive", exclude_invalid_files=True)
@@ -267,7 +246,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
         counted["noarchive"] = totals["noarchive"]
     told = log.read_text(encoding="utf-8", errors="replace")  # a page not archived is logged with its URL
     lost = len(expected - archived) + sum(url not in told for url in unarchivable)
-    return Outcome(code, seconds, own / 1024, tree / 1024, len(archived & expected), lost, counted)
+    return Outcome(run, len(archived & expected), lost, counted)
 
 
 def main() -> None:
@@ -285,14 +264,15 @@ def main() -> None:
             outcome = run_case(case, Path(tmp))
         outcomes.append(outcome)
         counted = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.counted.items())) or "-"
+        run = outcome.run
         print(
-            f"{case.name:<52} {outcome.code:>4} {outcome.seconds:>6.1f} {outcome.archived:>8} "
-            f"{outcome.lost:>4} {outcome.rss_mb:>7.0f} {outcome.tree_rss_mb:>7.0f}  {counted}",
+            f"{case.name:<52} {run.returncode:>4} {run.seconds:>6.1f} {outcome.archived:>8} "
+            f"{outcome.lost:>4} {run.peak_own_rss_mb:>7.0f} {run.peak_rss_mb:>7.0f}  {counted}",
             flush=True,
         )
     print(
-        f"RESULT max_rss_mb={max(o.rss_mb for o in outcomes):.0f} "
-        f"max_tree_rss_mb={max(o.tree_rss_mb for o in outcomes):.0f} lost={sum(o.lost for o in outcomes)}"
+        f"RESULT max_rss_mb={max(o.run.peak_own_rss_mb for o in outcomes):.0f} "
+        f"max_tree_rss_mb={max(o.run.peak_rss_mb for o in outcomes):.0f} lost={sum(o.lost for o in outcomes)}"
     )
 
 

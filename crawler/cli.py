@@ -29,7 +29,7 @@ from scrapy.settings import Settings
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
-from crawler.spiders.outlets import OutletsSpider, new_crawl_id
+from crawler.spiders.outlets import OutletsSpider, new_crawl_id, pages_found
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
@@ -357,7 +357,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
                 count("failed"),
             )
         )
-        found = pages + known + count("not_modified")
+        found = pages_found(stats, outlet_id)
         if "redis/last_worker" in stats:  # a shared crawl: judged on all its workers, by the last
             found = stats.get(f"redis/crawl_found/{outlet_id}", 0) if stats["redis/last_worker"] else 1
         if found == 0:

@@ -243,9 +243,8 @@ class RedisCrawl:
         for member in self.client.smembers(self.key("workers")):
             other = member.decode()
             if other != self.worker and not self.client.exists(self.key(f"alive:{other}")):
-                count = self.give_back(other)
+                count = self.give_back(other)  # (out of `idle` too)
                 self.client.srem(self.key("workers"), other)
-                self.client.srem(self.key("idle"), other)
                 if count:
                     logger.warning(
                         "worker %s stopped answering; its %d request(s) go back to the queue", other, count
@@ -294,13 +293,6 @@ class RedisCrawl:
         if self.client.get(current) == self.crawl_id.encode():
             self.client.delete(current)
         return totals
-
-    def sizes(self) -> dict[str, int]:
-        return {
-            "queued": self.client.zcard(self.key("requests")),
-            "seen": self.client.scard(self.key("seen")),
-            "workers": self.client.scard(self.key("workers")),
-        }
 
 
 class HeldQueue(PriorityQueue):
@@ -417,15 +409,8 @@ class RedisCrawlExtension:
             self._heart.cancel()
         stats = self.crawler.stats
         sealed = not stats.get_value("publish/pending_crawls") and not stats.get_value("publish/error")
-        found = {
-            outlet_id: sum(
-                stats.get_value(f"outlet/{outlet_id}/{what}", 0)
-                for what in ("article_pages", "known", "not_modified")
-            )
-            for outlet_id in self.crawler.spider.registry
-        }
         try:
-            totals = self.crawl.leave(sealed, self.scope, found)
+            totals = self.crawl.leave(sealed, self.scope, self.crawler.spider.pages_found_by_outlet())
         except redis.RedisError as exc:
             logger.error("could not leave crawl %s cleanly: %s", self.crawl.crawl_id, exc)
             return

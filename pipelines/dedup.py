@@ -60,16 +60,21 @@ def simhash(text: str) -> int | None:
         window = np.concatenate([tail, np.fromiter(map(hashed, block), dtype=np.uint64, count=len(block))])
         if len(window) >= 3:  # a 3-gram: its three tokens' hashes, rotated apart and combined
             combined = _mix(window[:-2] ^ _rotate(window[1:-1], 21) ^ _rotate(window[2:], 42))
-            ones += ((combined[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
+            ones += _bit_counts(combined)
             grams += len(combined)
         tail = window[-2:]
     if not grams:  # one or two tokens: those
         if not len(tail):
             return None
-        ones = ((_mix(tail)[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
+        ones = _bit_counts(_mix(tail))
         grams = len(tail)
     value = sum(1 << bit for bit in range(64) if 2 * int(ones[bit]) > grams)
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _bit_counts(values: np.ndarray) -> np.ndarray:
+    """How many of ``values`` have each of the 64 bits set."""
+    return ((values[:, None] >> _BITS) & np.uint64(1)).sum(axis=0)
 
 
 def _rotate(values: np.ndarray, bits: int) -> np.ndarray:

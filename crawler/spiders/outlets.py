@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -331,7 +331,7 @@ class OutletsSpider(SitemapSpider):
         if len(links) > limit:
             self._count(outlet, "links_cut")
             self.logger.warning(
-                "%s: a page of over %d links, the rest not read: %s", outlet.id, limit, selector.root.base
+                "%s: a page of over %d links, the rest not read: %s", outlet.id, limit, response.url
             )
             del links[limit:]
         return links
@@ -367,6 +367,18 @@ class OutletsSpider(SitemapSpider):
 
     def _count(self, outlet: Outlet, what: str) -> None:
         self.crawler.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+    def pages_found_by_outlet(self) -> dict[str, int]:
+        """:func:`pages_found` of each outlet, in this process so far."""
+        stats = self.crawler.stats.get_stats()
+        return {outlet_id: pages_found(stats, outlet_id) for outlet_id in self.registry}
+
+
+def pages_found(stats: Mapping[str, Any], outlet_id: str) -> int:
+    """Article pages the outlet's discovery led to: fetched, known already, or behind a 304."""
+    return sum(
+        int(stats.get(f"outlet/{outlet_id}/{what}", 0)) for what in ("article_pages", "known", "not_modified")
+    )
 
 
 def refusal_reason(error: BaseException) -> str:
