@@ -29,7 +29,7 @@ from scrapy_redis.dupefilter import RFPDupeFilter
 
 from benchmarks.baselines import FETCH_SETTINGS
 from benchmarks.bench_crawl import REPO, Site, build_site, registry
-from crawler.redis_crawl import RedisCrawl, redis_client
+from crawler.redis_state import RedisCrawl, redis_client
 from tests.redis_server import RedisServer
 
 

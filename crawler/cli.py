@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from scrapy.crawler import CrawlerProcess
+from scrapy.crawler import Crawler, CrawlerProcess
 from scrapy.settings import Settings
+from twisted.python.failure import Failure
 
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
@@ -237,7 +238,7 @@ def crawl_command(args: argparse.Namespace) -> int:
                 return BUSY_EXIT
             process = CrawlerProcess(settings)
             crawler = process.create_crawler(OutletsSpider)
-            process.crawl(crawler)
+            process.crawl(crawler).addErrback(_not_started, crawler)
             process.start()
     finally:
         if server is not None:
@@ -252,6 +253,14 @@ def crawl_command(args: argparse.Namespace) -> int:
         verdict = run_verdict(registry, stats, settings["NEWSARCHIVE_CRAWL_ID"], code)
         write_atomically(Path(args.summary_json), lambda f: f.write(json.dumps(verdict, indent=1).encode()))
     return code
+
+
+def _not_started(failure: Failure, crawler: Crawler) -> None:
+    """The crawl could not start (a component raised while Scrapy built it: a bug of ours, or a
+    setting naming a wrong class): said with its traceback, counted as a bug, not left to look
+    like sites that gave no page."""
+    crawler.stats.inc_value("bugs/start")
+    print(f"newsarchive: the crawl could not start:\n{failure.getTraceback()}", file=sys.stderr)
 
 
 def _outlet_count(stats: dict[str, Any], outlet_id: str, key: str) -> int:

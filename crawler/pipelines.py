@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -19,11 +19,14 @@ from scrapy.statscollectors import StatsCollector
 
 from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
-from crawler.redis_crawl import RedisCrawl, redis_extension
+from crawler.redis_crawl import redis_extension
 from pipelines.archive import PartBuffers, partition_of, to_row
 from pipelines.dedup import Deduplicator
 from pipelines.index import ArchiveIndex, unchanged_entries
 from pipelines.pool import TaskFailed, WorkerPool
+
+if TYPE_CHECKING:
+    from crawler.redis_state import RedisCrawl
 
 logger = logging.getLogger(__name__)
 FAILED_VERDICTS = ("too_deep",)  # analyser verdicts that are failures to read, not pages without articles

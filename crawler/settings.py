@@ -82,7 +82,7 @@ PROGRESS_INTERVAL = 0.5
 # A worker whose heartbeat stops for REDIS_WORKER_TIMEOUT seconds is dead: its requests go back.
 REDIS_URL = ""
 REDIS_WORKER_TIMEOUT = 60.0
-SCHEDULER = "crawler.redis_crawl.RedisScheduler"  # Scrapy's own when REDIS_URL is empty
+SCHEDULER = "crawler.redis_crawl.CrawlScheduler"  # Scrapy's own when REDIS_URL is empty
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
 ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
 ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from crawler.cli import BUG_EXIT
 from tests.conftest import REPO, run_cli
 
 NO_AWS = {
@@ -50,3 +51,13 @@ def test_the_crawl_process_gives_arrow_the_system_allocator():
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.stdout.strip() == "system", done.stderr
+
+
+def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
+    """A setting naming a class that is no scheduler: Scrapy refuses to build the engine."""
+    run = run_cli(
+        "crawl", "--mirror", "--archive", str(tmp_path / "archive"), "-s", "SCHEDULER=builtins.object"
+    )
+    assert run.returncode == BUG_EXIT
+    assert "the crawl could not start" in run.stderr and "scheduler interface" in run.stderr
+    assert "our own code raised (start: 1)" in run.stdout

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from crawler.redis_crawl import PREFIX, RedisCrawl, SecretUrl, crawl_scope, redis_client
+from crawler.redis_crawl import PREFIX, SecretUrl, crawl_scope
+from crawler.redis_state import RedisCrawl, redis_client
+from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -81,3 +86,10 @@ def test_the_redis_url_shows_no_password_when_printed():
         == crawl_scope("s3://b/a", ["y", "x"])
         != crawl_scope("s3://b/a", ["x"])
     )
+
+
+def test_a_crawl_without_redis_loads_no_redis_client():
+    modules = "crawler.cli, crawler.spiders.outlets, crawler.pipelines, crawler.redis_crawl, crawler.settings"
+    check = f"import sys, {modules}; print(sorted(m for m in ('redis', 'scrapy_redis') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
