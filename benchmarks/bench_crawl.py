@@ -12,8 +12,11 @@ its own in its longest paragraph, so that text dedup keeps them. On that site, i
     follows: cores / (fetch + extraction + language + archive writing);
 (e) the peak RSS of each crawl, summed over its processes (sampled every 20 ms).
 
-Reported, not asserted; the last line is ``RESULT pages_per_s=... naive_pages_per_s=...
-speedup_vs_naive=... fraction_of_cpu_limit=... rss_mb_n=... rss_mb_5n=...``.
+The machine is noisy (other tenants' load moves any one figure by 10 %), so each crawl of the
+RESULT line and the stage timings are measured ``--repeats`` times (3) and the median taken; a
+crawl's peak RSS is the highest of its repeats. Reported, not asserted; the last line is
+``RESULT pages_per_s=... naive_pages_per_s=... speedup_vs_naive=... fraction_of_cpu_limit=...
+rss_mb_n=... rss_mb_5n=...``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -98,8 +102,19 @@ def build_site(folder: Path, copies: int) -> int:
     return len(paths)
 
 
+# ``python -m http.server`` with a listen backlog of 128 instead of socketserver's 5: with 5, a
+# burst of the crawl's new connections overflows it, the kernel drops their SYNs
+# (TcpExtListenOverflows), and each such request stalls for TCP's 1 s SYN retry; at the end of
+# a 7 s crawl that is an idle second on every core. nginx's backlog is 511.
+_HTTP_SERVER = (
+    "import runpy, socketserver, sys; socketserver.TCPServer.request_queue_size = 128; "
+    "sys.argv[0] = 'http.server'; runpy.run_module('http.server', run_name='__main__')"
+)
+
+
 class Site:
-    """``python -m http.server`` over a built site, on a free loopback port."""
+    """``python -m http.server`` (with a larger listen backlog) over a built site, on a free
+    loopback port."""
 
     def __init__(self, folder: Path):
         with socket.socket() as probe:
@@ -111,8 +126,8 @@ class Site:
         self.server = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "http.server",
+                "-c",
+                _HTTP_SERVER,
                 str(port),
                 "--bind",
                 "127.0.0.1",
@@ -220,6 +235,21 @@ def measure(command: list[str], check: bool = True) -> Run:
     return Run(seconds, cpu, peak / 1024, own / 1024, process.returncode)
 
 
+def median_run(commands: list[list[str]]) -> Run:
+    """Runs each command in turn: the run of median wall time, with the highest peak RSS of all."""
+    runs = sorted((measure(command) for command in commands), key=lambda run: run.seconds)
+    return dataclasses.replace(
+        runs[len(runs) // 2],
+        peak_rss_mb=max(run.peak_rss_mb for run in runs),
+        peak_own_rss_mb=max(run.peak_own_rss_mb for run in runs),
+    )
+
+
+def baseline(kind: str, site: Site, output: Path) -> list[str]:
+    """A crawl of ``benchmarks.baselines`` (``ceiling`` or ``naive``) over the site's sitemap."""
+    return [sys.executable, "-m", "benchmarks.baselines", kind, f"{site.base}/sitemap.xml", str(output)]
+
+
 def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
     settings = [f"{name}={value}" for name, value in FETCH_SETTINGS.items()]
     return [
@@ -238,9 +268,9 @@ def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
     ]
 
 
-def stage_cpu(pages: list[tuple[str, bytes, str]]) -> dict[str, float]:
-    """CPU seconds per page of extraction, language and archive writing, in this process,
-    after a warm-up on the first pages."""
+def stage_cpu(pages: list[tuple[str, bytes, str]], passes: int) -> dict[str, float]:
+    """CPU seconds per page of extraction, language and archive writing, in this process, after
+    a warm-up on the first pages: for each stage, the median of ``passes`` passes over the pages."""
     analyser = PageAnalyser()
     items = [
         Article(
@@ -261,32 +291,33 @@ def stage_cpu(pages: list[tuple[str, bytes, str]]) -> dict[str, float]:
     for item in items[:20]:
         analyser(dataclasses.replace(item))
     detect = analyser.detector.detect
-    extraction = language = 0.0
-    analysed = []
-    for item in items:
+    timings: dict[str, list[float]] = {"extraction": [], "language": [], "archive": []}
+    for _ in range(passes):
+        extraction = language = 0.0
+        analysed = []
+        for item in [dataclasses.replace(item) for item in items]:  # the analyser fills them in
+            start = time.process_time()
+            analysed.append(analyser(item))
+            total = time.process_time() - start
+            start = time.process_time()
+            detect(analysed[-1].text or "")
+            language += time.process_time() - start
+            extraction += total
+        extraction -= language  # the analyser ran both; language was timed again on its own
         start = time.process_time()
-        analysed.append(analyser(item))
-        total = time.process_time() - start
-        start = time.process_time()
-        detect(item.text or "")
-        language += time.process_time() - start
-        extraction += total
-    extraction -= language  # the analyser ran both; language was timed again on its own
-    start = time.process_time()
-    dedup = Deduplicator(ArchiveIndex())  # an empty archive
-    rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
-    pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
-    archive = time.process_time() - start
-    return {
-        "extraction": extraction / len(items),
-        "language": language / len(items),
-        "archive": archive / len(items),
-    }
+        dedup = Deduplicator(ArchiveIndex())  # an empty archive
+        rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
+        pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
+        archive = time.process_time() - start
+        for stage, seconds in (("extraction", extraction), ("language", language), ("archive", archive)):
+            timings[stage].append(seconds / len(items))
+    return {stage: statistics.median(values) for stage, values in timings.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=5, help="copies of each page for the large site (5N)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each measure; the median is kept")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory(prefix="newsarchive-bench-") as tmp:
@@ -295,46 +326,21 @@ def main() -> None:
         n5 = build_site(root / "site-5n", args.copies)
         small, large = Site(root / "site-n"), Site(root / "site-5n")
         try:
+            repeats = range(args.repeats)
+            ceiling, naive = root / "ceiling.parquet", root / "naive.parquet"
             runs = {
-                "ceiling": measure(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.baselines",
-                        "ceiling",
-                        f"{small.base}/sitemap.xml",
-                        str(root / "ceiling.parquet"),
-                    ]
-                ),
-                "ceiling 5N": measure(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.baselines",
-                        "ceiling",
-                        f"{large.base}/sitemap.xml",
-                        str(root / "ceiling.parquet"),
-                    ]
-                ),
-                "naive": measure(
-                    [
-                        sys.executable,
-                        "-m",
-                        "benchmarks.baselines",
-                        "naive",
-                        f"{small.base}/sitemap.xml",
-                        str(root / "naive.parquet"),
-                    ]
-                ),
-                "newsarchive": measure(crawl_command(small, root, root / "archive-n")),
-                "newsarchive 5N": measure(crawl_command(large, root, root / "archive-5n")),
+                "ceiling": median_run([baseline("ceiling", small, ceiling) for _ in repeats]),
+                "ceiling 5N": median_run([baseline("ceiling", large, ceiling) for _ in repeats]),
+                "naive": median_run([baseline("naive", small, naive) for _ in repeats]),
+                "newsarchive": median_run([crawl_command(small, root, root / f"n{i}") for i in repeats]),
+                "newsarchive 5N": measure(crawl_command(large, root, root / "5n")),
             }
         finally:
             small.stop()
             large.stop()
-        rows_n = pq.ParquetDataset(root / "archive-n").read(columns=["url"]).num_rows
-        rows_5n = pq.ParquetDataset(root / "archive-5n").read(columns=["url"]).num_rows
-        stages = stage_cpu(eval_pages())
+        rows_n = pq.ParquetDataset(root / "n0").read(columns=["url"]).num_rows
+        rows_5n = pq.ParquetDataset(root / "5n").read(columns=["url"]).num_rows
+        stages = stage_cpu(eval_pages(), args.repeats)
     # fetching: what the 4N more pages of the large site cost the ceiling crawl (start-up cancels out)
     stages = {"fetch": (runs["ceiling 5N"].cpu_seconds - runs["ceiling"].cpu_seconds) / (n5 - n), **stages}
     limit = cores / sum(stages.values())

@@ -70,10 +70,15 @@ REFETCH_AFTER_DAYS: float | None = None
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
 EXTENSIONS = {
+    "crawler.pipelines.PagePoolExtension": -20,  # first, so the page workers start early
     "crawler.redis_crawl.RedisCrawlExtension": -10,  # only with REDIS_URL
     "crawler.extensions.ArchiveExtension": 0,
     "crawler.extensions.BugCounter": 5,
     "crawler.progress.ProgressExtension": 10,
+    # Scrapy's remote control runs any Python code sent to a local port, its token in a file under
+    # ~/.local/state that a killed run leaves behind; an unattended crawl has no use for it, and
+    # naming it None spares every run its aiohttp import (0.17 s)
+    "scrapy.extensions.remote_control.RemoteControl": None,
 }
 PROGRESS = False
 PROGRESS_INTERVAL = 0.5
@@ -105,3 +110,4 @@ NEWSARCHIVE_CRAWL_ID = ""  # empty: one is made from the start time
 LOG_LEVEL = "INFO"
 DEFAULT_DROPITEM_LOG_LEVEL = "INFO"  # drops are expected outcomes, counted in the summary
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False  # also for a run that names the extension in its own EXTENSIONS

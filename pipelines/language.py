@@ -127,29 +127,46 @@ class LanguageDetector:
 
 
 class _SparseProbabilities:
-    """langdetect's n-gram -> probability-per-language rows, kept sparse.
+    """langdetect's n-gram -> probability-per-language rows, kept sparse and made when first asked.
 
-    langdetect keeps 55 floats for each of its 87,598 n-grams (61 MB in every process), yet an
-    n-gram has a probability in 2 languages on average and in 1 for most; the rest are zeros.
-    Here each n-gram keeps its (language index, probability) pairs, the same floats, and the
-    detector gets the dense row it expects, made when it asks.
+    langdetect keeps 55 floats for each of its 87,598 n-grams (61 MB in every process, and 0.2 s
+    of CPU to build before the first text), yet an n-gram has a probability in 2 languages on
+    average and in 1 for most, and a detector asks for a few thousand of them. Here the
+    profiles' counts stay as read, and an n-gram's (language index, probability) pairs are
+    worked out, from the same counts by the same division, when the detector first asks for
+    it; the detector gets the dense row it expects.
     """
 
-    __slots__ = ("_languages", "_pairs")
+    __slots__ = ("_languages", "_pairs", "_profiles")
 
-    def __init__(self, languages: int, pairs: dict[str, tuple[int | float, ...]]):
+    def __init__(self, languages: int, profiles: list[tuple[dict[str, int], list[int]]]):
         self._languages = languages
-        self._pairs = pairs
+        self._profiles = profiles  # per language: n-gram counts, and words per n-gram length
+        self._pairs: dict[str, tuple[int | float, ...]] = {}  # the n-grams asked for so far
 
     def __contains__(self, ngram: object) -> bool:
-        return ngram in self._pairs
+        return ngram in self._pairs or any(ngram in counts for counts, _ in self._profiles)
 
     def __getitem__(self, ngram: str) -> list[float]:
+        pairs = self._pairs.get(ngram)
+        if pairs is None:
+            if ngram not in self:
+                raise KeyError(ngram)
+            pairs = self._pairs[ngram] = self._pairs_of(ngram)
         row = [0.0] * self._languages
-        pairs = self._pairs[ngram]
         for i in range(0, len(pairs), 2):
             row[pairs[i]] = pairs[i + 1]
         return row
+
+    def _pairs_of(self, ngram: str) -> tuple[int | float, ...]:
+        if not 1 <= len(ngram) <= 3:  # langdetect lists longer ones with no probability
+            return ()
+        pairs: tuple[int | float, ...] = ()
+        for index, (counts, words) in enumerate(self._profiles):
+            count = counts.get(ngram)
+            if count is not None:
+                pairs += (index, 1.0 * count / words[len(ngram) - 1])
+        return pairs
 
 
 def _profile_files() -> list[Path]:
@@ -163,25 +180,16 @@ def _profile_files() -> list[Path]:
 
 def _langdetect_factory() -> DetectorFactory:
     """A langdetect factory over its own profiles, read as ``DetectorFactory.load_profile`` and
-    ``add_profile`` read them (same languages, order and probabilities), stored sparse."""
+    ``add_profile`` read them (same languages, order and probabilities)."""
     languages = len(os.listdir(_PROFILES))  # load_profile's count, taken before it skips anything
-    pairs: dict[str, tuple[int | float, ...]] = {}
-    names = []
-    for index, path in enumerate(_profile_files()):
+    names, profiles = [], []
+    for path in _profile_files():
         profile = json.loads(path.read_bytes())
         names.append(profile["name"])
-        for ngram, count in profile["freq"].items():
-            if 1 <= len(ngram) <= 3:
-                pairs[ngram] = (
-                    *pairs.get(ngram, ()),
-                    index,
-                    1.0 * count / profile["n_words"][len(ngram) - 1],
-                )
-            else:
-                pairs.setdefault(ngram, ())
+        profiles.append((profile["freq"], profile["n_words"]))
     factory = DetectorFactory()
     factory.langlist = names
-    factory.word_lang_prob_map = _SparseProbabilities(languages, pairs)
+    factory.word_lang_prob_map = _SparseProbabilities(languages, profiles)
     return factory
 
 
