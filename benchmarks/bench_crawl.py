@@ -12,9 +12,10 @@ its own in its longest paragraph, so that text dedup keeps them. On that site, i
     follows: cores / (fetch + extraction + language + archive writing);
 (e) the peak RSS of each crawl, summed over its processes (sampled every 20 ms).
 
-The machine is noisy (other tenants' load moves any one figure by 10 %), so each crawl of the
-RESULT line and the stage timings are measured ``--repeats`` times (3) and the median taken; a
-crawl's peak RSS is the highest of its repeats. Reported, not asserted; the last line is
+The machine is noisy (other tenants' load moves any one figure by 10 % from one minute to the
+next), so the N measures are repeated (``--repeats``, 3), each crawl beside the stage timings
+taken just after it: each ratio of the RESULT line is the median of the repeats' ratios, and
+rss_mb_n the highest peak of the repeats. Reported, not asserted; the last line is
 ``RESULT pages_per_s=... naive_pages_per_s=... speedup_vs_naive=... fraction_of_cpu_limit=...
 rss_mb_n=... rss_mb_5n=...``.
 """
@@ -35,6 +36,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,16 +237,6 @@ def measure(command: list[str], check: bool = True) -> Run:
     return Run(seconds, cpu, peak / 1024, own / 1024, process.returncode)
 
 
-def median_run(commands: list[list[str]]) -> Run:
-    """Runs each command in turn: the run of median wall time, with the highest peak RSS of all."""
-    runs = sorted((measure(command) for command in commands), key=lambda run: run.seconds)
-    return dataclasses.replace(
-        runs[len(runs) // 2],
-        peak_rss_mb=max(run.peak_rss_mb for run in runs),
-        peak_own_rss_mb=max(run.peak_own_rss_mb for run in runs),
-    )
-
-
 def baseline(kind: str, site: Site, output: Path) -> list[str]:
     """A crawl of ``benchmarks.baselines`` (``ceiling`` or ``naive``) over the site's sitemap."""
     return [sys.executable, "-m", "benchmarks.baselines", kind, f"{site.base}/sitemap.xml", str(output)]
@@ -268,102 +260,133 @@ def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
     ]
 
 
-def stage_cpu(pages: list[tuple[str, bytes, str]], passes: int) -> dict[str, float]:
+class StageTimer:
     """CPU seconds per page of extraction, language and archive writing, in this process, after
-    a warm-up on the first pages: for each stage, the median of ``passes`` passes over the pages."""
-    analyser = PageAnalyser()
-    items = [
-        Article(
-            url=f"http://127.0.0.1/pages/{name}.html",
-            outlet_id="bench",
-            outlet_name="bench",
-            region="CN",
-            outlet_timezone="Asia/Shanghai",
-            body=page,
-            http_status=200,
-            content_type="text/html",
-            header_charset=None,
-            fetched_at=datetime.now(UTC),
-            crawl_id="bench",
-        )
-        for name, page, _ in pages
-    ]
-    for item in items[:20]:
-        analyser(dataclasses.replace(item))
-    detect = analyser.detector.detect
-    timings: dict[str, list[float]] = {"extraction": [], "language": [], "archive": []}
-    for _ in range(passes):
+    a warm-up on the first pages; one pass over the pages per call."""
+
+    def __init__(self, pages: list[tuple[str, bytes, str]]):
+        self.analyser = PageAnalyser()
+        self.items = [
+            Article(
+                url=f"http://127.0.0.1/pages/{name}.html",
+                outlet_id="bench",
+                outlet_name="bench",
+                region="CN",
+                outlet_timezone="Asia/Shanghai",
+                body=page,
+                http_status=200,
+                content_type="text/html",
+                header_charset=None,
+                fetched_at=datetime.now(UTC),
+                crawl_id="bench",
+            )
+            for name, page, _ in pages
+        ]
+        for item in self.items[:20]:
+            self.analyser(dataclasses.replace(item))
+
+    def __call__(self) -> dict[str, float]:
+        detect = self.analyser.detector.detect
         extraction = language = 0.0
         analysed = []
-        for item in [dataclasses.replace(item) for item in items]:  # the analyser fills them in
+        for item in [dataclasses.replace(item) for item in self.items]:  # the analyser fills them in
             start = time.process_time()
-            analysed.append(analyser(item))
-            total = time.process_time() - start
+            analysed.append(self.analyser(item))
+            extraction += time.process_time() - start
             start = time.process_time()
             detect(analysed[-1].text or "")
             language += time.process_time() - start
-            extraction += total
         extraction -= language  # the analyser ran both; language was timed again on its own
         start = time.process_time()
         dedup = Deduplicator(ArchiveIndex())  # an empty archive
         rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
         pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
         archive = time.process_time() - start
-        for stage, seconds in (("extraction", extraction), ("language", language), ("archive", archive)):
-            timings[stage].append(seconds / len(items))
-    return {stage: statistics.median(values) for stage, values in timings.items()}
+        pages = len(self.items)
+        return {"extraction": extraction / pages, "language": language / pages, "archive": archive / pages}
+
+
+@dataclass
+class Repeat:
+    """One repeat of the measures on the N site, each crawl beside the stage timings taken just
+    after it, so that a ratio compares figures of the same minute."""
+
+    runs: dict[str, Run]
+    stages: dict[str, float]  # CPU seconds per page
+    pages: int
+    cores: int
+
+    def speed(self, crawl: str) -> float:
+        return self.pages / self.runs[crawl].seconds
+
+    @property
+    def limit(self) -> float:
+        return self.cores / sum(self.stages.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=5, help="copies of each page for the large site (5N)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each measure; the median is kept")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of the measures; medians are kept")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    timer = StageTimer(eval_pages())
+    repeats: list[Repeat] = []
     with tempfile.TemporaryDirectory(prefix="newsarchive-bench-") as tmp:
         root = Path(tmp)
         n = build_site(root / "site-n", 1)
         n5 = build_site(root / "site-5n", args.copies)
         small, large = Site(root / "site-n"), Site(root / "site-5n")
         try:
-            repeats = range(args.repeats)
-            ceiling, naive = root / "ceiling.parquet", root / "naive.parquet"
-            runs = {
-                "ceiling": median_run([baseline("ceiling", small, ceiling) for _ in repeats]),
-                "ceiling 5N": median_run([baseline("ceiling", large, ceiling) for _ in repeats]),
-                "naive": median_run([baseline("naive", small, naive) for _ in repeats]),
-                "newsarchive": median_run([crawl_command(small, root, root / f"n{i}") for i in repeats]),
-                "newsarchive 5N": measure(crawl_command(large, root, root / "5n")),
-            }
+            for i in range(args.repeats):
+                runs = {
+                    "ceiling": measure(baseline("ceiling", small, root / "ceiling.parquet")),
+                    "ceiling 5N": measure(baseline("ceiling", large, root / "ceiling.parquet")),
+                    "naive": measure(baseline("naive", small, root / "naive.parquet")),
+                    "newsarchive": measure(crawl_command(small, root, root / f"n{i}")),
+                }
+                # fetching: what the 4N more pages cost the ceiling crawl (start-up cancels out)
+                fetch = (runs["ceiling 5N"].cpu_seconds - runs["ceiling"].cpu_seconds) / (n5 - n)
+                repeats.append(Repeat(runs, {"fetch": fetch, **timer()}, n, cores))
+                print(
+                    f"repeat {i + 1}: newsarchive {repeats[-1].speed('newsarchive'):.1f} pages/s, "
+                    f"naive {repeats[-1].speed('naive'):.1f}, CPU-bound limit {repeats[-1].limit:.1f}",
+                    flush=True,
+                )
+            large_run = measure(crawl_command(large, root, root / "5n"))
         finally:
             small.stop()
             large.stop()
         rows_n = pq.ParquetDataset(root / "n0").read(columns=["url"]).num_rows
         rows_5n = pq.ParquetDataset(root / "5n").read(columns=["url"]).num_rows
-        stages = stage_cpu(eval_pages(), args.repeats)
-    # fetching: what the 4N more pages of the large site cost the ceiling crawl (start-up cancels out)
-    stages = {"fetch": (runs["ceiling 5N"].cpu_seconds - runs["ceiling"].cpu_seconds) / (n5 - n), **stages}
-    limit = cores / sum(stages.values())
-    pages = {name: (n5 if name.endswith("5N") else n) for name in runs}
-    speed = {name: pages[name] / run.seconds for name, run in runs.items()}
+    typical = sorted(repeats, key=lambda repeat: repeat.runs["newsarchive"].seconds)[len(repeats) // 2]
+    table = {**typical.runs, "newsarchive 5N": large_run}
+    pages = {name: (n5 if name.endswith("5N") else n) for name in table}
     print(f"site: {n} pages (N) and {n5} pages (5N) of ../shared/eval on loopback; {cores} cores")
+    print(f"the repeat of median newsarchive time of {len(repeats)}, and one 5N crawl:")
     print(f"{'crawl':<16} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'CPU s/page':>10} {'peak RSS MB':>12}")
-    for name, run in runs.items():
+    for name, run in table.items():
         print(
-            f"{name:<16} {pages[name]:>6} {run.seconds:>8.2f} {speed[name]:>8.1f} "
+            f"{name:<16} {pages[name]:>6} {run.seconds:>8.2f} {pages[name] / run.seconds:>8.1f} "
             f"{run.cpu_seconds / pages[name] * 1000:>8.1f}ms {run.peak_rss_mb:>12.0f}"
         )
     print(f"archived rows: {rows_n} of {n} pages (N), {rows_5n} of {n5} (5N)")
     print(
         "CPU per page, by stage: "
-        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in stages.items())
-        + f"; CPU-bound limit {limit:.1f} pages/s on {cores} cores"
+        + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in typical.stages.items())
+        + f"; CPU-bound limit {typical.limit:.1f} pages/s on {cores} cores"
     )
-    ours, naive = speed["newsarchive"], speed["naive"]
+
+    def median(figure: Callable[[Repeat], float]) -> float:
+        return statistics.median(figure(repeat) for repeat in repeats)
+
     print(
-        f"RESULT pages_per_s={ours:.1f} naive_pages_per_s={naive:.1f} speedup_vs_naive={ours / naive:.2f} "
-        f"fraction_of_cpu_limit={ours / limit:.2f} rss_mb_n={runs['newsarchive'].peak_rss_mb:.0f} "
-        f"rss_mb_5n={runs['newsarchive 5N'].peak_rss_mb:.0f}"
+        f"RESULT pages_per_s={median(lambda r: r.speed('newsarchive')):.1f} "
+        f"naive_pages_per_s={median(lambda r: r.speed('naive')):.1f} "
+        f"speedup_vs_naive={median(lambda r: r.speed('newsarchive') / r.speed('naive')):.2f} "
+        f"fraction_of_cpu_limit={median(lambda r: r.speed('newsarchive') / r.limit):.2f} "
+        f"rss_mb_n={max(r.runs['newsarchive'].peak_rss_mb for r in repeats):.0f} "
+        f"rss_mb_5n={large_run.peak_rss_mb:.0f}"
     )
 
 

@@ -12,7 +12,6 @@ import logging
 import os
 from typing import TYPE_CHECKING, NoReturn
 
-from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.settings import BaseSettings
@@ -52,27 +51,6 @@ def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
     )
 
 
-class PagePoolExtension:
-    """The crawl's page workers (:func:`page_pool`), spawned when Scrapy builds its extensions:
-    each takes half a second to import its libraries, which it now does while Scrapy builds
-    the rest of the crawl and fetches robots.txt and the sitemaps, instead of after. The
-    :class:`ExtractPipeline` uses them and stops them; so does the spider's close, if no pipeline
-    did."""
-
-    def __init__(self, pool: WorkerPool):
-        self.pool = pool
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> PagePoolExtension:
-        extension = cls(page_pool(crawler.settings))
-        extension.pool.spawn()
-        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
-        return extension
-
-    async def spider_closed(self) -> None:
-        await self.pool.close()
-
-
 def _drop(stats: StatsCollector, item: Article, stage: str, reason: str, message: str) -> None:
     stats.inc_value(f"{stage}/dropped/{reason}")
     stats.inc_value(f"outlet/{item.outlet_id}/dropped/{reason}")
@@ -97,10 +75,7 @@ class ExtractPipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
-        extension = crawler.get_extension(PagePoolExtension)
-        if extension is None:
-            raise RuntimeError("crawler.pipelines.PagePoolExtension must be enabled in EXTENSIONS")
-        return cls(crawler.stats, extension.pool)
+        return cls(crawler.stats, page_pool(crawler.settings))
 
     async def open_spider(self) -> None:
         # the workers import and load their models while the crawl fetches its first pages

@@ -70,7 +70,6 @@ REFETCH_AFTER_DAYS: float | None = None
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
 EXTENSIONS = {
-    "crawler.pipelines.PagePoolExtension": -20,  # first, so the page workers start early
     "crawler.redis_crawl.RedisCrawlExtension": -10,  # only with REDIS_URL
     "crawler.extensions.ArchiveExtension": 0,
     "crawler.extensions.BugCounter": 5,

@@ -26,7 +26,6 @@ import os
 import pickle
 import signal
 import struct
-import subprocess
 import sys
 import traceback
 from collections.abc import Callable
@@ -57,37 +56,32 @@ class _CpuLimit(Exception):
 
 
 class _Worker:
-    """One worker process, as seen from the pool: spawned at once (it imports its target while
-    the caller goes on), attached to the event loop when the pool starts."""
+    """One worker process, as seen from the pool."""
 
-    def __init__(self, target: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.pool", target],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+    def __init__(self, process: asyncio.subprocess.Process):
+        self.process = process
+
+    @classmethod
+    async def start(cls, target: str, options: dict[str, Any], timeout: float, cpu_limit: float) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pipelines.pool",
+            target,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
             env=os.environ | {"OPENBLAS_NUM_THREADS": "1"},
         )
-        self.target = target
-        self._reader: asyncio.StreamReader | None = None  # made on the loop that attaches it
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def attach(self, options: dict[str, Any], timeout: float, cpu_limit: float) -> None:
-        """Its pipes on the running loop, its target built with ``options``; RuntimeError if it
-        does not say it is ready within ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        self._reader = asyncio.StreamReader()
-        reading = asyncio.StreamReaderProtocol(self._reader)
-        await loop.connect_read_pipe(lambda: reading, self.process.stdout)
-        writing = asyncio.streams.FlowControlMixin()
-        transport, _ = await loop.connect_write_pipe(lambda: writing, self.process.stdin)
-        self._writer = asyncio.StreamWriter(transport, writing, None, loop)
+        worker = cls(process)
         try:
-            await asyncio.wait_for(self._exchange({"options": options, "cpu_limit": cpu_limit}), timeout)
+            await asyncio.wait_for(worker._exchange({"options": options, "cpu_limit": cpu_limit}), timeout)
         except (_WorkerDied, TimeoutError) as exc:
-            await self.killed()
+            worker.kill()
+            await process.wait()
             raise RuntimeError(
-                f"worker process for {self.target} did not start: {exc or f'not ready after {timeout:g} s'}"
+                f"worker process for {target} did not start: {exc or f'not ready after {timeout:g} s'}"
             ) from None
+        return worker
 
     async def call(self, task: Any) -> tuple[str, Any, list[tuple[int, str, str]]]:
         return await self._exchange(task)
@@ -95,42 +89,26 @@ class _Worker:
     async def _exchange(self, message: Any) -> Any:
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            self._writer.write(_FRAME.pack(len(payload)) + payload)
-            await self._writer.drain()
-            (size,) = _FRAME.unpack(await self._reader.readexactly(_FRAME.size))
-            return pickle.loads(await self._reader.readexactly(size))
+            self.process.stdin.write(_FRAME.pack(len(payload)) + payload)
+            await self.process.stdin.drain()
+            (size,) = _FRAME.unpack(await self.process.stdout.readexactly(_FRAME.size))
+            return pickle.loads(await self.process.stdout.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            code = await self._exited()
+            code = await self.process.wait()
             raise _WorkerDied(f"worker process {self.process.pid} exited with code {code}") from exc
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
-        self._close_input()
-
-    async def killed(self) -> None:
-        self.kill()
-        await self._exited()
 
     async def close(self) -> None:
         """Ask the worker to stop (end of its input); kill it if it does not."""
-        self._close_input()
+        self.process.stdin.close()
         try:
-            await self._exited(_CLOSE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            await self.killed()
-
-    def _close_input(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:  # never attached
-            self.process.stdin.close()
-            self.process.stdout.close()
-
-    async def _exited(self, timeout: float | None = None) -> int:
-        """Its exit code, once it has exited (waited for in a thread, as asyncio's own child
-        watcher does)."""
-        return await asyncio.to_thread(self.process.wait, timeout)
+            await asyncio.wait_for(self.process.wait(), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            self.kill()
+            await self.process.wait()
 
 
 class WorkerPool:
@@ -157,24 +135,9 @@ class WorkerPool:
         self.start_timeout = start_timeout
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
         self._workers: set[_Worker] = set()
-        self._spawned: list[_Worker] = []  # started, not yet attached
-
-    def spawn(self) -> None:
-        """Start the worker processes now, so that they import and load while the caller goes
-        on; :meth:`start` waits for them (and spawns them itself if this was not called)."""
-        while len(self._spawned) < self.size:
-            self._spawned.append(_Worker(self.target))
 
     async def start(self) -> None:
-        self.spawn()
-        spawned, self._spawned = self._spawned, []
-        self._workers.update(spawned)
-        try:
-            await asyncio.gather(*(self._attach(worker) for worker in spawned))
-        except BaseException:
-            await self.close()
-            raise
-        for worker in spawned:
+        for worker in await asyncio.gather(*(self._spawn() for _ in range(self.size))):
             self._idle.put_nowait(worker)
 
     async def run(self, task: Any) -> Any:
@@ -192,7 +155,8 @@ class WorkerPool:
             await self._replace(worker)
             raise TaskFailed("crashed", str(exc)) from None
         except BaseException:  # cancelled mid-task: the worker's state is unknown
-            worker.kill()  # and reaped by close()
+            worker.kill()
+            self._workers.discard(worker)
             raise
         self._idle.put_nowait(worker)
         for level, name, message in records:
@@ -204,8 +168,7 @@ class WorkerPool:
         return value
 
     async def close(self) -> None:
-        workers, self._workers = [*self._workers, *self._spawned], set()
-        self._spawned = []
+        workers, self._workers = list(self._workers), set()
         await asyncio.gather(*(worker.close() for worker in workers))
 
     async def __aenter__(self) -> WorkerPool:
@@ -215,22 +178,20 @@ class WorkerPool:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _attach(self, worker: _Worker) -> None:
-        await worker.attach(self.options, self.start_timeout, self.cpu_limit)
+    async def _spawn(self) -> _Worker:
+        worker = await _Worker.start(self.target, self.options, self.start_timeout, self.cpu_limit)
+        self._workers.add(worker)
+        return worker
 
     async def _replace(self, worker: _Worker) -> None:
-        await worker.killed()
+        worker.kill()
+        await worker.process.wait()
         self._workers.discard(worker)
-        replacement = _Worker(self.target)
-        self._workers.add(replacement)
         try:
-            await self._attach(replacement)
+            self._idle.put_nowait(await self._spawn())
         except RuntimeError as exc:
-            self._workers.discard(replacement)
             logger.error("%s", exc)
             self._idle.put_nowait(None)
-        else:
-            self._idle.put_nowait(replacement)
 
 
 class _Records(logging.Handler):
@@ -277,11 +238,8 @@ def serve(target: str) -> None:
     records = _Records()
     logging.basicConfig(level=logging.WARNING, handlers=[records])
     logging.captureWarnings(True)
-    factory = _load(target)  # imports while the pool gets ready to send the options
     start = _read(inbox)
-    if start is None:  # the pool closed before it started
-        return
-    handler = factory(**start["options"])
+    handler = _load(target)(**start["options"])
     cpu_limit = start["cpu_limit"]
     signal.signal(signal.SIGPROF, _cpu_limit_reached)
     _write(outbox, ("ready", os.getpid(), records.take()))

@@ -92,22 +92,3 @@ def test_a_task_past_its_cpu_limit_is_stopped_by_its_worker_which_goes_on():
     before, failure, after, echo = asyncio.run(run())
     assert failure.reason == "timeout" and "used its 1 s of CPU" in failure.detail
     assert after == before and echo == "hi 1"  # the same worker, not killed
-
-
-def test_workers_spawned_before_the_start_are_the_ones_that_work():
-    async def run(pool: WorkerPool) -> set[int]:
-        async with pool:
-            return set(await asyncio.gather(*(pool.run(("pid", None)) for _ in range(8))))
-
-    pool = WorkerPool(TARGET, {"greeting": "hi"}, 2, 30)
-    pool.spawn()  # as a crawl does while Scrapy builds the rest
-    spawned = {worker.process.pid for worker in pool._spawned}
-    assert asyncio.run(run(pool)) <= spawned and len(spawned) == 2
-
-
-def test_a_pool_spawned_but_never_started_leaves_no_process_behind():
-    pool = WorkerPool(TARGET, {"greeting": "hi"}, 2, 30)
-    pool.spawn()
-    processes = [worker.process for worker in pool._spawned]
-    asyncio.run(pool.close())
-    assert [process.returncode for process in processes] == [0, 0]  # each saw its input end, and left
