@@ -27,6 +27,7 @@ from scrapy.crawler import Crawler, CrawlerProcess
 from scrapy.settings import Settings
 from twisted.python.failure import Failure
 
+from crawler.archive_tools import add_commands
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
@@ -151,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
         help="zone of dates printed without an offset (default UTC; outlets set theirs)",
     )
     pages.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+
+    add_commands(commands)  # ls, verify, pull
 
     serve = commands.add_parser("mirror", help="serve the offline mirrors until interrupted")
     serve.set_defaults(command=mirror_command)

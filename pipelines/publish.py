@@ -373,7 +373,8 @@ def _publish_part(
     try:  # the index's columns are all it takes, unless rows must go
         if table is None:
             file = pq.ParquetFile(part)
-            columns = file.read(columns=[c for c in PART_COLUMNS if c in file.schema_arrow.names])
+            wanted = (*PART_COLUMNS, "language")
+            columns = file.read(columns=[c for c in wanted if c in file.schema_arrow.names])
         else:
             columns = table
         ids = columns.column("article_id").to_pylist()
@@ -407,6 +408,7 @@ def _publish_part(
             "rows": len(ids),
             "bytes": size,
             "sha256": sha256,
+            "languages": _languages(columns),
             "article_ids": ids,
             "index": to_json(entries),
         }
@@ -417,6 +419,14 @@ def _publish_part(
     report.files += 1
     report.bytes += size
     return True
+
+
+def _languages(table: pa.Table) -> dict[str, int]:
+    """Rows per language: what ``newsarchive ls`` and ``pull --lang`` know without the file."""
+    if "language" not in table.column_names:
+        return {}
+    counts = table.column("language").value_counts().to_pylist()
+    return {count["values"]: count["counts"] for count in sorted(counts, key=lambda c: -c["counts"])}
 
 
 def _fresh(index: ArchiveIndex, article_id: str, version: int, key: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 SCHEMA_VERSION = "1.1"  # 1.1 added version, duplicate_of, text_simhash, redirected_from
+SCHEMA_VERSIONS = ("1", "1.1")  # what this code reads: every version it ever wrote
 PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
 UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
 

@@ -1,0 +1,147 @@
+"""``newsarchive ls / verify / pull``: the archive for the people who read it (thin adapters over
+:mod:`pipelines.catalog`, :mod:`pipelines.verify` and :mod:`pipelines.pull`).
+
+Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+from scrapy.settings import Settings
+
+from crawler.extensions import store_from_settings
+from pipelines.catalog import ArchivedFile, Catalog
+from pipelines.pull import FORMATS, PullError, Slice, pull
+from pipelines.storage import LocalStore, Store
+from pipelines.verify import verify
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    listing = commands.add_parser("ls", help="what the archive holds: runs, outlets, months, languages, rows")
+    listing.set_defaults(command=ls_command)
+    _archive_argument(listing)
+    listing.add_argument("--json", action="store_true", help="the figures as JSON, for scripts")
+
+    checking = commands.add_parser("verify", help="check every file against its manifest")
+    checking.set_defaults(command=verify_command)
+    _archive_argument(checking)
+
+    taking = commands.add_parser("pull", help="copy the rows you want out of the archive")
+    taking.set_defaults(command=pull_command)
+    _archive_argument(taking)
+    taking.add_argument("dest", type=Path, metavar="DEST", help="a folder (parquet) or a file (jsonl, csv)")
+    repeatable = {"action": "append", "default": []}
+    taking.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
+    day = {"type": date.fromisoformat, "metavar": "DATE"}
+    taking.add_argument("--since", **day, help="published on or after this day (UTC)")
+    taking.add_argument("--until", **day, help="published on or before this day (UTC)")
+    taking.add_argument("--lang", **repeatable, metavar="CODE", help="this language (repeatable)")
+    taking.add_argument("--format", choices=FORMATS, default="parquet", help="default: Hive-partitioned")
+
+
+def _archive_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archive", metavar="ARCHIVE", help="a folder, file://... or s3://bucket/prefix")
+
+
+def _store(uri: str) -> Store:
+    """The store, tuned by the same settings as a crawl's (``ARCHIVE_S3_*``)."""
+    settings = Settings()
+    settings.setmodule("crawler.settings", priority="project")
+    settings.set("ARCHIVE_URI", uri, priority="cmdline")
+    store = store_from_settings(settings)
+    if isinstance(store, LocalStore) and not store.root.is_dir():
+        raise ValueError(f"no archive at {uri}: not a folder")
+    return store
+
+
+def ls_command(args: argparse.Namespace) -> int:
+    summary = Catalog.read(_store(args.archive)).summary()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(_listing(args.archive, summary))
+    return 1 if summary["problems"] else 0
+
+
+def _listing(uri: str, summary: dict) -> str:
+    runs = summary["runs"]
+    files, rows = summary["files"], summary["rows"]
+    lines = [
+        f"{uri}: {len(runs)} runs, {files:,} files, {rows:,} rows, {_size(summary['bytes'])}",
+        "",
+        f"{'outlet':<24} {'months':<17} {'files':>6} {'rows':>9} {'size':>9}  languages",
+    ]
+    for name, outlet in summary["outlets"].items():
+        months = sorted(outlet["months"])
+        span = months[0] if len(months) == 1 else f"{months[0]}..{months[-1]}"
+        languages = " ".join(f"{code} {rows:,}" for code, rows in outlet["languages"].items())
+        figures = f"{outlet['files']:>6} {outlet['rows']:>9,} {_size(outlet['bytes']):>9}"
+        lines.append(f"{name:<24} {span:<17} {figures}  {languages}")
+    lines += ["", "rows per month: " + ", ".join(f"{m} {r:,}" for m, r in summary["months"].items())]
+    lines += ["rows per language: " + ", ".join(f"{c} {r:,}" for c, r in summary["languages"].items())]
+    if runs:
+        lines += ["", f"{'run':<26} {'started':<26} {'files':>6} {'rows':>9}"]
+        for run in runs:
+            mark = "  interrupted" if run["interrupted"] else ""
+            started = run["started_at"] or ""
+            lines.append(f"{run['crawl_id']:<26} {started:<26} {run['files']:>6} {run['rows']:>9,}{mark}")
+    lines += [f"PROBLEM {problem}" for problem in summary["problems"]]
+    return "\n".join(lines)
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    store = _store(args.archive)
+    with _progress("verifying") as advance:
+        result = verify(store, advance)
+    for problem in result.problems:
+        print(problem)
+    verdict = f"{len(result.problems)} problems" if result.problems else "all files match their manifests"
+    print(
+        f"{args.archive}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
+        f"{_size(result.bytes)}: {verdict}"
+    )
+    return 1 if result.problems else 0
+
+
+def pull_command(args: argparse.Namespace) -> int:
+    wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))
+    try:
+        with _progress("pulling") as advance:
+            report = pull(_store(args.archive), args.dest, wanted, args.format, advance)
+    except PullError as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return 2
+    for problem in report.problems:
+        print(f"PROBLEM {problem}")
+    resumed = f" ({report.files_skipped} done by an earlier pull)" if report.files_skipped else ""
+    print(f"{report.rows:,} rows from {report.files_read} files{resumed} into {args.dest}")
+    return 1 if report.problems else 0
+
+
+@contextlib.contextmanager
+def _progress(what: str) -> Iterator[Callable[[ArchivedFile, int], None] | None]:
+    """A progress bar over the archive's files on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task(what, total=None)
+        yield lambda file, total: progress.update(task, advance=1, total=total, description=file.key)
+
+
+def _size(count: float) -> str:
+    unit = "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if count < 1000 or unit == "TB":
+            break
+        count /= 1000
+    return f"{count:.0f} B" if unit == "B" else f"{count:.1f} {unit}"

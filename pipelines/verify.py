@@ -1,0 +1,93 @@
+"""Checking the archive against its manifests: ``newsarchive verify``.
+
+Every file a manifest lists must be there, with the size and sha256 the manifest gives, be
+readable Parquet with the rows the manifest counts, and carry a schema version this code
+reads; a manifest must be readable and of a known schema version; and no Parquet file of the
+dataset may be in no manifest (a reader that goes by manifests would never see it; one that
+globs the folders would, unchecked). Each problem is one line that names the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.catalog import ArchivedFile, Catalog
+from pipelines.schema import SCHEMA_VERSIONS
+from pipelines.storage import Store, StoreError
+
+_VERSION_KEY = b"newsarchive.schema_version"
+
+
+@dataclass
+class Verification:
+    runs: int = 0
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def digest_problems(data: bytes, file: ArchivedFile) -> list[str]:
+    """What is wrong with the bytes read for ``file``: its size or sha256 (none: they are the
+    bytes the run published)."""
+    if len(data) != file.bytes:
+        return [f"{file.key}: {len(data)} bytes, the manifest says {file.bytes}"]
+    if hashlib.sha256(data).hexdigest() != file.sha256:
+        return [f"{file.key}: sha256 differs from the manifest's (the file changed since it was published)"]
+    return []
+
+
+def file_problems(data: bytes, file: ArchivedFile) -> list[str]:
+    """:func:`digest_problems`, then the file as Parquet: readable, its rows, its schema version."""
+    problems = digest_problems(data, file)
+    if problems:
+        return problems
+    try:
+        metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+    except (pa.ArrowException, OSError) as exc:
+        return [f"{file.key}: not readable as Parquet ({exc})"]
+    if metadata.num_rows != file.rows:
+        problems.append(f"{file.key}: {metadata.num_rows} rows, the manifest says {file.rows}")
+    version = (metadata.metadata or {}).get(_VERSION_KEY, b"").decode()
+    if version not in SCHEMA_VERSIONS:
+        problems.append(f"{file.key}: schema version {version or 'missing'}, not one this newsarchive reads")
+    return problems
+
+
+def verify(store: Store, checked: Callable[[ArchivedFile, int], None] | None = None) -> Verification:
+    """Every check of the module on the archive in ``store``; ``checked`` is called after each
+    file (a progress bar)."""
+    catalog = Catalog.read(store)
+    result = Verification(runs=len(catalog.runs), problems=list(catalog.problems))
+    present = set(store.object_keys())
+    listed = set()
+    for run in catalog.runs:
+        if run.schema_version not in SCHEMA_VERSIONS:
+            version = run.schema_version
+            result.problems.append(f"{run.manifest}: schema version {version!r} unknown to this newsarchive")
+        for file in run.files:
+            listed.add(file.key)
+            result.files += 1
+            result.rows += file.rows
+            result.bytes += file.bytes
+            if file.key not in present:
+                result.problems.append(f"{file.key}: missing (listed in {run.manifest})")
+            else:
+                try:
+                    result.problems += file_problems(store.read(file.key), file)
+                except StoreError as exc:
+                    result.problems.append(f"{file.key}: cannot be read ({exc})")
+            if checked:
+                checked(file, len(catalog.files))
+    result.problems += [
+        f"{key}: in no manifest (a run still in progress publishes its manifest last)"
+        for key in sorted(present - listed)
+        if key.startswith("outlet=") and key.endswith(".parquet")
+    ]
+    return result

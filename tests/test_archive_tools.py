@@ -1,0 +1,145 @@
+"""``newsarchive ls / verify / pull`` as an archivist runs them, on the mirror crawl's archive in a
+local folder and in both real S3 stores (SeaweedFS, Ceph RGW)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from tests.conftest import ARCHIVED, run_cli
+
+PREFIX = "news"
+
+
+@dataclass
+class Archive:
+    """The mirror crawl's archive somewhere, and a way to change one of its objects there."""
+
+    uri: str
+    env: dict[str, str]
+    put: Callable[[str, bytes], None]
+    delete: Callable[[str], None]
+    source: Path  # the local copy it was made from
+
+    def run(self, *args: str):
+        return run_cli(*args, env=self.env)
+
+    def manifest(self) -> dict:
+        (path,) = (self.source / "_manifests").glob("*.json")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(params=["local", "seaweedfs", "ceph_rgw"])
+def archive(request, mirror_crawl, tmp_path) -> Archive:
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    if request.param == "local":
+
+        def put(key: str, data: bytes) -> None:
+            (source / key).parent.mkdir(parents=True, exist_ok=True)
+            (source / key).write_bytes(data)
+
+        return Archive(str(source), {}, put, lambda key: (source / key).unlink(), source)
+    store = request.getfixturevalue(request.param)
+    bucket, client = store.create_bucket(), store.client()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        client.put_object(
+            Bucket=bucket, Key=f"{PREFIX}/{path.relative_to(source).as_posix()}", Body=path.read_bytes()
+        )
+    return Archive(
+        f"s3://{bucket}/{PREFIX}",
+        store.env,
+        lambda key, data: client.put_object(Bucket=bucket, Key=f"{PREFIX}/{key}", Body=data),
+        lambda key: client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{key}"),
+        source,
+    )
+
+
+def test_ls_tells_runs_outlets_months_languages_rows_and_bytes(archive):
+    run = archive.run("ls", archive.uri, "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary, manifest = json.loads(run.stdout), archive.manifest()
+    assert summary["rows"] == len(ARCHIVED) == manifest["rows"] and summary["bytes"] == manifest["bytes"]
+    assert [r["crawl_id"] for r in summary["runs"]] == [manifest["crawl_id"]]
+    assert set(summary["outlets"]) == {a.outlet_id for a in ARCHIVED}
+    assert sum(summary["months"].values()) == sum(summary["languages"].values()) == len(ARCHIVED)
+    table = ds.dataset(archive.source, format="parquet", partitioning="hive").to_table(columns=["language"])
+    languages = table.column("language").value_counts().to_pylist()
+    assert summary["languages"] == {c["values"]: c["counts"] for c in languages}
+    text = archive.run("ls", archive.uri)
+    assert text.returncode == 0 and f"{len(ARCHIVED)} rows" in text.stdout and "gmw-cq" in text.stdout
+
+
+def test_verify_passes_then_names_each_damaged_missing_or_stray_file(archive):
+    intact = archive.run("verify", archive.uri)
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "all files match their manifests" in intact.stdout
+    first, second = (f["key"] for f in archive.manifest()["files"][:2])
+    damaged = bytearray((archive.source / first).read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    archive.put(first, bytes(damaged))
+    archive.delete(second)
+    stray = "outlet=gmw-cq/published=2024-03/part-stray.parquet"
+    archive.put(stray, (archive.source / first).read_bytes())
+    broken = archive.run("verify", archive.uri)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    problems = broken.stdout.splitlines()[:-1]
+    assert sorted(problems) == sorted(
+        [
+            f"{first}: sha256 differs from the manifest's (the file changed since it was published)",
+            f"{second}: missing (listed in _manifests/{archive.manifest()['crawl_id']}.json)",
+            f"{stray}: in no manifest (a run still in progress publishes its manifest last)",
+        ]
+    )
+    assert broken.stdout.splitlines()[-1].endswith(": 3 problems")
+
+
+def test_pull_reads_only_what_may_match_checks_it_and_writes_a_hive_dataset(archive, tmp_path):
+    dest = tmp_path / "slice"
+    run = archive.run(
+        "pull", archive.uri, str(dest), "--lang", "zh", "--since", "2024-01-01", "--until", "2024-03-31"
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    original = ds.dataset(archive.source, format="parquet", partitioning="hive").to_table().to_pylist()
+    expected = sorted(
+        r["url"]
+        for r in original
+        if r["language"] == "zh" and r["published"] and "2024-01" <= r["published"] <= "2024-03"
+    )
+    pulled = ds.dataset(dest, format="parquet", partitioning="hive").to_table()
+    assert expected and sorted(pulled.column("url").to_pylist()) == expected
+    months = {key.split("/")[1] for key in (p.relative_to(dest).as_posix() for p in dest.rglob("*.parquet"))}
+    assert months <= {"published=2024-01", "published=2024-02", "published=2024-03"}
+    assert f"{len(expected)} rows from" in run.stdout
+
+
+def test_pull_leaves_out_a_file_that_differs_from_its_manifest_and_says_so(archive, tmp_path):
+    files = archive.manifest()["files"]
+    damaged = bytearray((archive.source / files[0]["key"]).read_bytes())
+    damaged[-100] ^= 0xFF
+    archive.put(files[0]["key"], bytes(damaged))
+    dest = tmp_path / "all.jsonl"
+    run = archive.run("pull", archive.uri, str(dest), "--format", "jsonl")
+    assert run.returncode == 1
+    assert f"PROBLEM {files[0]['key']}: sha256 differs" in run.stdout
+    rows = [json.loads(line) for line in dest.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(ARCHIVED) - files[0]["rows"]
+    assert files[0]["key"] not in (dest.parent / "all.jsonl.pull.jsonl").read_text(encoding="utf-8")
+
+
+def test_pulled_csv_holds_every_row_with_lists_as_json(archive, tmp_path):
+    dest = tmp_path / "all.csv"
+    run = archive.run("pull", archive.uri, str(dest), "--format", "csv", "--outlet", "gmw-cq")
+    assert run.returncode == 0, run.stdout + run.stderr
+    with dest.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["url"] for r in rows) == sorted(a.url for a in ARCHIVED if a.outlet_id == "gmw-cq")
+    assert all(isinstance(json.loads(r["authors"]), list) for r in rows)
