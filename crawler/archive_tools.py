@@ -1,7 +1,9 @@
-"""``newsarchive ls / verify / pull``: the archive for the people who read it (thin adapters over
-:mod:`pipelines.catalog`, :mod:`pipelines.verify` and :mod:`pipelines.pull`).
+"""``newsarchive ls / verify / pull / compact``: the archive for the people who read it (thin
+adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`, :mod:`pipelines.pull` and
+:mod:`pipelines.compact`).
 
-Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there.
+Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
+75 (compact) a crawl holds the archive.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -17,7 +21,10 @@ from pathlib import Path
 from scrapy.settings import Settings
 
 from crawler.extensions import store_from_settings
+from crawler.spiders.outlets import new_crawl_id
 from pipelines.catalog import ArchivedFile, Catalog
+from pipelines.compact import compact
+from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pull import FORMATS, PullError, Slice, pull
 from pipelines.storage import LocalStore, Store
 from pipelines.verify import verify
@@ -45,20 +52,35 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     taking.add_argument("--lang", **repeatable, metavar="CODE", help="this language (repeatable)")
     taking.add_argument("--format", choices=FORMATS, default="parquet", help="default: Hive-partitioned")
 
+    compacting = commands.add_parser("compact", help="rewrite each partition's small files as one, sorted")
+    compacting.set_defaults(command=compact_command)
+    _archive_argument(compacting)
+    compacting.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
+    compacting.add_argument("--month", **repeatable, metavar="YYYY-MM", help="this month (repeatable)")
+    compacting.add_argument("--wait", action="store_true", help="if a run holds the archive, wait for it")
+
 
 def _archive_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", metavar="ARCHIVE", help="a folder, file://... or s3://bucket/prefix")
 
 
-def _store(uri: str) -> Store:
-    """The store, tuned by the same settings as a crawl's (``ARCHIVE_S3_*``)."""
+def _settings(uri: str) -> Settings:
+    """A crawl's settings (``ARCHIVE_S3_*``, ``ARCHIVE_LEASE_SECONDS``) for the archive ``uri``."""
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
     settings.set("ARCHIVE_URI", uri, priority="cmdline")
-    store = store_from_settings(settings)
+    return settings
+
+
+def _store(uri: str) -> Store:
+    store = store_from_settings(_settings(uri))
+    _exists(store, uri)
+    return store
+
+
+def _exists(store: Store, uri: str) -> None:
     if isinstance(store, LocalStore) and not store.root.is_dir():
         raise ValueError(f"no archive at {uri}: not a folder")
-    return store
 
 
 def ls_command(args: argparse.Namespace) -> int:
@@ -100,8 +122,8 @@ def verify_command(args: argparse.Namespace) -> int:
     store = _store(args.archive)
     with _progress("verifying") as advance:
         result = verify(store, advance)
-    for problem in result.problems:
-        print(problem)
+    for line in result.problems + result.notes:
+        print(line)
     verdict = f"{len(result.problems)} problems" if result.problems else "all files match their manifests"
     print(
         f"{args.archive}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
@@ -123,6 +145,50 @@ def pull_command(args: argparse.Namespace) -> int:
     resumed = f" ({report.files_skipped} done by an earlier pull)" if report.files_skipped else ""
     print(f"{report.rows:,} rows from {report.files_read} files{resumed} into {args.dest}")
     return 1 if report.problems else 0
+
+
+def compact_command(args: argparse.Namespace) -> int:
+    settings = _settings(args.archive)
+    store = store_from_settings(settings)
+    _exists(store, args.archive)
+    run_id = new_crawl_id()
+    try:
+        lease = settings.getfloat("ARCHIVE_LEASE_SECONDS")
+        with archive_lock(store, run_id, args.wait, lease), _workdir(store, run_id) as workdir:
+            report = compact(store, workdir, run_id, set(args.outlet), set(args.month))
+    except ArchiveBusy as busy:
+        print(f"newsarchive: {store.uri} is held by {busy}; not started (exit {BUSY_EXIT})", file=sys.stderr)
+        return BUSY_EXIT
+    for problem in report.problems:
+        print(f"PROBLEM {problem}")
+    if report.abandoned:
+        print(f"removed {report.abandoned} files of a compaction that was interrupted before its manifest")
+    if report.manifest:
+        print(
+            f"compacted {report.partitions} partitions: {report.files_before} files into "
+            f"{report.files_after} ({report.rows:,} rows), sealed by {report.manifest}"
+        )
+    else:
+        print("nothing to compact: no partition holds two or more small files")
+    if report.deleted:
+        print(f"deleted {report.deleted} files replaced by compaction")
+    return 1 if report.problems else 0
+
+
+@contextlib.contextmanager
+def _workdir(store: Store, run_id: str) -> Iterator[Path]:
+    """Where new files wait for the store: inside a local archive (then they are linked into
+    place, not copied), else a temporary folder."""
+    if isinstance(store, LocalStore):
+        folder = store.root / f".compact-{run_id}"
+        folder.mkdir()
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="newsarchive-compact-") as folder:
+            yield Path(folder)
 
 
 @contextlib.contextmanager

@@ -2,7 +2,9 @@
 
 Everything here comes from the manifests (``_manifests/<crawl id>.json``): each lists the files
 its run published with their rows, bytes, sha256 and rows per language, and a file's key names
-its outlet and month (``outlet=<id>/published=<YYYY-MM>/part-...``). So ``newsarchive ls`` and
+its outlet and month (``outlet=<id>/published=<YYYY-MM>/part-...``). A compaction's manifest
+also names the files its own replace (``supersedes``): those are out of the dataset from the
+moment that manifest exists. So ``newsarchive ls`` and
 ``pull``'s partition pruning open no Parquet file; ``verify`` (:mod:`pipelines.verify`) checks
 the files against what the manifests say.
 """
@@ -17,6 +19,8 @@ from datetime import date
 from pipelines.index import MANIFESTS
 from pipelines.schema import UNKNOWN_MONTH
 from pipelines.storage import Store, StoreError
+
+COMPACTED = "-compacted-"  # in the name of every file a compaction writes, and of no other
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Run:
     finished_at: str | None
     interrupted: bool
     files: tuple[ArchivedFile, ...]
+    supersedes: tuple[str, ...] = ()  # a compaction's: the keys its files replace
 
     @property
     def rows(self) -> int:
@@ -104,8 +109,20 @@ class Catalog:
         return cls(runs, problems)
 
     @property
+    def superseded(self) -> set[str]:
+        """Keys a compaction replaced: no longer part of the dataset, deleted or soon to be."""
+        return {key for run in self.runs for key in run.supersedes}
+
+    @property
+    def listed(self) -> set[str]:
+        """Every key a manifest lists, superseded or not."""
+        return {file.key for run in self.runs for file in run.files}
+
+    @property
     def files(self) -> list[ArchivedFile]:
-        return [file for run in self.runs for file in run.files]
+        """The dataset: every file a manifest lists and no compaction superseded."""
+        superseded = self.superseded
+        return [file for run in self.runs for file in run.files if file.key not in superseded]
 
     def summary(self) -> dict:
         """Runs, outlets, months, languages, rows and bytes: what ``ls --json`` prints."""
@@ -172,6 +189,7 @@ def _run(key: str, manifest: dict) -> Run:
         finished_at=manifest.get("finished_at"),
         interrupted=bool(manifest.get("interrupted")),
         files=files,
+        supersedes=tuple(manifest.get("supersedes", ())),
     )
 
 

@@ -285,7 +285,7 @@ class Archive:
         self._publishing = self.index.complete and not report.errors
         if self.index.complete:
             newest = max([self.index.newest_manifest, *report.manifests], default="")
-            self.discovery = _discovery_in(self.store, newest) if newest else {}
+            self.discovery = discovery_in(self.store, newest) if newest else {}
         self.crawl = self.spool.open_crawl(crawl_id, outlets)
         return report
 
@@ -408,7 +408,7 @@ def _publish_part(
             "rows": len(ids),
             "bytes": size,
             "sha256": sha256,
-            "languages": _languages(columns),
+            "languages": languages_of(columns),
             "article_ids": ids,
             "index": to_json(entries),
         }
@@ -421,7 +421,7 @@ def _publish_part(
     return True
 
 
-def _languages(table: pa.Table) -> dict[str, int]:
+def languages_of(table: pa.Table) -> dict[str, int]:
     """Rows per language: what ``newsarchive ls`` and ``pull --lang`` know without the file."""
     if "language" not in table.column_names:
         return {}
@@ -465,7 +465,7 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
     }
 
 
-def _discovery_in(store: Store, manifest: str) -> dict[str, dict]:
+def discovery_in(store: Store, manifest: str) -> dict[str, dict]:
     """The discovery validators a manifest keeps (none if its run left any page unread)."""
     try:
         discovery = json.loads(store.read(manifest)).get("discovery", {})

@@ -13,6 +13,11 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
+from pipelines.compact import compact
+from pipelines.pull import Slice, pull
+from pipelines.storage import store_for
+from pipelines.verify import verify
+from tests.archives import DiesAfter, Killed, hourly_runs, row_keys
 from tests.conftest import ARCHIVED, run_cli
 
 PREFIX = "news"
@@ -35,12 +40,19 @@ class Archive:
         (path,) = (self.source / "_manifests").glob("*.json")
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def summary(self) -> dict:
+        run = self.run("ls", self.uri, "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        return json.loads(run.stdout)
 
-@pytest.fixture(params=["local", "seaweedfs", "ceph_rgw"])
-def archive(request, mirror_crawl, tmp_path) -> Archive:
-    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
-    source = tmp_path / "source"
-    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    def pulled(self, dest: Path) -> list[tuple]:
+        run = self.run("pull", self.uri, str(dest))
+        assert run.returncode == 0, run.stdout + run.stderr
+        return row_keys(ds.dataset(dest, format="parquet", partitioning="hive").to_table())
+
+
+def placed(request, source: Path) -> Archive:
+    """The archive folder ``source`` as it is, or copied into a fresh bucket of a real store."""
     if request.param == "local":
 
         def put(key: str, data: bytes) -> None:
@@ -51,9 +63,8 @@ def archive(request, mirror_crawl, tmp_path) -> Archive:
     store = request.getfixturevalue(request.param)
     bucket, client = store.create_bucket(), store.client()
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        client.put_object(
-            Bucket=bucket, Key=f"{PREFIX}/{path.relative_to(source).as_posix()}", Body=path.read_bytes()
-        )
+        key = f"{PREFIX}/{path.relative_to(source).as_posix()}"
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
     return Archive(
         f"s3://{bucket}/{PREFIX}",
         store.env,
@@ -61,6 +72,24 @@ def archive(request, mirror_crawl, tmp_path) -> Archive:
         lambda key: client.delete_object(Bucket=bucket, Key=f"{PREFIX}/{key}"),
         source,
     )
+
+
+STORES = ["local", "seaweedfs", "ceph_rgw"]
+
+
+@pytest.fixture(params=STORES)
+def archive(request, mirror_crawl, tmp_path) -> Archive:
+    """The mirror crawl's archive: one run, 14 files."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    return placed(request, source)
+
+
+@pytest.fixture(params=STORES)
+def hourly(request, mirror_crawl, tmp_path) -> Archive:
+    """The same rows as 30 hourly runs had left them: 30 files of one row, 30 manifests."""
+    return placed(request, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"))
 
 
 def test_ls_tells_runs_outlets_months_languages_rows_and_bytes(archive):
@@ -143,3 +172,42 @@ def test_pulled_csv_holds_every_row_with_lists_as_json(archive, tmp_path):
         rows = list(csv.DictReader(handle))
     assert sorted(r["url"] for r in rows) == sorted(a.url for a in ARCHIVED if a.outlet_id == "gmw-cq")
     assert all(isinstance(json.loads(r["authors"]), list) for r in rows)
+
+
+def test_compact_turns_30_hourly_files_into_14_and_every_reader_sees_the_same_rows(hourly, tmp_path):
+    before = hourly.pulled(tmp_path / "before")
+    assert hourly.summary()["files"] == 30 and len(before) == len(ARCHIVED)
+    run = hourly.run("compact", hourly.uri)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "compacted 10 partitions: 26 files into 10 (26 rows)" in run.stdout
+    assert "deleted 26 files replaced by compaction" in run.stdout
+    summary = hourly.summary()
+    assert (summary["files"], summary["rows"]) == (14, len(ARCHIVED))
+    assert hourly.pulled(tmp_path / "after") == before
+    checked = hourly.run("verify", hourly.uri)
+    assert checked.returncode == 0 and checked.stdout.startswith(f"{hourly.uri}: 31 manifests, 14 files"), (
+        checked.stdout
+    )
+    again = hourly.run("compact", hourly.uri)
+    assert again.returncode == 0 and "nothing to compact" in again.stdout
+
+
+@pytest.mark.parametrize("step", [5, 11, 25])  # writing new files, publishing the manifest, deleting
+def test_compaction_killed_at_any_step_leaves_a_consistent_archive(hourly, tmp_path, monkeypatch, step):
+    """In a real store; tests/pipelines/test_compact.py kills it at every step in a local one."""
+    for name, value in hourly.env.items():
+        monkeypatch.setenv(name, value)
+    store = store_for(hourly.uri)
+
+    def rows(name: str) -> list[tuple]:
+        pull(store, tmp_path / name, Slice())
+        return row_keys(ds.dataset(tmp_path / name, format="parquet", partitioning="hive").to_table())
+
+    before = rows("before")
+    with pytest.raises(Killed):
+        compact(DiesAfter(store, step), tmp_path, "20260101T000000Z-killed")
+    assert rows("killed") == before and verify(store).problems == []
+    assert compact(store, tmp_path, "20260101T000001Z-again").problems == []
+    assert rows("after") == before
+    checked = verify(store)
+    assert (checked.problems, checked.notes, checked.files, checked.runs) == ([], [], 14, 31)

@@ -1,0 +1,216 @@
+"""Compaction: the small files of a partition rewritten as one (or a few, by size), sorted by
+``published_at``, with row groups sized for readers: ``newsarchive compact``.
+
+Hourly runs add a file per outlet and month they touch; a year of them leaves tens of thousands
+of small files, which every reader pays for in listings and footer reads. The steps, each safe
+to interrupt, in this order:
+
+1. the new files are published under keys no crawl uses (``part-<run>-compacted-<n>.parquet``),
+   then the run's index delta (pointing the archive's index at them);
+2. the run's manifest is published: it lists the new files and names the files they replace
+   (``supersedes``). From that moment a reader that goes by manifests reads the new files and
+   not the old; before it, the old and not the new: never both, never neither;
+3. the replaced files are deleted.
+
+A run first finishes what an interrupted one left: replaced files not yet deleted are deleted,
+and new files whose manifest never came (with their index delta) are removed, so running it
+again is always safe, and a second run over a compacted archive changes nothing. It must hold
+the archive (no crawl at the same time): the caller takes the archive's lock.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.catalog import COMPACTED, ArchivedFile, Catalog
+from pipelines.index import MANIFESTS, delta_key, part_entries, write_index_file
+from pipelines.publish import discovery_in, languages_of
+from pipelines.schema import SCHEMA, SCHEMA_VERSION
+from pipelines.storage import Store, StoreError, write_atomically
+from pipelines.verify import digest_problems
+
+TARGET_BYTES = 128 * 1024 * 1024  # files of at least this size are left alone; new ones stay below it
+ROW_GROUP_BYTES = 128 * 1024 * 1024  # Arrow data per row group: what DuckDB, Spark and Polars read well
+_COMPACTED_KEY = re.compile(rf"/part-(?P<run>[^/]+?){COMPACTED}\d+\.parquet$")
+
+
+@dataclass
+class CompactionReport:
+    partitions: int = 0  # compacted by this run
+    files_before: int = 0  # in those partitions
+    files_after: int = 0
+    rows: int = 0
+    deleted: int = 0  # replaced files deleted, this run's or an interrupted one's
+    abandoned: int = 0  # files of an interrupted compaction that never got its manifest, removed
+    manifest: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def compact(
+    store: Store,
+    workdir: Path,
+    run_id: str,
+    outlets: set[str] | None = None,
+    months: set[str] | None = None,
+    target_bytes: int = TARGET_BYTES,
+) -> CompactionReport:
+    """Compact the partitions of ``outlets`` and ``months`` (all by default) that hold two or more
+    files smaller than ``target_bytes``; ``workdir`` holds the new files until the store does."""
+    report = CompactionReport()
+    catalog = Catalog.read(store)
+    report.problems += catalog.problems
+    present = set(store.object_keys())
+    _remove_abandoned(store, catalog, present, report)
+    _delete(store, sorted(catalog.superseded & present), report)
+    partitions: dict[tuple[str, str], list[ArchivedFile]] = defaultdict(list)
+    for file in catalog.files:
+        chosen = (not outlets or file.outlet in outlets) and (not months or file.month in months)
+        if chosen and file.bytes < target_bytes:
+            partitions[file.outlet, file.month].append(file)
+    written: list[dict] = []
+    entries: list[dict] = []
+    replaced: list[str] = []
+    for (outlet, month), files in sorted(partitions.items()):
+        if len(files) < 2:
+            continue
+        table = _read(store, files, report)
+        if table is None:
+            continue  # a file that differs from its manifest stays as it is, named in the problems
+        chunks = max(1, math.ceil(sum(f.bytes for f in files) / target_bytes))
+        step = math.ceil(table.num_rows / chunks)
+        for start in range(0, table.num_rows, step):
+            name = f"part-{run_id}{COMPACTED}{len(written) + 1:05d}.parquet"
+            key = f"outlet={outlet}/published={month}/{name}"
+            chunk = table.slice(start, step)
+            written.append(_publish(store, workdir, key, chunk))
+            entries += part_entries(chunk, key, run_id)
+        replaced += [f.key for f in files]
+        report.partitions += 1
+        report.files_before += len(files)
+        report.rows += table.num_rows
+    report.files_after = len(written)
+    if not written:
+        return report
+    spooled = workdir / f".{run_id}-index.parquet"
+    write_index_file(spooled, entries)
+    store.publish(spooled, delta_key(run_id))
+    spooled.unlink()
+    report.manifest = _publish_manifest(store, workdir, run_id, written, replaced, catalog)
+    _delete(store, replaced, report)
+    return report
+
+
+def _read(store: Store, files: list[ArchivedFile], report: CompactionReport) -> pa.Table | None:
+    """The files' rows in the current schema, sorted by publication time (undated last)."""
+    tables = []
+    for file in files:
+        data = store.read(file.key)
+        problems = digest_problems(data, file)
+        if problems:
+            report.problems += problems
+            return None
+        tables.append(_in_schema(pq.read_table(io.BytesIO(data))))
+    table = pa.concat_tables(tables)
+    keys = [("published_at", "ascending", "at_end"), ("article_id", "ascending", "at_end")]
+    return table.take(pc.sort_indices(table, keys))
+
+
+def _in_schema(table: pa.Table) -> pa.Table:
+    """A file of an older schema as the current one: the columns it lacks are null."""
+    rows = table.num_rows
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(rows, f.type)
+        for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
+    """Write and publish one new file; its manifest entry."""
+    rows_per_group = max(1, int(ROW_GROUP_BYTES * table.num_rows / max(table.nbytes, 1)))
+    spooled = workdir / f".{Path(key).name}"
+    write_atomically(
+        spooled,
+        lambda handle: pq.write_table(table, handle, compression="zstd", row_group_size=rows_per_group),
+    )
+    sha256 = store.publish(spooled, key)
+    entry = {
+        "key": key,
+        "rows": table.num_rows,
+        "bytes": spooled.stat().st_size,
+        "sha256": sha256,
+        "languages": languages_of(table),
+        "article_ids": table.column("article_id").to_pylist(),
+    }
+    spooled.unlink()
+    return entry
+
+
+def _publish_manifest(
+    store: Store, workdir: Path, run_id: str, files: list[dict], replaced: list[str], catalog: Catalog
+) -> str:
+    """The step that makes the new files the dataset: their manifest, naming what they replace.
+    It keeps the newest crawl's discovery validators, which the next crawl reads from the newest
+    manifest."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    newest = max((run.manifest for run in catalog.runs), default=None)
+    manifest = {
+        "crawl_id": run_id,
+        "compaction": True,
+        "schema_version": SCHEMA_VERSION,
+        "newsarchive_version": version("newsarchive"),
+        "started_at": now,
+        "finished_at": now,
+        "interrupted": False,
+        "outlets": sorted({key.split("/")[0].removeprefix("outlet=") for key in replaced}),
+        "discovery": discovery_in(store, newest) if newest else {},
+        "rows": sum(f["rows"] for f in files),
+        "bytes": sum(f["bytes"] for f in files),
+        "files": files,
+        "supersedes": replaced,
+        "index": delta_key(run_id),
+    }
+    key = f"{MANIFESTS}/{run_id}.json"
+    spooled = workdir / f".{run_id}.json"
+    write_atomically(spooled, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
+    store.publish(spooled, key)
+    spooled.unlink()
+    return key
+
+
+def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report: CompactionReport) -> None:
+    """Files of a compaction that died before its manifest, and its index delta: in no manifest,
+    part of no dataset, safe to remove (the partition is compacted again)."""
+    runs = set()
+    for key in sorted(present - catalog.listed):
+        match = _COMPACTED_KEY.search(key)
+        if match and key.startswith("outlet="):
+            runs.add(match["run"])
+            _delete(store, [key], report, count=False)
+            report.abandoned += 1
+    _delete(store, [delta_key(run) for run in sorted(runs) if delta_key(run) in present], report, count=False)
+
+
+def _delete(store: Store, keys: list[str], report: CompactionReport, count: bool = True) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except StoreError as exc:
+            report.problems.append(
+                f"{key}: cannot be deleted ({exc}); readers that go by manifests skip it, readers that "
+                "glob the folders read its rows twice: compaction needs delete permission"
+            )
+            return
+        report.deleted += count
