@@ -1,6 +1,6 @@
-"""``newsarchive ls / verify / pull / compact``: the archive for the people who read it (thin
-adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`, :mod:`pipelines.pull` and
-:mod:`pipelines.compact`).
+"""``newsarchive ls / verify / pull / compact / card``: the archive for the people who read it
+(thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`, :mod:`pipelines.pull`,
+:mod:`pipelines.compact` and :mod:`pipelines.card`).
 
 Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
 75 (compact) a crawl holds the archive.
@@ -22,6 +22,7 @@ from scrapy.settings import Settings
 
 from crawler.extensions import store_from_settings
 from crawler.spiders.outlets import new_crawl_id
+from pipelines.card import write_card
 from pipelines.catalog import ArchivedFile, Catalog
 from pipelines.compact import compact
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
@@ -58,6 +59,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compacting.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
     compacting.add_argument("--month", **repeatable, metavar="YYYY-MM", help="this month (repeatable)")
     compacting.add_argument("--wait", action="store_true", help="if a run holds the archive, wait for it")
+
+    carding = commands.add_parser("card", help="a dataset card: Markdown and one self-contained HTML page")
+    carding.set_defaults(command=card_command)
+    _archive_argument(carding)
+    carding.add_argument(
+        "--out", type=Path, default=Path("dataset-card"), help="folder (default: dataset-card)"
+    )
 
 
 def _archive_argument(parser: argparse.ArgumentParser) -> None:
@@ -173,6 +181,15 @@ def compact_command(args: argparse.Namespace) -> int:
     if report.deleted:
         print(f"deleted {report.deleted} files replaced by compaction")
     return 1 if report.problems else 0
+
+
+def card_command(args: argparse.Namespace) -> int:
+    catalog = Catalog.read(_store(args.archive))
+    for path in write_card(catalog, args.archive, args.out):
+        print(path)
+    for problem in catalog.problems:
+        print(f"PROBLEM {problem}")
+    return 1 if catalog.problems else 0
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ class Run:
     interrupted: bool
     files: tuple[ArchivedFile, ...]
     supersedes: tuple[str, ...] = ()  # a compaction's: the keys its files replace
+    compaction: bool = False  # a compaction's manifest, not a crawl's
 
     @property
     def rows(self) -> int:
@@ -144,6 +145,7 @@ class Catalog:
                     "started_at": run.started_at,
                     "finished_at": run.finished_at,
                     "interrupted": run.interrupted,
+                    "compaction": run.compaction,
                     "schema_version": run.schema_version,
                     "files": len(run.files),
                     "rows": run.rows,
@@ -190,6 +192,7 @@ def _run(key: str, manifest: dict) -> Run:
         interrupted=bool(manifest.get("interrupted")),
         files=files,
         supersedes=tuple(manifest.get("supersedes", ())),
+        compaction=bool(manifest.get("compaction")),
     )
 
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import subprocess
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from PIL import Image
 
 from pipelines.compact import compact
 from pipelines.pull import Slice, pull
+from pipelines.schema import SCHEMA
 from pipelines.storage import store_for
 from pipelines.verify import verify
 from tests.archives import DiesAfter, Killed, hourly_runs, row_keys
@@ -211,3 +216,48 @@ def test_compaction_killed_at_any_step_leaves_a_consistent_archive(hourly, tmp_p
     assert rows("after") == before
     checked = verify(store)
     assert (checked.problems, checked.notes, checked.files, checked.runs) == ([], [], 14, 31)
+
+
+def test_the_card_describes_the_archive_in_markdown_and_one_self_contained_page(archive, tmp_path):
+    run = archive.run("card", archive.uri, "--out", str(tmp_path / "card"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    markdown = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
+    page = (tmp_path / "card" / "card.html").read_text(encoding="utf-8")
+    assert f"{len(ARCHIVED)} articles in 14 Parquet files" in markdown
+    for outlet in {a.outlet_id for a in ARCHIVED}:
+        assert f"| {outlet} | " in markdown and f"<td>{outlet}</td>" in page
+    for column in SCHEMA.names:
+        assert f"`{column}`" in markdown and f"<code>{column}</code>" in page
+    assert page.count('src="data:image/png;base64,') == 2
+    assert not re.findall(r'(?:src|href)="(?!data:)|<script|<link', page)  # nothing fetched
+    for chart in ("articles-per-month.png", "languages.png"):
+        with Image.open(tmp_path / "card" / chart) as image:
+            assert image.format == "PNG" and image.width >= 400
+
+
+def test_the_card_page_renders_in_a_real_headless_browser(mirror_crawl, tmp_path):
+    run = run_cli("card", str(mirror_crawl.archive), "--out", str(tmp_path / "card"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",  # as root, in CI
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1400",
+            f"--screenshot={shot}",
+            (tmp_path / "card" / "card.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    with Image.open(shot) as image:
+        pixels = image.convert("RGB")
+        colours = Counter(pixels.get_flattened_data())
+    white = colours[(255, 255, 255)] / sum(colours.values())
+    assert white < 0.95, f"{white:.1%} of the page is white"
+    assert len(colours) > 100  # text, tables and the charts' colours
+    assert any(abs(r - 31) + abs(g - 119) + abs(b - 180) < 30 for r, g, b in colours)  # a chart's first bars

@@ -1,0 +1,218 @@
+"""The dataset card: what the archive holds, for someone who finds it years later.
+
+``newsarchive card`` writes ``README.md`` (Markdown, its charts beside it as PNG files) and
+``card.html`` (one self-contained page: the charts are embedded, nothing is fetched) from the
+same content: coverage, rows and bytes, outlets, the language mix, charts of articles per outlet
+per month and of the languages, and the schema with each column's documentation (from
+:data:`pipelines.schema.SCHEMA`, the one place it is declared). Everything comes from the
+manifests (:mod:`pipelines.catalog`); no Parquet file is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.catalog import Catalog
+from pipelines.schema import SCHEMA, SCHEMA_VERSION, UNKNOWN_MONTH
+
+CHARTS = {"per_month": "articles-per-month.png", "languages": "languages.png"}
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: Table | None = None
+    chart: str | None = None  # a key of CHARTS
+
+
+def write_card(catalog: Catalog, uri: str, out: Path) -> list[Path]:
+    """The card of the archive at ``uri`` in ``out``; the files written."""
+    summary = catalog.summary()
+    sections = _sections(summary, uri)
+    charts = _charts(summary)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, png in charts.items():
+        (out / CHARTS[key]).write_bytes(png)
+        written.append(out / CHARTS[key])
+    (out / "README.md").write_text(_markdown(sections, uri), encoding="utf-8")
+    (out / "card.html").write_text(_html(sections, uri, charts), encoding="utf-8")
+    return [*written, out / "README.md", out / "card.html"]
+
+
+def _sections(summary: dict, uri: str) -> list[Section]:
+    dated = sorted(m for m in summary["months"] if m != UNKNOWN_MONTH)
+    undated = summary["months"].get(UNKNOWN_MONTH, 0)
+    runs = [run for run in summary["runs"] if not run["compaction"]]
+    coverage = f"published {dated[0]} to {dated[-1]}" if dated else "no dated article"
+    crawled = (
+        f"crawled from {min(r['started_at'] or '' for r in runs)[:10]} to "
+        f"{max(r['finished_at'] or r['started_at'] or '' for r in runs)[:10]} in {len(runs)} runs"
+        if runs
+        else "no run yet"
+    )
+    overview = (
+        f"`{uri}`: {summary['rows']:,} articles in {summary['files']:,} Parquet files "
+        f"({summary['bytes'] / 1e6:,.1f} MB), {len(summary['outlets'])} outlets, {coverage}"
+        f"{f' ({undated:,} without a date)' if undated else ''}; {crawled}. Schema version {SCHEMA_VERSION}."
+    )
+    total = summary["rows"] or 1
+    return [
+        Section("Overview", overview),
+        Section(
+            "Outlets",
+            table=Table(
+                ["outlet", "articles", "files", "months", "languages"],
+                [
+                    [
+                        name,
+                        f"{o['rows']:,}",
+                        f"{o['files']:,}",
+                        _span(sorted(o["months"])),
+                        ", ".join(f"{code} {rows:,}" for code, rows in o["languages"].items()),
+                    ]
+                    for name, o in summary["outlets"].items()
+                ],
+            ),
+        ),
+        Section("Articles per outlet and month", chart="per_month"),
+        Section(
+            "Languages",
+            "The language of each article's text (ISO 639-1; `und`: undetermined; `?`: counted "
+            "before manifests recorded languages).",
+            Table(
+                ["language", "articles", "share"],
+                [[code, f"{rows:,}", f"{rows / total:.1%}"] for code, rows in summary["languages"].items()],
+            ),
+            chart="languages",
+        ),
+        Section(
+            "Schema",
+            "Hive-partitioned: `outlet=<outlet_id>/published=<YYYY-MM>/part-*.parquet` (zstd); each run "
+            "sealed by `_manifests/<crawl_id>.json`, which lists its files with their sha256.",
+            Table(
+                ["column", "type", "nullable", "meaning"],
+                [
+                    [f"`{f.name}`", f"`{f.type}`", "yes" if f.nullable else "no", f.metadata[b"doc"].decode()]
+                    for f in SCHEMA
+                ],
+            ),
+        ),
+    ]
+
+
+def _span(months: list[str]) -> str:
+    if not months:
+        return ""
+    return months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}"
+
+
+def _charts(summary: dict) -> dict[str, bytes]:
+    """The PNG charts: articles per month, stacked by outlet; and the language mix."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    months = sorted(summary["months"])
+    figure, axes = plt.subplots(figsize=(10, 4.5), dpi=100)
+    bottom = [0] * len(months)
+    for name, outlet in summary["outlets"].items():
+        counts = [outlet["months"].get(month, 0) for month in months]
+        axes.bar(months, counts, bottom=bottom, label=name)
+        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
+    axes.set_ylabel("articles")
+    axes.set_xlabel("month of publication (UTC)")
+    axes.tick_params(axis="x", labelrotation=60)
+    axes.legend(fontsize="small", ncols=2)
+    axes.set_title("Articles per outlet and month")
+    per_month = _png(figure)
+
+    languages = summary["languages"]
+    figure, axes = plt.subplots(figsize=(6, 0.5 + 0.4 * max(1, len(languages))), dpi=100)
+    axes.barh(list(languages)[::-1], list(languages.values())[::-1], color="tab:green")
+    axes.set_xlabel("articles")
+    axes.set_title("Language mix")
+    return {"per_month": per_month, "languages": _png(figure)}
+
+
+def _png(figure: object) -> bytes:
+    import matplotlib.pyplot as plt
+
+    sink = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(sink, format="png")
+    plt.close(figure)
+    return sink.getvalue()
+
+
+def _markdown(sections: list[Section], uri: str) -> str:
+    lines = [f"# Dataset card: {uri}", ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        if section.text:
+            lines += [section.text, ""]
+        if section.chart:
+            lines += [f"![{section.title}]({CHARTS[section.chart]})", ""]
+        if section.table:
+            lines.append("| " + " | ".join(section.table.headers) + " |")
+            lines.append("|" + "---|" * len(section.table.headers))
+            lines += [
+                "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
+                for row in section.table.rows
+            ]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html(sections: list[Section], uri: str, charts: dict[str, bytes]) -> str:
+    body = [f"<h1>Dataset card: {html.escape(uri)}</h1>"]
+    for section in sections:
+        body.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            body.append(f"<p>{_inline(section.text)}</p>")
+        if section.chart:
+            data = base64.b64encode(charts[section.chart]).decode()
+            body.append(f'<img alt="{html.escape(section.title)}" src="data:image/png;base64,{data}">')
+        if section.table:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in section.table.headers)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>"
+                for row in section.table.rows
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    style = (
+        "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}"
+        "code{background:#f3f3f3}img{max-width:100%}"
+    )
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Dataset card: {html.escape(uri)}</title><style>{style}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _html_row(cells: list[str]) -> str:
+    return "<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in cells) + "</tr>"
+
+
+def _inline(text: str) -> str:
+    """Markdown's inline code as HTML, the rest escaped."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
