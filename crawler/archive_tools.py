@@ -30,6 +30,8 @@ from pipelines.pull import FORMATS, PullError, Slice, pull
 from pipelines.storage import LocalStore, Store
 from pipelines.verify import verify
 
+_RUNS_LISTED = 10  # runs ls lists as text: a year of hourly runs is 8,760
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("ls", help="what the archive holds: runs, outlets, months, languages, rows")
@@ -118,7 +120,9 @@ def _listing(uri: str, summary: dict) -> str:
     lines += ["rows per language: " + ", ".join(f"{c} {r:,}" for c, r in summary["languages"].items())]
     if runs:
         lines += ["", f"{'run':<26} {'started':<26} {'files':>6} {'rows':>9}"]
-        for run in runs:
+        if len(runs) > _RUNS_LISTED:
+            lines.append(f"... {len(runs) - _RUNS_LISTED} earlier runs (ls --json lists them all)")
+        for run in runs[-_RUNS_LISTED:]:
             mark = "  interrupted" if run["interrupted"] else ""
             started = run["started_at"] or ""
             lines.append(f"{run['crawl_id']:<26} {started:<26} {run['files']:>6} {run['rows']:>9,}{mark}")
@@ -132,7 +136,8 @@ def verify_command(args: argparse.Namespace) -> int:
         result = verify(store, advance)
     for line in result.problems + result.notes:
         print(line)
-    verdict = f"{len(result.problems)} problems" if result.problems else "all files match their manifests"
+    count = len(result.problems)
+    verdict = f"{count} problem{'s' * (count != 1)}" if count else "all files match their manifests"
     print(
         f"{args.archive}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
         f"{_size(result.bytes)}: {verdict}"
