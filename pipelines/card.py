@@ -135,12 +135,13 @@ def _charts(summary: dict) -> dict[str, bytes]:
     axes.set_ylabel("articles")
     axes.set_xlabel("month of publication (UTC)")
     axes.tick_params(axis="x", labelrotation=60)
-    axes.legend(fontsize="small", ncols=2)
+    if summary["outlets"]:  # an archive with no article yet has no outlet to name
+        axes.legend(fontsize="small", ncols=2)
     axes.set_title("Articles per outlet and month")
     per_month = _png(figure)
 
     languages = summary["languages"]
-    figure, axes = plt.subplots(figsize=(6, 0.5 + 0.4 * max(1, len(languages))), dpi=100)
+    figure, axes = plt.subplots(figsize=(6, 1.6 + 0.35 * len(languages)), dpi=100)
     axes.barh(list(languages)[::-1], list(languages.values())[::-1], color="tab:green")
     axes.set_xlabel("articles")
     axes.set_title("Language mix")
