@@ -141,7 +141,9 @@ for rows without a publication date. Readers that use Hive partitioning get two 
 `outlet` and `published`, from the directory names. Every file carries the schema version in its
 key-value metadata as `newsarchive.schema_version`, and each column's description as field
 metadata `doc`. Each run is sealed by `_manifests/<crawl_id>.json`, which lists the files it
-published, their rows, bytes, sha256 and article ids (see the README's "Reading the archive").
+published, their rows, bytes, sha256, rows per language and article ids (see the README's
+"Reading the archive"); a compaction's manifest also lists the files its own replace
+(`supersedes`), which are no longer part of the dataset.
 
 | column | type | nullable | meaning |
 |---|---|---|---|
