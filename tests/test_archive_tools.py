@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pyarrow.dataset as ds
 import pytest
@@ -20,10 +24,11 @@ from PIL import Image
 from pipelines.compact import compact
 from pipelines.pull import Slice, pull
 from pipelines.schema import SCHEMA
-from pipelines.storage import store_for
+from pipelines.storage import LocalStore, store_for
 from pipelines.verify import verify
 from tests.archives import DiesAfter, Killed, hourly_runs, row_keys
-from tests.conftest import ARCHIVED, run_cli
+from tests.conftest import ARCHIVED, REPO, run_cli
+from tests.faultproxy import FaultProxy
 
 PREFIX = "news"
 
@@ -56,16 +61,17 @@ class Archive:
         return row_keys(ds.dataset(dest, format="parquet", partitioning="hive").to_table())
 
 
-def placed(request, source: Path) -> Archive:
-    """The archive folder ``source`` as it is, or copied into a fresh bucket of a real store."""
-    if request.param == "local":
+def placed(where: str, source: Path, request) -> Archive:
+    """The archive folder ``source`` as it is (``where`` is ``local``), or copied into a fresh
+    bucket of a real store (the name of its fixture)."""
+    if where == "local":
 
         def put(key: str, data: bytes) -> None:
             (source / key).parent.mkdir(parents=True, exist_ok=True)
             (source / key).write_bytes(data)
 
         return Archive(str(source), {}, put, lambda key: (source / key).unlink(), source)
-    store = request.getfixturevalue(request.param)
+    store = request.getfixturevalue(where)
     bucket, client = store.create_bucket(), store.client()
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         key = f"{PREFIX}/{path.relative_to(source).as_posix()}"
@@ -88,13 +94,13 @@ def archive(request, mirror_crawl, tmp_path) -> Archive:
     assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
     source = tmp_path / "source"
     shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
-    return placed(request, source)
+    return placed(request.param, source, request)
 
 
 @pytest.fixture(params=STORES)
 def hourly(request, mirror_crawl, tmp_path) -> Archive:
     """The same rows as 30 hourly runs had left them: 30 files of one row, 30 manifests."""
-    return placed(request, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"))
+    return placed(request.param, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"), request)
 
 
 def test_ls_tells_runs_outlets_months_languages_rows_and_bytes(archive):
@@ -261,3 +267,52 @@ def test_the_card_page_renders_in_a_real_headless_browser(mirror_crawl, tmp_path
     assert white < 0.95, f"{white:.1%} of the page is white"
     assert len(colours) > 100  # text, tables and the charts' colours
     assert any(abs(r - 31) + abs(g - 119) + abs(b - 180) < 30 for r, g, b in colours)  # a chart's first bars
+
+
+def holding_the_nth_file_read(n: int):
+    """A fault-proxy rule: the ``n``-th GET of an archived Parquet file is held open."""
+    reads = []
+
+    def rule(method: str, path: str) -> str:
+        if method == "GET" and "/outlet=" in unquote(path) and path.endswith(".parquet"):
+            reads.append(path)
+            if len(reads) == n:
+                return "hold"
+        return "pass"
+
+    return rule
+
+
+@pytest.mark.parametrize(("output", "killed_at"), [("parquet", 1), ("parquet", 16), ("jsonl", 9)])
+@pytest.mark.parametrize("store_name", ["seaweedfs", "ceph_rgw"])
+def test_a_pull_killed_while_it_reads_from_the_store_resumes_to_the_same_slice(
+    request, mirror_crawl, tmp_path, store_name, output, killed_at
+):
+    """``kill -9`` while the pull waits for the n-th file of 30; run again, it completes."""
+    hourly = placed(store_name, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"), request)
+    dest = tmp_path / ("slice" if output == "parquet" else "slice.jsonl")
+    whole = tmp_path / ("whole" if output == "parquet" else "whole.jsonl")
+    pull(LocalStore(hourly.source), whole, Slice(), output)
+    with FaultProxy(hourly.env["AWS_ENDPOINT_URL"], holding_the_nth_file_read(killed_at)) as proxy:
+        command = [sys.executable, "-m", "crawler.cli", "pull", hourly.uri, str(dest), "--format", output]
+        process = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **hourly.env, "AWS_ENDPOINT_URL": proxy.url}, text=True
+        )
+        try:
+            assert proxy.held.wait(120)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+    again = hourly.run("pull", hourly.uri, str(dest), "--format", output)
+    assert again.returncode == 0, again.stdout + again.stderr
+    done = killed_at - 1  # files read before the one the kill interrupted
+    assert (f"({done} done by an earlier pull)" in again.stdout) == (done > 0), again.stdout
+    if output == "parquet":
+        assert sorted(p.relative_to(dest) for p in dest.rglob("*.parquet")) == sorted(
+            p.relative_to(whole) for p in whole.rglob("*.parquet")
+        )
+        assert row_keys(ds.dataset(dest, partitioning="hive").to_table()) == row_keys(
+            ds.dataset(whole, partitioning="hive").to_table()
+        )
+    else:
+        assert dest.read_bytes() == whole.read_bytes()
