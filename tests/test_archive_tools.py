@@ -21,12 +21,10 @@ import pyarrow.dataset as ds
 import pytest
 from PIL import Image
 
-from pipelines.compact import compact
 from pipelines.pull import Slice, pull
 from pipelines.schema import SCHEMA
-from pipelines.storage import LocalStore, store_for
-from pipelines.verify import verify
-from tests.archives import DiesAfter, Killed, hourly_runs, row_keys
+from pipelines.storage import LocalStore
+from tests.archives import hourly_runs, row_keys
 from tests.conftest import ARCHIVED, REPO, run_cli
 from tests.faultproxy import FaultProxy
 
@@ -203,27 +201,6 @@ def test_compact_turns_30_hourly_files_into_14_and_every_reader_sees_the_same_ro
     assert again.returncode == 0 and "nothing to compact" in again.stdout
 
 
-@pytest.mark.parametrize("step", [5, 11, 25])  # writing new files, publishing the manifest, deleting
-def test_compaction_killed_at_any_step_leaves_a_consistent_archive(hourly, tmp_path, monkeypatch, step):
-    """In a real store; tests/pipelines/test_compact.py kills it at every step in a local one."""
-    for name, value in hourly.env.items():
-        monkeypatch.setenv(name, value)
-    store = store_for(hourly.uri)
-
-    def rows(name: str) -> list[tuple]:
-        pull(store, tmp_path / name, Slice())
-        return row_keys(ds.dataset(tmp_path / name, format="parquet", partitioning="hive").to_table())
-
-    before = rows("before")
-    with pytest.raises(Killed):
-        compact(DiesAfter(store, step), tmp_path, "20260101T000000Z-killed")
-    assert rows("killed") == before and verify(store).problems == []
-    assert compact(store, tmp_path, "20260101T000001Z-again").problems == []
-    assert rows("after") == before
-    checked = verify(store)
-    assert (checked.problems, checked.notes, checked.files, checked.runs) == ([], [], 14, 31)
-
-
 def test_the_card_describes_the_archive_in_markdown_and_one_self_contained_page(archive, tmp_path):
     run = archive.run("card", archive.uri, "--out", str(tmp_path / "card"))
     assert run.returncode == 0, run.stdout + run.stderr
@@ -316,3 +293,51 @@ def test_a_pull_killed_while_it_reads_from_the_store_resumes_to_the_same_slice(
         )
     else:
         assert dest.read_bytes() == whole.read_bytes()
+
+
+def holding_the_first(method: str, folder: str):
+    """A fault-proxy rule: the first ``method`` request for a key under ``folder`` is held open."""
+    held = []
+
+    def rule(request_method: str, path: str) -> str:
+        if request_method == method and f"/{folder}" in unquote(path) and not held:
+            held.append(path)
+            return "hold"
+        return "pass"
+
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("method", "folder"),
+    [
+        ("PUT", "outlet="),
+        ("PUT", "_manifests/"),
+        ("DELETE", "outlet="),
+    ],  # a new file, the manifest, a deletion
+)
+@pytest.mark.parametrize("store_name", ["seaweedfs", "ceph_rgw"])
+def test_a_compaction_killed_in_the_store_leaves_it_consistent_and_the_next_one_finishes(
+    request, mirror_crawl, tmp_path, store_name, method, folder
+):
+    """``kill -9`` while the store holds the upload of the first new file, or of the manifest, or
+    the first deletion (tests/pipelines/test_compact.py stops it at every step in a folder)."""
+    hourly = placed(store_name, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"), request)
+    before = hourly.pulled(tmp_path / "before")
+    with FaultProxy(hourly.env["AWS_ENDPOINT_URL"], holding_the_first(method, folder)) as proxy:
+        command = [sys.executable, "-m", "crawler.cli", "compact", hourly.uri]
+        process = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **hourly.env, "AWS_ENDPOINT_URL": proxy.url}
+        )
+        try:
+            assert proxy.held.wait(120)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=60)
+    assert hourly.pulled(tmp_path / "killed") == before
+    assert hourly.run("verify", hourly.uri).returncode == 0
+    again = hourly.run("compact", hourly.uri)  # the lease of a run killed on this machine is taken over
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert hourly.pulled(tmp_path / "after") == before and hourly.summary()["files"] == 14
+    checked = hourly.run("verify", hourly.uri)
+    assert checked.returncode == 0 and len(checked.stdout.splitlines()) == 1, checked.stdout
