@@ -161,8 +161,8 @@ class Catalog:
                 }
                 for name, figures in sorted(outlets.items())
             },
-            "months": dict(sorted(_months(files).items())),
-            "languages": _ranked(sum((Counter(_languages(file)) for file in files), Counter())),
+            "months": dict(sorted(sum((o["months"] for o in outlets.values()), Counter()).items())),
+            "languages": _ranked(sum((o["languages"] for o in outlets.values()), Counter())),
             "files": len(files),
             "rows": sum(file.rows for file in files),
             "bytes": sum(file.bytes for file in files),
@@ -199,13 +199,6 @@ def _run(key: str, manifest: dict) -> Run:
 def _languages(file: ArchivedFile) -> dict[str, int]:
     """Rows per language; the rows of a manifest older than the field count as ``?``."""
     return file.languages if file.languages is not None else {"?": file.rows}
-
-
-def _months(files: list[ArchivedFile]) -> Counter[str]:
-    months: Counter[str] = Counter()
-    for file in files:
-        months[file.month] += file.rows
-    return months
 
 
 def _ranked(counts: Counter[str]) -> dict[str, int]:

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 SCHEMA_VERSION = "1.1"  # 1.1 added version, duplicate_of, text_simhash, redirected_from
 SCHEMA_VERSIONS = ("1", "1.1")  # what this code reads: every version it ever wrote
+VERSION_KEY = "newsarchive.schema_version"  # the key-value metadata of every file that holds it
 PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
 UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
 
@@ -95,7 +96,7 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
 
 SCHEMA = pa.schema(
     [pa.field(name, type_, nullable, metadata={"doc": doc}) for name, type_, nullable, doc in _COLUMNS],
-    metadata={"newsarchive.schema_version": SCHEMA_VERSION},
+    metadata={VERSION_KEY: SCHEMA_VERSION},
 )
 
 # The archive's index (pipelines/index.py): one entry per URL that led to a row, or per article

@@ -19,10 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.catalog import COMPACTED, ArchivedFile, Catalog
-from pipelines.schema import SCHEMA_VERSIONS
+from pipelines.schema import SCHEMA_VERSIONS, VERSION_KEY
 from pipelines.storage import Store, StoreError
-
-_VERSION_KEY = b"newsarchive.schema_version"
 
 
 @dataclass
@@ -56,7 +54,7 @@ def file_problems(data: bytes, file: ArchivedFile) -> list[str]:
         return [f"{file.key}: not readable as Parquet ({exc})"]
     if metadata.num_rows != file.rows:
         problems.append(f"{file.key}: {metadata.num_rows} rows, the manifest says {file.rows}")
-    version = (metadata.metadata or {}).get(_VERSION_KEY, b"").decode()
+    version = (metadata.metadata or {}).get(VERSION_KEY.encode(), b"").decode()
     if version not in SCHEMA_VERSIONS:
         problems.append(f"{file.key}: schema version {version or 'missing'}, not one this newsarchive reads")
     return problems
