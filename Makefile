@@ -35,6 +35,7 @@ lint: $(VENV)/.installed
 # (outcome and peak memory), a crawl shared through Redis, then the mirror crawl and stores.
 bench: $(VENV)/.installed test-services
 	$(BIN)/python -m benchmarks.bench_crawl
+	$(BIN)/python -m benchmarks.bench_storage
 	$(BIN)/python -m benchmarks.bench_hostile
 	$(BIN)/python -m benchmarks.bench_redis
 	$(BIN)/python -m benchmarks.bench_mirror_crawl

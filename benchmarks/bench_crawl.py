@@ -9,7 +9,7 @@ its own in its longest paragraph, so that text dedup keeps them. On that site, i
 (b) the naive pipeline (``benchmarks.baselines``): trafilatura and langdetect in the callback;
 (c) ``newsarchive crawl`` end to end into a local archive, at N and at 5N pages;
 (d) the CPU seconds per page of each stage, from which the CPU-bound limit of this machine
-    follows: cores / (fetch + extraction + language + archive writing);
+    follows: cores / (fetch + extraction + language + archive writing + WARC capture);
 (e) the peak RSS of each crawl, summed over its processes (sampled every 20 ms).
 
 The machine is noisy (other tenants' load moves any one figure by 10 % from one minute to the
@@ -50,6 +50,7 @@ from pipelines.archive import to_row, to_table
 from pipelines.dedup import Deduplicator
 from pipelines.index import ArchiveIndex
 from pipelines.page import PageAnalyser
+from pipelines.warc import Exchange, WarcWriter
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"
@@ -261,8 +262,8 @@ def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
 
 
 class StageTimer:
-    """CPU seconds per page of extraction, language and archive writing, in this process, after
-    a warm-up on the first pages; one pass over the pages per call."""
+    """CPU seconds per page of extraction, language, archive writing and WARC capture, in this
+    process, after a warm-up on the first pages; one pass over the pages per call."""
 
     def __init__(self, pages: list[tuple[str, bytes, str]]):
         self.analyser = PageAnalyser()
@@ -287,6 +288,7 @@ class StageTimer:
 
     def __call__(self) -> dict[str, float]:
         detect = self.analyser.detector.detect
+        now = datetime.now(UTC)
         extraction = language = 0.0
         analysed = []
         for item in [dataclasses.replace(item) for item in self.items]:  # the analyser fills them in
@@ -302,8 +304,23 @@ class StageTimer:
         rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
         pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
         archive = time.process_time() - start
+        start = time.process_time()
+        with tempfile.TemporaryDirectory() as folder:
+            writer = WarcWriter(Path(folder), "bench", 1 << 30, {"software": "newsarchive bench"})
+            for item in self.items:
+                headers = [("Content-Type", "text/html"), ("Content-Length", str(len(item.body)))]
+                writer.write(
+                    Exchange(item.url, "GET", [], b"", "HTTP/1.1", 200, headers, item.body, None, now)
+                )
+            writer.finish()  # and its CDXJ index
+        capture = time.process_time() - start
         pages = len(self.items)
-        return {"extraction": extraction / pages, "language": language / pages, "archive": archive / pages}
+        return {
+            "extraction": extraction / pages,
+            "language": language / pages,
+            "archive": archive / pages,
+            "warc": capture / pages,
+        }
 
 
 @dataclass

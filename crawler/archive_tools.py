@@ -1,14 +1,16 @@
-"""``newsarchive ls / verify / pull / compact / card``: the archive for the people who read it
-(thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`, :mod:`pipelines.pull`,
-:mod:`pipelines.compact` and :mod:`pipelines.card`).
+"""``newsarchive ls / verify / pull / compact / card / reextract``: the archive for the people
+who read it (thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`,
+:mod:`pipelines.pull`, :mod:`pipelines.compact`, :mod:`pipelines.card` and
+:mod:`pipelines.reextract`).
 
 Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
-75 (compact) a crawl holds the archive.
+75 (compact, reextract) a run holds the archive written to.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import shutil
@@ -20,13 +22,16 @@ from pathlib import Path
 
 from scrapy.settings import Settings
 
-from crawler.extensions import store_from_settings
+from crawler.extensions import spool_from_settings, store_from_settings
+from crawler.registry import load_registry
 from crawler.spiders.outlets import new_crawl_id
 from pipelines.card import write_card
 from pipelines.catalog import ArchivedFile, Catalog
 from pipelines.compact import compact
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
+from pipelines.publish import Archive
 from pipelines.pull import FORMATS, PullError, Slice, pull
+from pipelines.reextract import OutletHints, ReextractError, ReextractReport, reextract
 from pipelines.storage import LocalStore, Store
 from pipelines.verify import verify
 
@@ -69,6 +74,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("dataset-card"), help="folder (default: dataset-card)"
     )
 
+    rebuilding = commands.add_parser(
+        "reextract", help="rebuild the rows from the archive's WARCs with today's extraction, offline"
+    )
+    rebuilding.set_defaults(command=reextract_command)
+    _archive_argument(rebuilding)
+    rebuilding.add_argument(
+        "--to", required=True, metavar="ARCHIVE2", help="the new archive (a folder, file://... or s3://...)"
+    )
+    rebuilding.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
+    rebuilding.add_argument(
+        "--outlets-file",
+        **repeatable,
+        metavar="PATH",
+        help="extra registry file (the outlets' time zones and extraction hints, as a crawl reads it)",
+    )
+    rebuilding.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+
 
 def _archive_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", metavar="ARCHIVE", help="a folder, file://... or s3://bucket/prefix")
@@ -106,7 +128,8 @@ def _listing(uri: str, summary: dict) -> str:
     runs = summary["runs"]
     files, rows = summary["files"], summary["rows"]
     lines = [
-        f"{uri}: {len(runs)} runs, {files:,} files, {rows:,} rows, {_size(summary['bytes'])}",
+        f"{uri}: {len(runs)} runs, {files:,} files, {rows:,} rows, {_size(summary['bytes'])}"
+        + (f"; {summary['warcs']:,} WARCs, {_size(summary['warc_bytes'])}" if summary["warcs"] else ""),
         "",
         f"{'outlet':<24} {'months':<17} {'files':>6} {'rows':>9} {'size':>9}  languages",
     ]
@@ -138,9 +161,12 @@ def verify_command(args: argparse.Namespace) -> int:
         print(line)
     count = len(result.problems)
     verdict = f"{count} problem{'s' * (count != 1)}" if count else "all files match their manifests"
+    warcs = (
+        f", {result.warcs:,} WARCs ({_size(result.warc_bytes)} with their indexes)" if result.warcs else ""
+    )
     print(
         f"{args.archive}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
-        f"{_size(result.bytes)}: {verdict}"
+        f"{_size(result.bytes)}{warcs}: {verdict}"
     )
     return 1 if result.problems else 0
 
@@ -195,6 +221,64 @@ def card_command(args: argparse.Namespace) -> int:
     for problem in catalog.problems:
         print(f"PROBLEM {problem}")
     return 1 if catalog.problems else 0
+
+
+def reextract_command(args: argparse.Namespace) -> int:
+    from crawler.pipelines import page_pool  # the crawl's worker pool, as the crawl configures it
+
+    source = _store(args.archive)
+    settings = _settings(args.to)
+    target = store_from_settings(settings)
+    registry = load_registry([str(Path(p).resolve()) for p in args.outlets_file])
+    hints = {
+        outlet.id: OutletHints(outlet.timezone, outlet.extraction.drop, outlet.extraction.body)
+        for outlet in registry.values()
+    }
+    run_id = new_crawl_id()
+    try:
+        with (
+            archive_lock(target, run_id, False, settings.getfloat("ARCHIVE_LEASE_SECONDS")),
+            _counter() as seen,
+        ):
+            archive = Archive(target, spool_from_settings(settings, target))
+            pool = page_pool(settings, args.jobs)
+
+            async def in_pool() -> ReextractReport:
+                async with pool:
+                    return await reextract(source, archive, pool, run_id, hints, set(args.outlet), seen)
+
+            report = asyncio.run(in_pool())
+    except ArchiveBusy as busy:
+        print(f"newsarchive: {target.uri} is held by {busy}; not started (exit {BUSY_EXIT})", file=sys.stderr)
+        return BUSY_EXIT
+    except ReextractError as exc:
+        print(f"newsarchive: {exc}", file=sys.stderr)
+        return 2
+    for line in report.problems + report.failed:
+        print(f"PROBLEM {line}")
+    dropped = ", ".join(f"{reason} {count}" for reason, count in report.dropped.most_common())
+    print(
+        f"{report.rows:,} rows into {args.to}: {report.reextracted:,} extracted again from their WARC "
+        f"records ({report.text_changed:,} with another text), {report.copied:,} without a capture copied "
+        f"as they were, {len(report.failed)} failed and copied as they were"
+        + (f"; no article any more: {dropped}" if dropped else "")
+    )
+    manifests = ", ".join(report.published.manifests) or "no manifest (the store failed: run flush)"
+    print(f"{report.warcs} WARCs copied; sealed by {manifests}")
+    return 1 if report.problems or report.failed or not report.published.manifests else 0
+
+
+@contextlib.contextmanager
+def _counter() -> Iterator[Callable[[int], None] | None]:
+    """A running count of rows on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("re-extracting rows", total=None)
+        yield lambda rows: progress.update(task, completed=rows)
 
 
 @contextlib.contextmanager

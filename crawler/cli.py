@@ -105,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         "archived as the article's next version (default: never)",
     )
     crawl.add_argument(
+        "--no-warc",
+        action="store_true",
+        help="keep no WARC of the exchanges, only the extracted text (rows get no warc_file)",
+    )
+    crawl.add_argument(
         "-s",
         "--set",
         action="append",
@@ -216,6 +221,8 @@ def crawl_command(args: argparse.Namespace) -> int:
     }
     if args.contact:
         overrides["CONTACT_URL"] = args.contact
+    if args.no_warc:
+        overrides["WARC_ENABLED"] = False
     if args.refetch_after is not None:
         overrides["REFETCH_AFTER_DAYS"] = args.refetch_after
     if args.redis:
@@ -415,7 +422,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
         _published(
             *(stats.get(f"publish/{name}", 0) for name in ("files", "bytes", "manifests")),
             store.uri,
-            stats.get("publish/duplicate_rows", 0),
+            *(stats.get(f"publish/{name}", 0) for name in ("duplicate_rows", "warc_files", "warc_bytes")),
         )
     )
     if stats.get("publish/pending_crawls"):
@@ -467,8 +474,11 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
     return "\n".join(lines), not problems
 
 
-def _published(files: int, size: int, manifests: int, uri: str, duplicate_rows: int) -> str:
-    return f"published: {files} file(s), {size} bytes, {manifests} manifest(s) to {uri}" + (
+def _published(
+    files: int, size: int, manifests: int, uri: str, duplicate_rows: int, warc_files: int, warc_bytes: int
+) -> str:
+    warcs = f", {warc_files} WARC(s) with their indexes, {warc_bytes} bytes" if warc_files else ""
+    return f"published: {files} file(s), {size} bytes{warcs}, {manifests} manifest(s) to {uri}" + (
         f"; {duplicate_rows} row(s) were in the archive already, not published again"
         if duplicate_rows
         else ""
@@ -518,7 +528,17 @@ def flush_command(args: argparse.Namespace) -> int:
         if not free:
             return BUSY_EXIT
         report = publish_spool(store, spool)
-    lines = [_published(report.files, report.bytes, len(report.manifests), store.uri, report.duplicate_rows)]
+    lines = [
+        _published(
+            report.files,
+            report.bytes,
+            len(report.manifests),
+            store.uri,
+            report.duplicate_rows,
+            report.warc_files,
+            report.warc_bytes,
+        )
+    ]
     lines += [f"  {key}" for key in report.manifests]
     if report.busy_crawls:
         lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")

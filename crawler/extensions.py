@@ -16,6 +16,7 @@ from scrapy.statscollectors import StatsCollector
 from pipelines.archive import Part, to_table
 from pipelines.publish import Archive, PublishReport, Spool, spool_for
 from pipelines.storage import Store, store_for
+from pipelines.warc import WarcFile
 
 _T = TypeVar("_T")
 
@@ -104,6 +105,14 @@ class ArchiveExtension:
         while len(self._pending) > self.max_pending_parts:
             await self._pending.pop(0)
 
+    def publish_warc(self, warc: WarcFile) -> None:
+        """Queue a finished WARC for publication (not awaited: the crawl's close waits for it)."""
+        published = self._in_thread(self.archive.publish_warc, warc)
+        self._pending.append(published)
+        published.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() else self._count(done.result())
+        )
+
     def note_unchanged(self, entries: list[dict]) -> None:
         """Index entries of an article fetched again and found unchanged (queued, not awaited)."""
         self._in_thread(self.archive.note_unchanged, entries)
@@ -124,7 +133,7 @@ class ArchiveExtension:
             self._thread.shutdown()
 
     def _count(self, report: PublishReport) -> None:
-        for name in ("files", "bytes", "duplicate_rows"):
+        for name in ("files", "bytes", "warc_files", "warc_bytes", "duplicate_rows"):
             self.stats.inc_value(f"publish/{name}", getattr(report, name))
         self.stats.inc_value("publish/manifests", len(report.manifests))
         if report.errors:

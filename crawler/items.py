@@ -28,6 +28,9 @@ class Article:
     body_selector: str | None = None
     redirected_from: str | None = None  # the URL requested, when a redirect led to url
     robots_headers: tuple[str, ...] = ()  # X-Robots-Tag headers of the response
+    warc_file: str | None = None  # where the response is kept as received (pipelines/warc.py)
+    warc_offset: int | None = None
+    warc_length: int | None = None
 
     # Extraction.
     charset: str | None = None  # the encoding the page was decoded with

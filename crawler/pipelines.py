@@ -17,6 +17,7 @@ from scrapy.exceptions import DropItem
 from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
+from crawler.capture import WarcExtension
 from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
 from crawler.redis_crawl import redis_extension
@@ -186,12 +187,14 @@ class ArchivePipeline:
     Settings: ``ARCHIVE_ROWS_PER_FILE`` (5000), ``ARCHIVE_BYTES_PER_FILE`` (32 MiB of row data),
     ``ARCHIVE_PART_MAX_AGE`` (seconds a row may wait; 600), ``ARCHIVE_BUFFER_BYTES`` (row data
     held across all partitions; 32 MiB). The parts are spooled and published by
-    :class:`crawler.extensions.ArchiveExtension` as they come.
+    :class:`crawler.extensions.ArchiveExtension` as they come; at the end the WARC being written
+    is finished first, so that the run's manifest lists it.
     """
 
-    def __init__(self, archive: ArchiveExtension, buffers: PartBuffers):
+    def __init__(self, archive: ArchiveExtension, buffers: PartBuffers, warc: WarcExtension | None = None):
         self.archive = archive
         self.buffers = buffers
+        self.warc = warc
         self._aging: asyncio.Task[None] | None = None
 
     @classmethod
@@ -203,7 +206,7 @@ class ArchivePipeline:
             settings.getfloat("ARCHIVE_PART_MAX_AGE"),
             settings.getint("ARCHIVE_BUFFER_BYTES"),
         )
-        return cls(archive_extension(crawler), buffers)
+        return cls(archive_extension(crawler), buffers, crawler.get_extension(WarcExtension))
 
     async def open_spider(self) -> None:
         await self.archive.opened()
@@ -222,6 +225,8 @@ class ArchivePipeline:
             await self._aging
         for part in self.buffers.drain():
             await self.archive.write(part, publish=False)  # published once the run is marked finished
+        if self.warc is not None:
+            await self.warc.close()
         await self.archive.close()
 
     async def _roll_aged_parts(self) -> None:

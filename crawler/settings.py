@@ -17,6 +17,8 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.ContactUserAgentMiddleware": 500,
     # sees a 429/503 before RetryMiddleware (550) retries it: the site's slot waits Retry-After
     "crawler.middlewares.RetryAfterMiddleware": 560,
+    # next to the downloader: every response as received, before decompression and redirects
+    "crawler.capture.WarcCaptureMiddleware": 950,
 }
 RETRY_AFTER_MAX = 120.0  # seconds: a longer Retry-After is capped (counted in retry_after/capped)
 
@@ -72,6 +74,7 @@ REFETCH_AFTER_DAYS: float | None = None
 EXTENSIONS = {
     "crawler.redis_crawl.RedisCrawlExtension": -10,  # only with REDIS_URL
     "crawler.extensions.ArchiveExtension": 0,
+    "crawler.capture.WarcExtension": 1,  # only with WARC_ENABLED
     "crawler.extensions.BugCounter": 5,
     "crawler.progress.ProgressExtension": 10,
     # Scrapy's remote control runs any Python code sent to a local port, its token in a file under
@@ -95,6 +98,10 @@ ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seco
 ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
 ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/lock.py): renewed every third of it
 ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the crawl waits for it
+# Every exchange (articles, listings, sitemaps, feeds, robots.txt) kept in WARC files beside the
+# Parquet, rows pointing at their response record (crawler/capture.py); `crawl --no-warc` turns it off.
+WARC_ENABLED = True
+WARC_MAX_BYTES = 1_000_000_000  # a WARC rotates past this size (Heritrix's default)
 ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
 ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
 ARCHIVE_S3_CONNECT_TIMEOUT = 10.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pyarrow as pa
 
@@ -59,6 +59,9 @@ def to_row(item: Article) -> dict:
         "duplicate_of": item.duplicate_of,
         "text_simhash": item.text_simhash,
         "redirected_from": item.redirected_from,
+        "warc_file": item.warc_file,
+        "warc_offset": item.warc_offset,
+        "warc_length": item.warc_length,
     }
 
 
@@ -67,8 +70,13 @@ def to_table(rows: list[dict]) -> pa.Table:
 
 
 def partition_of(item: Article) -> str:
-    month = item.published_at.astimezone(UTC).strftime("%Y-%m") if item.published_at else UNKNOWN_MONTH
-    return f"outlet={item.outlet_id}/published={month}"
+    return partition(item.outlet_id, item.published_at)
+
+
+def partition(outlet_id: str, published_at: datetime | None) -> str:
+    """The Hive partition of a row: ``outlet=<id>/published=<YYYY-MM>`` (UTC month)."""
+    month = published_at.astimezone(UTC).strftime("%Y-%m") if published_at else UNKNOWN_MONTH
+    return f"outlet={outlet_id}/published={month}"
 
 
 def row_bytes(row: dict) -> int:

@@ -70,6 +70,18 @@ class ArchivedFile:
 
 
 @dataclass(frozen=True)
+class ArchivedWarc:
+    """One WARC file, and its CDXJ index, as its run's manifest lists them."""
+
+    key: str
+    crawl_id: str
+    bytes: int
+    sha256: str
+    records: int
+    cdxj: ArchivedFile  # rows 0: an index, not Parquet
+
+
+@dataclass(frozen=True)
 class Run:
     """One crawl, as its manifest tells it."""
 
@@ -82,6 +94,7 @@ class Run:
     files: tuple[ArchivedFile, ...]
     supersedes: tuple[str, ...] = ()  # a compaction's: the keys its files replace
     compaction: bool = False  # a compaction's manifest, not a crawl's
+    warcs: tuple[ArchivedWarc, ...] = ()
 
     @property
     def rows(self) -> int:
@@ -118,6 +131,11 @@ class Catalog:
     def listed(self) -> set[str]:
         """Every key a manifest lists, superseded or not."""
         return {file.key for run in self.runs for file in run.files}
+
+    @property
+    def warcs(self) -> list[ArchivedWarc]:
+        """Every WARC of the archive: the HTTP exchanges the rows' ``warc_file`` point into."""
+        return [warc for run in self.runs for warc in run.warcs]
 
     @property
     def files(self) -> list[ArchivedFile]:
@@ -166,6 +184,8 @@ class Catalog:
             "files": len(files),
             "rows": sum(file.rows for file in files),
             "bytes": sum(file.bytes for file in files),
+            "warcs": len(self.warcs),
+            "warc_bytes": sum(warc.bytes + warc.cdxj.bytes for warc in self.warcs),
             "problems": self.problems,
         }
 
@@ -183,6 +203,19 @@ def _run(key: str, manifest: dict) -> Run:
         )
         for entry in manifest.get("files", [])
     )
+    warcs = tuple(
+        ArchivedWarc(
+            key=entry["key"],
+            crawl_id=crawl_id,
+            bytes=int(entry["bytes"]),
+            sha256=entry["sha256"],
+            records=int(entry["records"]),
+            cdxj=ArchivedFile(
+                entry["cdxj"]["key"], crawl_id, 0, int(entry["cdxj"]["bytes"]), entry["cdxj"]["sha256"], None
+            ),
+        )
+        for entry in manifest.get("warcs", [])
+    )
     return Run(
         crawl_id=crawl_id,
         manifest=key,
@@ -193,6 +226,7 @@ def _run(key: str, manifest: dict) -> Run:
         files=files,
         supersedes=tuple(manifest.get("supersedes", ())),
         compaction=bool(manifest.get("compaction")),
+        warcs=warcs,
     )
 
 

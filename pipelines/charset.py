@@ -38,6 +38,15 @@ class DecodedPage:
     declared: str | None  # what the server or page said, if anything
 
 
+def header_charset(content_type: str) -> str | None:
+    """The charset a Content-Type header names, if any."""
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip("\"'")
+    return None
+
+
 def decode_html(body: bytes, header_charset: str | None = None) -> DecodedPage:
     meta = _META_CHARSET.search(body[:4096])
     meta_charset = meta.group(1).decode("ascii", "replace") if meta else None

@@ -5,11 +5,15 @@ The spool has one folder per crawl, laid out like the archive::
     <spool>/<crawl id>/crawl.json            start time, outlets; end time once the crawl closed
     <spool>/<crawl id>/.lock                 held (flock) by the crawl while it runs
     <spool>/<crawl id>/outlet=.../part-*.parquet   parts not yet published
+    <spool>/<crawl id>/_warc/*.warc.gz, *.cdxj    WARCs and their indexes not yet published
+    <spool>/<crawl id>/_warc/*.warc.gz.open       the WARC being written (pipelines/warc.py)
     <spool>/<crawl id>/published.jsonl       one line per part the store holds, checked
 
 A crawl publishes each part as soon as it is spooled (:class:`Archive`). A part is removed from
 the spool only after the store holds it (same size and checksum) and the journal says so; the
-manifest ``_manifests/<crawl id>.json`` is published last, then the folder goes. Every step can
+manifest ``_manifests/<crawl id>.json`` is published last, then the folder goes. A crawl's WARCs
+go before its parts when it closes (a full one goes at once, during the crawl), so that by its
+manifest every row's ``warc_file`` is there. Every step can
 be repeated, so a crawl killed at any point is finished by the next run (or ``newsarchive
 flush``): nothing is lost, nothing is published twice. A crawl that died before closing gets a
 manifest with ``"interrupted": true``; the articles it had not yet written are crawled again.
@@ -46,6 +50,7 @@ from pipelines.index import (
 )
 from pipelines.schema import SCHEMA_VERSION
 from pipelines.storage import LocalStore, Store, StoreError, write_atomically
+from pipelines.warc import WarcError, WarcFile, check, finish_open_files, finished_files
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +201,8 @@ def spooled_entries(spool: Spool) -> Iterator[dict]:
 class PublishReport:
     files: int = 0
     bytes: int = 0
+    warc_files: int = 0
+    warc_bytes: int = 0
     manifests: list[str] = field(default_factory=list)
     duplicate_rows: int = 0  # rows someone else archived while these waited; not published
     pending_files: int = 0
@@ -302,16 +309,30 @@ class Archive:
             self._publishing = not report.errors
         return SpooledPart(key, table.num_rows, size, report)
 
-    def close(self, discovery: dict[str, dict] | None = None, stopped_early: bool = False) -> PublishReport:
+    def publish_warc(self, warc: WarcFile) -> PublishReport:
+        """Publish a finished WARC and its index now (if the store works; else at close)."""
+        report = PublishReport()
+        if self._publishing:
+            self._publishing = _publish_warc(self.store, self.crawl, warc, report)
+        return report
+
+    def close(
+        self,
+        discovery: dict[str, dict] | None = None,
+        stopped_early: bool = False,
+        reextracted_from: dict | None = None,
+    ) -> PublishReport:
         """The crawl is over: publish what is left in the spool (this crawl's and any earlier
         run's), reading only what others published meanwhile, and seal each with its manifest.
         ``discovery`` (validators of the sitemaps, feeds and listings it read) goes into this
         crawl's manifest, for the next run's conditional requests; a crawl ``stopped_early`` (a
-        signal, a limit) gets ``"interrupted": true`` like one that died."""
-        if discovery or stopped_early:
-            self.crawl.write_info(
-                self.crawl.info | {"discovery": discovery or {}, "stopped_early": stopped_early}
-            )
+        signal, a limit) gets ``"interrupted": true`` like one that died. A run of
+        ``newsarchive reextract`` says what it rebuilt the rows from (``reextracted_from``)."""
+        if discovery or stopped_early or reextracted_from:
+            extra = {"discovery": discovery or {}, "stopped_early": stopped_early}
+            if reextracted_from:
+                extra["reextracted_from"] = reextracted_from
+            self.crawl.write_info(self.crawl.info | extra)
         self.crawl.finish()
         self.crawl.release()
         report = PublishReport()
@@ -333,6 +354,10 @@ def _refresh(index: ArchiveIndex, store: Store, report: PublishReport) -> None:
 
 
 def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, report: PublishReport) -> None:
+    finish_open_files(crawl.folder)  # what a killed crawl was writing: cut to its whole records
+    for warc in finished_files(crawl.folder):
+        if not _publish_warc(store, crawl, warc, report):
+            return
     for part in crawl.parts():
         if not _publish_part(store, crawl, part, index, report):
             return
@@ -373,7 +398,7 @@ def _publish_part(
     try:  # the index's columns are all it takes, unless rows must go
         if table is None:
             file = pq.ParquetFile(part)
-            wanted = (*PART_COLUMNS, "language")
+            wanted = (*PART_COLUMNS, "language", "extractor_version")
             columns = file.read(columns=[c for c in wanted if c in file.schema_arrow.names])
         else:
             columns = table
@@ -409,6 +434,7 @@ def _publish_part(
             "bytes": size,
             "sha256": sha256,
             "languages": languages_of(columns),
+            "extractor_versions": _distinct(columns, "extractor_version"),
             "article_ids": ids,
             "index": to_json(entries),
         }
@@ -421,12 +447,54 @@ def _publish_part(
     return True
 
 
+def _publish_warc(store: Store, crawl: SpooledCrawl, warc: WarcFile, report: PublishReport) -> bool:
+    """Publish a finished WARC, then its CDXJ index; False when the store failed (both stay in
+    the spool). A WARC that does not read back whole is set aside like an unreadable part."""
+    try:
+        records = warc.records or check(warc.path)
+    except WarcError as exc:
+        target = crawl.folder.parent / QUARANTINE / crawl.crawl_id / warc.key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(warc.path, target)
+        report.quarantined.append(str(target))
+        logger.error("spooled WARC unreadable (%s), set aside in %s; the rest is published", exc, target)
+        return True
+    sha256 = _published(store, warc.path, warc.key, report)
+    if sha256 is None:
+        return False
+    index_sha256 = _published(store, warc.index, warc.index_key, report)
+    if index_sha256 is None:
+        return False
+    size, index_size = warc.path.stat().st_size, warc.index.stat().st_size
+    crawl.record(
+        {
+            "key": warc.key,
+            "kind": "warc",
+            "bytes": size,
+            "sha256": sha256,
+            "records": records,
+            "cdxj": {"key": warc.index_key, "bytes": index_size, "sha256": index_sha256},
+        }
+    )
+    warc.path.unlink()
+    warc.index.unlink()
+    report.warc_files += 1
+    report.warc_bytes += size + index_size
+    return True
+
+
 def languages_of(table: pa.Table) -> dict[str, int]:
     """Rows per language: what ``newsarchive ls`` and ``pull --lang`` know without the file."""
     if "language" not in table.column_names:
         return {}
     counts = table.column("language").value_counts().to_pylist()
     return {count["values"]: count["counts"] for count in sorted(counts, key=lambda c: -c["counts"])}
+
+
+def _distinct(table: pa.Table, column: str) -> list[str]:
+    if column not in table.column_names:
+        return []
+    return sorted(value for value in table.column(column).unique().to_pylist() if value is not None)
 
 
 def _fresh(index: ArchiveIndex, article_id: str, version: int, key: str) -> bool:
@@ -448,7 +516,12 @@ def _published(store: Store, source: Path, key: str, report: PublishReport) -> s
 
 def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
     files = sorted(
-        ({k: v for k, v in e.items() if k != "index"} for e in journal.values()), key=lambda e: e["key"]
+        ({k: v for k, v in e.items() if k != "index"} for e in journal.values() if "kind" not in e),
+        key=lambda e: e["key"],
+    )
+    warcs = sorted(
+        ({k: v for k, v in e.items() if k != "kind"} for e in journal.values() if e.get("kind") == "warc"),
+        key=lambda e: e["key"],
     )
     return {
         "crawl_id": info["crawl_id"],
@@ -459,9 +532,12 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
         "interrupted": interrupted,
         "outlets": info.get("outlets", []),
         "discovery": info.get("discovery", {}),
+        **({"reextracted_from": info["reextracted_from"]} if "reextracted_from" in info else {}),
+        "extractor_versions": sorted({v for e in files for v in e.get("extractor_versions", [])}),
         "rows": sum(e["rows"] for e in files),
         "bytes": sum(e["bytes"] for e in files),
         "files": files,
+        "warcs": warcs,
     }
 
 

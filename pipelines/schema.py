@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1.1"  # 1.1 added version, duplicate_of, text_simhash, redirected_from
-SCHEMA_VERSIONS = ("1", "1.1")  # what this code reads: every version it ever wrote
+SCHEMA_VERSION = "1.2"  # 1.1 added version, duplicate_of, text_simhash, redirected_from; 1.2 warc_*
+SCHEMA_VERSIONS = ("1", "1.1", "1.2")  # what this code reads: every version it ever wrote
 VERSION_KEY = "newsarchive.schema_version"  # the key-value metadata of every file that holds it
 PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
 UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
@@ -92,6 +92,21 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "`bit_count(xor(a.text_simhash, b.text_simhash)) <= 8` in DuckDB finds copies",
     ),
     ("redirected_from", pa.string(), True, "the URL the crawl requested, when a redirect led to url"),
+    (
+        "warc_file",
+        pa.string(),
+        True,
+        "key of the WARC holding the page's HTTP response as received, relative to the archive root "
+        "(`_warc/<crawl_id>-<n>.warc.gz`); null when the crawl kept no WARC (`--no-warc`)",
+    ),
+    (
+        "warc_offset",
+        pa.int64(),
+        True,
+        "byte offset of the response record in warc_file: a range read of warc_length bytes from "
+        "here is one gzip member, the whole record",
+    ),
+    ("warc_length", pa.int64(), True, "length in bytes of the response record in warc_file, compressed"),
 ]
 
 SCHEMA = pa.schema(
@@ -144,7 +159,9 @@ key-value metadata as `newsarchive.schema_version`, and each column's descriptio
 metadata `doc`. Each run is sealed by `_manifests/<crawl_id>.json`, which lists the files it
 published, their rows, bytes, sha256, rows per language and article ids (see the README's
 "Reading the archive"); a compaction's manifest also lists the files its own replace
-(`supersedes`), which are no longer part of the dataset.
+(`supersedes`), which are no longer part of the dataset. Its `warcs` list the run's WARC files
+under `_warc/` (key, bytes, sha256, records, and the `cdxj` index beside each): every HTTP
+exchange of the run as received, which `warc_file`, `warc_offset` and `warc_length` point into.
 
 | column | type | nullable | meaning |
 |---|---|---|---|

@@ -5,6 +5,8 @@ the bucket must hold every article exactly once, each file sealed by a manifest.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import os
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.mirror.server import MirrorServer
+from pipelines.warc import OPEN_SUFFIX, read_capture, records
 from tests.conftest import ARCHIVED as ARCHIVED_ARTICLES
 from tests.conftest import MIRROR, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
@@ -28,7 +31,8 @@ from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore, SeaweedFS, w
 
 ARCHIVED = sorted(a.url for a in ARCHIVED_ARTICLES)  # their URLs
 PREFIX = "news"
-RUN_SPECIFIC = {"crawl_id", "fetched_at"}  # the only columns two crawls of one mirror differ in
+# the only columns two crawls of one mirror differ in (a WARC is named after its crawl)
+RUN_SPECIFIC = {"crawl_id", "fetched_at", "warc_file", "warc_offset", "warc_length"}
 
 
 class Bucket:
@@ -87,6 +91,29 @@ class Bucket:
         keys = self.object_keys()
         assert all(f"{PREFIX}/{m['index']}" in keys for m in self.manifests())  # each run's index delta
         assert not list(self.spool.rglob("*.parquet"))
+        self.assert_captured()
+
+    def assert_captured(self) -> None:
+        """Every WARC whole (warcio reads each record, digests verified) and in a manifest, with
+        its index; every row's range read is the response to its URL; no WARC left in the spool."""
+        listed = set()
+        for manifest in self.manifests():
+            for warc in manifest["warcs"]:
+                data = self.read(f"{PREFIX}/{warc['key']}")
+                assert hashlib.sha256(data).hexdigest() == warc["sha256"]
+                assert sum(1 for _ in records(io.BytesIO(data))) == warc["records"]
+                listed |= {f"{PREFIX}/{warc['key']}", f"{PREFIX}/{warc['cdxj']['key']}"}
+        assert listed == {k for k in self.object_keys() if k.startswith(f"{PREFIX}/_warc/")}
+        client = self.store.client()
+        for row in self.rows().to_pylist():
+            end = row["warc_offset"] + row["warc_length"] - 1
+            data = client.get_object(
+                Bucket=self.name,
+                Key=f"{PREFIX}/{row['warc_file']}",
+                Range=f"bytes={row['warc_offset']}-{end}",
+            )["Body"].read()
+            assert read_capture(data).rec_headers.get_header("WARC-Target-URI") == row["url"]
+        assert not [p for p in self.spool.rglob("*") if "_warc" in p.parts and p.is_file()]
 
 
 def hold_once(url: str):
@@ -112,7 +139,12 @@ def test_the_crawl_lands_in_the_store_as_in_a_local_folder(bucket, mirror_server
     assert run.returncode == 0, run.stdout + run.stderr
     bucket.assert_complete()
     (manifest,) = bucket.manifests()
-    assert f"published: 14 file(s), {manifest['bytes']} bytes, 1 manifest(s) to {bucket.uri}" in run.stdout
+    (warc,) = manifest["warcs"]
+    warc_bytes = warc["bytes"] + warc["cdxj"]["bytes"]
+    assert (
+        f"published: 14 file(s), {manifest['bytes']} bytes, 1 WARC(s) with their indexes, "
+        f"{warc_bytes} bytes, 1 manifest(s) to {bucket.uri}"
+    ) in run.stdout
     assert manifest["rows"] == len(ARCHIVED) and manifest["interrupted"] is False
     assert manifest["finished_at"] >= manifest["started_at"]
 
@@ -295,6 +327,10 @@ def test_kill_during_the_crawl(bucket, tmp_path):
         _kill(crawl)
     published = bucket.parts()
     assert not bucket.manifests()
+    (open_warc,) = bucket.spool.rglob(f"*{OPEN_SUFFIX}")  # the WARC the crawl was writing
+    written = open_warc.read_bytes()
+    with open_warc.open("ab") as handle:  # as if killed in the middle of writing a record
+        handle.write(gzip.compress(b"WARC/1.0\r\nWARC-Type: response\r\n" + os.urandom(4000))[:2000])
     with MirrorServer() as server:
         again = bucket.crawl(server.url)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -303,6 +339,9 @@ def test_kill_during_the_crawl(bucket, tmp_path):
     (interrupted,) = [m for m in bucket.manifests() if m["interrupted"]]
     assert interrupted["finished_at"] is None
     assert {f"{PREFIX}/{f['key']}" for f in interrupted["files"]} >= set(published)
+    (warc,) = interrupted["warcs"]  # cut after its last whole record: the half one is left out
+    kept = bucket.read(f"{PREFIX}/{warc['key']}")
+    assert written.startswith(kept) and warc["records"] > len(published)
 
 
 @pytest.mark.parametrize("moment", ["upload", "manifest"])
@@ -313,7 +352,7 @@ def test_kill_while_publishing(bucket, mirror_server, moment):
     def rule(method: str, path: str) -> str:
         if method != "PUT":
             return "pass"
-        if not any(f"/{folder}/" in path for folder in ("_lock", "_index", "_manifests")):  # a part
+        if not any(f"/{folder}/" in path for folder in ("_lock", "_index", "_manifests", "_warc")):  # a part
             puts.append(path)
         if moment == "upload" and len(puts) == 3 and puts[-1] == path:
             return "hold"

@@ -33,12 +33,14 @@ from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseNeverReceived
 
+from crawler.capture import CAPTURE_META
 from crawler.extensions import archive_extension
 from crawler.items import Article
 from crawler.middlewares import KnownArticles
 from crawler.redis_crawl import RedisCrawlExtension
 from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, in_domains, load_registry
 from crawler.spiders.frontier import Frontier
+from pipelines.charset import header_charset
 from pipelines.index import ArchiveIndex
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
@@ -304,6 +306,7 @@ class OutletsSpider(SitemapSpider):
         self.crawler.stats.min_value(f"outlet/{outlet.id}/first_page_at", now)
         self.crawler.stats.max_value(f"outlet/{outlet.id}/last_page_at", now)
         content_type = response.headers.get("Content-Type", b"").decode("latin-1")
+        warc_file, warc_offset, warc_length = response.meta.get(CAPTURE_META, (None, None, None))
         yield Article(
             url=response.url,
             outlet_id=outlet.id,
@@ -313,13 +316,16 @@ class OutletsSpider(SitemapSpider):
             body=response.body,
             http_status=response.status,
             content_type=content_type,
-            header_charset=_header_charset(content_type),
+            header_charset=header_charset(content_type),
             fetched_at=datetime.now(UTC),
             crawl_id=self.crawl_id,
             drop_selectors=outlet.extraction.drop,
             body_selector=outlet.extraction.body,
             redirected_from=next(iter(response.meta.get("redirect_urls", [])), None),
             robots_headers=tuple(v.decode("latin-1") for v in response.headers.getlist("X-Robots-Tag")),
+            warc_file=warc_file,
+            warc_offset=warc_offset,
+            warc_length=warc_length,
         )
 
     def _links(self, outlet: Outlet, response: Response, selector: Selector, xpath: str) -> list[str]:
@@ -426,11 +432,3 @@ def _older(lastmod: str | None, read_at: str | None) -> bool:
     if modified.tzinfo is None:  # a bare date: the whole day, in the worst zone
         modified = modified.replace(tzinfo=UTC) + timedelta(days=1, hours=14)
     return modified < datetime.fromisoformat(read_at)
-
-
-def _header_charset(content_type: str) -> str | None:
-    for parameter in content_type.split(";")[1:]:
-        key, _, value = parameter.partition("=")
-        if key.strip().lower() == "charset" and value.strip():
-            return value.strip().strip("\"'")
-    return None

@@ -13,6 +13,7 @@ store's message or the request (which may echo credentials).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -42,6 +43,12 @@ class Store(Protocol):
         """Keys under ``prefix``, relative to the archive root."""
 
     def read(self, key: str) -> bytes: ...
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of ``key`` from ``offset`` (fewer at its end): one record of a WARC."""
+
+    def stream(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """``key`` to read bit by bit (``read(n)``): a WARC of a gigabyte, hashed or copied."""
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (gone already is fine); only superseded index files are deleted."""
@@ -141,6 +148,20 @@ class LocalStore:
             return (self.root / key).read_bytes()
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with self.stream(key) as handle:
+            handle.seek(offset)
+            return handle.read(length)
+
+    @contextlib.contextmanager
+    def stream(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            handle = (self.root / key).open("rb")
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
+        with handle:
+            yield handle
 
     def delete(self, key: str) -> None:
         try:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -121,6 +122,21 @@ class S3Store:
     def read(self, key: str) -> bytes:
         with self._errors("read", key):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with self._errors("read", key):
+            byte_range = f"bytes={offset}-{offset + length - 1}"
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=byte_range)
+            return response["Body"].read()
+
+    @contextlib.contextmanager
+    def stream(self, key: str) -> Iterator[BinaryIO]:
+        with self._errors("read", key):
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            try:
+                yield body
+            finally:
+                body.close()
 
     def delete(self, key: str) -> None:
         with self._errors("delete", key):

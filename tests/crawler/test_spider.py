@@ -12,7 +12,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
-from crawler.spiders.outlets import _header_charset, new_crawl_id, refusal_reason
+from crawler.spiders.outlets import new_crawl_id, refusal_reason
 from tests.conftest import REPO
 
 
@@ -28,12 +28,6 @@ def test_crawl_ids_sort_by_time_and_differ():
     assert first.startswith("20261123T041500Z-")
     assert first != new_crawl_id(datetime(2026, 11, 23, 4, 15, tzinfo=UTC))
     assert new_crawl_id(datetime(2026, 11, 23, 4, 16, tzinfo=UTC)) > first
-
-
-def test_header_charset():
-    assert _header_charset("text/html; charset=GBK") == "GBK"
-    assert _header_charset('text/html; Charset="utf-8"') == "utf-8"
-    assert _header_charset("text/html") is None
 
 
 @pytest.mark.parametrize(

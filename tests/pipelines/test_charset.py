@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from pipelines.charset import decode_html
+from pipelines.charset import decode_html, header_charset
 from tests.conftest import FIXTURES
 
 PAGES = FIXTURES / "pages"
@@ -38,3 +38,9 @@ def test_gb2312_label_reads_gbk_only_characters():
 def test_latin1_label_is_read_as_windows_1252():
     body = "<meta charset='iso-8859-1'><p>“Quoted” café</p>".encode("cp1252")
     assert "“Quoted” café" in decode_html(body).text
+
+
+def test_header_charset():
+    assert header_charset("text/html; charset=GBK") == "GBK"
+    assert header_charset('text/html; Charset="utf-8"') == "utf-8"
+    assert header_charset("text/html") is None

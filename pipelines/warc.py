@@ -1,0 +1,303 @@
+"""Capture stage: every HTTP exchange of a crawl, kept as received in WARC files (ISO 28500).
+
+Each exchange is a ``response`` record and a ``request`` record (``WARC-Concurrent-To`` the
+response), each its own gzip member, so one record is read back with one range read at the
+offset and length a row keeps. A file starts with a ``warcinfo`` record and rotates at
+``max_bytes``. Records are built and digested by warcio (WARC/1.0, sha1 block and payload
+digests) and compressed here at gzip level 6 (warcio's 9 costs three times the CPU for 3 %).
+
+A file is written as ``<name>.open``, flushed after every record. Finishing it fsyncs it, writes
+its CDXJ index (cdxj-indexer, sorted, for pywb) and renames it to its final name: the rename
+is the commit. A file a killed crawl left ``.open`` is cut after its last complete gzip member,
+its digests checked, and then finished the same way (:func:`finish_open_files`), so a WARC is
+either complete or not published, never half a record.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from cdxj_indexer.main import CDXJIndexer
+from warcio.archiveiterator import ArchiveIterator
+from warcio.recordloader import ArcWarcRecord
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.timeutils import datetime_to_iso_date
+from warcio.warcwriter import WARCWriter
+
+from pipelines.storage import write_atomically
+
+WARC_FOLDER = "_warc"  # keys: _warc/<crawl id>-<n>.warc.gz; Hive readers skip folders that start with _
+OPEN_SUFFIX = ".open"
+GZIP_LEVEL = 6
+_GZIP_MEMBER = 16 + zlib.MAX_WBITS  # wbits of a gzip stream
+# Twisted removes the chunking before Scrapy sees a body: the header would misdescribe the block
+_DROPPED_HEADERS = frozenset({"transfer-encoding"})
+
+
+class WarcError(Exception):
+    """A WARC file that cannot be read back as whole records with matching digests."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP exchange as the crawl saw it; ``body`` as received (still content-encoded)."""
+
+    url: str
+    method: str
+    request_headers: list[tuple[str, str]]
+    request_body: bytes
+    protocol: str  # "HTTP/1.1"
+    status: int
+    response_headers: list[tuple[str, str]]
+    body: bytes
+    ip_address: str | None
+    fetched_at: datetime  # UTC
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Where an exchange's response record is: ``file`` is a key relative to the archive root."""
+
+    file: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class WarcFile:
+    """A finished WARC in the spool, with its CDXJ index; ``key`` of each relative to the root."""
+
+    path: Path
+    key: str
+    index: Path
+    index_key: str
+    records: int
+
+
+def warc_key(prefix: str, serial: int) -> str:
+    return f"{WARC_FOLDER}/{prefix}-{serial:05d}.warc.gz"
+
+
+def index_key(key: str) -> str:
+    return key.removesuffix(".warc.gz") + ".cdxj"
+
+
+class WarcWriter:
+    """Writes one crawl's exchanges under ``root/_warc/``; not thread-safe (one thread writes).
+
+    ``info`` goes into each file's ``warcinfo`` record (software, crawl, robots policy...).
+    """
+
+    def __init__(self, root: Path, prefix: str, max_bytes: int, info: dict[str, str]):
+        self.root = root
+        self.prefix = prefix
+        self.max_bytes = max_bytes
+        self.info = info
+        self._records = WARCWriter(io.BytesIO(), gzip=False)  # builds and digests; we compress
+        self._serial = 0
+        self._key: str | None = None
+        self._file: BinaryIO | None = None
+        self._count = 0
+
+    def write(self, exchange: Exchange) -> tuple[Capture, WarcFile | None]:
+        """Append the exchange; its response record's place, and the file this write filled
+        (finished, ready to publish), if it did."""
+        if self._file is None:
+            self._start()
+        response = self._response(exchange)
+        request = self._request(exchange, response.rec_headers.get_header("WARC-Record-ID"))
+        offset = self._file.tell()
+        self._append(response)
+        capture = Capture(self._key, offset, self._file.tell() - offset)
+        self._append(request)
+        self._file.flush()  # a killed process loses nothing it wrote
+        full = self.finish() if self._file.tell() >= self.max_bytes else None
+        return capture, full
+
+    def finish(self) -> WarcFile | None:
+        """Finish the file being written, if any (the crawl is over, or the file is full)."""
+        if self._file is None:
+            return None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        return _finish(self.root, self._key, self._count)
+
+    def _start(self) -> None:
+        self._serial += 1
+        self._key = warc_key(self.prefix, self._serial)
+        path = self.root / (self._key + OPEN_SUFFIX)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("xb")
+        self._count = 0
+        self._append(self._records.create_warcinfo_record(Path(self._key).name, self.info))
+
+    def _append(self, record: ArcWarcRecord) -> None:
+        raw = self._records.out
+        raw.seek(0)
+        raw.truncate()
+        self._records.write_record(record)
+        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, _GZIP_MEMBER)
+        self._file.write(compressor.compress(raw.getvalue()) + compressor.flush())
+        self._count += 1
+
+    def _response(self, exchange: Exchange) -> ArcWarcRecord:
+        try:
+            reason = HTTPStatus(exchange.status).phrase
+        except ValueError:
+            reason = ""
+        headers = [(n, v) for n, v in exchange.response_headers if n.lower() not in _DROPPED_HEADERS]
+        http = StatusAndHeaders(f"{exchange.status} {reason}".strip(), headers, protocol=exchange.protocol)
+        fields = {"WARC-Date": datetime_to_iso_date(exchange.fetched_at.replace(tzinfo=None))}
+        if exchange.ip_address:
+            fields["WARC-IP-Address"] = exchange.ip_address
+        return self._records.create_warc_record(
+            exchange.url,
+            "response",
+            payload=io.BytesIO(exchange.body),
+            length=len(exchange.body),
+            http_headers=http,
+            warc_headers_dict=fields,
+        )
+
+    def _request(self, exchange: Exchange, response_id: str) -> ArcWarcRecord:
+        parts = urlsplit(exchange.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = list(exchange.request_headers)
+        if not any(name.lower() == "host" for name, _ in headers):
+            headers.insert(0, ("Host", parts.netloc))
+        # Scrapy's HTTP/1.x client asks in HTTP/1.1 whatever version the server answers in
+        protocol = "HTTP/1.1" if exchange.protocol.startswith("HTTP/1") else exchange.protocol
+        http = StatusAndHeaders(f"{exchange.method} {target} {protocol}", headers, is_http_request=True)
+        fields = {
+            "WARC-Date": datetime_to_iso_date(exchange.fetched_at.replace(tzinfo=None)),
+            "WARC-Concurrent-To": response_id,
+        }
+        return self._records.create_warc_record(
+            exchange.url,
+            "request",
+            payload=io.BytesIO(exchange.request_body),
+            length=len(exchange.request_body),
+            http_headers=http,
+            warc_headers_dict=fields,
+        )
+
+
+def _finish(root: Path, key: str, records: int) -> WarcFile:
+    """Index a complete ``.open`` file, then give it its final name."""
+    open_path = root / (key + OPEN_SUFFIX)
+    cdxj = io.StringIO()
+    CDXJIndexer(output=cdxj, inputs=[str(open_path)], sort=True, filename=Path(key).name).process_all()
+    index = root / index_key(key)
+    write_atomically(index, lambda handle: handle.write(cdxj.getvalue().encode("utf-8")))
+    os.replace(open_path, root / key)
+    return WarcFile(root / key, key, index, index_key(key), records)
+
+
+def finish_open_files(root: Path) -> list[WarcFile]:
+    """Finish the files a killed crawl left open under ``root``: each is cut after its last
+    whole record that reads back with its digests; one with no record past its ``warcinfo``
+    is removed."""
+    finished = []
+    for open_path in sorted((root / WARC_FOLDER).glob(f"*{OPEN_SUFFIX}")):
+        with open_path.open("r+b") as handle:
+            end, records = _valid_prefix(handle)
+            handle.truncate(end)
+            handle.flush()
+            os.fsync(handle.fileno())
+        key = open_path.relative_to(root).as_posix().removesuffix(OPEN_SUFFIX)
+        if records <= 1:
+            open_path.unlink()
+            continue
+        finished.append(_finish(root, key, records))
+    return finished
+
+
+def _valid_prefix(handle: BinaryIO) -> tuple[int, int]:
+    """Bytes and records up to the last record, among whole gzip members, that warcio reads
+    to its end with matching digests."""
+    handle.truncate(_complete_length(handle))
+    handle.seek(0)
+    end = count = 0
+    iterator = ArchiveIterator(handle, check_digests="raise")
+    try:
+        for record in iterator:
+            record.content_stream().read()
+            iterator.read_to_end(record)
+            end, count = iterator.get_record_offset() + iterator.get_record_length(), count + 1
+    except Exception:  # warcio raises many kinds on bytes that are no record: cut there
+        pass
+    return end, count
+
+
+def finished_files(root: Path) -> list[WarcFile]:
+    """The finished WARCs under ``root`` (record counts not known: 0)."""
+    return [
+        WarcFile(path, key, root / index_key(key), index_key(key), 0)
+        for path in sorted((root / WARC_FOLDER).glob("*.warc.gz"))
+        for key in [path.relative_to(root).as_posix()]
+    ]
+
+
+def _complete_length(handle: BinaryIO) -> int:
+    """Bytes up to the end of the last gzip member that ends with its trailer (CRC and size
+    checked by zlib): what a kill during a write leaves intact."""
+    handle.seek(0)
+    complete = position = 0
+    member = zlib.decompressobj(_GZIP_MEMBER)
+    chunk = handle.read(1 << 20)
+    while chunk:
+        try:
+            member.decompress(chunk, 1 << 24)
+            while member.unconsumed_tail and not member.eof:
+                member.decompress(member.unconsumed_tail, 1 << 24)
+        except zlib.error:
+            return complete
+        if member.eof:
+            position += len(chunk) - len(member.unused_data)
+            complete = position
+            chunk = member.unused_data
+            member = zlib.decompressobj(_GZIP_MEMBER)
+            if not chunk:
+                chunk = handle.read(1 << 20)
+        else:
+            position += len(chunk)
+            chunk = handle.read(1 << 20)
+    return complete
+
+
+def check(path: Path) -> int:
+    """The number of records in a WARC, each read to its end and its digests checked."""
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for _ in records(handle))
+    except OSError as exc:
+        raise WarcError(f"{path.name}: {exc.strerror or exc}") from None
+    except Exception as exc:  # warcio raises many kinds on bytes that are no record
+        raise WarcError(f"{path.name}: not a whole WARC ({type(exc).__name__}: {exc})") from None
+
+
+def records(handle: BinaryIO) -> Iterator[ArcWarcRecord]:
+    """Every record of a WARC stream, each read whole with its digests checked."""
+    for record in ArchiveIterator(handle, check_digests="raise"):
+        record.content_stream().read()
+        yield record
+
+
+def read_capture(data: bytes) -> ArcWarcRecord:
+    """The one record a range read at a row's ``warc_offset`` and ``warc_length`` returned, its
+    body not yet read (``record.content_stream()`` gives it decoded)."""
+    try:
+        return next(ArchiveIterator(io.BytesIO(data)))
+    except Exception as exc:  # warcio raises many kinds on bytes that are no record
+        raise WarcError(f"not a WARC record ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,195 @@
+"""WARC beside the Parquet, as operators and archivists meet it: every exchange of the mirror
+crawl kept as received, each row pointing at its own response record; ``--no-warc``; ``verify``
+over the WARCs; ``reextract`` rebuilding the rows from the WARCs alone, on a local folder and in
+both real S3 stores. (The writer itself: tests/pipelines/test_warc.py; ``kill -9`` mid-WARC in
+SeaweedFS and Ceph RGW: tests/test_object_storage.py.)"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pyarrow.dataset as ds
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from crawler.registry import load_registry
+from pipelines.storage import LocalStore
+from pipelines.warc import check, read_capture
+from tests.conftest import ARCHIVED, MIRROR, run_cli
+from tests.test_archive_tools import STORES, placed
+from tests.test_incremental import OUTLET, crawl, mirror, rows
+
+__all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
+
+
+def _manifest(archive: Path) -> dict:
+    (path,) = (archive / "_manifests").glob("*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _responses(path: Path) -> dict[str, int]:
+    """URL -> status of every response record of a WARC."""
+    with path.open("rb") as handle:
+        return {
+            record.rec_headers.get_header("WARC-Target-URI"): int(record.http_headers.get_statuscode())
+            for record in ArchiveIterator(handle)
+            if record.rec_type == "response"
+        }
+
+
+def _served(url: str) -> bytes:
+    parts = urlsplit(url)
+    return MIRROR.page(parts.netloc, parts.path + (f"?{parts.query}" if parts.query else "")).body
+
+
+def test_every_response_of_the_crawl_is_kept_and_each_row_points_to_its_own(mirror_crawl, mirror_rows):
+    archive = mirror_crawl.archive
+    (warc,) = _manifest(archive)["warcs"]
+    path = archive / warc["key"]
+    assert check(path) == warc["records"]  # every record read back, digests verified
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == warc["sha256"]
+    responses = _responses(path)
+    for outlet in load_registry([]).values():
+        for start in (*outlet.sitemaps, *outlet.feeds, *outlet.listings):
+            assert responses.get(start) == 200, start
+        host = urlsplit(outlet.sitemaps[0] if outlet.sitemaps else (outlet.feeds + outlet.listings)[0]).netloc
+        assert f"https://{host}/robots.txt" in responses
+    assert 404 in responses.values()  # the mirror's page that is gone
+    store = LocalStore(archive)
+    assert {a.url for a in ARCHIVED} == set(mirror_rows)
+    for url, row in mirror_rows.items():
+        assert responses[url] == 200
+        record = read_capture(store.read_range(row["warc_file"], row["warc_offset"], row["warc_length"]))
+        assert record.rec_type == "response" and record.rec_headers.get_header("WARC-Target-URI") == url
+        assert record.content_stream().read() == _served(url)
+    index = (archive / warc["cdxj"]["key"]).read_text(encoding="utf-8").splitlines()
+    entries = [json.loads(line.split(" ", 2)[2]) for line in index]
+    assert sorted(e["url"] for e in entries) == sorted(responses)
+    pointed = {(row["warc_offset"], row["warc_length"]) for row in mirror_rows.values()}
+    assert pointed <= {(int(e["offset"]), int(e["length"])) for e in entries}
+
+
+def test_a_content_encoded_page_is_kept_as_received_and_archived_decoded(mirror, tmp_path):
+    article = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
+    parts = urlsplit(article.url)
+    page = mirror.mirror.pages[(parts.netloc, parts.path)]
+    encoded = gzip.compress(page.body, mtime=0)
+    mirror.mirror.pages[(parts.netloc, parts.path)] = dataclasses.replace(
+        page, body=encoded, headers=(*page.headers, ("Content-Encoding", "gzip"))
+    )
+    crawl(mirror, tmp_path)
+    (row,) = [r for r in rows(tmp_path) if r["url"] == article.url]
+    assert article.paragraphs[0][:20] in row["text"]
+    data = LocalStore(tmp_path).read_range(row["warc_file"], row["warc_offset"], row["warc_length"])
+    record = read_capture(data)
+    assert record.http_headers.get_header("Content-Encoding") == "gzip"
+    digest = "sha1:" + base64.b32encode(hashlib.sha1(encoded).digest()).decode()
+    assert record.rec_headers.get_header("WARC-Payload-Digest") == digest  # the bytes on the wire
+    assert record.content_stream().read() == page.body
+
+
+def test_no_warc_keeps_only_the_text(mirror, tmp_path):
+    crawl(mirror, tmp_path, "--no-warc")
+    archived = rows(tmp_path)
+    assert archived and all(r["warc_file"] is r["warc_offset"] is r["warc_length"] is None for r in archived)
+    assert not (tmp_path / "_warc").exists() and _manifest(tmp_path)["warcs"] == []
+
+
+@pytest.fixture(params=STORES)
+def warc_archive(request, mirror_crawl, tmp_path):
+    """The mirror crawl's archive, WARCs included, in a folder or a fresh bucket."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    return placed(request.param, source, request)
+
+
+def _sibling(archive, name: str, tmp_path: Path) -> str:
+    """Another archive beside ``archive``: a folder, or another prefix of its bucket."""
+    return (
+        str(tmp_path / name)
+        if archive.uri == str(archive.source)
+        else archive.uri.rsplit("/", 1)[0] + "/" + name
+    )
+
+
+def _pulled(archive, uri: str, dest: Path) -> list[dict]:
+    run = archive.run("pull", uri, str(dest))
+    assert run.returncode == 0, run.stdout + run.stderr
+    table = ds.dataset(dest, format="parquet", partitioning="hive").to_table()
+    return sorted(table.drop_columns(["outlet", "published"]).to_pylist(), key=lambda r: r["article_id"])
+
+
+def test_reextract_rebuilds_the_rows_from_the_warcs_alone(warc_archive, tmp_path):
+    target = _sibling(warc_archive, "again", tmp_path)
+    run = warc_archive.run("reextract", warc_archive.uri, "--to", target)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{len(ARCHIVED)} rows into {target}: {len(ARCHIVED)} extracted again" in run.stdout
+    assert "(0 with another text)" in run.stdout
+    assert _pulled(warc_archive, target, tmp_path / "new") == _pulled(
+        warc_archive, warc_archive.uri, tmp_path / "old"
+    )
+    checked = warc_archive.run("verify", target)  # the rows point into the new archive's own WARCs
+    assert checked.returncode == 0 and "1 WARCs" in checked.stdout, checked.stdout + checked.stderr
+    again = warc_archive.run("reextract", warc_archive.uri, "--to", target)
+    assert again.returncode == 2 and "holds an archive already" in again.stderr
+
+
+def test_reextract_of_one_outlet_records_where_it_came_from(mirror_crawl, tmp_path):
+    target = tmp_path / "gmw"
+    run = run_cli("reextract", str(mirror_crawl.archive), "--to", str(target), "--outlet", "gmw-cq")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert {r["outlet_id"] for r in rows(target)} == {"gmw-cq"}
+    assert len(rows(target)) == sum(a.outlet_id == "gmw-cq" for a in ARCHIVED)
+    manifest, source = _manifest(target), _manifest(mirror_crawl.archive)
+    assert manifest["reextracted_from"] == {
+        "archive": str(mirror_crawl.archive),
+        "runs": [f"_manifests/{source['crawl_id']}.json"],
+        "outlets": ["gmw-cq"],
+    }
+    assert manifest["extractor_versions"] == source["extractor_versions"] != []
+    assert [w["key"] for w in manifest["warcs"]] == [w["key"] for w in source["warcs"]]
+
+
+def test_reextract_copies_a_row_whose_capture_is_damaged_and_names_it(mirror_crawl, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    victim = rows(source)[0]
+    warc = source / victim["warc_file"]
+    data = bytearray(warc.read_bytes())
+    data[victim["warc_offset"] + victim["warc_length"] // 2] ^= 0xFF  # inside its gzip member
+    warc.write_bytes(bytes(data))
+    run = run_cli("reextract", str(source), "--to", str(tmp_path / "again"))
+    assert run.returncode == 1
+    (problem,) = [line for line in run.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert victim["url"] in problem and "copied as it was" in problem
+    rebuilt = {r["url"]: r for r in rows(tmp_path / "again")}
+    assert len(rebuilt) == len(ARCHIVED) and rebuilt[victim["url"]]["text"] == victim["text"]
+
+
+def test_verify_names_a_damaged_warc_a_missing_index_and_a_stray_warc(warc_archive):
+    manifest = warc_archive.manifest()
+    (warc,) = manifest["warcs"]
+    data = bytearray((warc_archive.source / warc["key"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    warc_archive.put(warc["key"], bytes(data))
+    warc_archive.delete(warc["cdxj"]["key"])
+    warc_archive.put("_warc/20990101T000000Z-stray-00001.warc.gz", b"not a warc")
+    run = warc_archive.run("verify", warc_archive.uri)
+    assert run.returncode == 1, run.stdout + run.stderr
+    problems = sorted(line for line in run.stdout.splitlines() if line.startswith("_warc/"))
+    assert problems == sorted(
+        [
+            f"{warc['key']}: sha256 differs from the manifest's (the file changed since it was published)",
+            f"{warc['cdxj']['key']}: missing (listed in _manifests/{manifest['crawl_id']}.json)",
+            "_warc/20990101T000000Z-stray-00001.warc.gz: in no manifest (a run still in progress publishes "
+            "its manifest last)",
+        ]
+    )
