@@ -11,6 +11,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,7 +23,7 @@ from warcio.archiveiterator import ArchiveIterator
 from crawler.registry import load_registry
 from pipelines.storage import LocalStore
 from pipelines.warc import check, read_capture
-from tests.conftest import ARCHIVED, MIRROR, run_cli
+from tests.conftest import ARCHIVED, MIRROR, REPO, run_cli
 from tests.test_archive_tools import STORES, placed
 from tests.test_incremental import OUTLET, crawl, mirror, rows
 
@@ -193,3 +194,13 @@ def test_verify_names_a_damaged_warc_a_missing_index_and_a_stray_warc(warc_archi
             "its manifest last)",
         ]
     )
+
+
+def test_the_readmes_range_read_gives_the_page_as_served(mirror_crawl, monkeypatch):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Raw captures (WARC)", 1)[1].split("\n## ", 1)[0]
+    (example,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    monkeypatch.chdir(mirror_crawl.archive.parent)
+    scope: dict = {}
+    exec(example.replace('"output', f'"{mirror_crawl.archive.name}'), scope)
+    assert scope["html"] == _served(scope["row"]["url"])
