@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.catalog import ArchivedFile, Catalog
-from pipelines.storage import Store, StoreError, write_atomically
-from pipelines.verify import digest_problems
+from pipelines.storage import Store, write_atomically
+from pipelines.verify import read_verified
 
 FORMATS = ("parquet", "jsonl", "csv")
 
@@ -128,13 +128,8 @@ def pull(
 def _pull_file(
     store: Store, file: ArchivedFile, wanted: Slice, writer: _Writer, journal: _Journal, report: PullReport
 ) -> None:
-    try:
-        data = store.read(file.key)
-    except StoreError as exc:
-        report.problems.append(f"{file.key}: cannot be read ({exc})")
-        return
-    problems = digest_problems(data, file)
-    if problems:
+    data, problems = read_verified(store, file)
+    if data is None:
         report.problems += problems
         return
     table = wanted.rows(pq.read_table(io.BytesIO(data)))

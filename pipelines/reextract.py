@@ -37,7 +37,7 @@ from pipelines.pool import TaskFailed, WorkerPool
 from pipelines.publish import Archive, PublishReport
 from pipelines.schema import SCHEMA
 from pipelines.storage import Store, StoreError
-from pipelines.verify import digest_problems
+from pipelines.verify import read_verified
 from pipelines.warc import WarcError, index_key, read_capture
 
 # What extraction and language give a row; the other columns are the fetch's and stay.
@@ -162,13 +162,8 @@ async def _rebuilt(
 def _source_rows(source: Store, files: list, report: ReextractReport) -> Iterator[dict]:
     """The rows of ``files`` whose bytes are what their manifest says; the others are named."""
     for file in files:
-        try:
-            data = source.read(file.key)
-        except StoreError as exc:
-            report.problems.append(f"{file.key}: cannot be read ({exc}); its rows are not in the new archive")
-            continue
-        problems = digest_problems(data, file)
-        if problems:
+        data, problems = read_verified(source, file)
+        if data is None:
             report.problems += [f"{p}; its rows are not in the new archive" for p in problems]
             continue
         yield from pq.read_table(pa.BufferReader(data)).to_pylist()

@@ -44,6 +44,16 @@ def digest_problems(data: bytes, file: ArchivedFile) -> list[str]:
     return _mismatch(file.key, len(data), file.bytes, hashlib.sha256(data).hexdigest(), file.sha256)
 
 
+def read_verified(store: Store, file: ArchivedFile) -> tuple[bytes | None, list[str]]:
+    """The file's bytes when they are what its manifest says; else None, and what is wrong."""
+    try:
+        data = store.read(file.key)
+    except StoreError as exc:
+        return None, [f"{file.key}: cannot be read ({exc})"]
+    problems = digest_problems(data, file)
+    return (None if problems else data), problems
+
+
 def _mismatch(key: str, size: int, listed_size: int, sha256: str, listed_sha256: str) -> list[str]:
     if size != listed_size:
         return [f"{key}: {size} bytes, the manifest says {listed_size}"]
