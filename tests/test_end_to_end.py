@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import tomllib
 
@@ -123,16 +124,15 @@ def test_printed_duckdb_command_runs(mirror_crawl):
         assert outlet in shown.stdout
 
 
-def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, mirror_server):
-    articles = mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")
-    before = sorted(p.name for p in articles)
+def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, mirror_server, tmp_path):
+    archive = tmp_path / "archive"  # a copy: the session's archive stays as one run left it
+    shutil.copytree(mirror_crawl.archive, archive, ignore=shutil.ignore_patterns(".*"))
+    before = sorted(p.name for p in archive.glob("outlet=*/published=*/*.parquet"))
     asked_before = len(mirror_server.requested)
-    again = run_cli(
-        "crawl", "--mirror-url", mirror_server.url, "--archive", str(mirror_crawl.archive), "--quiet"
-    )
+    again = run_cli("crawl", "--mirror-url", mirror_server.url, "--archive", str(archive), "--quiet")
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout == "" and again.stderr == ""  # quiet when fine: cron mails nothing
-    assert sorted(p.name for p in mirror_crawl.archive.glob("outlet=*/published=*/*.parquet")) == before
+    assert sorted(p.name for p in archive.glob("outlet=*/published=*/*.parquet")) == before
     asked = set(mirror_server.requested[asked_before:])
     assert asked  # sitemaps, feeds and listings are read again
     assert not asked & {requested_as(a.url) for a in ARCHIVED}
