@@ -150,7 +150,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one JSON object a line (default: indented, blank line between pages)",
     )
-    pages.add_argument("--url", help="the URL the pages were fetched from (default: their file: URI)")
+    addresses = pages.add_mutually_exclusive_group()
+    addresses.add_argument("--url", help="the URL the pages were fetched from (default: their file: URI)")
+    addresses.add_argument(
+        "--urls-file",
+        type=Path,
+        metavar="MAP",
+        help="lines PATH<TAB>URL: each page's address; the pages of one site are learned together",
+    )
     pages.add_argument(
         "--timezone",
         default="UTC",
@@ -589,7 +596,7 @@ def outlets_command(args: argparse.Namespace) -> int:
 def extract_command(args: argparse.Namespace) -> int:
     """Exit 1 when a page could not be read or extracted; its record says why, the others print."""
     from crawler.pipelines import page_pool
-    from crawler.saved_pages import extract_pages, page_paths
+    from crawler.saved_pages import extract_pages, page_paths, read_urls_file
 
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:
@@ -600,10 +607,10 @@ def extract_command(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown time zone: {args.timezone}") from None
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
+    urls = read_urls_file(args.urls_file) if args.urls_file else None
     pool = page_pool(settings, args.jobs)
-    failed = asyncio.run(
-        _print_records(extract_pages(page_paths(args.paths), pool, args.url, args.timezone), pool, args.jsonl)
-    )
+    records = extract_pages(page_paths(args.paths), pool, args.url, args.timezone, urls)
+    failed = asyncio.run(_print_records(records, pool, args.jsonl))
     if failed:
         print(f"newsarchive: {failed} page(s) could not be read or extracted", file=sys.stderr)
     return 1 if failed else 0

@@ -28,6 +28,8 @@ class Article:
     body_selector: str | None = None
     redirected_from: str | None = None  # the URL requested, when a redirect led to url
     robots_headers: tuple[str, ...] = ()  # X-Robots-Tag headers of the response
+    site_template: frozenset[int] = frozenset()  # blocks its site's pages share (extraction/template.py)
+    learn_template: bool = False  # the analysis fills template_fingerprints, to learn the page
     warc_file: str | None = None  # where the response is kept as received (pipelines/warc.py)
     warc_offset: int | None = None
     warc_length: int | None = None
@@ -47,6 +49,7 @@ class Article:
     not_article: str | None = None  # why the page holds no article: "empty", "too_short"
     extractor: str | None = None
     extractor_version: str | None = None
+    template_fingerprints: list[int] | None = None  # the page's blocks, when learn_template
 
     # Dedup.
     article_id: str | None = None  # sha256 of the canonicalised canonical URL

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from typing import TYPE_CHECKING, NoReturn
@@ -21,6 +22,7 @@ from crawler.capture import WarcExtension
 from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
 from crawler.redis_crawl import redis_extension
+from crawler.templates import TemplateLearning
 from pipelines.archive import PartBuffers, partition_of, to_row
 from pipelines.dedup import Deduplicator
 from pipelines.index import ArchiveIndex, unchanged_entries
@@ -69,23 +71,44 @@ class ExtractPipeline:
     ``extract/failed/<timeout|crashed|error>`` (logged as errors), ``language/<code>``.
     """
 
-    def __init__(self, stats: StatsCollector, pool: WorkerPool):
-        self.stats = stats
+    def __init__(
+        self,
+        crawler: Crawler,
+        pool: WorkerPool,
+        templates: TemplateLearning | None = None,
+    ):
+        self.crawler = crawler
+        self.stats = crawler.stats
         self.pool = pool
+        self.templates = templates
         self._started: asyncio.Future[None] | None = None
+        self._templates_loaded: asyncio.Future[None] | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
-        return cls(crawler.stats, page_pool(crawler.settings))
+        templates = (
+            TemplateLearning.from_crawler(crawler) if crawler.settings.getbool("TEMPLATE_LEARNING") else None
+        )
+        return cls(crawler, page_pool(crawler.settings), templates)
 
     async def open_spider(self) -> None:
         # the workers import and load their models while the crawl fetches its first pages
         self._started = asyncio.ensure_future(self.pool.start())
+        if self.templates is not None:
+            outlets = list(getattr(self.crawler.spider, "registry", {}))
+            store = archive_extension(self.crawler).archive.store
+            self._templates_loaded = asyncio.ensure_future(
+                asyncio.to_thread(self.templates.load, store, outlets)
+            )
 
     async def close_spider(self) -> None:
         with contextlib.suppress(RuntimeError):  # a start that failed failed every page already
             await self._started
         await self.pool.close()
+        if self.templates is not None:
+            archive = archive_extension(self.crawler).archive
+            crawl_id = self.crawler.spider.crawl_id
+            await asyncio.to_thread(self.templates.save, archive.store, archive.spool.root, crawl_id)
 
     async def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):
@@ -123,7 +146,32 @@ class ExtractPipeline:
             await asyncio.shield(self._started)
         except RuntimeError as exc:  # no worker process could start
             raise TaskFailed("crashed", str(exc)) from None
-        return await self.pool.run(item)
+        if self.templates is None:
+            return await self.pool.run(item)
+        await asyncio.shield(self._templates_loaded)
+        outlet, body = item.outlet_id, item.body
+        item.site_template = self.templates.template(outlet)
+        item.learn_template = True
+        removed = item.site_template
+        item = await self.pool.run(item)
+        if item.template_fingerprints is None:  # a page with no tree: nothing to learn
+            return item
+        self.templates.learn(outlet, item.template_fingerprints, item.title or item.url)
+        await self.templates.hold(outlet, len(body))
+        learned = self.templates.template(outlet).intersection(item.template_fingerprints)
+        if learned <= removed:
+            return item
+        # its first extraction had less of its outlet's template than the page holds: again
+        again = dataclasses.replace(
+            item, body=body, site_template=learned, learn_template=False, not_article=None
+        )
+        try:
+            item = await self.pool.run(again)
+        except TaskFailed as failure:  # the first extraction stands
+            logger.warning("extraction with the outlet's template failed (%s): %s", failure.reason, item.url)
+        else:
+            self.stats.inc_value("template/reanalysed")
+        return item
 
 
 class DedupPipeline:

@@ -60,6 +60,13 @@ EXTRACT_MIN_CHARS = 80
 # A page of more links than this (news pages have up to 800) loses its link lists before
 # extraction: a link farm of 200,000 took 19 to 98 s of CPU and 1.2 GB; now 1 to 2 s.
 EXTRACT_MAX_LINKS = 2000
+# Each outlet's template (the blocks its pages share) is learned while the crawl runs and kept in
+# the archive (_templates/); an outlet's first pages wait until this many are learned, or until
+# this many bytes of pages wait, or until nothing else is left (checked this often, in seconds).
+TEMPLATE_LEARNING = True
+TEMPLATE_WARMUP_PAGES = 10
+TEMPLATE_WARMUP_BYTES = 1_000_000  # half of SCRAPER_SLOT_MAX_ACTIVE_SIZE: see crawler/templates.py
+TEMPLATE_WARMUP_CHECK = 0.2
 LANGUAGE_SEED = 0
 LANGUAGE_SAMPLE_CHARS = 2000
 

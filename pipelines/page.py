@@ -48,8 +48,12 @@ class PageAnalyser:
             item.drop_selectors,
             item.body_selector,
             self.max_links,
+            item.site_template,
+            item.learn_template,
         )
         metadata = result.metadata
+        item.site_template = frozenset()  # not sent back
+        item.template_fingerprints = result.fingerprints
         item.body = b""
         item.charset = result.charset
         item.canonical_url = metadata.canonical_url

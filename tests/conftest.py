@@ -81,16 +81,21 @@ def fetched_article(**fields: Any) -> Article:
 
 
 def extract_saved(
-    paths: Iterable[Path], url: str | None = None, timezone: str = "UTC", workers: int = 2
+    paths: Iterable[Path],
+    url: str | None = None,
+    timezone: str = "UTC",
+    workers: int = 2,
+    urls: dict[Path, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """What ``newsarchive extract`` prints of ``paths``, as records, through the same worker pool."""
+    """What ``newsarchive extract`` prints of ``paths``, as records, through the same worker pool
+    (``urls``: as ``--urls-file`` gives them)."""
 
     settings = Settings()
     settings.setmodule("crawler.settings", priority="project")
 
     async def collect() -> list[dict[str, Any]]:
         async with page_pool(settings, workers) as pool:
-            return [record async for record in extract_pages(paths, pool, url, timezone)]
+            return [record async for record in extract_pages(paths, pool, url, timezone, urls)]
 
     return asyncio.run(collect())
 

@@ -1,8 +1,9 @@
 """Extraction stage: page bytes to clean article text and metadata.
 
 The steps, one module each: ``metadata`` reads the whole page first (meta tags, JSON-LD, the
-info line under the headline, editor lines); ``furniture`` prunes blocks that are never the
-article; trafilatura extracts the text and readability-lxml, on the same pruned page, gives a
+info line under the headline, editor lines); ``template`` removes the blocks the page shares
+with other pages of its site, when the caller learned them; ``furniture`` prunes blocks that are
+never the article; trafilatura extracts the text and readability-lxml, on the same pruned page, gives a
 second opinion that ``consensus`` uses to drop the lines only trafilatura kept; ``furniture``
 then moves metadata lines (editor, reviewers, source) out of the text and drops furniture lines.
 ``newsarchive extract`` and the crawl both call :func:`extract`.
@@ -24,10 +25,11 @@ from dateutil.parser import UnknownTimezoneWarning
 from htmldate import find_date
 from trafilatura.metadata import extract_title
 
-from pipelines.charset import decode_html
+from pipelines.charset import DecodedPage, decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
+from pipelines.extraction.template import blocks, drop_template, drop_template_lines, fingerprints, text_lines
 
 __all__ = [
     "EXTRACTOR",
@@ -36,6 +38,7 @@ __all__ = [
     "PageMetadata",
     "article_chars",
     "extract",
+    "page_fingerprints",
     "parse_published",
 ]
 
@@ -69,6 +72,7 @@ class Extraction:
     published_at: datetime | None
     charset: str
     too_deep: bool = False  # nested past the parser's limit: what is below it was not read
+    fingerprints: list[int] | None = None  # the page's blocks, when asked for (``learn``)
 
 
 def extract(
@@ -79,21 +83,22 @@ def extract(
     drop_selectors: tuple[str, ...] = (),
     body_selector: str | None = None,
     max_links: int = MAX_LINKS,
+    template: frozenset[int] = frozenset(),
+    learn: bool = False,
 ) -> Extraction:
-    """The stage as a plain function of the page's bytes, usable without a crawl."""
-    decoded = decode_html(body, header_charset)
-    if _looks_binary(decoded.text):
-        return Extraction(PageMetadata(), None, None, decoded.encoding)
-    # trafilatura's loader: its parser settings (no comments or processing instructions), and
-    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
-    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
-    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
-    if tree is None or too_deep:
+    """The stage as a plain function of the page's bytes, usable without a crawl.
+
+    ``template`` is the page's site's template (``template.SiteTemplate``), removed before the
+    rest; with ``learn``, the result holds the page's fingerprints to learn it from.
+    """
+    decoded, tree, too_deep = _parse(body, header_charset, max_links)
+    if tree is None:
         return Extraction(PageMetadata(), None, None, decoded.encoding, too_deep=too_deep)
-    drop_link_lists(tree, max_links)
     metadata = page_metadata(tree, url)
     # fallbacks for what the page's own markup did not say, as trafilatura finds them
     metadata.title = metadata.title or extract_title(tree)
+    page_blocks = list(blocks(tree)) if learn or template else []
+    drop_template(tree, page_blocks, template)
     prune(tree, drop_selectors, body_selector)
     # fast: without trafilatura's fallback (readability again, on a copy of the page, then
     # justext, whose stoplists hold 27 MB); consensus makes that call with our readability text
@@ -109,6 +114,8 @@ def extract(
     text = None
     if document is not None:
         text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
+        page_blocks += text_lines(text) if learn or template else []
+        text = drop_template_lines(text, template)
     if not metadata.published_raw:
         with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
             warnings.simplefilter("ignore", UnknownTimezoneWarning)
@@ -123,7 +130,35 @@ def extract(
                 or metadata.printed_date
             )
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
-    return Extraction(metadata, text or None, published_at, decoded.encoding)
+    learned = fingerprints(page_blocks) if learn else None
+    return Extraction(metadata, text or None, published_at, decoded.encoding, fingerprints=learned)
+
+
+def page_fingerprints(
+    body: bytes, header_charset: str | None = None, max_links: int = MAX_LINKS
+) -> list[int]:
+    """The fingerprints :func:`extract` gives with ``learn``, without extracting: a first pass
+    over a site's pages, to learn its template before extracting any of them."""
+    tree = _parse(body, header_charset, max_links)[1]
+    return [] if tree is None else fingerprints(blocks(tree))
+
+
+def _parse(
+    body: bytes, header_charset: str | None, max_links: int
+) -> tuple[DecodedPage, lxml.html.HtmlElement | None, bool]:
+    """The page decoded and parsed, without its link lists; no tree for a binary page or one
+    nested too deep (the flag)."""
+    decoded = decode_html(body, header_charset)
+    if _looks_binary(decoded.text):
+        return decoded, None, False
+    # trafilatura's loader: its parser settings (no comments or processing instructions), and
+    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
+    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
+    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
+    if tree is None or too_deep:
+        return decoded, None, too_deep
+    drop_link_lists(tree, max_links)
+    return decoded, tree, False
 
 
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control codes but tab and line ends

@@ -23,8 +23,10 @@ from tests.conftest import FIXTURES, fetched_article
     ],
 )
 def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason, logged, caplog):
-    stats = get_crawler().stats
-    pipeline = ExtractPipeline(stats, WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2))
+    crawler = get_crawler()
+    stats = crawler.stats
+    pool = WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2)
+    pipeline = ExtractPipeline(crawler, pool)
     item = fetched_article(body=b"<html></html>", outlet_timezone="UTC")
 
     async def run() -> None:
@@ -46,8 +48,9 @@ def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason
 
 
 def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog):
-    stats = get_crawler().stats
-    pipeline = ExtractPipeline(stats, WorkerPool("pipelines.page:PageAnalyser", {}, 1, timeout=60))
+    crawler = get_crawler()
+    stats = crawler.stats
+    pipeline = ExtractPipeline(crawler, WorkerPool("pipelines.page:PageAnalyser", {}, 1, timeout=60))
     item = fetched_article(body=(FIXTURES / "pages" / "nested_2500_divs.html").read_bytes())
 
     async def run() -> None:

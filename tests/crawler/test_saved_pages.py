@@ -96,3 +96,61 @@ def test_bad_arguments_exit_2(args):
     run = run_cli("extract", *args)
     assert run.returncode == 2
     assert "Traceback" not in run.stderr
+
+
+TEMPLATE_SITE = FIXTURES / "template" / "site"  # 1-4: four articles of one site; 5, 6: copies of 1
+STRAP = "Weekend Edition brings you the stories"  # on every page of it, and no rule knows it
+
+
+def extract_with_urls(tmp_path, urls: dict[str, str], *paths: str) -> list[dict]:
+    mapping = tmp_path / "urls.tsv"
+    lines = [f"{TEMPLATE_SITE / name}\t{url}\n" for name, url in urls.items()]
+    mapping.write_text("".join(lines), encoding="utf-8")
+    run = run_cli("extract", "--jsonl", "--urls-file", str(mapping), *(str(TEMPLATE_SITE / p) for p in paths))
+    assert run.returncode == 0, run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_the_pages_of_a_site_are_learned_together_the_first_as_the_last(tmp_path):
+    names = ["1.html", "2.html", "3.html", "4.html"]
+    records = extract_with_urls(tmp_path, {n: f"https://valley.example/news/{n}" for n in names}, *names)
+    alone = extract_saved([TEMPLATE_SITE / n for n in names])
+    assert [r["path"] for r in records] == [str(TEMPLATE_SITE / n) for n in names]
+    for record, before in zip(records, alone, strict=True):
+        assert STRAP in before["text"] and STRAP not in record["text"]
+        assert record["text"] == before["text"].split("\n\n", 1)[1].rsplit("\n\n", 1)[0]  # the article
+        assert {**record, "text": None} == {**before, "text": None}
+
+
+def test_sites_of_fewer_pages_and_pages_without_an_address_are_as_without_urls(tmp_path):
+    """Two hosts of two pages each, and a page the map does not name: nothing is learned."""
+    urls = {"1.html": "https://a.example/1", "2.html": "https://a.example/2", "3.html": "https://b.example/3"}
+    urls["4.html"] = "https://b.example/4"
+    names = ["1.html", "2.html", "3.html", "4.html", "5.html"]
+    records = extract_with_urls(tmp_path, urls, *names)
+    alone = extract_saved([TEMPLATE_SITE / n for n in names])
+    assert [r["text"] for r in records] == [r["text"] for r in alone]
+
+
+def test_copies_of_one_article_do_not_make_a_template(tmp_path):
+    names = ["1.html", "5.html", "6.html"]
+    records = extract_with_urls(tmp_path, {n: f"https://valley.example/{n}" for n in names}, *names)
+    assert all(STRAP in record["text"] for record in records)
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        ("page.html https://valley.example/1\n", "urls.tsv:1: not PATH<TAB>URL"),
+        ("# comment\n\npage.html\tnot-a-url\n", "urls.tsv:3: not PATH<TAB>URL"),
+    ],
+)
+def test_a_bad_urls_file_is_named_with_its_line(tmp_path, lines, error):
+    (tmp_path / "urls.tsv").write_text(lines, encoding="utf-8")
+    run = run_cli("extract", "--urls-file", str(tmp_path / "urls.tsv"), str(TEMPLATE_SITE / "1.html"))
+    assert run.returncode == 2 and error in run.stderr and "Traceback" not in run.stderr
+
+
+def test_url_and_urls_file_are_one_or_the_other(tmp_path):
+    run = run_cli("extract", "--url", "https://a.example/", "--urls-file", "x", str(TEMPLATE_SITE / "1.html"))
+    assert run.returncode == 2 and "not allowed with argument" in run.stderr

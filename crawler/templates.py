@@ -1,0 +1,161 @@
+"""Each outlet's template (``pipelines/extraction/template.py``), learned while the crawl runs.
+
+Pages are extracted with what their outlet's template holds so far, and learned from. The first
+pages of an outlet would get less of it than the last, so until an outlet has
+``TEMPLATE_WARMUP_PAGES`` pages learned (earlier crawls' included: each outlet's template is
+kept in the archive, ``_templates/<outlet>/<crawl id>.json``), its pages are held after their first
+extraction, and extracted again with the template all of them taught (two passes over a small
+buffer). Chosen over re-extraction at close, which would rewrite rows already published, and
+over a bootstrap alone, which leaves an outlet's first crawl without one.
+
+Holding pages holds their responses in Scrapy's scraper, so the buffer is let go:
+- for an outlet, once it has its pages (``pages``);
+- for the outlet holding the most, past ``TEMPLATE_WARMUP_BYTES`` of held pages, below the
+  scraper's own limit (``SCRAPER_SLOT_MAX_ACTIVE_SIZE``), past which the crawl would wait for
+  the held pages and they for it (``memory``);
+- for all, when nothing else is downloading, scheduled or being scraped: an outlet of fewer
+  pages; or when the scraper is full anyway, or the crawl is closing (``idle``). Scrapy signals
+  no such moment while items are held, so the crawl's state is looked at every
+  ``TEMPLATE_WARMUP_CHECK`` seconds while pages are held.
+Counts ``template/held`` and ``template/released/<reason>`` (pages), ``template/reanalysed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from scrapy.crawler import Crawler
+from scrapy.statscollectors import StatsCollector
+
+from pipelines.extraction.template import TEMPLATE_FOLDER, SiteTemplate, newest_templates, template_key
+from pipelines.storage import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+
+class TemplateLearning:
+    """The crawl's outlets' templates, and the gate that holds an outlet's first pages."""
+
+    def __init__(
+        self,
+        stats: StatsCollector,
+        warmup_pages: int,
+        warmup_bytes: int,
+        check_seconds: float,
+        only_held_left: Callable[[int], bool],
+    ):
+        self.stats = stats
+        self.warmup_pages = warmup_pages
+        self.warmup_bytes = warmup_bytes
+        self.check_seconds = check_seconds
+        self.only_held_left = only_held_left  # True when the crawl waits for nothing but N held pages
+        self.templates: dict[str, SiteTemplate] = defaultdict(SiteTemplate)
+        self._held: dict[str, list[tuple[asyncio.Future[None], int]]] = defaultdict(list)
+        self._held_bytes = 0
+        self._check: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> TemplateLearning:
+        settings = crawler.settings
+
+        def only_held_left(held: int) -> bool:
+            engine = crawler.engine
+            if engine.needs_backout() and not engine.downloader.needs_backout():
+                return True  # closing, or the scraper's memory is full: only releasing helps
+            scraper = engine.scraper.slot
+            idle = not engine.downloader.active and not engine.scheduler.has_pending_requests()
+            return idle and not scraper.queue and len(scraper.active) <= held
+
+        return cls(
+            crawler.stats,
+            settings.getint("TEMPLATE_WARMUP_PAGES"),
+            settings.getint("TEMPLATE_WARMUP_BYTES"),
+            settings.getfloat("TEMPLATE_WARMUP_CHECK"),
+            only_held_left,
+        )
+
+    def load(self, store: Store, outlet_ids: list[str]) -> None:
+        """Earlier crawls' templates of these outlets (blocking: run it in a thread)."""
+        try:
+            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
+        except StoreError as exc:
+            logger.warning("templates not read (%s); learned again", exc)
+            return
+        for outlet_id in outlet_ids:
+            for key in kept.get(outlet_id, [])[:1]:
+                try:
+                    self.templates[outlet_id] = SiteTemplate.from_json(store.read(key))
+                except (StoreError, ValueError) as exc:
+                    logger.warning("%s: %s; learned again", key, exc)
+
+    def save(self, store: Store, spool: Path, crawl_id: str) -> None:
+        """Each learned outlet's template into the archive, then the older ones out (blocking);
+        one that cannot be written is learned again next time."""
+        spool.mkdir(parents=True, exist_ok=True)
+        try:
+            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
+        except StoreError:
+            kept = {}
+        for outlet_id, template in list(self.templates.items()):
+            if not template.pages:
+                continue
+            with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
+                handle.write(template.to_json())
+            try:
+                store.publish(Path(handle.name), template_key(outlet_id, crawl_id))
+                for older in kept.get(outlet_id, []):
+                    store.delete(older)
+            except StoreError as exc:
+                logger.warning("the template of %s not kept (%s); learned again next crawl", outlet_id, exc)
+            finally:
+                Path(handle.name).unlink(missing_ok=True)
+
+    def template(self, outlet_id: str) -> frozenset[int]:
+        return self.templates[outlet_id].template()
+
+    def warming(self, outlet_id: str) -> bool:
+        return self.templates[outlet_id].pages < self.warmup_pages
+
+    def learn(self, outlet_id: str, fingerprints: list[int], article: str) -> None:
+        self.templates[outlet_id].learn(fingerprints, article)
+        if not self.warming(outlet_id):
+            self._release(outlet_id, "pages")
+
+    async def hold(self, outlet_id: str, size: int) -> None:
+        """Return once the outlet's first pages are learned, or the buffer is let go."""
+        if not self.warming(outlet_id):
+            return
+        held = asyncio.get_running_loop().create_future()
+        self._held[outlet_id].append((held, size))
+        self._held_bytes += size
+        self.stats.inc_value("template/held")
+        if self._held_bytes > self.warmup_bytes:
+            self._release(max(self._held, key=lambda o: sum(size for _, size in self._held[o])), "memory")
+        self._watch()
+        await held
+
+    def release_all(self) -> None:
+        for outlet_id in list(self._held):
+            self._release(outlet_id, "idle")
+
+    def _release(self, outlet_id: str, reason: str) -> None:
+        for held, size in self._held.pop(outlet_id, []):
+            self._held_bytes -= size
+            self.stats.inc_value(f"template/released/{reason}")
+            if not held.done():
+                held.set_result(None)
+
+    def _watch(self) -> None:
+        if self._check is None and self._held:
+            self._check = asyncio.get_running_loop().call_later(self.check_seconds, self._look)
+
+    def _look(self) -> None:
+        self._check = None
+        if self.only_held_left(sum(map(len, self._held.values()))):
+            self.release_all()
+        self._watch()

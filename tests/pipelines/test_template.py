@@ -1,0 +1,89 @@
+"""A site's template, learned from its pages (``pipelines/extraction/template.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.extraction import extract, page_fingerprints
+from pipelines.extraction import template as site_template
+from pipelines.extraction.template import SiteTemplate
+from tests.conftest import FIXTURES
+
+SITE = FIXTURES / "template" / "site"  # 1-4: four articles; 5, 6: article 1 at two more addresses
+STRAP = "Weekend Edition brings you the stories"  # a block on every page, which no rule knows
+SUPPORT = "Reporting for this story was supported by readers"
+
+
+def learned(*names: str) -> SiteTemplate:
+    template = SiteTemplate()
+    for name in names:
+        result = extract((SITE / name).read_bytes(), f"https://valley.example/{name}", learn=True)
+        template.learn(result.fingerprints, result.metadata.title)
+    return template
+
+
+def text(name: str, template: SiteTemplate | None = None) -> str:
+    known = template.template() if template else frozenset()
+    return extract((SITE / name).read_bytes(), f"https://valley.example/{name}", template=known).text
+
+
+def test_the_rules_alone_keep_the_sites_furniture():
+    assert STRAP in text("1.html") and SUPPORT in text("1.html")
+
+
+def test_blocks_on_three_articles_are_the_template_and_leave_every_page():
+    template = learned("1.html", "2.html", "3.html")
+    for name in ("1.html", "2.html", "3.html", "4.html"):  # 4 was not learned: same site, same blocks
+        cleaned = text(name, template)
+        assert STRAP not in cleaned and SUPPORT not in cleaned
+        assert cleaned.count("\n\n") == 2, cleaned  # the three paragraphs of the article stay
+
+
+def test_blocks_on_two_articles_are_not_yet_the_template():
+    assert text("1.html", learned("1.html", "2.html")) == text("1.html")
+
+
+def test_an_article_at_three_addresses_is_one_article():
+    """Its paragraphs and its site's furniture were seen on one article only."""
+    template = learned("1.html", "5.html", "6.html")
+    assert template.template() == frozenset()
+    assert text("5.html", template) == text("5.html")
+
+
+def test_what_would_take_most_of_a_page_is_spared():
+    every_block = frozenset(page_fingerprints((SITE / "1.html").read_bytes()))
+    copy = extract((SITE / "1.html").read_bytes(), "https://valley.example/1.html", template=every_block)
+    assert copy.text == text("1.html")
+
+
+def test_the_learning_pass_and_extraction_see_the_same_blocks():
+    body = (SITE / "2.html").read_bytes()
+    blocks = set(page_fingerprints(body))
+    learned_with_text = set(extract(body, "https://valley.example/2.html", learn=True).fingerprints)
+    assert blocks and blocks < learned_with_text  # extraction adds the text's lines
+
+
+def test_fingerprints_are_the_same_in_every_process():
+    """Workers learn and the crawl process keeps the template: Python's salted hash would differ."""
+    code = (
+        "import sys; from pipelines.extraction import page_fingerprints; "
+        f"print(page_fingerprints(open({str(SITE / '3.html')!r}, 'rb').read()))"
+    )
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == str(page_fingerprints((SITE / "3.html").read_bytes()))
+
+
+def test_a_large_template_forgets_what_one_article_had(monkeypatch):
+    unbounded = learned("1.html", "2.html", "3.html", "4.html")
+    monkeypatch.setattr(site_template, "MAX_FINGERPRINTS", len(unbounded.seen_on) - 1)
+    bounded = learned("1.html", "2.html", "3.html", "4.html")
+    assert len(bounded.seen_on) < len(unbounded.seen_on)
+    assert bounded.template() == unbounded.template() != frozenset()
+
+
+@pytest.mark.parametrize("name", ["1.html", "4.html"])
+def test_a_site_of_one_page_is_left_as_it_was(name):
+    assert text(name, learned(name)) == text(name)
