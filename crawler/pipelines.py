@@ -152,16 +152,18 @@ class ExtractPipeline:
         outlet, body = item.outlet_id, item.body
         item.site_template = self.templates.template(outlet)
         item.learn_template = True
-        removed = item.site_template
+        removed, warming = item.site_template, self.templates.warming(outlet)
         item = await self.pool.run(item)
         if item.template_fingerprints is None:  # a page with no tree: nothing to learn
             return item
         self.templates.learn(outlet, item.template_fingerprints, item.title or item.url)
         await self.templates.hold(outlet, len(body))
+        if not warming:  # extracted with the template as learned from its outlet's first pages
+            return item
         learned = self.templates.template(outlet).intersection(item.template_fingerprints)
         if learned <= removed:
             return item
-        # its first extraction had less of its outlet's template than the page holds: again
+        # extracted before its outlet's template was warm, with less of it than the page holds: again
         again = dataclasses.replace(
             item, body=body, site_template=learned, learn_template=False, not_article=None
         )

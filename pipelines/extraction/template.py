@@ -1,8 +1,8 @@
 """A site's template: the blocks its pages share, learned from the pages themselves.
 
 Menus, footers, "related" boxes, share bars, editor lines and disclaimers come back on page after
-page of one site; the article does not. A block (an element whose text, normalised, is at most
-:data:`BLOCK_CHARS` long; the elements inside it go with it) is fingerprinted by its tag path
+page of one site; the article does not. A block (an element whose text is at most :data:`BLOCK_CHARS`
+long, white space aside; the elements inside it go with it) is fingerprinted by its tag path
 with class names and by its text, normalised (NFKC, case, white space, digits): a fingerprint
 seen on :data:`TEMPLATE_PAGES` pages of a site (the page and two others) is the site's template,
 and is removed from the page before extraction, so that both extractors choose among what is
@@ -24,7 +24,7 @@ from hashlib import blake2b
 
 import lxml.html
 
-BLOCK_CHARS = 400  # a longer element is a container: its blocks are fingerprinted instead
+BLOCK_CHARS = 400  # characters, white space aside; a longer element is a container: its blocks count
 TEMPLATE_PAGES = 3  # a block on this many pages of a site is template
 SPARE_SHARE = 0.9  # of a page's paragraph text: a template that would take more is spared
 MAX_FINGERPRINTS = 20_000  # per site; past this, the blocks seen on one article only are forgotten
@@ -101,11 +101,11 @@ def blocks(tree: lxml.html.HtmlElement) -> Iterator[Block]:
             classes = " ".join(sorted(_DIGITS.sub("0", child.get("class", "")).split()))
             child_path = f"{path}/{child.tag}.{classes}"
             if child.tag in _BLOCK_TAGS:
-                text = _normalised(child.text_content())
-                if not text:
+                words = child.text_content().split()  # a container's length, without normalising it
+                if not words:
                     continue
-                if len(text) <= BLOCK_CHARS:
-                    yield _fingerprint(child_path, text), child
+                if sum(map(len, words)) <= BLOCK_CHARS:
+                    yield _fingerprint(child_path, _normalised(" ".join(words))), child
                     continue
             stack.append((child, child_path))
 
@@ -167,6 +167,7 @@ class SiteTemplate:
 
     pages: int = 0
     seen_on: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    _template: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def learn(self, page_fingerprints: Iterable[int], article: str) -> None:
         self.pages += 1
@@ -175,11 +176,18 @@ class SiteTemplate:
             articles = self.seen_on.get(fingerprint, ())
             if len(articles) < TEMPLATE_PAGES and key not in articles:
                 self.seen_on[fingerprint] = (*articles, key)
+                if len(articles) + 1 == TEMPLATE_PAGES:
+                    self._template = None
         if len(self.seen_on) > MAX_FINGERPRINTS:
             self.seen_on = {k: articles for k, articles in self.seen_on.items() if len(articles) > 1}
 
     def template(self) -> frozenset[int]:
-        return frozenset(k for k, articles in self.seen_on.items() if len(articles) >= TEMPLATE_PAGES)
+        """The fingerprints seen on :data:`TEMPLATE_PAGES` articles (kept until one more is)."""
+        if self._template is None:
+            self._template = frozenset(
+                k for k, articles in self.seen_on.items() if len(articles) >= TEMPLATE_PAGES
+            )
+        return self._template
 
     def to_json(self) -> bytes:
         """What is worth keeping: the fingerprints seen on two articles or more."""
