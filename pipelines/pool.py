@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import logging
 import os
@@ -254,6 +255,33 @@ def serve(target: str) -> None:
         finally:
             signal.setitimer(signal.ITIMER_PROF, 0)
         _write(outbox, (*answer, records.take()))
+        release_free_memory()
+    # the input ended: gone at once, not after finalising every object of the interpreter (0.1 s
+    # in which the crawl's close, writing its last parts, would hold both memories together)
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc's
+    except (OSError, AttributeError):  # another C library: its own ways
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_memory() -> bool:
+    """Give the free pages of the C heap back to the system; False where that cannot be asked.
+
+    A page's parse leaves the heap with free holes that glibc keeps: without this a worker grows
+    by 10 MB over its first few hundred pages and stays there (0.05 ms a call).
+    """
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
 
 
 def _cpu_limit_reached(signum: int, frame: object) -> None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from crawler import settings
 from crawler.cli import BUG_EXIT
 from tests.conftest import REPO, run_cli
 
@@ -61,3 +63,18 @@ def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
     assert run.returncode == BUG_EXIT
     assert "the crawl could not start" in run.stderr and "scheduler interface" in run.stderr
     assert "our own code raised (start: 1)" in run.stdout
+
+
+def test_the_crawl_process_never_imports_pandas(tmp_path):
+    """pyarrow would import it (48 MB) to convert the parts' rows, when it is installed, as here."""
+    probe = tmp_path / "modules"
+    extensions = json.dumps({**settings.EXTENSIONS, "tests.crawler.modules_probe.ModulesProbe": 0})
+    run = run_cli(
+        "crawl", "--mirror", "--archive", str(tmp_path / "archive"),
+        "-s", f"EXTENSIONS={extensions}", "-s", f"MODULES_PROBE_FILE={probe}",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    imported = set(probe.read_text().split())
+    assert {"pyarrow", "scrapy"} <= imported
+    assert "pandas" not in imported
+    assert list((tmp_path / "archive").glob("outlet=*/published=*/*.parquet"))

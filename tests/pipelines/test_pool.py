@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from pipelines.pool import TaskFailed, WorkerPool
+from pipelines.pool import TaskFailed, WorkerPool, release_free_memory
 
 TARGET = "tests.pipelines.pool_targets:Behaviour"
 
@@ -92,3 +93,7 @@ def test_a_task_past_its_cpu_limit_is_stopped_by_its_worker_which_goes_on():
     before, failure, after, echo = asyncio.run(run())
     assert failure.reason == "timeout" and "used its 1 s of CPU" in failure.detail
     assert after == before and echo == "hi 1"  # the same worker, not killed
+
+
+def test_workers_give_free_heap_pages_back_where_the_c_library_is_glibc():
+    assert release_free_memory() == (platform.libc_ver()[0] == "glibc")
