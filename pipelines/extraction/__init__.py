@@ -25,7 +25,7 @@ from dateutil.parser import UnknownTimezoneWarning
 from htmldate import find_date
 from trafilatura.metadata import extract_title
 
-from pipelines.charset import DecodedPage, decode_html
+from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
@@ -38,7 +38,6 @@ __all__ = [
     "PageMetadata",
     "article_chars",
     "extract",
-    "page_fingerprints",
     "parse_published",
 ]
 
@@ -91,9 +90,16 @@ def extract(
     ``template`` is the page's site's template (``template.SiteTemplate``), removed before the
     rest; with ``learn``, the result holds the page's fingerprints to learn it from.
     """
-    decoded, tree, too_deep = _parse(body, header_charset, max_links)
-    if tree is None:
+    decoded = decode_html(body, header_charset)
+    if _looks_binary(decoded.text):
+        return Extraction(PageMetadata(), None, None, decoded.encoding)
+    # trafilatura's loader: its parser settings (no comments or processing instructions), and
+    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
+    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
+    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
+    if tree is None or too_deep:
         return Extraction(PageMetadata(), None, None, decoded.encoding, too_deep=too_deep)
+    drop_link_lists(tree, max_links)
     metadata = page_metadata(tree, url)
     # fallbacks for what the page's own markup did not say, as trafilatura finds them
     metadata.title = metadata.title or extract_title(tree)
@@ -114,8 +120,9 @@ def extract(
     text = None
     if document is not None:
         text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
-        page_blocks += text_lines(text) if learn or template else []
-        text = drop_template_lines(text, template)
+        lines = text_lines(text) if learn or template else []
+        page_blocks += lines
+        text = drop_template_lines(text, lines, template)
     if not metadata.published_raw:
         with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
             warnings.simplefilter("ignore", UnknownTimezoneWarning)
@@ -132,33 +139,6 @@ def extract(
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     learned = fingerprints(page_blocks) if learn else None
     return Extraction(metadata, text or None, published_at, decoded.encoding, fingerprints=learned)
-
-
-def page_fingerprints(
-    body: bytes, header_charset: str | None = None, max_links: int = MAX_LINKS
-) -> list[int]:
-    """The fingerprints :func:`extract` gives with ``learn``, without extracting: a first pass
-    over a site's pages, to learn its template before extracting any of them."""
-    tree = _parse(body, header_charset, max_links)[1]
-    return [] if tree is None else fingerprints(blocks(tree))
-
-
-def _parse(
-    body: bytes, header_charset: str | None, max_links: int
-) -> tuple[DecodedPage, lxml.html.HtmlElement | None, bool]:
-    """The page decoded and parsed, without its link lists; no tree for a binary page or one
-    nested too deep (the flag)."""
-    decoded = decode_html(body, header_charset)
-    if _looks_binary(decoded.text):
-        return decoded, None, False
-    # trafilatura's loader: its parser settings (no comments or processing instructions), and
-    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
-    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
-    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
-    if tree is None or too_deep:
-        return decoded, None, too_deep
-    drop_link_lists(tree, max_links)
-    return decoded, tree, False
 
 
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control codes but tab and line ends

@@ -138,12 +138,12 @@ def text_lines(text: str) -> list[tuple[int, str]]:
     return [(_fingerprint("", _normalised(line)), line) for line in text.split("\n\n")]
 
 
-def drop_template_lines(text: str, template: frozenset[int]) -> str:
-    """The text without its lines that are its site's template (an author's name under every
-    article, a slogan, a disclaimer in a block of its own), unless they are most of it."""
+def drop_template_lines(text: str, lines: list[tuple[int, str]], template: frozenset[int]) -> str:
+    """The text without its lines (from :func:`text_lines`) that are its site's template (an
+    author's name under every article, a slogan, a disclaimer in a block of its own), unless they
+    are most of it."""
     if not template:
         return text
-    lines = text_lines(text)
     kept = [line for fingerprint, line in lines if fingerprint not in template]
     if sum(map(len, kept)) < (1 - SPARE_SHARE) * len(text):
         return text

@@ -5,9 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import lxml.html
 import pytest
 
-from pipelines.extraction import extract, page_fingerprints
+from pipelines.extraction import extract
 from pipelines.extraction import template as site_template
 from pipelines.extraction.template import SiteTemplate
 from tests.conftest import FIXTURES
@@ -15,6 +16,11 @@ from tests.conftest import FIXTURES
 SITE = FIXTURES / "template" / "site"  # 1-4: four articles; 5, 6: article 1 at two more addresses
 STRAP = "Weekend Edition brings you the stories"  # a block on every page, which no rule knows
 SUPPORT = "Reporting for this story was supported by readers"
+
+
+def page_fingerprints(name: str) -> list[int]:
+    """What a worker sends back to learn the page from: its blocks and its text's lines."""
+    return extract((SITE / name).read_bytes(), f"https://valley.example/{name}", learn=True).fingerprints
 
 
 def learned(*names: str) -> SiteTemplate:
@@ -54,26 +60,26 @@ def test_an_article_at_three_addresses_is_one_article():
 
 
 def test_what_would_take_most_of_a_page_is_spared():
-    every_block = frozenset(page_fingerprints((SITE / "1.html").read_bytes()))
+    every_block = frozenset(page_fingerprints("1.html"))
     copy = extract((SITE / "1.html").read_bytes(), "https://valley.example/1.html", template=every_block)
     assert copy.text == text("1.html")
 
 
-def test_the_learning_pass_and_extraction_see_the_same_blocks():
-    body = (SITE / "2.html").read_bytes()
-    blocks = set(page_fingerprints(body))
-    learned_with_text = set(extract(body, "https://valley.example/2.html", learn=True).fingerprints)
-    assert blocks and blocks < learned_with_text  # extraction adds the text's lines
+def test_a_page_is_learned_by_its_blocks_and_its_texts_lines():
+    tree = lxml.html.fromstring((SITE / "2.html").read_bytes())
+    blocks = set(site_template.fingerprints(site_template.blocks(tree)))
+    assert blocks and blocks < set(page_fingerprints("2.html"))  # extraction adds the text's lines
 
 
 def test_fingerprints_are_the_same_in_every_process():
     """Workers learn and the crawl process keeps the template: Python's salted hash would differ."""
     code = (
-        "import sys; from pipelines.extraction import page_fingerprints; "
-        f"print(page_fingerprints(open({str(SITE / '3.html')!r}, 'rb').read()))"
+        "from pipelines.extraction import extract; "
+        f"print(extract(open({str(SITE / '3.html')!r}, 'rb').read(), 'https://valley.example/3.html', "
+        "learn=True).fingerprints)"
     )
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert printed.strip() == str(page_fingerprints((SITE / "3.html").read_bytes()))
+    assert printed.strip() == str(page_fingerprints("3.html"))
 
 
 def test_a_large_template_forgets_what_one_article_had(monkeypatch):
