@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib.abc
 import json
 import os
 import shlex
@@ -33,6 +32,7 @@ from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id, pages_found
+from pipelines.imports import unimportable
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
 from pipelines.pool import WorkerPool
 from pipelines.publish import publish_spool
@@ -257,7 +257,10 @@ def crawl_command(args: argparse.Namespace) -> int:
             process = CrawlerProcess(settings)
             crawler = process.create_crawler(OutletsSpider)
             process.crawl(crawler).addErrback(_not_started, crawler)
-            with _unimportable("pandas"):
+            # pyarrow imports pandas, when installed, the first time it converts Python objects
+            # (every part the crawl writes) only to ask whether they are pandas objects: 48 MB
+            # of the crawl's memory and 0.1 s, for a library no stage uses.
+            with unimportable("pandas"):
                 process.start()
     finally:
         if server is not None:
@@ -506,32 +509,6 @@ def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
         + (f" ({error})" if error else "")
         + "; the next crawl or `newsarchive flush` publishes them"
     )
-
-
-class _Unimportable(importlib.abc.MetaPathFinder):
-    def __init__(self, names: tuple[str, ...]):
-        self.names = names
-
-    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
-        if fullname.partition(".")[0] in self.names:
-            raise ImportError(f"{fullname} is not imported during a crawl", name=fullname)
-
-
-@contextlib.contextmanager
-def _unimportable(*names: str) -> Iterator[None]:
-    """``names`` (not imported yet) fail to import in the ``with`` block.
-
-    pyarrow imports pandas, when installed, the first time it converts Python objects (every
-    part the crawl writes) only to ask whether they are pandas objects: 48 MB of the crawl's
-    memory and 0.1 s, for a library no stage uses. Without it pyarrow converts them as well.
-    """
-    names = tuple(name for name in names if name not in sys.modules)
-    finder = _Unimportable(names)
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ class Article:
     # Dedup.
     article_id: str | None = None  # sha256 of the canonicalised canonical URL
     text_hash: str | None = None
-    text_simhash: int | None = None  # set with the text, in the extraction worker
+    text_simhash: int | None = None  # set by dedup, for rows only
     version: int = 1  # + 1 for each changed text of the same article
     duplicate_of: str | None = None  # article id first archived with this text
 

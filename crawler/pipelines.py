@@ -177,7 +177,8 @@ class ExtractPipeline:
 
 
 class DedupPipeline:
-    """Sets ``article_id``, ``text_hash``, ``version`` and ``duplicate_of``; drops what adds no row.
+    """Sets ``article_id``, ``text_hash``, ``version``, ``duplicate_of`` and ``text_simhash``; drops
+    what adds no row.
 
     Asks the crawl's archive (:class:`crawler.extensions.ArchiveExtension`) what it holds: its
     index as the crawl opened, and what waits in the spool. An article fetched again with the

@@ -13,12 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hanzidentifier
 import langdetect
 from langdetect.detector_factory import DetectorFactory
 from langdetect.lang_detect_exception import LangDetectException
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+if TYPE_CHECKING:
+    from py3langid.langid import LanguageIdentifier
 
 UNDETERMINED = "und"
 MIN_SHARE = 0.05  # languages with less of the text are not listed in ``languages``
@@ -71,7 +74,10 @@ class LanguageDetector:
 
     @cached_property
     def _short(self) -> LanguageIdentifier:
-        """Loaded on first use (half a second, 75 MB): only texts of a few words need it."""
+        """Loaded on first use (half a second, 75 MB, and numpy's 13 MB): only texts of a few
+        words need it."""
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
         identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         known = {json.loads(path.read_bytes())["name"].split("-")[0] for path in _profile_files()}
         identifier.set_languages(sorted(known & set(identifier.nb_classes)))

@@ -1,6 +1,5 @@
 """One fetched page in, its article out: the extraction and language stages together.
 
-It also takes the text's SimHash for dedup (CPU work that belongs in the workers).
 This is what the crawl's worker processes run (:mod:`pipelines.pool`) and what
 ``newsarchive extract`` runs over saved pages, so both archive the same thing. It fills the
 extraction and language fields of the item and drops its body, which the rest of the crawl no
@@ -10,7 +9,6 @@ longer needs (the result travels back to the crawl process without it).
 from __future__ import annotations
 
 from crawler.items import Article
-from pipelines.dedup import simhash
 from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, MAX_LINKS, article_chars, extract
 from pipelines.extraction.metadata import noarchive_in
 from pipelines.language import LanguageDetector
@@ -66,7 +64,6 @@ class PageAnalyser:
         item.published_at = result.published_at
         item.published_at_raw = metadata.published_raw
         item.text = result.text
-        item.text_simhash = simhash(result.text) if result.text else None
         if result.too_deep:
             item.not_article = "too_deep"  # not "no article": the crawl counts it as failed
         elif not result.text:

@@ -31,7 +31,7 @@ from crawler.items import Article
 from pipelines.archive import PartBuffers, partition, to_row, to_table
 from pipelines.catalog import Catalog
 from pipelines.charset import header_charset
-from pipelines.dedup import text_hash, trusted_canonical
+from pipelines.dedup import simhash, text_hash, trusted_canonical
 from pipelines.index import MANIFESTS
 from pipelines.pool import TaskFailed, WorkerPool
 from pipelines.publish import Archive, PublishReport
@@ -192,6 +192,7 @@ async def _rebuild(
         return None
     item.canonical_url = trusted_canonical(item.url, item.canonical_url)
     item.text_hash = text_hash(item.text or "")
+    item.text_simhash = simhash(item.text or "")
     new = to_row(item)
     full.update({name: new[name] for name in EXTRACTED})
     report.reextracted += 1

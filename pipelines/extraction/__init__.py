@@ -19,17 +19,22 @@ from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import lxml.html
-import trafilatura
-import trafilatura.utils
 from dateutil.parser import UnknownTimezoneWarning
 from htmldate import find_date
-from trafilatura.metadata import extract_title
 
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
 from pipelines.extraction.template import blocks, drop_template, drop_template_lines, fingerprints, text_lines
+from pipelines.imports import unimportable
+
+# trafilatura imports py3langid when it is installed (the language stage uses it), for a language
+# filter we never ask for, and py3langid imports numpy: 13 MB and 0.06 s in every worker
+with unimportable("py3langid"):
+    import trafilatura
+    import trafilatura.utils
+    from trafilatura.metadata import extract_title
 
 __all__ = [
     "EXTRACTOR",

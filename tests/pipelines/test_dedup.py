@@ -65,6 +65,13 @@ def test_a_new_article_is_version_1_and_a_second_fetch_in_the_run_adds_nothing()
     assert dedup.duplicate(item("https://x.cn/a.html", TEXTS[0])) == "duplicate_url"
 
 
+def test_a_row_gets_its_texts_simhash_and_what_adds_no_row_is_not_hashed():
+    dedup = Deduplicator(ArchiveIndex())
+    first, again = item("https://x.cn/a.html", TEXTS[0]), item("https://x.cn/a.html", TEXTS[0])
+    assert dedup.duplicate(first) is None and dedup.duplicate(again) == "duplicate_url"
+    assert (first.text_simhash, again.text_simhash) == (simhash(TEXTS[0]), None)
+
+
 def test_the_archived_text_adds_nothing_and_a_changed_one_is_the_next_version():
     index = archived("https://x.cn/a.html", TEXTS[0], version=2)
     assert Deduplicator(index).duplicate(item("https://x.cn/a.html", TEXTS[0])) == "unchanged"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from typing import Any
 
 from crawler.items import Article
 from pipelines.page import PageAnalyser
-from tests.conftest import FIXTURES, REPO, fetched_article
+from pipelines.pool import WorkerPool
+from tests.conftest import FIXTURES, REPO, SHARED, fetched_article
 
 PAGES = FIXTURES / "pages"
 
@@ -40,6 +43,19 @@ def test_the_stages_cores_import_no_scrapy():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_worker_analysing_chinese_and_english_pages_imports_no_numpy():
+    """13 MB and an import in every worker: the SimHash is dedup's, taken in the crawl process,
+    and py3langid (numpy's other user) loads only for texts of a few words."""
+    english = next((SHARED / "eval" / "daniel_en").glob("*.html")).read_bytes()
+    pages = [page("editor_lines.html"), fetched_article(body=english)]
+
+    async def run() -> list[Any]:
+        async with WorkerPool("tests.pipelines.page_modules:ModulesAfterPage", {}, 1, 60) as pool:
+            return [await pool.run((item, ["numpy", "scrapy"])) for item in pages]
+
+    assert asyncio.run(run()) == [("zh", []), ("en", [])]
 
 
 def test_a_page_that_says_noarchive_is_not_archived_unless_told_to():
