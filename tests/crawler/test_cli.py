@@ -65,8 +65,9 @@ def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
     assert "our own code raised (start: 1)" in run.stdout
 
 
-def test_the_crawl_process_never_imports_pandas(tmp_path):
-    """pyarrow would import it (48 MB) to convert the parts' rows, when it is installed, as here."""
+def test_the_crawl_process_never_imports_pandas_nor_aiohttp(tmp_path):
+    """pyarrow would import pandas (48 MB) to convert the parts' rows, when it is installed, as
+    here; Scrapy's remote control, which is off, would import aiohttp (0.09 s)."""
     probe = tmp_path / "modules"
     extensions = json.dumps({**settings.EXTENSIONS, "tests.crawler.modules_probe.ModulesProbe": 0})
     run = run_cli(
@@ -76,5 +77,5 @@ def test_the_crawl_process_never_imports_pandas(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     imported = set(probe.read_text().split())
     assert {"pyarrow", "scrapy"} <= imported
-    assert "pandas" not in imported
+    assert not {"pandas", "aiohttp"} & imported
     assert list((tmp_path / "archive").glob("outlet=*/published=*/*.parquet"))
