@@ -51,6 +51,21 @@ def test_a_task_that_hangs_or_kills_its_worker_fails_and_the_worker_is_replaced(
     assert after == [f"hi {n}" for n in range(4)] and workers == 1
 
 
+@pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
+def test_tasks_written_behind_one_that_hangs_or_kills_its_worker_are_run_by_its_replacement(task, reason):
+    """A worker gets its next task before it is done with the one before: when that one takes the
+    worker down, the next was never started, and does not fail with it."""
+
+    async def use(pool: WorkerPool) -> list[Any]:
+        return await asyncio.gather(
+            pool.run(task), *(pool.run(("echo", n)) for n in range(3)), return_exceptions=True
+        )
+
+    failure, *after = with_pool(use, workers=1, timeout=2)
+    assert isinstance(failure, TaskFailed) and failure.reason == reason
+    assert after == [f"hi {n}" for n in range(3)]
+
+
 def test_an_exception_is_a_failure_with_its_message_and_traceback():
     async def use(pool: WorkerPool) -> TaskFailed:
         with pytest.raises(TaskFailed) as failed:
