@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from crawler.mirror.sites import build_mirror
-from pipelines.extraction import extract
+from pipelines.extraction.extractor import extract
 from pipelines.language import LanguageDetector
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dateutil.parser import UnknownTimezoneWarning
 
-from pipelines.extraction import extract
+from pipelines.extraction.extractor import extract
 from pipelines.language import LanguageDetector, chinese_script
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"

@@ -9,7 +9,7 @@ longer needs (the result travels back to the crawl process without it).
 from __future__ import annotations
 
 from crawler.items import Article
-from pipelines.extraction import EXTRACTOR, EXTRACTOR_VERSION, MAX_LINKS, article_chars, extract
+from pipelines.extraction.extractor import EXTRACTOR, EXTRACTOR_VERSION, MAX_LINKS, article_chars, extract
 from pipelines.extraction.metadata import noarchive_in
 from pipelines.language import LanguageDetector
 

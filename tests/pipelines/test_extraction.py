@@ -12,8 +12,8 @@ from readability import Document
 
 from benchmarks.eval_extraction import TARGETS, pages, site_urls
 from pipelines.charset import decode_html
-from pipelines.extraction import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.consensus import agreed_text, readability_text
+from pipelines.extraction.extractor import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.furniture import clean_lines, drop_link_lists
 from pipelines.extraction.metadata import printed_date
 from tests.conftest import FIXTURES, extract_saved

@@ -8,8 +8,8 @@ import sys
 import lxml.html
 import pytest
 
-from pipelines.extraction import extract
 from pipelines.extraction import template as site_template
+from pipelines.extraction.extractor import extract
 from pipelines.extraction.template import SiteTemplate
 from tests.conftest import FIXTURES
 
@@ -74,7 +74,7 @@ def test_a_page_is_learned_by_its_blocks_and_its_texts_lines():
 def test_fingerprints_are_the_same_in_every_process():
     """Workers learn and the crawl process keeps the template: Python's salted hash would differ."""
     code = (
-        "from pipelines.extraction import extract; "
+        "from pipelines.extraction.extractor import extract; "
         f"print(extract(open({str(SITE / '3.html')!r}, 'rb').read(), 'https://valley.example/3.html', "
         "learn=True).fingerprints)"
     )
