@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import re
@@ -47,7 +46,7 @@ import pyarrow.parquet as pq
 from benchmarks.baselines import FETCH_SETTINGS
 from crawler.items import Article
 from crawler.settings import TEMPLATE_WARMUP_PAGES
-from pipelines.archive import to_row, to_table
+from pipelines.archive import parquet_file, to_row, to_table
 from pipelines.dedup import Deduplicator
 from pipelines.extraction.template import SiteTemplate
 from pipelines.index import ArchiveIndex
@@ -338,7 +337,7 @@ class StageTimer:
         start = time.process_time()
         dedup = Deduplicator(ArchiveIndex())  # an empty archive
         rows = [to_row(item) for item in analysed if dedup.duplicate(item) is None]
-        pq.write_table(to_table(rows), io.BytesIO(), compression="zstd")
+        parquet_file(to_table(rows))
         archive = time.process_time() - start
         start = time.process_time()
         with tempfile.TemporaryDirectory() as folder:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crawler.items import Article
 from pipelines.schema import SCHEMA, UNKNOWN_MONTH
@@ -67,6 +68,18 @@ def to_row(item: Article) -> dict:
 
 def to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def parquet_file(table: pa.Table) -> pa.Buffer:
+    """``table`` as a zstd Parquet file, encoded in Arrow's memory and handed over in one piece.
+
+    Written straight to a Python file object, pyarrow takes the GIL back for each of its many
+    small writes; beside a busy thread (the crawl's reactor, a WARC being indexed) each waits up
+    to the interpreter's switch interval (5 ms): a part of 13 rows took 0.4 s instead of 3 ms.
+    """
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
 def partition_of(item: Article) -> str:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawler.items import Article
+from pipelines.archive import parquet_file
 from pipelines.dedup import url_key
 from pipelines.schema import INDEX_SCHEMA
 from pipelines.storage import Store, StoreError, write_atomically
@@ -123,7 +124,7 @@ def write_index_file(target: Path, entries: list[dict], merged: list[str] | None
     table = pa.Table.from_pylist(entries, schema=INDEX_SCHEMA)
     if merged is not None:
         table = table.replace_schema_metadata({_MERGED: json.dumps(merged)})
-    write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
+    write_atomically(target, lambda handle: handle.write(parquet_file(table)))
 
 
 def delta_key(crawl_id: str) -> str:

@@ -36,6 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.archive import parquet_file
 from pipelines.index import (
     MANIFESTS,
     PART_COLUMNS,
@@ -90,7 +91,7 @@ class SpooledCrawl:
     def write_part(self, key: str, table: pa.Table) -> int:
         """Spool ``table`` as the part ``key``; return its size in bytes."""
         target = self.folder / key
-        write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
+        write_atomically(target, lambda handle: handle.write(parquet_file(table)))
         return target.stat().st_size
 
     def parts(self) -> list[Path]:

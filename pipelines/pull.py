@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.archive import parquet_file
 from pipelines.catalog import ArchivedFile, Catalog
 from pipelines.storage import Store, write_atomically
 from pipelines.verify import read_verified
@@ -190,7 +191,7 @@ class _DatasetWriter:
     def write(self, file: ArchivedFile, table: pa.Table) -> None:
         if table.num_rows:  # a file of no matching rows is only noted in the journal
             target = self.dest / file.key
-            write_atomically(target, lambda handle: pq.write_table(table, handle, compression="zstd"))
+            write_atomically(target, lambda handle: handle.write(parquet_file(table)))
 
     def close(self) -> None:
         pass
