@@ -65,10 +65,11 @@ def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
     assert "our own code raised (start: 1)" in run.stdout
 
 
-def test_the_crawl_process_never_imports_pandas_aiohttp_nor_the_extractor(tmp_path):
+def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
     """pyarrow would import pandas (48 MB) to convert the parts' rows, when it is installed, as
     here; Scrapy's remote control, which is off, would import aiohttp (0.09 s); the extractor's
-    libraries are the workers' (10 MB)."""
+    libraries are the workers' (10 MB); py3AMF, through the WARC's indexer, would import
+    pkg_resources (7 MB, 0.05 s) for what its own __file__ tells it."""
     probe = tmp_path / "modules"
     extensions = json.dumps({**settings.EXTENSIONS, "tests.crawler.modules_probe.ModulesProbe": 0})
     run = run_cli(
@@ -78,5 +79,6 @@ def test_the_crawl_process_never_imports_pandas_aiohttp_nor_the_extractor(tmp_pa
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     imported = set(probe.read_text().split())
     assert {"pyarrow", "scrapy"} <= imported
-    assert not {"pandas", "aiohttp", "trafilatura", "readability", "htmldate"} & imported
+    assert not {"pandas", "aiohttp", "trafilatura", "readability", "htmldate", "pkg_resources"} & imported
+    assert "cdxj_indexer" in imported  # the WARC was indexed
     assert list((tmp_path / "archive").glob("outlet=*/published=*/*.parquet"))
