@@ -209,7 +209,9 @@ class WorkerPool:
         one it works on, until it is lost or the pool closes."""
         sent: deque[_Job] = deque()  # in the order the worker takes them
         while True:
-            while len(sent) <= _AHEAD and not (sent and self._jobs.empty()):
+            # ahead only while there are tasks for every worker: at the end of a crawl, a task
+            # written behind a long one would wait for it while another worker idles
+            while len(sent) <= _AHEAD and not (sent and self._jobs.qsize() < self.size):
                 job = await self._jobs.get()  # suspends only when the worker has nothing to do
                 if job.answer.cancelled():  # its caller stopped waiting before it was sent
                     continue
