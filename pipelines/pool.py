@@ -1,4 +1,5 @@
-"""Worker processes for the CPU-bound stages: one task at a time each, under a deadline.
+"""Worker processes for the CPU-bound stages: one task at a time each, the next written ahead,
+under a deadline.
 
 A worker is ``python -m pipelines.pool TARGET``: it builds ``TARGET`` (``module:callable``)
 with the options it is sent, says it is ready, then applies it to one task after another.
@@ -7,10 +8,10 @@ the worker first moves its stdout to stderr, so nothing a library prints can gar
 Warnings and errors logged in a worker travel back with the result and are logged here, in
 the caller's log.
 
-Each worker is served by a runner that writes its next task as soon as the worker's result is
-read, before the caller of that result goes on: the worker does not wait for the caller's
-work on the result (dedup, archive writing: 2-3 ms a page in a crawl, a tenth of a page's
-extraction) to be handed its next page.
+Each worker is served by a runner that keeps its next task written ahead of the one it works on,
+while there is a task for every worker: a worker that waited for the crawl process to read its
+result and answer lost 2-3 ms a page, a tenth of a page's extraction. A task's deadline starts
+when the result before it is read, as the worker takes it up then.
 
 A task that outlives its deadline gets its worker killed; a worker that dies (a crash in a C
 library, the kernel's OOM killer) fails its task; either way the task fails with a reason and a
@@ -137,8 +138,8 @@ class _Job:
 class WorkerPool:
     """``workers`` processes running ``target`` (``module:callable``, built with ``options``).
 
-    :meth:`run` queues its task; at most ``workers`` tasks are in the workers at once, and
-    callers bound how many wait.
+    :meth:`run` queues its task; each worker works on one at a time and holds at most
+    :data:`_AHEAD` more; callers bound how many wait.
     """
 
     def __init__(
