@@ -213,12 +213,16 @@ def rss_kb(pid: int) -> int:
         return 0
 
 
-def measure(command: list[str], check: bool = True) -> Run:
-    """Run ``command``; its wall time, CPU time (with its children) and peak RSS, of its tree and
-    of itself. A failure raises, unless ``check`` is off."""
+def measure(
+    command: list[str], check: bool = True, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> Run:
+    """Run ``command`` in ``cwd`` (whose code ``python -m`` runs); its wall time, CPU time (with
+    its children) and peak RSS, of its tree and of itself. A failure raises, unless ``check`` is off."""
     before = os.times()
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     peak = own = 0
     done = threading.Event()
 
