@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cdxj_indexer.main import CDXJIndexer
 from warcio.archiveiterator import ArchiveIterator
 
 from pipelines.warc import (
@@ -52,8 +53,9 @@ def _exchange(spec: dict) -> Exchange:
     )
 
 
-def _written(root: Path, max_bytes: int = 1 << 30) -> tuple[list[Capture], list]:
-    writer = WarcWriter(root, "run1", max_bytes, {"software": "newsarchive test", "isPartOf": "run1"})
+def _written(root: Path, max_bytes: int = 1 << 30, index_every: int = 1 << 20) -> tuple[list[Capture], list]:
+    info = {"software": "newsarchive test", "isPartOf": "run1"}
+    writer = WarcWriter(root, "run1", max_bytes, info, index_every)
     captures, files = [], []
     for spec in SPECS:
         capture, full = writer.write(_exchange(spec))
@@ -131,6 +133,18 @@ def test_files_rotate_by_size_each_with_its_warcinfo_and_cdxj(tmp_path):
     }
     assert indexed == {(c.file, c.offset, c.length) for c in captures}
     assert {e["url"] for _, e in lines} == {spec["url"] for spec in SPECS}
+
+
+@pytest.mark.parametrize("index_every", [1, 1000, 1 << 30])
+def test_the_index_built_as_a_file_grows_is_cdxj_indexers_index_of_the_whole_file(tmp_path, index_every):
+    """Indexed after every write, every few writes, or only at the end, each file's index is the
+    one cdxj-indexer writes for it finished, byte for byte."""
+    _, files = _written(tmp_path, max_bytes=3000, index_every=index_every)
+    assert len(files) >= 2
+    for warc in files:
+        whole = io.StringIO()
+        CDXJIndexer(output=whole, inputs=[str(warc.path)], sort=True, filename=warc.path.name).process_all()
+        assert warc.index.read_text(encoding="utf-8") == whole.getvalue() != ""
 
 
 @pytest.fixture(scope="module")
