@@ -322,8 +322,8 @@ class StageTimer:
                 warming.append((len(analysed) - 1, item, removed))
             if site.pages == TEMPLATE_WARMUP_PAGES:  # warm: its first pages again, with what they taught
                 for at, first, removed_then in warming:
-                    learned = site.template().intersection(analysed[at].template_fingerprints or [])
-                    if not learned <= removed_then:
+                    learned = site.more_on_page(analysed[at].template_fingerprints or [], removed_then)
+                    if learned is not None:
                         again = dataclasses.replace(first, site_template=learned, learn_template=False)
                         analysed[at] = self.analyser(again)
         return analysed, time.process_time() - start

@@ -160,8 +160,8 @@ class ExtractPipeline:
         await self.templates.hold(outlet, len(body))
         if not warming:  # extracted with the template as learned from its outlet's first pages
             return item
-        learned = self.templates.template(outlet).intersection(item.template_fingerprints)
-        if learned <= removed:
+        learned = self.templates.templates[outlet].more_on_page(item.template_fingerprints, removed)
+        if learned is None:
             return item
         # extracted before its outlet's template was warm, with less of it than the page holds: again
         again = dataclasses.replace(

@@ -119,11 +119,9 @@ async def extract_pages(
             templates[pages[len(records) - 1].site].learn(item.template_fingerprints, item.title or item.url)
     again = []
     for index, (page, fingerprints) in enumerate(zip(pages, learned, strict=True)):
-        if fingerprints:
-            page.template = templates[page.site].template().intersection(fingerprints)
-            if page.template:
-                page.learn = False
-                again.append(index)
+        if fingerprints and (template := templates[page.site].more_on_page(fingerprints)) is not None:
+            page.template, page.learn = template, False
+            again.append(index)
     async for index, (record, _) in _zip(again, _analysed(pool, [pages[i] for i in again])):
         records[index] = record
     for record in records:

@@ -189,6 +189,15 @@ class SiteTemplate:
             )
         return self._template
 
+    def more_on_page(
+        self, page_fingerprints: Iterable[int], removed: frozenset[int] = frozenset()
+    ) -> frozenset[int] | None:
+        """The template's blocks on a page that was extracted with only ``removed`` of them taken
+        out (before the template had them), when that is more: the page is extracted again
+        without them. None when the page had all of them out already."""
+        on_page = self.template().intersection(page_fingerprints)
+        return None if on_page <= removed else on_page
+
     def to_json(self) -> bytes:
         """What is worth keeping: the fingerprints seen on two articles or more."""
         kept = {f"{k:016x}": articles for k, articles in self.seen_on.items() if len(articles) > 1}

@@ -93,3 +93,14 @@ def test_a_large_template_forgets_what_one_article_had(monkeypatch):
 @pytest.mark.parametrize("name", ["1.html", "4.html"])
 def test_a_site_of_one_page_is_left_as_it_was(name):
     assert text(name, learned(name)) == text(name)
+
+
+def test_a_page_is_extracted_again_only_for_template_blocks_it_did_not_have_removed():
+    """The crawl's warm-up pages and `extract --urls-file` ask this of each page's blocks."""
+    template, page = learned("1.html", "2.html", "3.html"), page_fingerprints("4.html")
+    on_page = template.template().intersection(page)
+    assert on_page  # the site's template is on its fourth page
+    assert template.more_on_page(page) == template.more_on_page(page, frozenset()) == on_page
+    assert template.more_on_page(page, on_page) is None
+    assert template.more_on_page(page, on_page - {min(on_page)}) == on_page
+    assert SiteTemplate().more_on_page(page) is None  # nothing learned: nothing to take out
