@@ -103,7 +103,7 @@ class _Worker:
 
     def send(self, message: Any) -> None:
         """Write ``message`` without waiting: the transport writes what the pipe cannot take yet
-        as the worker reads, and a worker holds one task at a time."""
+        as the worker reads, and a worker is sent at most :data:`_AHEAD` tasks beyond its own."""
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self.process.stdin.write(_FRAME.pack(len(payload)) + payload)
 
@@ -222,7 +222,7 @@ class WorkerPool:
                     job.answer.set_exception(exc)
                     continue
                 sent.append(job)
-            job = sent[0]  # the worker's task now: its deadline starts here
+            job = sent.popleft()  # the worker's task now: its deadline starts here
             try:
                 async with asyncio.timeout(self.timeout):
                     answer = await worker.receive()
@@ -231,16 +231,14 @@ class WorkerPool:
             except _WorkerDied as exc:
                 failure = TaskFailed("crashed", str(exc))
             except asyncio.CancelledError:  # the pool closes mid-task: the worker's state is unknown
-                for job in sent:
-                    job.answer.cancel()
+                for unanswered in (job, *sent):
+                    unanswered.answer.cancel()
                 worker.kill()
                 raise
             else:
-                sent.popleft()
                 if not job.answer.cancelled():
                     job.answer.set_result(answer)
                 continue
-            sent.popleft()
             if not job.answer.cancelled():
                 job.answer.set_exception(failure)
             for waiting in sent:  # never started: the next worker takes them
