@@ -261,7 +261,7 @@ def crawl_command(site: Site, folder: Path, archive: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "crawler.cli",
+        "crawler",
         "crawl",
         "--outlets-file",
         str(registry(site, folder)),

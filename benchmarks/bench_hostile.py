@@ -229,7 +229,7 @@ def run_case(case: Case, folder: Path) -> Outcome:
     settings = [arg for name, value in FETCH_SETTINGS.items() for arg in ("-s", f"{name}={value}")]
     with MirrorServer(mirror) as server:
         command = [
-            *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", server.url),
+            *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", server.url),
             *("--archive", str(archive), "--outlet", case.outlet, "--summary-json", str(summary)),
             *("--log-level", "INFO", "-s", f"LOG_FILE={log}"),
             *settings,

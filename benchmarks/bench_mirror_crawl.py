@@ -29,7 +29,7 @@ def crawl_seconds() -> float:
     with tempfile.TemporaryDirectory() as archive:
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "crawler.cli", "crawl", "--mirror", "--archive", archive, "--quiet"],
+            [sys.executable, "-m", "crawler", "crawl", "--mirror", "--archive", archive, "--quiet"],
             cwd=REPO,
             check=True,
         )

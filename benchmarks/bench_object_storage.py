@@ -28,7 +28,7 @@ def crawl_seconds(archive: str, spool: Path, env: dict[str, str]) -> float:
         [
             sys.executable,
             "-m",
-            "crawler.cli",
+            "crawler",
             "crawl",
             "--mirror",
             "--archive",

@@ -80,7 +80,7 @@ def crawl(site: Site, folder: Path, archive: Path, redis_url: str | None, worker
     """Seconds for the site's crawl by ``workers`` processes (one without Redis if no URL)."""
     settings = [arg for name, value in FETCH_SETTINGS.items() for arg in ("-s", f"{name}={value}")]
     command = [
-        *(sys.executable, "-m", "crawler.cli", "crawl", "--outlets-file", str(registry(site, folder))),
+        *(sys.executable, "-m", "crawler", "crawl", "--outlets-file", str(registry(site, folder))),
         *("--outlet", "bench", "--archive", str(archive), "--quiet", *settings),
         *("-s", f"EXTRACT_WORKERS={max(1, 2 // workers)}"),
         *(("--redis", redis_url) if redis_url else ()),

@@ -58,7 +58,7 @@ def _report(name: str, with_warc: dict[str, int], without: dict[str, int]) -> No
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="newsarchive-storage-") as tmp:
         root = Path(tmp)
-        mirror = [sys.executable, "-m", "crawler.cli", "crawl", "--mirror", "--quiet", "--archive"]
+        mirror = [sys.executable, "-m", "crawler", "crawl", "--mirror", "--quiet", "--archive"]
         for warc in (True, False):
             _crawl([*mirror, str(root / f"mirror-{warc}")], warc)
         _report("offline mirrors", _sizes(root / "mirror-True"), _sizes(root / "mirror-False"))

@@ -168,7 +168,7 @@ def evaluate(datasets: tuple[str, ...] = DATASETS) -> tuple[list[Score], dict[st
         for name, options in (("newsarchive", []), (BY_SITE, ["--urls-file", str(urls_file)])):
             with outputs[name].open("w", encoding="utf-8") as out:  # scored: what users get
                 command = ["extract", "--jsonl", *options, str(SHARED / "eval" / dataset)]
-                subprocess.run([sys.executable, "-m", "crawler.cli", *command], stdout=out, check=True)
+                subprocess.run([sys.executable, "-m", "crawler", *command], stdout=out, check=True)
         scores += [Score(name, dataset, *score(dataset, outputs[name]), times[name]) for name in extractors]
     return scores, grouped
 

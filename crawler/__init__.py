@@ -8,3 +8,7 @@ import os
 # every entry point of the crawl (newsarchive, scrapy) imports this package before pyarrow;
 # an ARROW_DEFAULT_MEMORY_POOL of the operator's own wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+# What the crawl's worker processes run (crawler.pipelines.page_pool); named here, where
+# crawler.__main__ finds it before anything heavy is imported.
+PAGE_WORKER = "pipelines.page:PageAnalyser"

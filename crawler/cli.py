@@ -34,7 +34,7 @@ from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id, pages_found
 from pipelines.imports import unimportable
 from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
-from pipelines.pool import WorkerPool
+from pipelines.pool import StartedWorker, WorkerPool
 from pipelines.publish import publish_spool
 from pipelines.storage import LocalStore, Store, write_atomically
 
@@ -54,9 +54,11 @@ MIRROR_SETTINGS = {
 _NOT_ARTICLE = ("empty", "too_short", "not_html")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, started_workers: Sequence[StartedWorker] = ()) -> int:
+    """The command ``argv`` names; ``started_workers`` (:mod:`crawler.__main__`) for a crawl."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.started_workers = list(started_workers)
     try:
         return args.command(args)
     except RegistryError as exc:
@@ -237,6 +239,8 @@ def crawl_command(args: argparse.Namespace) -> int:
         overrides["REDIS_URL"] = args.redis
     if sys.stderr.isatty() and not args.quiet:
         overrides["PROGRESS"] = True
+    if args.started_workers:
+        overrides["EXTRACT_STARTED_WORKERS"] = args.started_workers
     for assignment in args.set:
         name, _, value = assignment.partition("=")
         overrides[name] = value
@@ -644,14 +648,10 @@ def mirror_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run() -> None:
-    """The ``newsarchive`` program."""
-    code = main()
+def run(argv: Sequence[str] | None = None, started_workers: Sequence[StartedWorker] = ()) -> None:
+    """The ``newsarchive`` program, once :mod:`crawler.__main__` has started what it starts first."""
+    code = main(argv, started_workers)
     # on the way out the collector would walk every object the command left, several times
     # (0.2 s after a crawl of 400 pages); none of them is garbage worth collecting now
     gc.freeze()
     sys.exit(code)
-
-
-if __name__ == "__main__":
-    run()

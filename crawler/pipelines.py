@@ -18,6 +18,7 @@ from scrapy.exceptions import DropItem
 from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
+from crawler import PAGE_WORKER
 from crawler.capture import WarcExtension
 from crawler.extensions import ArchiveExtension, archive_extension
 from crawler.items import Article
@@ -46,11 +47,12 @@ def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
         "max_links": settings.getint("EXTRACT_MAX_LINKS"),
     }
     return WorkerPool(
-        "pipelines.page:PageAnalyser",
+        PAGE_WORKER,
         options,
         workers or settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1,
         settings.getfloat("EXTRACT_TIMEOUT"),
         cpu_limit=settings.getfloat("EXTRACT_CPU_LIMIT"),
+        started=settings.getlist("EXTRACT_STARTED_WORKERS"),
     )
 
 

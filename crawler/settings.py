@@ -56,6 +56,8 @@ ITEM_PIPELINES = {
     "crawler.pipelines.ArchivePipeline": 900,
 }
 EXTRACT_WORKERS = 0  # worker processes for extraction and language; 0: one per core
+# set by `newsarchive crawl` (crawler/__main__.py), not by hand: workers it started before Scrapy
+EXTRACT_STARTED_WORKERS: list = []
 EXTRACT_TIMEOUT = 60.0  # seconds one page may take; past it the worker is killed and the page failed
 EXTRACT_CPU_LIMIT = 20.0  # seconds of CPU one page may use; past it the worker stops it (failed, timeout)
 EXTRACT_MIN_CHARS = 80

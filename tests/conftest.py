@@ -45,7 +45,7 @@ class CrawlRun:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
     """``newsarchive ARGS`` in a fresh process, as an operator runs it (``env`` added to ours)."""
     done = subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
+        [sys.executable, "-m", "crawler", *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -271,7 +271,7 @@ def test_a_pull_killed_while_it_reads_from_the_store_resumes_to_the_same_slice(
     whole = tmp_path / ("whole" if output == "parquet" else "whole.jsonl")
     pull(LocalStore(hourly.source), whole, Slice(), output)
     with FaultProxy(hourly.env["AWS_ENDPOINT_URL"], holding_the_nth_file_read(killed_at)) as proxy:
-        command = [sys.executable, "-m", "crawler.cli", "pull", hourly.uri, str(dest), "--format", output]
+        command = [sys.executable, "-m", "crawler", "pull", hourly.uri, str(dest), "--format", output]
         process = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, **hourly.env, "AWS_ENDPOINT_URL": proxy.url}, text=True
         )
@@ -325,7 +325,7 @@ def test_a_compaction_killed_in_the_store_leaves_it_consistent_and_the_next_one_
     hourly = placed(store_name, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"), request)
     before = hourly.pulled(tmp_path / "before")
     with FaultProxy(hourly.env["AWS_ENDPOINT_URL"], holding_the_first(method, folder)) as proxy:
-        command = [sys.executable, "-m", "crawler.cli", "compact", hourly.uri]
+        command = [sys.executable, "-m", "crawler", "compact", hourly.uri]
         process = subprocess.Popen(
             command, cwd=REPO, env={**os.environ, **hourly.env, "AWS_ENDPOINT_URL": proxy.url}
         )

@@ -95,7 +95,7 @@ def test_a_second_run_on_a_held_archive_exits_at_once_or_waits(mirror, tmp_path)
         assert not list(archive.glob("outlet=*"))
         waiting = subprocess.Popen(
             [
-                *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", mirror.url),
+                *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", mirror.url),
                 *("--archive", str(archive), "--outlet", OUTLET, "--wait", "--quiet"),
             ],
             cwd=REPO,
@@ -185,7 +185,7 @@ def test_sigterm_stops_the_crawl_honestly_and_the_next_run_fetches_the_rest(mirr
     with FaultProxy(mirror.url, lambda method, path: "hold" if path.endswith(target) else "pass") as proxy:
         running = subprocess.Popen(
             [
-                *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", proxy.url),
+                *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", proxy.url),
                 *("--archive", str(archive), "--outlet", OUTLET),
             ],
             cwd=REPO,

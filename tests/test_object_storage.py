@@ -291,7 +291,7 @@ def _start_crawl(bucket: Bucket, mirror_url: str, *extra: str, endpoint: str | N
         [
             sys.executable,
             "-m",
-            "crawler.cli",
+            "crawler",
             "crawl",
             "--mirror-url",
             mirror_url,

@@ -47,7 +47,7 @@ def worker(proxy: FaultProxy, archive: Path, redis_url: str, *extra: str) -> sub
     """``newsarchive crawl --redis`` in a process group of its own (its extraction workers too)."""
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", proxy.url),
+            *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", proxy.url),
             *("--archive", str(archive), "--redis", redis_url, "--log-level", "INFO", *extra),
         ],
         cwd=REPO,

@@ -17,7 +17,7 @@ def test_a_crawl_on_a_terminal_shows_its_outlets_progress(tmp_path):
         primary, secondary = pty.openpty()
         crawl = subprocess.Popen(
             [
-                *(sys.executable, "-m", "crawler.cli", "crawl", "--mirror-url", mirror.url),
+                *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", mirror.url),
                 *("--archive", str(tmp_path / "archive"), "--outlet", "sxkjt", "--log-level", "INFO"),
             ],
             cwd=REPO,

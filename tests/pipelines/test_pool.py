@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from pipelines.pool import TaskFailed, WorkerPool, release_free_memory
+from pipelines.pool import NICENESS, StartedWorker, TaskFailed, WorkerPool, release_free_memory, start_workers
 
 TARGET = "tests.pipelines.pool_targets:Behaviour"
 
 
-def with_pool(use: Callable[[WorkerPool], Awaitable[Any]], workers: int = 2, timeout: float = 30) -> Any:
+def with_pool(
+    use: Callable[[WorkerPool], Awaitable[Any]],
+    workers: int = 2,
+    timeout: float = 30,
+    started: list[StartedWorker] | None = None,
+) -> Any:
     async def run() -> Any:
-        async with WorkerPool(TARGET, {"greeting": "hi"}, workers, timeout) as pool:
+        async with WorkerPool(TARGET, {"greeting": "hi"}, workers, timeout, started=started or ()) as pool:
             return await use(pool)
 
     return asyncio.run(run())
@@ -37,18 +43,49 @@ def test_printing_to_stdout_does_not_garble_the_results():
     assert with_pool(use) == ["noise", "hi 1"]
 
 
+@pytest.mark.parametrize("ahead", [False, True], ids=["spawned", "started-ahead"])
 @pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
-def test_a_task_that_hangs_or_kills_its_worker_fails_and_the_worker_is_replaced(task, reason):
-    async def use(pool: WorkerPool) -> tuple[TaskFailed, list[str], int]:
+def test_a_task_that_hangs_or_kills_its_worker_fails_and_the_worker_is_replaced(task, reason, ahead):
+    started = start_workers(TARGET, 1) if ahead else []
+
+    async def use(pool: WorkerPool) -> tuple[TaskFailed, list[str], int, int]:
+        first = await pool.run(("pid", None))
         with pytest.raises(TaskFailed) as failed:
             await pool.run(task)
         after = await asyncio.gather(*(pool.run(("echo", n)) for n in range(4)))
-        return failed.value, after, len(pool._workers)
+        return first, failed.value, after, len(pool._workers)
 
-    failure, after, workers = with_pool(use, workers=1, timeout=2)
+    first, failure, after, workers = with_pool(use, workers=1, timeout=2, started=started)
     assert failure.reason == reason
     assert ("exited with code 9" in failure.detail) == (reason == "crashed")
     assert after == [f"hi {n}" for n in range(4)] and workers == 1
+    assert (first in {worker.pid for worker in started}) == ahead
+
+
+def test_a_pool_takes_over_the_workers_started_ahead_and_closes_those_it_has_no_use_for():
+    started = start_workers(TARGET, 3)
+
+    async def use(pool: WorkerPool) -> tuple[set[int], set[int]]:
+        answered = await asyncio.gather(*(pool.run(("pid", n)) for n in range(8)))
+        return set(answered), {worker.process.pid for worker in pool._workers}
+
+    answered, workers = with_pool(use, workers=2, started=started)
+    assert workers == {started[0].pid, started[1].pid} and answered <= workers
+    with pytest.raises(ChildProcessError):  # the third was closed, and reaped by the pool
+        os.waitpid(started[2].pid, os.WNOHANG)
+
+
+def test_a_worker_started_ahead_that_no_pool_takes_over_exits_when_its_input_ends():
+    (started,) = start_workers(TARGET, 1)
+    os.close(started.to_worker)
+    _, status = os.waitpid(started.pid, 0)
+    os.close(started.from_worker)
+    os.close(started.pidfd)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_workers_run_at_a_lower_priority_than_the_process_they_serve():
+    assert with_pool(lambda pool: pool.run(("nice", None))) == min(os.nice(0) + NICENESS, 19)
 
 
 @pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
