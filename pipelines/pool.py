@@ -59,7 +59,8 @@ _TRIM_EVERY = 16
 _AHEAD = 1
 # added to a worker's nice value: started early beside a crawl's own start (Python, Scrapy, its
 # settings and spider: 0.6 s on one core), workers at the same priority took a third of its core
-# and the crawl gained nothing; niced, the N crawl of make bench went 2.4 % faster (12 rounds)
+# and the crawl gained nothing; niced, the N crawl of make bench went +2.0, +2.4, +2.0 and -0.4 %
+# in four interleaved A/Bs of 8-14 rounds (README, Throughput and memory)
 NICENESS = 5
 
 
