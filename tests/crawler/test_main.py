@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, run_cli
 
 
@@ -16,11 +18,18 @@ def test_the_program_starts_without_importing_scrapy():
     assert done.stdout.strip() == "[]"
 
 
-def test_a_crawls_pool_takes_over_the_workers_started_first_and_closes_the_rest(tmp_path):
+@pytest.mark.parametrize(
+    ("setting", "taken", "closed"),
+    [
+        (("-s", "EXTRACT_WORKERS=3"), 3, 0),  # as many as asked, not one per core
+        (("--set=EXTRACT_WORKERS=1",), 1, (os.cpu_count() or 1) - 1),  # unread here: the pool closes the rest
+    ],
+)
+def test_a_crawls_pool_takes_over_the_workers_started_first(tmp_path, setting, taken, closed):
     run = run_cli(
         "crawl", "--mirror", "--outlet", "sxkjt", "--archive", str(tmp_path / "archive"),
-        "--log-level", "DEBUG", "-s", "EXTRACT_WORKERS=1",
+        "--log-level", "DEBUG", *setting,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    assert f"took over 1 worker(s) started ahead, closed {(os.cpu_count() or 1) - 1}" in run.stderr
+    assert f"took over {taken} worker(s) started ahead, closed {closed}" in run.stderr
     assert list((tmp_path / "archive").glob("outlet=sxkjt/published=*/*.parquet"))
