@@ -267,17 +267,19 @@ class WorkerPool:
         self._runners: set[asyncio.Task[None]] = set()
         self._broken = ""  # why no worker could be started in a lost one's place
         self._started = list(started)
+        self._closing: list[asyncio.Future[None]] = []  # the started workers it had no use for
 
     async def start(self) -> None:
         taken = [started for started in self._started if started.target == self.target][: self.size]
         unused = [started for started in self._started if started not in taken]
         self._started = []
+        # not awaited here, where every page waits (a surplus worker exits only after its
+        # imports): close waits for them
+        self._closing = [asyncio.ensure_future(self._close_unused(started)) for started in unused]
         spawning = [self._spawn(started) for started in taken]
         spawning += [self._spawn() for _ in range(self.size - len(taken))]
         for worker in await asyncio.gather(*spawning):
             self._serve_with(worker)
-        for started in unused:  # its input ends: it exits once it has imported its target
-            await _Worker(await _StartedProcess.take_over(started)).close()
         if taken or unused:
             logger.debug("took over %d worker(s) started ahead, closed %d", len(taken), len(unused))
 
@@ -302,6 +304,7 @@ class WorkerPool:
         await asyncio.gather(*self._runners, return_exceptions=True)
         workers, self._workers = list(self._workers), set()
         await asyncio.gather(*(worker.close() for worker in workers))
+        await asyncio.gather(*self._closing)
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()
@@ -309,6 +312,11 @@ class WorkerPool:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @staticmethod
+    async def _close_unused(started: StartedWorker) -> None:
+        """Its input ends: it exits once it has imported its target (or is killed, as any worker)."""
+        await _Worker(await _StartedProcess.take_over(started)).close()
 
     async def _spawn(self, started: StartedWorker | None = None) -> _Worker:
         worker = await _Worker.start(self.target, self.options, self.start_timeout, self.cpu_limit, started)
