@@ -18,6 +18,7 @@ from pipelines.extraction.metadata import (
     DATE,
     EDITOR_LINE,
     INFO_LINE,
+    MONTH_DATES,
     REVIEW_LINE,
     SOURCE,
     PageMetadata,
@@ -103,14 +104,21 @@ _DATED = re.compile(
     rf"{DATE.pattern}|\d+\s*(?:分钟|分鐘|小时|小時|天)前|\b\d+\s*(?:minutes?|mins?|hours?|days?)\s+ago\b",
     re.IGNORECASE,
 )
-_BARE_DATE_LINE = re.compile(rf"^[\s(（\[]*{DATE.pattern}[\s)）\]]*$")
+_WEEKDAY = r"(?:(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day|Mon|Tue|Wed|Thu|Fri|Sat|Sun)\.?,?\s*"
+# A line that is only a date ("2012-01-12 09:52", "Thursday, 15 December 2011"): a dateline
+_BARE_DATE_LINES = tuple(
+    re.compile(rf"^[\s(（\[]*(?:{_WEEKDAY})?{date.pattern}[\s)）\]]*$", re.IGNORECASE)
+    for date in (DATE, *MONTH_DATES)
+)
 _FURNITURE_LINE = re.compile(
     r"^(?:分享到|分享至|扫一扫|打印本页|关闭窗口|【?打印】?|【?关闭】?|点击右上角|朋友圈|微信好友|"
     r"请使用浏览器分享功能|阅读剩余全文|您此时的心情|新闻表情排行|加载更多|相关阅读|相关新闻|推荐阅读|"
     r"延伸阅读|热门推荐|网友评论|发表评论|【字体|字号[:：]|"
     r"See also|Read also|Also read|Read more:|Related:|You may also like|Leave a (?:Comment|Reply)|"
     r"This site uses Akismet|This website uses cookies|Privacy & Cookies Policy|Share on |"
-    r"Share this|by admin$)",
+    r"Share this|by admin$|分享(?:工具|按钮)?[:：]?$|E-?mail (?:this|to a friend)|"
+    r"Print(?:er[- ]friendly| this)|Rate this (?:article|story)|Add (?:your|a) (?:opinion|comment)|"
+    r"All (?:opinions|comments) are moderated)",
     re.IGNORECASE,
 )
 # Reprint disclaimers, contact and tip-off lines, which Chinese CMSs print under every article.
@@ -120,6 +128,7 @@ _DISCLAIMER_LINE = re.compile(
     r"|(?:转载|轉載|稿件|本文).{0,30}(?:不代表|不表明|并不代表|並不代表|并不意味着)"
     r"(?:本[网站报台網報]|我们|我們|作者)?.{0,10}(?:观点|觀點|立场|立場|赞同|贊同)"
     r"|未[经經].{0,8}(?:授权|授權|许可|許可).{0,10}(?:转载|轉載|复制|複製)"
+    r"|^.{0,60}\bnot (?:to )?be (?:reproduced|republished|redistributed)\b.{0,60}$"
     r"|^(?:电话|電話|传真|傳真|邮箱|郵箱|电邮|電郵|E-?mail|热线|熱線)\s*[:：].{0,60}$"
     r"|^.{0,20}爆料.{0,40}(?:\d{5}|热线|熱線|微博|微信)"
     r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)",
@@ -142,6 +151,17 @@ _PAGE_FRAME_LINE = re.compile(
     r"|^(?:https?://|www\.)\S+$",
     re.IGNORECASE,
 )
+# A breadcrumb without a "you are here": short items after or between two or more » > ›
+_CRUMB_ITEM = r"[^>»›，。！？；,!?;]{1,25}"
+_BREADCRUMB_LINE = re.compile(
+    rf"^(?=(?:.*[>»›]){{2}})[>»›]?\s*{_CRUMB_ITEM}(?:\s*[>»›]\s*{_CRUMB_ITEM})+\s*[>»›]?$"
+)
+# A pager under an article split over pages: "[1] [2] 下一页", "« Prev 1 2 3 Next »"
+_PAGER_LINE = re.compile(
+    r"^(?:(?:[\[【(（]?\d{1,3}[\]】)）]?|[上下]一?[页頁]|[首尾末][页頁]|[第共]\s*\d{1,3}\s*[页頁]|"
+    r"next|prev(?:ious)?|page|«|»|<<|>>)\s*){2,}$",
+    re.IGNORECASE,
+)
 # A heading over a list of other articles: the heading and the titles under it go.
 _LIST_HEADING = re.compile(
     r"^(?:相关(?:阅读|新闻|文章|报道|链接|專題|专题)|相關(?:閱讀|新聞|文章|報導|連結)|延伸阅读|延伸閱讀|推荐阅读|"
@@ -152,6 +172,8 @@ _LIST_HEADING = re.compile(
     re.IGNORECASE,
 )
 MENU_RUN = 4
+HEADLINE_LINES = 2  # the title printed again is looked for among the first lines kept
+HEADLINE_MIN_CHARS = 6  # ... and a part of it only this long or longer
 MENU_ITEM_CHARS = 8
 _NOT_MENU_ITEM = re.compile(r"[，。！？；：、,.!?;:\d]")  # sentences and numbered lists are text
 SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
@@ -238,41 +260,73 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
     under_list_heading = False
     for raw_line in text.splitlines():
         line = raw_line.strip()
-        if not line or line == metadata.title:
+        # a table row (trafilatura prints "| cell | cell |") is read cell by cell
+        cells = _table_cells(line) if line.startswith("|") and line.endswith("|") else [line]
+        if not any(cells) or _is_headline(" ".join(cells), metadata.title, at_top=len(kept) < HEADLINE_LINES):
             continue
-        rules_line = for_rules(line)  # Traditional read as Simplified; spans as in line
+        rules_line = for_rules(" ".join(cells))  # Traditional read as Simplified; spans as in line
         if _LIST_HEADING.match(rules_line):
             under_list_heading = True
             continue
         if under_list_heading and _is_title(line):
             continue
         under_list_heading = False
-        editor = EDITOR_LINE.match(rules_line)
-        if editor:
-            metadata.editor = metadata.editor or editor_name(editor, line)
-            continue
-        byline = BYLINE_AUTHOR.match(line)
-        if byline:
-            metadata.authors = metadata.authors or split_names(byline["name"])
-            continue
-        if any(
-            rule.search(rules_line)
-            for rule in (
-                REVIEW_LINE,
-                _BARE_DATE_LINE,
-                _FURNITURE_LINE,
-                _DISCLAIMER_LINE,
-                _FOLLOW_US_LINE,
-                _PAGE_FRAME_LINE,
-            )
-        ):
-            continue
-        source = SOURCE.search(rules_line)
-        if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(rules_line)):
-            metadata.source = metadata.source or printed(source, line, "source").strip()
+        if all(_is_metadata_or_furniture(cell, metadata) for cell in cells if cell):
             continue
         kept.append(line)
     return "\n\n".join(_without_menus(kept))
+
+
+def _is_metadata_or_furniture(line: str, metadata: PageMetadata) -> bool:
+    """Whether the line is not article text; editor, byline and source lines fill ``metadata``."""
+    rules_line = for_rules(line)
+    editor = EDITOR_LINE.match(rules_line)
+    if editor:
+        metadata.editor = metadata.editor or editor_name(editor, line)
+        return True
+    byline = BYLINE_AUTHOR.match(line)
+    if byline:
+        metadata.authors = metadata.authors or split_names(byline["name"])
+        return True
+    if any(
+        rule.search(rules_line)
+        for rule in (
+            REVIEW_LINE,
+            *_BARE_DATE_LINES,
+            _FURNITURE_LINE,
+            _DISCLAIMER_LINE,
+            _FOLLOW_US_LINE,
+            _PAGE_FRAME_LINE,
+            _BREADCRUMB_LINE,
+            _PAGER_LINE,
+        )
+    ):
+        return True
+    source = SOURCE.search(rules_line)
+    if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(rules_line)):
+        metadata.source = metadata.source or printed(source, line, "source").strip()
+        return True
+    return False
+
+
+def _table_cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+_BLANKS = re.compile(r"[\s>]+")  # white space, and trafilatura's "> " before a quoted line
+
+
+def _is_headline(line: str, title: str | None, at_top: bool) -> bool:
+    """The page's title printed again (spaces ignored); over the article, also without the part
+    a <title> adds after it (" - 新浪網") or the second line of a two-line headline."""
+    if not title:
+        return False
+    bare_line, bare_title = _BLANKS.sub("", line), _BLANKS.sub("", title)
+    return bare_line == bare_title or (
+        at_top
+        and len(bare_line) >= max(HEADLINE_MIN_CHARS, len(bare_title) / 2)
+        and bare_title.startswith(bare_line)
+    )
 
 
 def _without_menus(lines: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import trafilatura
 from readability import Document
 
-from benchmarks.eval_extraction import TARGETS, pages, site_urls
+from benchmarks.eval_extraction import BY_SITE_TARGETS, TARGETS, pages, site_urls
 from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.extractor import PageMetadata, article_chars, extract, parse_published
@@ -131,9 +131,9 @@ def test_furniture_inside_the_article_container_goes():
 
 
 def test_eval_targets_on_the_shared_dev_pages(yardstick):
-    """Issue 4's targets, page by page; with the pages grouped by site (issue 16), no worse and
-    precision and recall >= 0.95 each. ``make eval`` prints the same figures beside trafilatura
-    and readability."""
+    """Issue 4's targets, page by page; with the pages grouped by site, issue 16's targets and no
+    worse than page by page. ``make eval`` prints the same figures beside trafilatura and
+    readability."""
     for dataset, target in TARGETS.items():
         paths = pages(dataset)
         golds = [
@@ -143,13 +143,19 @@ def test_eval_targets_on_the_shared_dev_pages(yardstick):
         precision, recall, f1 = _means(yardstick, extract_saved(paths), golds)
         assert f1 >= target and precision >= 0.94 and recall >= 0.94, (dataset, precision, recall, f1)
         by_site = _means(yardstick, extract_saved(paths, urls=site_urls(paths)), golds)
-        assert by_site[2] >= f1 and min(by_site[:2]) >= 0.95, (dataset, by_site)
+        by_site_target = max(f1, BY_SITE_TARGETS[dataset])
+        assert by_site[2] >= by_site_target and min(by_site[:2]) >= 0.95, (dataset, by_site)
 
 
 def _means(yardstick, records: list[dict], golds: list[str]) -> tuple[float, ...]:
     """Mean precision, recall and F1 of the records' texts, as the yardstick scores them."""
     scores = [yardstick.prf(r["text"] or "", gold) for r, gold in zip(records, golds, strict=True)]
     return tuple(statistics.mean(s[i] for s in scores) for i in range(3))
+
+
+def test_the_title_printed_again_over_the_article_goes():
+    case = LINES["headline"]
+    assert clean_lines(case["text"], PageMetadata(title=case["title"])).split("\n\n") == case["kept"]
 
 
 def test_a_byline_line_becomes_the_authors():
