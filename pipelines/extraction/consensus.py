@@ -4,7 +4,8 @@ trafilatura keeps nearly all of an article and too much around it (lists of head
 table-layout menus); readability-lxml picks one block of the page by its text and link density,
 so it rarely keeps furniture but sometimes keeps too little, or the wrong block. A trafilatura
 line survives when its words are in readability's text, or when it reads like a paragraph of
-the article (long, ends like a sentence) and does not come after the agreed part. Where
+the article (long, ends like a sentence) and does not come after the agreed part, or is one of
+the sentences just before it (a short lead, which readability's block often starts after). Where
 readability found nothing or only a caption, trafilatura's text stands; where trafilatura kept
 only a part of readability's block, readability's text stands; where the two picked different
 blocks of the page, the one with more paragraph-like text wins. These are the decisions
@@ -58,6 +59,7 @@ READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a cap
 TEXT_INSIDE = 0.9  # share of trafilatura's tokens in readability's text: one block, ...
 READABILITY_LONGER = 2.0  # ... of which trafilatura kept only a part
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
+LEAD_TOKENS = 12  # ... and this long, just before the first confirmed line: the lead readability missed
 
 
 class _ParsedDocument(Document):
@@ -129,10 +131,18 @@ def agreed_text(text: str, reference: str) -> str:
             for token, count in tokens.items():  # in place: `confirmed -= tokens` copies it per line
                 confirmed[token] = max(0, confirmed[token] - count)
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
+    first_agreed = agrees.index(True) if True in agrees else len(lines)
+    lead = first_agreed
+    while (
+        lead > 0
+        and _is_paragraph(lines[lead - 1], line_tokens[lead - 1], LEAD_TOKENS)
+        and not lines[lead - 1].rstrip().endswith(("...", "…"))  # a teaser of another article
+    ):
+        lead -= 1
     return "\n".join(
         line
         for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
-        if agrees[i] or (i < last_agreed and _is_paragraph(line, tokens))
+        if agrees[i] or lead <= i < first_agreed or (i < last_agreed and _is_paragraph(line, tokens))
     )
 
 
@@ -149,9 +159,7 @@ def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:
     )
 
 
-def _is_paragraph(line: str, tokens: Counter[str]) -> bool:
+def _is_paragraph(line: str, tokens: Counter[str], min_tokens: int = PARAGRAPH_TOKENS) -> bool:
     return (
-        tokens.total() >= PARAGRAPH_TOKENS
-        and not line.startswith(("- ", "|"))
-        and bool(SENTENCE_END.search(line))
+        tokens.total() >= min_tokens and not line.startswith(("- ", "|")) and bool(SENTENCE_END.search(line))
     )

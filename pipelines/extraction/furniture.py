@@ -118,7 +118,7 @@ _FURNITURE_LINE = re.compile(
     r"This site uses Akismet|This website uses cookies|Privacy & Cookies Policy|Share on |"
     r"Share this|by admin$|分享(?:工具|按钮)?[:：]?$|E-?mail (?:this|to a friend)|"
     r"Print(?:er[- ]friendly| this)|Rate this (?:article|story)|Add (?:your|a) (?:opinion|comment)|"
-    r"All (?:opinions|comments) are moderated)",
+    r"All (?:opinions|comments) are moderated|By (?:adding|posting|submitting) a comment)",
     re.IGNORECASE,
 )
 # Reprint disclaimers, contact and tip-off lines, which Chinese CMSs print under every article.
@@ -129,6 +129,7 @@ _DISCLAIMER_LINE = re.compile(
     r"(?:本[网站报台網報]|我们|我們|作者)?.{0,10}(?:观点|觀點|立场|立場|赞同|贊同)"
     r"|未[经經].{0,8}(?:授权|授權|许可|許可).{0,10}(?:转载|轉載|复制|複製)"
     r"|^.{0,60}\bnot (?:to )?be (?:reproduced|republished|redistributed)\b.{0,60}$"
+    r"|\bnot responsible for the content of (?:external|other|third[- ]party) (?:links|sites|websites)"
     r"|^(?:电话|電話|传真|傳真|邮箱|郵箱|电邮|電郵|E-?mail|热线|熱線)\s*[:：].{0,60}$"
     r"|^.{0,20}爆料.{0,40}(?:\d{5}|热线|熱線|微博|微信)"
     r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)",
