@@ -201,7 +201,7 @@ osd objectstore = memstore
 memstore device bytes = 1073741824
 
 [client.rgw.test]
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 ms mon client mode = crc secure
 rgw data = {folder}/rgw
 """
