@@ -95,23 +95,26 @@ class TemplateLearning:
 
     def save(self, store: Store, spool: Path, crawl_id: str) -> None:
         """Each learned outlet's template into the archive, then the older ones out (blocking);
-        one that cannot be written is learned again next time."""
+        those that cannot be written are learned again next time."""
         spool.mkdir(parents=True, exist_ok=True)
         try:
             kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
         except StoreError:
             kept = {}
-        for outlet_id, template in list(self.templates.items()):
-            if not template.pages:
-                continue
+        learned = [outlet_id for outlet_id, template in self.templates.items() if template.pages]
+        for done, outlet_id in enumerate(learned):
             with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
-                handle.write(template.to_json())
+                handle.write(self.templates[outlet_id].to_json())
             try:
                 store.publish(Path(handle.name), template_key(outlet_id, crawl_id))
                 for older in kept.get(outlet_id, []):
                     store.delete(older)
             except StoreError as exc:
-                logger.warning("the template of %s not kept (%s); learned again next crawl", outlet_id, exc)
+                # the rest are not tried: each would wait out the same failing store (its
+                # timeouts and retries) before the crawl could end
+                left = ", ".join(learned[done:])
+                logger.warning("the templates of %s not kept (%s); learned again next crawl", left, exc)
+                return
             finally:
                 Path(handle.name).unlink(missing_ok=True)
 

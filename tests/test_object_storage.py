@@ -262,6 +262,7 @@ def test_writes_timing_out(bucket, mirror_server):
     with FaultProxy(bucket.store.endpoint, hang_writes) as proxy:
         run = bucket.crawl(mirror_server.url, "-s", "ARCHIVE_S3_READ_TIMEOUT=1", endpoint=proxy.url)
     assert run.returncode == 3 and "ReadTimeoutError" in run.stdout
+    assert run.stderr.count(" not kept (") == 1  # the templates: not tried again after a failure
     assert bucket.flush().returncode == 0
     bucket.assert_complete()
 
