@@ -5,7 +5,8 @@ table-layout menus); readability-lxml picks one block of the page by its text an
 so it rarely keeps furniture but sometimes keeps too little, or the wrong block. A trafilatura
 line survives when its words are in readability's text, or when it reads like a paragraph of
 the article (long, ends like a sentence) and does not come after the agreed part, or is one of
-the sentences just before it (a short lead, which readability's block often starts after). Where
+the sentences just before it (a short lead, which readability's block often starts after);
+readability's own lead sentences before the first line both have are put back in front. Where
 readability found nothing or only a caption, trafilatura's text stands; where trafilatura kept
 only a part of readability's block, readability's text stands; where the two picked different
 blocks of the page, the one with more paragraph-like text wins. These are the decisions
@@ -16,6 +17,7 @@ anyway instead of a second readability run.
 from __future__ import annotations
 
 import copy
+import re
 from collections import Counter
 
 import lxml.html
@@ -59,6 +61,9 @@ READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a cap
 TEXT_INSIDE = 0.9  # share of trafilatura's tokens in readability's text: one block, ...
 READABILITY_LONGER = 2.0  # ... of which trafilatura kept only a part
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
+# A lead sentence ends with a stop or a closing quote; a caption often ends without one, or
+# with its photo credit in brackets.
+_LEAD_END = re.compile(r"[.!?。！？\"”’」』]$")
 LEAD_TOKENS = 12  # ... and this long, just before the first confirmed line: the lead readability missed
 
 
@@ -133,17 +138,31 @@ def agreed_text(text: str, reference: str) -> str:
     last_agreed = max((i for i, agreed in enumerate(agrees) if agreed), default=-1)
     first_agreed = agrees.index(True) if True in agrees else len(lines)
     lead = first_agreed
-    while (
-        lead > 0
-        and _is_paragraph(lines[lead - 1], line_tokens[lead - 1], LEAD_TOKENS)
-        and not lines[lead - 1].rstrip().endswith(("...", "…"))  # a teaser of another article
-    ):
+    while lead > 0 and _is_lead(lines[lead - 1], line_tokens[lead - 1]):
         lead -= 1
-    return "\n".join(
+    kept = [
         line
         for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
         if agrees[i] or lead <= i < first_agreed or (i < last_agreed and _is_paragraph(line, tokens))
-    )
+    ]
+    return "\n".join(_lead_only_readability_has(reference_lines, whole) + kept)
+
+
+def _lead_only_readability_has(reference_lines: list[str], text_tokens: Counter[str]) -> list[str]:
+    """readability's lead sentences before the first of its lines that trafilatura has too."""
+    before = []
+    for line in reference_lines:
+        tokens = _tokens(line)
+        found = sum(min(count, text_tokens[token]) for token, count in tokens.items())
+        if tokens and found >= LINE_AGREES * tokens.total():
+            break
+        before.append((line, tokens))
+    else:
+        return []  # none in common: not a lead of the same article
+    start = len(before)
+    while start > 0 and _is_lead(*before[start - 1]):
+        start -= 1
+    return [line for line, _ in before[start:]]
 
 
 def _tokens(text: str) -> Counter[str]:
@@ -156,6 +175,16 @@ def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:
         tokens.total()
         for line, tokens in zip(lines, line_tokens, strict=True)
         if _is_paragraph(line.strip(), tokens)
+    )
+
+
+def _is_lead(line: str, tokens: Counter[str]) -> bool:
+    """A sentence that can open the article: not a caption, not a teaser of another one ("...")."""
+    line = line.rstrip()
+    return (
+        _is_paragraph(line, tokens, LEAD_TOKENS)
+        and bool(_LEAD_END.search(line))
+        and not line.endswith(("...", "…"))
     )
 
 
