@@ -17,7 +17,6 @@ anyway instead of a second readability run.
 from __future__ import annotations
 
 import copy
-import re
 from collections import Counter
 
 import lxml.html
@@ -61,9 +60,6 @@ READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a cap
 TEXT_INSIDE = 0.9  # share of trafilatura's tokens in readability's text: one block, ...
 READABILITY_LONGER = 2.0  # ... of which trafilatura kept only a part
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
-# A lead sentence ends with a stop or a closing quote; a caption often ends without one, or
-# with its photo credit in brackets.
-_LEAD_END = re.compile(r"[.!?。！？\"”’」』]$")
 LEAD_TOKENS = 12  # ... and this long, just before the first confirmed line: the lead readability missed
 
 
@@ -118,7 +114,8 @@ def agreed_text(text: str, reference: str) -> str:
     shared = (confirmed & whole).total()
     text_prose = _prose_size(lines, line_tokens)
     reference_lines = reference.splitlines()
-    reference_prose = _prose_size(reference_lines, [_tokens(line) for line in reference_lines])
+    reference_tokens = [_tokens(line) for line in reference_lines]
+    reference_prose = _prose_size(reference_lines, reference_tokens)
     if not reference_size or (
         # a caption or a teaser; unless it holds the prose and trafilatura's bulk is not (a stylesheet)
         reference_size < READABILITY_TOO_SHORT * text_size and reference_prose <= text_prose / 2
@@ -145,14 +142,15 @@ def agreed_text(text: str, reference: str) -> str:
         for i, (line, tokens) in enumerate(zip(lines, line_tokens, strict=True))
         if agrees[i] or lead <= i < first_agreed or (i < last_agreed and _is_paragraph(line, tokens))
     ]
-    return "\n".join(_lead_only_readability_has(reference_lines, whole) + kept)
+    return "\n".join(_lead_only_readability_has(reference_lines, reference_tokens, whole) + kept)
 
 
-def _lead_only_readability_has(reference_lines: list[str], text_tokens: Counter[str]) -> list[str]:
+def _lead_only_readability_has(
+    reference_lines: list[str], reference_tokens: list[Counter[str]], text_tokens: Counter[str]
+) -> list[str]:
     """readability's lead sentences before the first of its lines that trafilatura has too."""
     before = []
-    for line in reference_lines:
-        tokens = _tokens(line)
+    for line, tokens in zip(reference_lines, reference_tokens, strict=True):
         found = sum(min(count, text_tokens[token]) for token, count in tokens.items())
         if tokens and found >= LINE_AGREES * tokens.total():
             break
@@ -179,13 +177,10 @@ def _prose_size(lines: list[str], line_tokens: list[Counter[str]]) -> int:
 
 
 def _is_lead(line: str, tokens: Counter[str]) -> bool:
-    """A sentence that can open the article: not a caption, not a teaser of another one ("...")."""
+    """A sentence that can open the article: not a caption (often ending in its photo credit in
+    brackets), not a teaser of another one ("...")."""
     line = line.rstrip()
-    return (
-        _is_paragraph(line, tokens, LEAD_TOKENS)
-        and bool(_LEAD_END.search(line))
-        and not line.endswith(("...", "…"))
-    )
+    return _is_paragraph(line, tokens, LEAD_TOKENS) and not line.endswith((")", "）", "...", "…"))
 
 
 def _is_paragraph(line: str, tokens: Counter[str], min_tokens: int = PARAGRAPH_TOKENS) -> bool:

@@ -259,13 +259,15 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
     """The text without furniture lines; editor, byline and source lines fill ``metadata``."""
     kept = []
     under_list_heading = False
+    title = _BLANKS.sub("", metadata.title) if metadata.title else None
     for raw_line in text.splitlines():
         line = raw_line.strip()
         # a table row (trafilatura prints "| cell | cell |") is read cell by cell
         cells = _table_cells(line) if line.startswith("|") and line.endswith("|") else [line]
-        if not any(cells) or _is_headline(" ".join(cells), metadata.title, at_top=len(kept) < HEADLINE_LINES):
+        cell_text = " ".join(cells)
+        if not any(cells) or _is_headline(cell_text, title, at_top=len(kept) < HEADLINE_LINES):
             continue
-        rules_line = for_rules(" ".join(cells))  # Traditional read as Simplified; spans as in line
+        rules_line = for_rules(cell_text)  # Traditional read as Simplified; spans as in line
         if _LIST_HEADING.match(rules_line):
             under_list_heading = True
             continue
@@ -317,12 +319,12 @@ def _table_cells(row: str) -> list[str]:
 _BLANKS = re.compile(r"[\s>]+")  # white space, and trafilatura's "> " before a quoted line
 
 
-def _is_headline(line: str, title: str | None, at_top: bool) -> bool:
-    """The page's title printed again (spaces ignored); over the article, also without the part
+def _is_headline(line: str, bare_title: str | None, at_top: bool) -> bool:
+    """The page's title (without blanks) printed again; over the article, also without the part
     a <title> adds after it (" - 新浪網") or the second line of a two-line headline."""
-    if not title:
+    if bare_title is None:
         return False
-    bare_line, bare_title = _BLANKS.sub("", line), _BLANKS.sub("", title)
+    bare_line = _BLANKS.sub("", line)
     return bare_line == bare_title or (
         at_top
         and len(bare_line) >= max(HEADLINE_MIN_CHARS, len(bare_title) / 2)
