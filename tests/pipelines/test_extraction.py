@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import tomllib
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import lxml.html
 import pytest
 import trafilatura
 from readability import Document
@@ -213,6 +215,26 @@ def test_readability_on_our_parse_gives_readabilitys_own_text():
         html = decode_html(path.read_bytes()).text
         ours, theirs = trafilatura.load_html(html), trafilatura.load_html(html)
         assert readability_text(ours) == readability_text(theirs, Document), path
+
+
+def test_our_parser_gives_lxml_htmls_own_element_classes():
+    """The extractor's parser looks element classes up in C, not in lxml.html's Python method:
+    the stages must get the same classes, in copies too (readability works on one)."""
+    html = (PAGES / "comment_form.html").read_text(encoding="utf-8")
+    ours = trafilatura.load_html(html)
+    theirs = lxml.html.document_fromstring(
+        html, parser=lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
+    )
+    classes = [type(element) for element in ours.iter()]
+    assert classes == [type(element) for element in theirs.iter()]
+    assert [type(element) for element in copy.deepcopy(ours).iter()] == classes
+    forms = {
+        lxml.html.FormElement,
+        lxml.html.InputElement,
+        lxml.html.SelectElement,
+        lxml.html.TextareaElement,
+    }
+    assert forms | {lxml.html.LabelElement} <= set(classes)
 
 
 DATES = tomllib.loads((FIXTURES / "extraction" / "dates.toml").read_text(encoding="utf-8"))
