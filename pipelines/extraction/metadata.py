@@ -112,8 +112,7 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
     ld = _json_ld_article(tree)
     headline = tree.xpath("string((//h1)[1])").strip()
     info = _info_line(tree)
-    short_blocks = (" ".join(e.text_content().split()) for e in tree.iter("p", "div", "span", "li", "td"))
-    dated_lines = [text for text in short_blocks if text and len(text) <= DATED_LINE_CHARS]
+    dated_lines = _short_blocks(tree, DATED_LINE_CHARS)
     lines = [text for text in dated_lines if len(text) <= 60]
     printed = printed_date(dated_lines)
 
@@ -156,6 +155,31 @@ def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
     )
     metadata.printed_date = printed
     return metadata
+
+
+def _short_blocks(tree: lxml.html.HtmlElement, most_chars: int) -> list[str]:
+    """The text of each ``p``, ``div``, ``span``, ``li`` and ``td`` of at most ``most_chars``
+    (white space collapsed, empty ones left out), in document order.
+
+    An element holds its descendants' text, so one too long makes every ancestor too long: read
+    from the last element back, the ancestors of a long one are skipped instead of each building
+    the text of all it holds (a page's wrappers, ten deep, each held the whole page: 1.4 ms a page).
+    """
+    too_long: set[lxml.html.HtmlElement] = set()  # holding the proxies keeps them the same objects
+    found = []
+    for element in reversed(list(tree.iter("p", "div", "span", "li", "td"))):
+        if element in too_long:
+            continue
+        text = " ".join(element.text_content().split())
+        if len(text) > most_chars:
+            ancestor = element.getparent()
+            while ancestor is not None and ancestor not in too_long:
+                too_long.add(ancestor)
+                ancestor = ancestor.getparent()
+        elif text:
+            found.append(text)
+    found.reverse()
+    return found
 
 
 def _info_line(tree: lxml.html.HtmlElement) -> str:

@@ -17,7 +17,7 @@ from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.extractor import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.furniture import clean_lines, drop_link_lists
-from pipelines.extraction.metadata import printed_date
+from pipelines.extraction.metadata import _short_blocks, printed_date
 from tests.conftest import FIXTURES, extract_saved
 
 PAGES = FIXTURES / "pages"
@@ -235,6 +235,18 @@ def test_our_parser_gives_lxml_htmls_own_element_classes():
         lxml.html.TextareaElement,
     }
     assert forms | {lxml.html.LabelElement} <= set(classes)
+
+
+@pytest.mark.parametrize("most_chars", [20, 60, 120, 400])
+def test_short_blocks_skip_only_the_ancestors_of_long_ones(most_chars):
+    """Read back to front with the ancestors of long blocks skipped, the short blocks must be
+    those of reading each block's whole text."""
+    for path in [*sorted(PAGES.glob("*.html")), *pages("daniel_zh")[::8], *pages("daniel_en")[::8]]:
+        tree = trafilatura.load_html(decode_html(path.read_bytes()).text)
+        if tree is None:
+            continue
+        texts = (" ".join(e.text_content().split()) for e in tree.iter("p", "div", "span", "li", "td"))
+        assert _short_blocks(tree, most_chars) == [t for t in texts if t and len(t) <= most_chars], path
 
 
 DATES = tomllib.loads((FIXTURES / "extraction" / "dates.toml").read_text(encoding="utf-8"))
