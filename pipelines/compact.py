@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.archive import parquet_options
 from pipelines.catalog import COMPACTED, ArchivedFile, Catalog
 from pipelines.index import MANIFESTS, delta_key, part_entries, write_index_file
 from pipelines.publish import discovery_in, languages_of
@@ -143,7 +144,9 @@ def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
     spooled = workdir / f".{Path(key).name}"
     write_atomically(
         spooled,
-        lambda handle: pq.write_table(table, handle, compression="zstd", row_group_size=rows_per_group),
+        lambda handle: pq.write_table(
+            table, handle, row_group_size=rows_per_group, **parquet_options(table.schema)
+        ),
     )
     sha256 = store.publish(spooled, key)
     entry = {

@@ -1,8 +1,16 @@
-"""Rows become parts by rows, bytes and age, and memory is bounded across partitions."""
+"""Rows become parts by rows, bytes and age, and memory is bounded across partitions; parts
+are encoded as the schema module says."""
 
 from __future__ import annotations
 
-from pipelines.archive import ROW_OVERHEAD, PartBuffers
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.archive import ROW_OVERHEAD, PartBuffers, parquet_file, to_row, to_table
+from pipelines.dedup import Deduplicator
+from pipelines.index import ArchiveIndex
+from pipelines.page import PageAnalyser
+from tests.conftest import FIXTURES, fetched_article
 
 
 class Clock:
@@ -55,3 +63,22 @@ def test_memory_is_bounded_across_partitions_the_largest_goes_first():
     assert sizes(buffers.add("c", row())) == [("b", 2)]
     assert buffers.total_bytes == 4 * ROW_OVERHEAD
     assert sizes(buffers.drain()) == [("a", 1), ("c", 2), ("d", 1)] and buffers.total_bytes == 0
+
+
+def test_a_part_has_statistics_for_every_scalar_column_but_the_text_and_no_dictionaries():
+    analyse, dedup = PageAnalyser(), Deduplicator(ArchiveIndex())
+    rows = []
+    for path in sorted((FIXTURES / "pages").glob("*.html")):
+        item = analyse(
+            fetched_article(url=f"https://news.example.cn/{path.stem}.html", body=path.read_bytes())
+        )
+        if item.text and dedup.duplicate(item) is None:
+            rows.append(to_row(item))
+    table = to_table(rows)
+    part = pq.ParquetFile(pa.BufferReader(parquet_file(table)))
+    chunks = [part.metadata.row_group(0).column(i) for i in range(part.metadata.num_columns)]
+    with_statistics = {chunk.path_in_schema for chunk in chunks if chunk.is_stats_set}
+    scalar = {field.name for field in table.schema if not pa.types.is_nested(field.type)}
+    assert len(rows) > 5 and with_statistics == scalar - {"text"}
+    assert not [chunk.path_in_schema for chunk in chunks if "DICTIONARY" in " ".join(chunk.encodings)]
+    assert part.read().equals(table)

@@ -14,6 +14,7 @@ import pytest
 from pipelines.catalog import Catalog
 from pipelines.compact import compact
 from pipelines.pull import Slice, pull
+from pipelines.schema import SCHEMA, statistics_columns
 from pipelines.storage import LocalStore
 from pipelines.verify import verify
 from tests.archives import DiesAfter, Killed, hourly_runs
@@ -62,4 +63,10 @@ def test_a_compacted_partition_is_one_file_sorted_by_publication_time(mirror_cra
     (compacted,) = [f for f in Catalog.read(store).files if f.outlet == "gmw-cq" and f.month == "2024-03"]
     times = pq.read_table(store.root / compacted.key).column("published_at").to_pylist()
     assert compacted.rows == 4 and "-compacted-" in compacted.key and times == sorted(times)
+    # encoded as the crawl's parts are: statistics for the scalar columns but text
+    chunks = pq.ParquetFile(store.root / compacted.key).metadata.row_group(0)
+    with_statistics = {
+        chunks.column(i).path_in_schema for i in range(chunks.num_columns) if chunks.column(i).is_stats_set
+    }
+    assert with_statistics == set(statistics_columns(SCHEMA))
     assert compact(store, tmp_path, "20260101T000001Z-again", outlets={"gmw-cq"}).manifest is None
