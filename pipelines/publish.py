@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -227,10 +227,21 @@ class SpooledPart:
     published: PublishReport
 
 
-def publish_spool(store: Store, spool: Spool, index: ArchiveIndex | None = None) -> PublishReport:
+# what publishing a part reads of it: the index's columns, and the manifest's languages and versions
+PUBLISHED_COLUMNS = (*PART_COLUMNS, "language", "extractor_version")
+
+
+def publish_spool(
+    store: Store,
+    spool: Spool,
+    index: ArchiveIndex | None = None,
+    columns: Mapping[str, pa.Table] | None = None,
+) -> PublishReport:
     """Publish every crawl in the spool that nobody holds, oldest first.
 
     ``index`` is what the caller knows of the archive, up to date; without one it is read here.
+    ``columns`` holds the :data:`PUBLISHED_COLUMNS` of parts the caller has in memory, by key:
+    those are not read back.
     """
     report = PublishReport()
     crawl_ids = spool.crawl_ids()
@@ -246,7 +257,7 @@ def publish_spool(store: Store, spool: Spool, index: ArchiveIndex | None = None)
             continue
         try:
             if index.complete and not report.errors:
-                _publish_crawl(store, crawl, index, report)
+                _publish_crawl(store, crawl, index, report, columns or {})
             if crawl.folder.exists():
                 report.pending_crawls.append(crawl_id)
                 report.pending_files += len(crawl.parts())
@@ -274,6 +285,7 @@ class Archive:
         self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0
         self._publishing = True
+        self._unpublished: dict[str, pa.Table] = {}  # PUBLISHED_COLUMNS of the parts close publishes
 
     def note_unchanged(self, entries: list[dict]) -> None:
         """Articles this crawl fetched again and found unchanged: the index notes the fetch."""
@@ -308,6 +320,8 @@ class Archive:
         if publish and self._publishing:
             _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report, table)
             self._publishing = not report.errors
+        elif not publish:  # the crawl's last parts, which close publishes: not read back then
+            self._unpublished[key] = table.select([c for c in PUBLISHED_COLUMNS if c in table.column_names])
         return SpooledPart(key, table.num_rows, size, report)
 
     def publish_warc(self, warc: WarcFile) -> PublishReport:
@@ -338,7 +352,8 @@ class Archive:
         self.crawl.release()
         report = PublishReport()
         _refresh(self.index, self.store, report)  # only what others published meanwhile
-        report.add(publish_spool(self.store, self.spool, self.index))
+        report.add(publish_spool(self.store, self.spool, self.index, self._unpublished))
+        self._unpublished = {}
         if self.crawl.crawl_id not in report.pending_crawls:
             try:
                 compact(self.store, self.spool.root, self.crawl.crawl_id)
@@ -354,13 +369,19 @@ def _refresh(index: ArchiveIndex, store: Store, report: PublishReport) -> None:
         report.errors.append(str(exc))
 
 
-def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, report: PublishReport) -> None:
+def _publish_crawl(
+    store: Store,
+    crawl: SpooledCrawl,
+    index: ArchiveIndex,
+    report: PublishReport,
+    columns: Mapping[str, pa.Table],
+) -> None:
     finish_open_files(crawl.folder)  # what a killed crawl was writing: cut to its whole records
     for warc in finished_files(crawl.folder):
         if not _publish_warc(store, crawl, warc, report):
             return
     for part in crawl.parts():
-        if not _publish_part(store, crawl, part, index, report):
+        if not _publish_part(store, crawl, part, index, report, columns.get(_key(crawl, part))):
             return
     info = crawl.info
     journal = crawl.journal()
@@ -384,25 +405,26 @@ def _publish_crawl(store: Store, crawl: SpooledCrawl, index: ArchiveIndex, repor
     shutil.rmtree(crawl.folder)
 
 
+def _key(crawl: SpooledCrawl, part: Path) -> str:
+    return part.relative_to(crawl.folder).as_posix()
+
+
 def _publish_part(
     store: Store,
     crawl: SpooledCrawl,
     part: Path,
     index: ArchiveIndex,
     report: PublishReport,
-    table: pa.Table | None = None,
+    columns: pa.Table | None = None,
 ) -> bool:
-    """Publish one spooled part (``table`` is its content, when the caller has it), without the
-    rows another file holds meanwhile; False when the store failed (the part stays in the spool,
-    and so should the ones after it)."""
-    key = part.relative_to(crawl.folder).as_posix()
+    """Publish one spooled part (``columns``: its :data:`PUBLISHED_COLUMNS` or more, when the
+    caller has them), without the rows another file holds meanwhile; False when the store failed
+    (the part stays in the spool, and so should the ones after it)."""
+    key = _key(crawl, part)
     try:  # the index's columns are all it takes, unless rows must go
-        if table is None:
+        if columns is None:
             file = pq.ParquetFile(part)
-            wanted = (*PART_COLUMNS, "language", "extractor_version")
-            columns = file.read(columns=[c for c in wanted if c in file.schema_arrow.names])
-        else:
-            columns = table
+            columns = file.read(columns=[c for c in PUBLISHED_COLUMNS if c in file.schema_arrow.names])
         ids = columns.column("article_id").to_pylist()
     except (pa.ArrowException, OSError, KeyError) as exc:
         # set aside, so that one bad file does not hold back every later crawl
@@ -419,8 +441,7 @@ def _publish_part(
         if not any(fresh):
             part.unlink()
             return True
-        table = pq.ParquetFile(part).read() if table is None else table
-        crawl.write_part(key, table.filter(pa.array(fresh)))
+        crawl.write_part(key, pq.ParquetFile(part).read().filter(pa.array(fresh)))
         columns = columns.filter(pa.array(fresh))
         ids = [i for i, keep in zip(ids, fresh, strict=True) if keep]
     sha256 = _published(store, part, key, report)

@@ -50,6 +50,19 @@ def test_a_finished_crawl_is_published_then_sealed(store, spool):
     assert archived_ids(store) == {"a": KEY, "b": KEY}
 
 
+def test_parts_whose_columns_the_caller_holds_are_not_read_back(store, spool):
+    """The crawl's last parts, just written, are published from the columns it kept of them (a
+    read back was a third of the close). Here the file no longer reads: it is still published."""
+    crawl = spool.open_crawl("c1", ["x"])
+    crawl.write_part(KEY, table("a", "b"))
+    (crawl.folder / KEY).write_bytes((FIXTURES / "archive" / "not-a-part.parquet").read_bytes())
+    crawl.finish()
+    crawl.release()
+    report = publish_spool(store, spool, columns={KEY: table("a", "b").select(["article_id"])})
+    assert (report.files, report.quarantined) == (1, [])
+    assert [f["article_ids"] for f in manifest(store, "c1")["files"]] == [["a", "b"]]
+
+
 def test_a_running_crawl_is_left_alone(store, spool):
     crawl = spool.open_crawl("c1", ["x"])
     crawl.write_part(KEY, table("a"))
