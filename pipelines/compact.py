@@ -31,7 +31,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_options
@@ -125,7 +124,7 @@ def _read(store: Store, files: list[ArchivedFile], report: CompactionReport) -> 
         tables.append(_in_schema(pq.read_table(io.BytesIO(data))))
     table = pa.concat_tables(tables)
     keys = [("published_at", "ascending", "at_end"), ("article_id", "ascending", "at_end")]
-    return table.take(pc.sort_indices(table, keys))
+    return table.sort_by(keys)
 
 
 def _in_schema(table: pa.Table) -> pa.Table:

@@ -1,5 +1,5 @@
-"""An extension that writes, when the engine stops, the top-level modules the crawl process
-imported (to ``MODULES_PROBE_FILE``, one per line; for tests/crawler/test_cli.py)."""
+"""An extension that writes, when the engine stops, the modules the crawl process imported (to
+``MODULES_PROBE_FILE``, one per line; for tests/crawler/test_cli.py)."""
 
 from __future__ import annotations
 
@@ -20,4 +20,4 @@ class ModulesProbe:
         return probe
 
     def engine_stopped(self) -> None:
-        self.target.write_text("\n".join(sorted({name.partition(".")[0] for name in sys.modules})))
+        self.target.write_text("\n".join(sorted(sys.modules)))
