@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
@@ -28,6 +29,8 @@ class Behaviour:
             return os.getpid()
         if kind == "nice":
             return os.nice(0)
+        if kind == "input pipe":  # the bytes the pipe from the pool holds
+            return fcntl.fcntl(0, fcntl.F_GETPIPE_SZ)
         if kind == "exit":
             os._exit(value)
         if kind == "print":  # a library writing to stdout must not garble the protocol

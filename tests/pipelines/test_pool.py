@@ -88,6 +88,17 @@ def test_workers_run_at_a_lower_priority_than_the_process_they_serve():
     assert with_pool(lambda pool: pool.run(("nice", None))) == min(os.nice(0) + NICENESS, 19)
 
 
+def test_the_pipe_to_every_worker_holds_a_large_page():
+    """A page written ahead that did not fit Linux's default 64 KiB was finished only when the
+    crawl process's loop ran again, and the worker waited for it; started ahead or spawned by the
+    pool, every worker's input holds 1 MiB."""
+
+    async def use(pool: WorkerPool) -> list[int]:
+        return await asyncio.gather(*(pool.run(("input pipe", None)) for _ in range(8)))
+
+    assert with_pool(use, workers=2, started=start_workers(TARGET, 1)) == [1 << 20] * 8
+
+
 @pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
 def test_tasks_written_behind_one_that_hangs_or_kills_its_worker_are_run_by_its_replacement(task, reason):
     """A worker gets its next task before it is done with the one before: when that one takes the
