@@ -10,8 +10,9 @@ the caller's log.
 
 Each worker is served by a runner that keeps its next task written ahead of the one it works on,
 while there is a task for every worker: a worker that waited for the crawl process to read its
-result and answer lost 2-3 ms a page, a tenth of a page's extraction. A task's deadline starts
-when the result before it is read, as the worker takes it up then.
+result and answer lost 2-3 ms a page, a tenth of a page's extraction. The pipe to a worker
+holds 1 MiB (:data:`_PIPE_BYTES`), so that a task written ahead is there whole. A task's
+deadline starts when the result before it is read, as the worker takes it up then.
 
 A task that outlives its deadline gets its worker killed; a worker that dies (a crash in a C
 library, the kernel's OOM killer) fails its task; either way the task fails with a reason and a
