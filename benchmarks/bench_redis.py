@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 from scrapy import Request, Spider
-from scrapy_redis import picklecompat
 from scrapy_redis.dupefilter import RFPDupeFilter
 
 from benchmarks.baselines import FETCH_SETTINGS
 from benchmarks.bench_crawl import REPO, Site, build_site, registry
-from crawler.redis_state import RedisCrawl, redis_client
+from crawler.redis_state import JsonRequests, RedisCrawl, redis_client
 from tests.redis_server import RedisServer
 
 
@@ -60,7 +59,7 @@ def memory_per_url(server: RedisServer, count: int) -> tuple[float, float]:
                 url = f"https://hznews.hangzhou.com.cn/xinzheng/content/2026-11/{day:02d}/content_{n:08d}.htm"
                 request = Request(url, spider.parse_article, errback=spider.article_failed)
                 pipe.sadd(crawl.key("seen"), seen.request_fingerprint(request))  # as the crawl stores them
-                pipe.zadd(crawl.key("requests"), {picklecompat.dumps(request.to_dict(spider=spider)): 0})
+                pipe.zadd(crawl.key("requests"), {JsonRequests.dumps(request.to_dict(spider=spider)): 0})
             pipe.execute()
     queued = client.info("memory")["used_memory"] - before
     client.delete(crawl.key("requests"))

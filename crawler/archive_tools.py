@@ -1,10 +1,11 @@
-"""``newsarchive ls / verify / pull / compact / card / reextract``: the archive for the people
-who read it (thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`,
-:mod:`pipelines.pull`, :mod:`pipelines.compact`, :mod:`pipelines.card` and
-:mod:`pipelines.reextract`).
+"""``newsarchive ls / verify / pull / compact / reindex / card / reextract``: the archive for
+the people who read it (thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`,
+:mod:`pipelines.pull`, :mod:`pipelines.compact`, :mod:`pipelines.reindex`, :mod:`pipelines.card`
+and :mod:`pipelines.reextract`).
 
 Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
-75 (compact, reextract) a run holds the archive written to.
+75 (compact, reindex, reextract) a run holds the archive written to, or the store failed while
+its lock was taken (they never run without it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from scrapy.settings import Settings
 
@@ -28,12 +30,16 @@ from crawler.spiders.outlets import new_crawl_id
 from pipelines.card import write_card
 from pipelines.catalog import ArchivedFile, Catalog
 from pipelines.compact import compact
-from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
+from pipelines.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
 from pipelines.publish import Archive
 from pipelines.pull import FORMATS, PullError, Slice, pull
 from pipelines.reextract import OutletHints, ReextractError, ReextractReport, reextract
-from pipelines.storage import LocalStore, Store
+from pipelines.reindex import reindex
+from pipelines.storage import LocalStore, Store, StoreError
+from pipelines.uri import mask_uri
 from pipelines.verify import verify
+
+Report = TypeVar("Report")
 
 _RUNS_LISTED = 10  # runs ls lists as text: a year of hourly runs is 8,760
 
@@ -66,6 +72,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     compacting.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
     compacting.add_argument("--month", **repeatable, metavar="YYYY-MM", help="this month (repeatable)")
     compacting.add_argument("--wait", action="store_true", help="if a run holds the archive, wait for it")
+
+    reindexing = commands.add_parser(
+        "reindex", help="rebuild the index from the parts; remove damaged templates (learned again)"
+    )
+    reindexing.set_defaults(command=reindex_command)
+    _archive_argument(reindexing)
+    reindexing.add_argument("--wait", action="store_true", help="if a run holds the archive, wait for it")
 
     carding = commands.add_parser("card", help="a dataset card: Markdown and one self-contained HTML page")
     carding.set_defaults(command=card_command)
@@ -112,7 +125,7 @@ def _store(uri: str) -> Store:
 
 def _exists(store: Store, uri: str) -> None:
     if isinstance(store, LocalStore) and not store.root.is_dir():
-        raise ValueError(f"no archive at {uri}: not a folder")
+        raise ValueError(f"no archive at {mask_uri(uri)}: not a folder")
 
 
 def ls_command(args: argparse.Namespace) -> int:
@@ -120,7 +133,7 @@ def ls_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(_listing(args.archive, summary))
+        print(_listing(mask_uri(args.archive), summary))
     return 1 if summary["problems"] else 0
 
 
@@ -165,7 +178,7 @@ def verify_command(args: argparse.Namespace) -> int:
         f", {result.warcs:,} WARCs ({_size(result.warc_bytes)} with their indexes)" if result.warcs else ""
     )
     print(
-        f"{args.archive}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
+        f"{mask_uri(args.archive)}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
         f"{_size(result.bytes)}{warcs}: {verdict}"
     )
     return 1 if result.problems else 0
@@ -187,17 +200,9 @@ def pull_command(args: argparse.Namespace) -> int:
 
 
 def compact_command(args: argparse.Namespace) -> int:
-    settings = _settings(args.archive)
-    store = store_from_settings(settings)
-    _exists(store, args.archive)
-    run_id = new_crawl_id()
-    try:
-        lease = settings.getfloat("ARCHIVE_LEASE_SECONDS")
-        with archive_lock(store, run_id, args.wait, lease), _workdir(store, run_id) as workdir:
-            report = compact(store, workdir, run_id, set(args.outlet), set(args.month))
-    except ArchiveBusy as busy:
-        print(f"newsarchive: {store.uri} is held by {busy}; not started (exit {BUSY_EXIT})", file=sys.stderr)
-        return BUSY_EXIT
+    report = _run_holding(args, "compaction", lambda *run: compact(*run, set(args.outlet), set(args.month)))
+    if isinstance(report, int):
+        return report
     for problem in report.problems:
         print(f"PROBLEM {problem}")
     if report.abandoned:
@@ -214,9 +219,24 @@ def compact_command(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def reindex_command(args: argparse.Namespace) -> int:
+    report = _run_holding(args, "the index rebuild", reindex)
+    if isinstance(report, int):
+        return report
+    for problem in report.problems:
+        print(f"PROBLEM {problem}")
+    print(
+        f"index rebuilt from {report.parts:,} parts: {report.entries:,} entries in {report.base}, "
+        f"replacing {len(report.replaced)} index files"
+    )
+    for key in report.templates_removed:
+        print(f"removed the damaged template {key} (the next crawl learns it again)")
+    return 1 if report.problems else 0
+
+
 def card_command(args: argparse.Namespace) -> int:
     catalog = Catalog.read(_store(args.archive))
-    for path in write_card(catalog, args.archive, args.out):
+    for path in write_card(catalog, mask_uri(args.archive), args.out):
         print(path)
     for problem in catalog.problems:
         print(f"PROBLEM {problem}")
@@ -236,10 +256,7 @@ def reextract_command(args: argparse.Namespace) -> int:
     }
     run_id = new_crawl_id()
     try:
-        with (
-            archive_lock(target, run_id, False, settings.getfloat("ARCHIVE_LEASE_SECONDS")),
-            _counter() as seen,
-        ):
+        with _held(target, settings, run_id, False), _counter() as seen:
             archive = Archive(target, spool_from_settings(settings, target))
             pool = page_pool(settings, args.jobs)
 
@@ -248,9 +265,8 @@ def reextract_command(args: argparse.Namespace) -> int:
                     return await reextract(source, archive, pool, run_id, hints, set(args.outlet), seen)
 
             report = asyncio.run(in_pool())
-    except ArchiveBusy as busy:
-        print(f"newsarchive: {target.uri} is held by {busy}; not started (exit {BUSY_EXIT})", file=sys.stderr)
-        return BUSY_EXIT
+    except (ArchiveBusy, LockUnavailable) as exc:
+        return _not_started(target, exc)
     except ReextractError as exc:
         print(f"newsarchive: {exc}", file=sys.stderr)
         return 2
@@ -258,14 +274,52 @@ def reextract_command(args: argparse.Namespace) -> int:
         print(f"PROBLEM {line}")
     dropped = ", ".join(f"{reason} {count}" for reason, count in report.dropped.most_common())
     print(
-        f"{report.rows:,} rows into {args.to}: {report.reextracted:,} extracted again from their WARC "
-        f"records ({report.text_changed:,} with another text), {report.copied:,} without a capture copied "
-        f"as they were, {len(report.failed)} failed and copied as they were"
+        f"{report.rows:,} rows into {mask_uri(args.to)}: {report.reextracted:,} extracted again from their "
+        f"WARC records ({report.text_changed:,} with another text), {report.copied:,} without a capture "
+        f"copied as they were, {len(report.failed)} failed and copied as they were"
         + (f"; no article any more: {dropped}" if dropped else "")
     )
     manifests = ", ".join(report.published.manifests) or "no manifest (the store failed: run flush)"
     print(f"{report.warcs} WARCs copied; sealed by {manifests}")
     return 1 if report.problems or report.failed or not report.published.manifests else 0
+
+
+def _not_started(store: Store, exc: ArchiveBusy | LockUnavailable) -> int:
+    """Another run holds the archive, or its lock could not be taken: try again later."""
+    why = f" is held by {exc}" if isinstance(exc, ArchiveBusy) else f": {exc}"
+    print(f"newsarchive: {store.uri}{why}; not started (exit {BUSY_EXIT})", file=sys.stderr)
+    return BUSY_EXIT
+
+
+def _run_holding(
+    args: argparse.Namespace, what: str, work: Callable[[Store, Path, str], Report]
+) -> Report | int:
+    """``work(store, workdir, run_id)`` on ``args.archive``, holding its lock; the exit code when
+    it could not start, or when the store failed or the lease was lost (``what`` stopped: what
+    it did is whole, and the next run goes on)."""
+    settings = _settings(args.archive)
+    store = store_from_settings(settings)
+    _exists(store, args.archive)
+    run_id = new_crawl_id()
+    try:
+        with _held(store, settings, run_id, args.wait), _workdir(store, run_id) as workdir:
+            return work(store, workdir, run_id)
+    except (ArchiveBusy, LockUnavailable) as exc:
+        return _not_started(store, exc)
+    except StoreError as exc:
+        print(f"PROBLEM {what} stopped: {exc}; nothing is lost, run it again")
+        return 1
+
+
+def _held(store: Store, settings: Settings, run_id: str, wait: bool) -> contextlib.AbstractContextManager:
+    """The archive's lock, as the settings tune it; never run without (:class:`LockUnavailable`)."""
+    return archive_lock(
+        store,
+        run_id,
+        wait,
+        settings.getfloat("ARCHIVE_LEASE_SECONDS"),
+        accept_unconditional_writes=settings.getbool(ACCEPT_SETTING),
+    )
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ Exit codes of ``crawl`` and ``flush``: 0 all well; 1 the run needs a look (error
 that failed, an outlet where no article page was found, a spooled part set aside); 2 bad
 arguments, registry or archive URI; 3 parts wait in the spool because the store failed (the next
 run or ``flush`` publishes them); 4 stopped before its end (SIGTERM, SIGINT, a limit); 5 a bug of
-ours (an exception in our code); 75 another run holds the archive (``--wait`` waits instead).
+ours (an exception in our code); 75 another run holds the archive (``--wait`` waits instead), or
+(``flush``) the store failed while its lock was taken: try again later. A crawl that cannot take
+the lock for a store error runs without it, and only spools (exit 3).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id, pages_found
 from pipelines.imports import unimportable
-from pipelines.lock import BUSY_EXIT, ArchiveBusy, archive_lock
+from pipelines.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
 from pipelines.pool import StartedWorker, WorkerPool
-from pipelines.publish import publish_spool
+from pipelines.publish import publish_spool, spool_for
 from pipelines.storage import LocalStore, Store, write_atomically
 
 PENDING_EXIT = 3  # the run went well, but parts wait in the spool for the store
@@ -254,8 +256,9 @@ def crawl_command(args: argparse.Namespace) -> int:
         overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
     settings = _settings(args, overrides)
     store = store_from_settings(settings)  # an unusable destination fails before any request (no client yet)
+    spool_from_settings(settings, store)  # a spool of another archive's crawls, too
     try:
-        with _holding(store, settings, args.wait) as free:
+        with _holding(store, settings, args.wait, spool_only_without=True) as free:
             if not free:
                 return BUSY_EXIT
             process = CrawlerProcess(settings)
@@ -304,6 +307,15 @@ def _exit_code(stats: dict[str, Any], healthy: bool) -> int:
     return 0 if healthy else 1
 
 
+def _under(stats: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The stats named ``prefix<what>``, by what."""
+    return {key.removeprefix(prefix): value for key, value in stats.items() if key.startswith(prefix)}
+
+
+def _by_reason(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason}: {n}" for reason, n in sorted(counts.items()))
+
+
 def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: int) -> dict[str, Any]:
     """The run as ``--summary-json`` writes it, for scripts and alerting."""
 
@@ -328,12 +340,8 @@ def run_verdict(registry: Registry, stats: dict[str, Any], crawl_id: str, code: 
             "not_article": sum(count(outlet_id, f"dropped/{r}") for r in _NOT_ARTICLE),
             "noarchive": count(outlet_id, "dropped/noarchive"),
             "duplicates": count(outlet_id, "dropped/duplicate_url"),
-            "failed": {k.removeprefix(prefix): v for k, v in stats.items() if k.startswith(prefix)},
-            "refused": {
-                k.removeprefix(f"outlet/{outlet_id}/refused/"): v
-                for k, v in stats.items()
-                if k.startswith(f"outlet/{outlet_id}/refused/")
-            },
+            "failed": _under(stats, prefix),
+            "refused": _under(stats, f"outlet/{outlet_id}/refused/"),
             "seconds": round(last - first, 3) if first is not None and last is not None else 0.0,
         }
     totals: dict[str, Any] = {}
@@ -411,19 +419,20 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             f"the crawl was stopped before its end ({stats['finish_reason']}): what it fetched is archived, "
             "its manifest says interrupted, the next run fetches the rest"
         )
-    bugs = {k.removeprefix("bugs/"): v for k, v in stats.items() if k.startswith("bugs/")}
-    if bugs:
+    if bugs := _under(stats, "bugs/"):
         problems.append(
-            "our own code raised ("
-            + ", ".join(f"{where}: {n}" for where, n in sorted(bugs.items()))
-            + "): a bug, with its traceback in the log; please report it"
+            f"our own code raised ({_by_reason(bugs)}): a bug, with its traceback in the log; "
+            "please report it"
         )
-    failures = {k.rsplit("/", 1)[-1]: v for k, v in stats.items() if k.startswith("extract/failed/")}
-    if failures:
+    if dropped := _under(stats, "redis/dropped/"):
         problems.append(
-            f"{sum(failures.values())} page(s) failed in extraction ("
-            + ", ".join(f"{reason}: {n}" for reason, n in sorted(failures.items()))
-            + "); not archived, the next run fetches them again"
+            f"{sum(dropped.values())} item(s) of the Redis queue dropped unread, no request of this crawl "
+            f"({_by_reason(dropped)}): does something else write to this Redis database?"
+        )
+    if failures := _under(stats, "extract/failed/"):
+        problems.append(
+            f"{sum(failures.values())} page(s) failed in extraction ({_by_reason(failures)}); not archived, "
+            "the next run fetches them again"
         )
     errors = int(stats.get("log_count/ERROR", 0))
     if errors:
@@ -452,6 +461,7 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
         )
     if stats.get("publish/quarantined"):
         problems.append(_quarantined(stats["publish/quarantined"], stats["publish/quarantine"]))
+    problems += stats.get("archive/damaged", [])
     if http_errors:
         lines.append("HTTP errors: " + ", ".join(f"{code}: {n}" for code, n in sorted(http_errors.items())))
     if stats.get("discovery/not_modified") or stats.get("discovery/sitemap_unchanged"):
@@ -460,12 +470,8 @@ def summary(registry: Registry, stats: dict[str, Any], store: Store) -> tuple[st
             f"{stats.get('discovery/not_modified', 0)} discovery page(s) (304), "
             f"{stats.get('discovery/sitemap_unchanged', 0)} sitemap(s) (lastmod)"
         )
-    refused = {k.removeprefix("refused/"): v for k, v in stats.items() if k.startswith("refused/")}
-    if refused:
-        lines.append(
-            "article pages not fetched, by reason: "
-            + ", ".join(f"{reason}: {n}" for reason, n in sorted(refused.items()))
-        )
+    if refused := _under(stats, "refused/"):
+        lines.append(f"article pages not fetched, by reason: {_by_reason(refused)}")
     over = {k.split("/")[1]: v for k, v in stats.items() if k.endswith("/links_over_budget")}
     if over:
         lines.append(
@@ -516,16 +522,25 @@ def _pending(files: int, crawls: int, spool: str, error: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _holding(store: Store, settings: Settings, wait: bool) -> Iterator[bool]:
-    """The archive's lock for the ``with`` block; False (and a message) if another run has it."""
+def _holding(
+    store: Store, settings: Settings, wait: bool, spool_only_without: bool = False
+) -> Iterator[bool]:
+    """The archive's lock for the ``with`` block; False (and a message) if another run has it,
+    or the store failed while it was taken (a crawl then runs ``spool_only_without`` it)."""
     run = settings.get("NEWSARCHIVE_CRAWL_ID") or "flush"
     shared = None
     if settings.get("REDIS_URL"):  # the workers of one crawl in Redis share the archive
-        shared = "redis crawl " + crawl_scope(
-            settings["ARCHIVE_URI"], settings.getlist("NEWSARCHIVE_OUTLETS")
-        )
+        shared = "redis crawl " + crawl_scope(store, settings.getlist("NEWSARCHIVE_OUTLETS"))
     try:
-        with archive_lock(store, run, wait, settings.getfloat("ARCHIVE_LEASE_SECONDS"), shared):
+        with archive_lock(
+            store,
+            run,
+            wait,
+            settings.getfloat("ARCHIVE_LEASE_SECONDS"),
+            shared,
+            spool_only_without=spool_only_without,
+            accept_unconditional_writes=settings.getbool(ACCEPT_SETTING),
+        ):
             yield True
     except ArchiveBusy as busy:
         print(
@@ -534,12 +549,16 @@ def _holding(store: Store, settings: Settings, wait: bool) -> Iterator[bool]:
             file=sys.stderr,
         )
         yield False
+    except LockUnavailable as unavailable:
+        print(f"newsarchive: {store.uri}: {unavailable}; not started (exit {BUSY_EXIT})", file=sys.stderr)
+        yield False
 
 
 def flush_command(args: argparse.Namespace) -> int:
     settings = _settings(args, {})
     store = store_from_settings(settings)
-    spool = spool_from_settings(settings, store)
+    # the operator names the archive: an older version's spool, which records none, is its
+    spool = spool_for(store, settings.get("ARCHIVE_SPOOL"), claim_unmarked=True)
     with _holding(store, settings, args.wait) as free:
         if not free:
             return BUSY_EXIT
@@ -558,8 +577,11 @@ def flush_command(args: argparse.Namespace) -> int:
     lines += [f"  {key}" for key in report.manifests]
     if report.busy_crawls:
         lines.append(f"in use by a running crawl, left alone: {', '.join(report.busy_crawls)}")
-    healthy = not report.pending_crawls and not report.quarantined
+    healthy = not (report.pending_crawls or report.quarantined or report.damaged or spool.unclaimed)
     code = PENDING_EXIT if report.pending_crawls else 0 if healthy else 1
+    lines += [f"PROBLEM {line}" for line in report.damaged]
+    if spool.unclaimed:
+        lines.append(f"PROBLEM {spool.unclaimed}")
     if report.quarantined:
         lines.append(
             "PROBLEM " + _quarantined(len(report.quarantined), str(Path(report.quarantined[-1]).parent))

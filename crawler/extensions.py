@@ -138,12 +138,20 @@ class ArchiveExtension:
         self.stats.inc_value("publish/manifests", len(report.manifests))
         if report.errors:
             self.stats.set_value("publish/error", report.errors[-1])
+        note_damaged(self.stats, report.damaged)
         if report.quarantined:
             self.stats.inc_value("publish/quarantined", len(report.quarantined))
             self.stats.set_value("publish/quarantine", str(Path(report.quarantined[-1]).parent))
 
     def _in_thread(self, function: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
         return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+
+
+def note_damaged(stats: StatsCollector, problems: list[str]) -> None:
+    """Objects of the archive the crawl read around (``archive/damaged``, one line each): the
+    run reports them, and its exit code says so."""
+    if problems:
+        stats.set_value("archive/damaged", [*stats.get_value("archive/damaged", []), *problems])
 
 
 def archive_extension(crawler: Crawler) -> ArchiveExtension:

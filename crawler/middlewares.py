@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.request import getproxies
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.useragent import UserAgentMiddleware
+from scrapy.exceptions import CannotResolveHostError, IgnoreRequest
 from scrapy.http import Response
+from scrapy.utils.datatypes import LocalCache
+from twisted.internet.error import DNSLookupError
+from twisted.internet.interfaces import IAddress, IHostnameResolver, IHostResolution, IResolutionReceiver
+from zope.interface import implementer
 
+from crawler.confinement import AddressPolicy, host_of
 from crawler.extensions import ArchiveExtension, archive_extension
 from pipelines.index import ArchiveIndex
 
@@ -146,3 +154,132 @@ def _retry_after(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
+
+
+class Confined(IgnoreRequest):
+    """A request the crawl must not send: ``reason`` is ``scheme`` or ``internal_address``."""
+
+    def __init__(self, reason: str, url: str):
+        super().__init__(f"not fetched ({reason}): {url}")
+        self.reason = reason
+
+
+class ConfinementMiddleware:
+    """Downloader middleware keeping the crawl to http(s) on public addresses
+    (:class:`crawler.confinement.AddressPolicy`), wherever the URL came from: a link, a sitemap,
+    a redirect, robots.txt.
+
+    A URL's scheme and literal host are checked before it is sent; the addresses its host
+    resolves to are checked as the connection is made, by :class:`ConfinedResolver`, which this
+    installs over the reactor's resolver (whichever ``TWISTED_DNS_RESOLVER`` names) while the
+    crawl runs. Each refusal raises :class:`Confined` (the spider counts an article's as
+    ``refused/<reason>``) and is counted in ``confinement/<reason>``. It sits just above
+    RetryMiddleware, so a refused address is not retried.
+    """
+
+    def __init__(self, crawler: Crawler, policy: AddressPolicy):
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.policy = policy
+        self.resolver: ConfinedResolver | None = None
+        self._told: set[tuple[str, str]] = set()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ConfinementMiddleware:
+        outlets = getattr(crawler.spider, "registry", {}).values()
+        transports = [crawler.settings.get("MIRROR_URL") or ""]
+        if crawler.settings.getbool("HTTPPROXY_ENABLED"):
+            transports += getproxies().values()
+        policy = AddressPolicy(
+            (url for outlet in outlets for url in (*outlet.sitemaps, *outlet.feeds, *outlet.listings)),
+            transports,
+        )
+        middleware = cls(crawler, policy)
+        crawler.signals.connect(middleware._install_resolver, signal=signals.engine_started)
+        crawler.signals.connect(middleware._remove_resolver, signal=signals.engine_stopped)
+        return middleware
+
+    def process_request(self, request: Request) -> None:
+        reason = self.policy.refusal(request.url)
+        if reason is not None:
+            self._refuse(request, reason)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        """A host whose every address the resolver refused fails as a DNS lookup: said as it is."""
+        if (
+            isinstance(exception, (DNSLookupError, CannotResolveHostError))
+            and self.resolver is not None
+            and host_of(request.url) in self.resolver.refused
+        ):
+            self._refuse(request, "internal_address")
+
+    def _refuse(self, request: Request, reason: str) -> None:
+        self.stats.inc_value(f"confinement/{reason}")
+        host = host_of(request.url)
+        if (reason, host) not in self._told:
+            self._told.add((reason, host))
+            logger.info("not fetched (%s): %s", reason, request.url)
+        raise Confined(reason, request.url)
+
+    def _install_resolver(self) -> None:
+        from twisted.internet import reactor
+
+        self.resolver = ConfinedResolver(reactor.nameResolver, reactor.resolver, self.policy)
+        reactor.installNameResolver(self.resolver)
+
+    def _remove_resolver(self) -> None:
+        from twisted.internet import reactor
+
+        if self.resolver is not None and reactor.nameResolver is self.resolver:
+            reactor.installNameResolver(self.resolver.inner)
+            reactor.resolver = self.resolver.inner_simple
+
+
+@implementer(IHostnameResolver)
+class ConfinedResolver:
+    """The reactor's name resolver, less the addresses the policy refuses for a name: a name of
+    a public outlet pointed at 127.0.0.1 resolves to nothing. Every connection the crawl makes
+    asks it, address literals included. ``refused`` keeps the names refused lately."""
+
+    def __init__(self, inner: IHostnameResolver, inner_simple: Any, policy: AddressPolicy):
+        self.inner = inner
+        self.inner_simple = inner_simple  # the reactor's resolver as it was, put back at the end
+        self.policy = policy
+        self.refused: LocalCache[str, str] = LocalCache(10_000)
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        receiver = _AllowedAddresses(resolutionReceiver, hostName, self)
+        return self.inner.resolveHostName(receiver, hostName, portNumber, addressTypes, transportSemantics)
+
+
+@implementer(IResolutionReceiver)
+class _AllowedAddresses:
+    """Passes on the addresses the policy allows; notes a name none of whose addresses it did."""
+
+    def __init__(self, receiver: IResolutionReceiver, host: str, resolver: ConfinedResolver):
+        self.receiver, self.host, self.resolver = receiver, host, resolver
+        self.refused: str | None = None
+        self.allowed = 0
+
+    def resolutionBegan(self, resolution: IHostResolution) -> None:
+        self.receiver.resolutionBegan(resolution)
+
+    def addressResolved(self, address: IAddress) -> None:
+        ip = ipaddress.ip_address(address.host.split("%")[0])
+        if self.resolver.policy.may_connect(self.host, ip):
+            self.allowed += 1
+            self.receiver.addressResolved(address)
+        else:
+            self.refused = str(ip)
+
+    def resolutionComplete(self) -> None:
+        if self.refused is not None and not self.allowed:
+            self.resolver.refused[self.host.lower().rstrip(".")] = self.refused
+        self.receiver.resolutionComplete()

@@ -268,6 +268,8 @@ class ArchivePipeline:
     async def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):
             return item
+        if self.warc is not None:
+            await self.warc.keep(item)  # the page's WARC record, held until judged (crawler/capture.py)
         for part in self.buffers.add(partition_of(item), to_row(item)):
             await self.archive.write(part)
         return item

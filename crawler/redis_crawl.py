@@ -2,10 +2,12 @@
 what scrapy-redis leaves out: nothing lost when a worker dies, an end when the work is done.
 
 Every ``newsarchive crawl --redis URL`` with the same archive and outlets joins the crawl in
-progress there, or starts a new one. What lives in Redis, under ``newsarchive:<crawl>:``:
+progress there, or starts a new one (:func:`crawl_scope`: a folder is the same archive only on
+the same host). What lives in Redis, under ``newsarchive:<crawl>:``:
 
-- ``requests`` (sorted set, scrapy-redis's priority queue) and ``seen`` (set of request
-  fingerprints, scrapy-redis's duplicate filter): the crawl's frontier, shared;
+- ``requests`` (sorted set, scrapy-redis's priority queue, each request in JSON: see
+  :func:`crawler.redis_state.request_from_entry` for what a worker takes from it) and ``seen``
+  (set of request fingerprints, scrapy-redis's duplicate filter): the crawl's frontier, shared;
 - ``held:<worker>`` (sorted set): each request a worker took, moved there from ``requests`` in
   the same atomic step (a Lua script), so a worker that dies (``kill -9``) holds its requests
   where the others find them: a worker whose ``alive:<worker>`` key (renewed every third of
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import re
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,9 @@ from scrapy import signals
 from scrapy.core.scheduler import Scheduler as ScrapyScheduler
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider, NotConfigured
+
+from pipelines.storage import LocalStore, Store, archive_identity, store_for
+from pipelines.uri import mask_uri
 
 if TYPE_CHECKING:
     from crawler.redis_state import RedisCrawl
@@ -52,15 +57,21 @@ PREFIX = "newsarchive"
 
 
 class SecretUrl(str):
-    """A Redis URL that shows no password when printed (Scrapy logs its settings)."""
+    """A Redis URL that shows no user, password or query value when printed (Scrapy logs its
+    settings)."""
 
     def __repr__(self) -> str:
-        return repr(re.sub(r"//[^@/]*@", "//***@", str(self)))
+        return repr(mask_uri(str(self)))
 
 
-def crawl_scope(archive_uri: str, outlets: Iterable[str]) -> str:
-    """Workers of one crawl name the same archive and the same outlets."""
-    return hashlib.sha256(f"{archive_uri}\n{','.join(sorted(outlets))}".encode()).hexdigest()[:16]
+def crawl_scope(store: Store, outlets: Iterable[str]) -> str:
+    """Workers of one crawl write to the same archive and crawl the same outlets. A bucket is
+    named by its bucket and prefix, a folder by its host and absolute path: two hosts' own
+    ``output`` folders are two archives, however alike their paths."""
+    archive = archive_identity(store)
+    if isinstance(store, LocalStore):
+        archive = f"{socket.gethostname()}:{archive}"
+    return hashlib.sha256(f"{archive}\n{','.join(sorted(outlets))}".encode()).hexdigest()[:16]
 
 
 class CrawlScheduler(ScrapyScheduler):
@@ -96,7 +107,7 @@ class RedisCrawlExtension:
             raise NotConfigured  # no REDIS_URL: one process (a reason would be logged as a WARNING)
         from crawler.redis_state import RedisCrawl, redis_client  # (only for a shared crawl)
 
-        scope = crawl_scope(settings["ARCHIVE_URI"], settings.getlist("NEWSARCHIVE_OUTLETS"))
+        scope = crawl_scope(store_for(settings["ARCHIVE_URI"]), settings.getlist("NEWSARCHIVE_OUTLETS"))
         crawl, _ = RedisCrawl.join(
             redis_client(settings["REDIS_URL"]), scope, settings.getfloat("REDIS_WORKER_TIMEOUT")
         )
@@ -150,8 +161,10 @@ class RedisCrawlExtension:
             logger.error("could not leave crawl %s cleanly: %s", self.crawl.crawl_id, exc)
             return
         # the summary judges the whole crawl, by its last worker (an outlet may be another's)
+        outlets = self.crawler.settings.getlist("NEWSARCHIVE_OUTLETS")
         for outlet_id, pages in (totals or {}).items():
-            stats.set_value(f"redis/crawl_found/{outlet_id}", pages)
+            if outlet_id in outlets:  # (Redis may hold anything)
+                stats.set_value(f"redis/crawl_found/{outlet_id}", pages)
         stats.set_value("redis/last_worker", totals is not None)
 
 

@@ -1,16 +1,28 @@
 """The shared crawl's state in Redis (see :mod:`crawler.redis_crawl`): :class:`RedisCrawl`, plain
 Python over a redis client and a few Lua scripts, and the scrapy-redis scheduler and queue
 adapted to it. Imported only when a crawl has ``REDIS_URL``: one process loads no Redis client.
+
+Whoever can write to the Redis database can put anything in it, so nothing read from it is
+trusted: queued requests are JSON (:class:`JsonRequests`, never pickle) and each one taken is
+checked (:func:`request_from_entry`) before it becomes a request; names and ids read back are
+checked before they name a key or reach a row.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
+import inspect
+import json
 import logging
+import re
 import secrets
 import socket
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -20,17 +32,22 @@ from redis.retry import Retry
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import ScrapyDeprecationWarning
+from scrapy.statscollectors import StatsCollector
+from scrapy.utils.request import request_from_dict
 from scrapy_redis.dupefilter import RFPDupeFilter
 from scrapy_redis.queue import PriorityQueue
 from scrapy_redis.scheduler import Scheduler
 
 from crawler.redis_crawl import PREFIX, redis_extension
+from crawler.registry import in_domains
+from crawler.spiders.outlets import SITEMAP_MAX_BYTES
 
 logger = logging.getLogger(__name__)
 # scrapy-redis 0.9.1 passes `spider=` to the stats, deprecated by Scrapy 2.19: harmless, not logged
 warnings.filterwarnings("ignore", "Passing a 'spider' argument to StatsCollector", ScrapyDeprecationWarning)
 
 _T = TypeVar("_T")
+_ARTICLE_ID = re.compile(rb"[0-9a-f]{64}")  # sha256 hex (crawler.items.Article.article_id)
 
 # Every script can run twice: Redis may execute a call whose reply a restart then loses, and the
 # client retries it. So taking is idempotent per call (the same token gives the same request),
@@ -76,13 +93,187 @@ end
 redis.call('SET', KEYS[5], '1')
 return 1
 """
-# the crawl in progress for this scope, or a new one (ARGV[1]) when there is none or it is done
+# the crawl in progress for this scope, or a new one (ARGV[1]) when there is none, it is done, or
+# its id is none of ours (ARGV[3], a Lua pattern: an id names keys, and a glob of them at the end)
 _JOIN = """
 local current = redis.call('GET', KEYS[1])
-if current and redis.call('EXISTS', ARGV[2] .. current .. ':done') == 0 then return {current, 0} end
+local ours = current and string.match(current, ARGV[3])
+if ours and redis.call('EXISTS', ARGV[2] .. current .. ':done') == 0 then return {current, 0} end
 redis.call('SET', KEYS[1], ARGV[1])
 return {ARGV[1], 1}
 """
+
+
+class MalformedRequest(ValueError):
+    """A queued entry that is no request this crawl could have queued: dropped, never run,
+    counted as ``redis/dropped/<reason>``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason} ({detail})")
+        self.reason = reason
+
+
+_BYTES = "$b64"  # {"$b64": "..."}: bytes, base64
+_PAIRS = "$pairs"  # {"$pairs": [[key, value], ...]}: a dict whose keys are not all strings (headers)
+
+
+class JsonRequests:
+    """The queue's serializer (scrapy-redis calls its ``dumps`` and ``loads``): a request as
+    Scrapy's ``Request.to_dict`` gives it, in JSON, bytes (body, headers, any in meta) in base64.
+    Loading builds JSON values, bytes and dicts, nothing else: no entry runs code, unlike
+    scrapy-redis's default (pickle)."""
+
+    @staticmethod
+    def dumps(request: dict[str, Any]) -> bytes:
+        return json.dumps(_to_json(request), separators=(",", ":"), allow_nan=False).encode()
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        try:
+            return json.loads(data, object_hook=_from_json)
+        except (ValueError, TypeError, RecursionError) as exc:  # (UnicodeDecodeError, binascii.Error too)
+            raise MalformedRequest("not_json", type(exc).__name__) from None
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
+    if isinstance(value, dict):
+        tag_like = len(value) == 1 and {_BYTES, _PAIRS} & value.keys()
+        if all(isinstance(key, str) for key in value) and not tag_like:
+            return {key: _to_json(item) for key, item in value.items()}
+        return {_PAIRS: [[_to_json(key), _to_json(item)] for key, item in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(item) for item in value]
+    return value
+
+
+def _from_json(value: dict[str, Any]) -> Any:
+    if len(value) == 1 and _BYTES in value:
+        return base64.b64decode(value[_BYTES], validate=True)
+    if len(value) == 1 and _PAIRS in value:
+        return dict(value[_PAIRS])
+    return value
+
+
+# what Request.to_dict gives, by type; no `_class`: this crawl queues plain requests only, and
+# Scrapy's request_from_dict would import and call whatever class it names
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "url": str,
+    "callback": (str, type(None)),
+    "errback": (str, type(None)),
+    "headers": dict,
+    "body": bytes,
+    "cookies": (dict, list),
+    "meta": dict,
+    "encoding": str,
+    "flags": list,  # (of text: checked below)
+    "cb_kwargs": dict,
+    "dont_filter": bool,
+    "method": str,
+    "priority": int,
+}
+_METHODS = ("GET", "HEAD")  # the crawl only reads
+# the meta a queued request of this crawl carries (Scrapy's, the spider's), by type; any other
+# key (a proxy, a download slot, a WARC capture...) is for the worker's own middlewares to set
+# (a list: the type of its items)
+_META: dict[str, type | tuple[type, ...] | list[type | tuple[type, ...]]] = {
+    "depth": int,
+    "retry_times": int,
+    "redirect_times": int,
+    "redirect_ttl": int,
+    "redirect_urls": [str],
+    "redirect_reasons": [(int, str)],
+    "is_start_request": bool,
+    "download_maxsize": int,
+    "handle_httpstatus_list": [int],
+}
+_OWN_HEADERS = (b"Proxy-Authorization",)  # set by each worker from its environment; not shared
+
+
+def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
+    """The request a queued entry stands for, if it is one this crawl could have queued: at
+    most ``max_bytes``, JSON of :data:`_FIELDS`, a GET or HEAD of an http(s) URL on the
+    spider's domains (whatever ``dont_filter`` says), a callback (errback) that is a method of
+    the spider taking a response (a failure). Raises :class:`MalformedRequest` otherwise."""
+    if len(data) > max_bytes:
+        raise MalformedRequest("oversize", f"{len(data)} bytes, over {max_bytes}")
+    fields = JsonRequests.loads(data)
+    if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
+        raise MalformedRequest("bad_shape", "no request")
+    for name, value in fields.items():
+        if name not in _FIELDS or not _typed(value, _FIELDS[name]):
+            raise MalformedRequest("bad_shape", f"field {name[:40]!r}")
+    if fields.get("method", "GET") not in _METHODS or fields.get("encoding", "utf-8") != "utf-8":
+        raise MalformedRequest("bad_shape", "method or encoding")
+    if (
+        not _well_formed_headers(fields.get("headers", {}))
+        or not all(isinstance(key, str) for key in fields.get("cb_kwargs", {}))
+        or not all(isinstance(flag, str) for flag in fields.get("flags", ()))
+    ):
+        raise MalformedRequest("bad_shape", "headers, cb_kwargs or flags")
+    fields["meta"] = _checked_meta(fields.get("meta", {}))
+    url = fields["url"]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise MalformedRequest("bad_url", "unparsable") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MalformedRequest("bad_url", f"{url[:120]!r}")
+    if not in_domains(url, spider.allowed_domains):
+        raise MalformedRequest("offsite", f"{url[:120]!r}")
+    for name, first_parameter in (("callback", "response"), ("errback", "failure")):
+        if fields.get(name) is not None and not _handler(type(spider), fields[name], first_parameter):
+            raise MalformedRequest("bad_callback", f"{name} {fields[name][:40]!r}")
+    try:
+        return request_from_dict(fields, spider=spider)
+    except (TypeError, ValueError, LookupError, AttributeError) as exc:
+        raise MalformedRequest("bad_shape", type(exc).__name__) from None
+
+
+def _well_formed_headers(headers: dict[Any, Any]) -> bool:
+    """Names and values are bytes or text (a name may have a list of values)."""
+    return all(
+        isinstance(name, (bytes, str))
+        and all(
+            isinstance(value, (bytes, str)) for value in (values if isinstance(values, list) else [values])
+        )
+        for name, values in headers.items()
+    )
+
+
+def _checked_meta(meta: dict[Any, Any]) -> dict[str, Any]:
+    """The meta of :data:`_META`, no more: a download as large as a sitemap's at most, and
+    only the 304s of a conditional request let through to the spider."""
+    kept = {key: value for key, value in meta.items() if key in _META}
+    for key, value in kept.items():
+        expected = _META[key]
+        if isinstance(expected, list):
+            well_typed = isinstance(value, list) and all(_typed(item, expected[0]) for item in value)
+        else:
+            well_typed = _typed(value, expected)
+        if not well_typed:
+            raise MalformedRequest("bad_shape", f"meta {key}")
+    if not 0 < kept.get("download_maxsize", 1) <= SITEMAP_MAX_BYTES or any(
+        status != 304 for status in kept.get("handle_httpstatus_list", ())
+    ):
+        raise MalformedRequest("bad_shape", "meta widens the download")
+    return kept
+
+
+def _typed(value: Any, expected: type | tuple[type, ...]) -> bool:
+    """``isinstance``, except that a bool is no int here."""
+    return isinstance(value, expected) and not (isinstance(value, bool) and expected is int)
+
+
+@functools.lru_cache(maxsize=256)
+def _handler(spider_class: type[Spider], name: str, first_parameter: str) -> bool:
+    """Whether ``name`` is a method of the spider's class whose first parameter (after self)
+    is ``first_parameter``: what a callback (``response``) or an errback (``failure``) is."""
+    method = getattr(spider_class, name, None) if name.isidentifier() and not name.startswith("__") else None
+    if not inspect.isfunction(method):
+        return False
+    return list(inspect.signature(method).parameters)[1:2] == [first_parameter]
 
 
 class PatientRetry(Retry):
@@ -136,7 +327,7 @@ class RedisCrawl:
         """The crawl in progress for ``scope`` (or a new one), and whether this worker started it."""
         new = f"{PREFIX}-{secrets.token_hex(4)}"
         crawl_id, started = client.register_script(_JOIN)(
-            keys=[f"{PREFIX}:current:{scope}"], args=[new, f"{PREFIX}:"]
+            keys=[f"{PREFIX}:current:{scope}"], args=[new, f"{PREFIX}:", f"^{PREFIX}%-%x%x%x%x%x%x%x%x$"]
         )
         worker = f"{socket.gethostname()}-{secrets.token_hex(3)}"
         crawl = cls(client, crawl_id.decode(), worker, timeout)
@@ -162,6 +353,10 @@ class RedisCrawl:
         keys = [self.key(k) for k in ("requests", f"held:{self.worker}", "idle", f"took:{self.worker}")]
         return self._take(keys=keys, args=[self.worker, secrets.token_hex(8)])
 
+    def drop(self, data: bytes) -> None:
+        """A request this worker took and will not fetch: not to be given back."""
+        self.client.zrem(self.key(f"held:{self.worker}"), data)
+
     def queue_new(self, fingerprint: str | None, score: float, data: bytes) -> bool:
         """Queue a request unless its fingerprint was seen (None: queue it anyway); True if queued."""
         keys = [self.key("seen"), self.key("requests")]
@@ -175,7 +370,8 @@ class RedisCrawl:
         if self.client.set(self.key("seeder"), self.worker, nx=True):
             return True
         seeder = self.client.get(self.key("seeder"))
-        if seeder is not None and not self.client.exists(self.key(f"alive:{seeder.decode()}")):
+        seeder_name = seeder.decode(errors="replace") if seeder is not None else None  # (no UTF-8: dead)
+        if seeder_name is not None and not self.client.exists(self.key(f"alive:{seeder_name}")):
             return self.client.set(self.key("seeder"), self.worker, xx=True) is True
         return False
 
@@ -190,9 +386,16 @@ class RedisCrawl:
         return self.client.hget(self.key("claims"), article_id) == self.worker.encode()
 
     def first_with_text(self, text_hash: str, article_id: str) -> str:
-        """The article first archived with this text in this crawl (``article_id`` if this one)."""
+        """The article first archived with this text in this crawl (``article_id`` if this one,
+        or if what Redis holds is no article id: it would go into the row)."""
         self.client.hsetnx(self.key("texts"), text_hash, article_id)
-        return self.client.hget(self.key("texts"), text_hash).decode()
+        first = self.client.hget(self.key("texts"), text_hash) or b""
+        if not _ARTICLE_ID.fullmatch(first):
+            logger.warning(
+                "crawl %s: Redis names no article for a text (%.40r); ignored", self.crawl_id, first
+            )
+            return article_id
+        return first.decode()
 
     def idle(self) -> None:
         self.client.sadd(self.key("idle"), self.worker)
@@ -201,10 +404,10 @@ class RedisCrawl:
         """Put back the requests of workers whose heartbeat stopped; how many."""
         returned = 0
         for member in self.client.smembers(self.key("workers")):
-            other = member.decode()
+            other = member.decode(errors="replace")  # (no UTF-8: no `alive` key, taken for dead)
             if other != self.worker and not self.client.exists(self.key(f"alive:{other}")):
                 count = self.give_back(other)  # (out of `idle` too)
-                self.client.srem(self.key("workers"), other)
+                self.client.srem(self.key("workers"), member)
                 if count:
                     logger.warning(
                         "worker %s stopped answering; its %d request(s) go back to the queue", other, count
@@ -233,7 +436,10 @@ class RedisCrawl:
         pages per outlet, added up over the workers. The last worker of a done crawl removes its
         keys and gets the crawl's totals (None for the others)."""
         for outlet_id, pages in found.items():
-            self.client.hincrby(self.key("found"), outlet_id, pages)
+            try:
+                self.client.hincrby(self.key("found"), outlet_id, pages)
+            except redis.ResponseError:  # no number there: no worker of ours wrote it
+                self.client.hset(self.key("found"), outlet_id, pages)
         if sealed:
             self.client.sadd(self.key("sealed"), self.worker)
         if self.client.exists(self.key("done")):
@@ -245,7 +451,10 @@ class RedisCrawl:
         self.client.delete(self.key(f"alive:{self.worker}"))
         if not (self.client.exists(self.key("done")) and not self.client.scard(self.key("workers"))):
             return None
-        totals = {k.decode(): int(v) for k, v in self.client.hgetall(self.key("found")).items()}
+        totals = {}
+        for outlet_id, pages in self.client.hgetall(self.key("found")).items():
+            with contextlib.suppress(ValueError):  # (what no worker wrote: not UTF-8, no number)
+                totals[outlet_id.decode()] = int(pages)
         keys = list(self.client.scan_iter(match=self.key("*"), count=1000))
         if keys:
             self.client.delete(*keys)
@@ -256,20 +465,39 @@ class RedisCrawl:
 
 
 class HeldQueue(PriorityQueue):
-    """scrapy-redis's priority queue, whose pop moves the request into this worker's held set."""
+    """scrapy-redis's priority queue, in JSON, whose pop moves the request into this worker's
+    held set and checks it: an entry that is no request of this crawl is dropped, counted
+    (``redis/dropped/<reason>``) and the next one taken."""
 
-    crawl: RedisCrawl
+    def __init__(self, crawl: RedisCrawl, spider: Spider, stats: StatsCollector, max_bytes: int):
+        super().__init__(crawl.client, spider, crawl.key("requests"), serializer=JsonRequests)
+        self.crawl = crawl
+        self.stats = stats
+        self.max_bytes = max_bytes
 
     def pop(self, timeout: int = 0) -> Request | None:
-        data = self.crawl.take()
-        return self._decode_request(data) if data else None
+        while (data := self.crawl.take()) is not None:
+            try:
+                return request_from_entry(data, self.spider, self.max_bytes)
+            except MalformedRequest as malformed:
+                self.crawl.drop(data)
+                self.stats.inc_value(f"redis/dropped/{malformed.reason}")
+                logger.warning("dropped a queued entry that is no request of this crawl: %s", malformed)
+        return None
 
     def push_new(self, request: Request, fingerprint: str | None) -> bool:
         return self.crawl.queue_new(fingerprint, -request.priority, self._encode_request(request))
 
+    def _encode_request(self, request: Request) -> bytes:
+        """scrapy-redis's, without the proxy credentials a redirect's request carries."""
+        fields = request.to_dict(spider=self.spider)
+        fields["headers"] = {k: v for k, v in fields["headers"].items() if k not in _OWN_HEADERS}
+        return self.serializer.dumps(fields)
+
 
 class RedisScheduler(Scheduler):
-    """scrapy-redis's scheduler on the crawl's own client, queue and filter keys."""
+    """scrapy-redis's scheduler on the crawl's own client, queue and filter keys, its requests in
+    JSON. ``REDIS_REQUEST_MAX_BYTES``: a queued entry larger than this is dropped unread."""
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RedisScheduler:
@@ -279,19 +507,18 @@ class RedisScheduler(Scheduler):
             persist=True,  # the crawl outlives any one worker; the last one cleans up
             queue_key=crawl.key("requests"),
             dupefilter=RFPDupeFilter(crawl.client, crawl.key("seen")),
+            serializer=JsonRequests,
         )
         scheduler.stats = crawler.stats
         scheduler.crawl = crawl
+        scheduler.max_bytes = crawler.settings.getint("REDIS_REQUEST_MAX_BYTES")
         return scheduler
 
     def open(self, spider: Spider) -> None:
         """The queue on the crawl's keys (scrapy-redis's own ``open`` also logs through the
         deprecated ``Spider.log``)."""
         self.spider = spider
-        self.queue = HeldQueue(
-            server=self.server, spider=spider, key=self.queue_key, serializer=self.serializer
-        )
-        self.queue.crawl = self.crawl
+        self.queue = HeldQueue(self.crawl, spider, self.stats, self.max_bytes)
 
     def enqueue_request(self, request: Request) -> bool:
         """As scrapy-redis's, with the seen check and the push in one step (see ``_QUEUE_NEW``)."""

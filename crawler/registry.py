@@ -17,11 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cssselect import GenericTranslator, SelectorError
 
+from crawler.confinement import FETCHED_SCHEMES
+from pipelines.keys import OUTLET  # the id names the outlet's partition and template keys
+
 DEFAULT_REGISTRY = Path(__file__).with_name("outlets.toml")
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
-_LANGUAGE = re.compile(r"^[a-z]{2}$")
-_REGION = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+_LANGUAGE = re.compile(r"[a-z]{2}")  # each pattern is matched whole (fullmatch)
+_REGION = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,3})?")
 _OUTLET_KEYS = {
     "id",
     "name",
@@ -99,7 +101,14 @@ class Outlet:
 
 
 def in_domains(url: str, domains: Iterable[str]) -> bool:
-    host = (urlparse(url).hostname or "").lower()
+    """An http(s) URL on one of ``domains`` or a subdomain (``file://<domain>/`` is not on it)."""
+    parts = urlparse(url)
+    return parts.scheme in FETCHED_SCHEMES and host_in_domains(parts.hostname, domains)
+
+
+def host_in_domains(host: str | None, domains: Iterable[str]) -> bool:
+    """``host`` is one of ``domains`` or a subdomain: Scrapy's offsite filter, which looks no further."""
+    host = (host or "").lower()
     return bool(host) and any(host == d or host.endswith("." + d) for d in domains)
 
 
@@ -172,7 +181,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
     label = entry.get("id") if isinstance(entry.get("id"), str) else f"#{index + 1}"
     check = _Checker(path, label, entry)
     check.no_unknown_keys(entry, _OUTLET_KEYS, "")
-    outlet_id = check.string("id", pattern=_ID, hint="lower-case letters, digits and dashes")
+    outlet_id = check.string("id", pattern=OUTLET, hint="lower-case letters, digits and dashes")
     name = check.string("name")
     region = check.string("region", pattern=_REGION, hint="an ISO 3166 code such as CN or CN-GZ")
     languages = check.strings("languages", pattern=_LANGUAGE, hint="ISO 639-1 codes")
@@ -253,7 +262,7 @@ class _Checker:
             raise self.fail(key, "missing")
         if not isinstance(value, str) or not value.strip():
             raise self.fail(key, "must be a non-empty string")
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(key, f"{value!r} is not {hint}")
         return value
 
@@ -264,7 +273,7 @@ class _Checker:
         if not values:
             raise self.fail(key, "must not be empty")
         for value in values:
-            if pattern is not None and not pattern.match(value):
+            if pattern is not None and not pattern.fullmatch(value):
                 raise self.fail(key, f"{value!r} is not {hint}")
         return values
 
@@ -297,7 +306,7 @@ class _Checker:
         urls = self.strings_in(start, key)
         for url in urls:
             parts = urlparse(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if parts.scheme not in FETCHED_SCHEMES or not parts.hostname:
                 raise self.fail(f"start.{key}", f"{url!r} is not an http(s) URL")
             if not in_domains(url, domains):
                 raise self.fail(f"start.{key}", f"{url!r} is outside allowed_domains")

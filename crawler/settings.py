@@ -4,6 +4,9 @@ Every setting here can be overridden with ``-s NAME=VALUE`` (scrapy) or the CLI'
 Settings of our own components are documented in their classes and in the README.
 """
 
+import os
+
+from scrapy.settings.default_settings import DOWNLOAD_HANDLERS_BASE as _SCRAPY_HANDLERS
 from scrapy.settings.default_settings import EXTENSIONS_BASE as _SCRAPY_EXTENSIONS
 
 BOT_NAME = "newsarchive"
@@ -19,10 +22,17 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.ContactUserAgentMiddleware": 500,
     # sees a 429/503 before RetryMiddleware (550) retries it: the site's slot waits Retry-After
     "crawler.middlewares.RetryAfterMiddleware": 560,
+    # http(s) to public addresses only (crawler/confinement.py); above RetryMiddleware (550), so
+    # a refused address is not retried
+    "crawler.middlewares.ConfinementMiddleware": 555,
     # next to the downloader: every response as received, before decompression and redirects
     "crawler.capture.WarcCaptureMiddleware": 950,
 }
 RETRY_AFTER_MAX = 120.0  # seconds: a longer Retry-After is capped (counted in retry_after/capped)
+# Only http and https are fetched: Scrapy's file, data, s3 and ftp handlers are left out of the
+# base, so no DOWNLOAD_HANDLERS a run sets (the mirror's) brings them back. A sitemap's
+# file://<outlet host>/proc/self/environ was read and published.
+DOWNLOAD_HANDLERS_BASE = {scheme: _SCRAPY_HANDLERS[scheme] for scheme in ("http", "https")}
 
 # Politeness: robots.txt, few parallel requests per site, adaptive delays.
 ROBOTSTXT_OBEY = True
@@ -105,17 +115,26 @@ PROGRESS_INTERVAL = 0.5
 # A worker whose heartbeat stops for REDIS_WORKER_TIMEOUT seconds is dead: its requests go back.
 REDIS_URL = ""
 REDIS_WORKER_TIMEOUT = 60.0
+# Requests are queued as JSON (never pickle); an entry that is no request of this crawl (not JSON,
+# another shape, a URL off its outlets, over this size) is dropped unread: redis/dropped/<reason>.
+REDIS_REQUEST_MAX_BYTES = 1024 * 1024
 SCHEDULER = "crawler.redis_crawl.CrawlScheduler"  # Scrapy's own when REDIS_URL is empty
 ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
-ARCHIVE_SPOOL = ""  # where parts wait for the store; empty: <archive>/.spool, or output/.spool for s3://
+# where parts wait for the store; empty: <archive>/.spool, or output/.spools/s3-<bucket>-<digest> for
+# s3://. A spool records its archive (archive.json): one recording another is refused.
+ARCHIVE_SPOOL = ""
 ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,
 ARCHIVE_BYTES_PER_FILE = 32 * 1024 * 1024  # or this much row data (strings, roughly),
 ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seconds
 ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
 ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/lock.py): renewed every third of it
+# A bucket's lease needs a store that refuses a second If-None-Match: * create (asked at each start);
+# a store that does not is refused unless this is true (overlapping runs are then not kept apart).
+ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES = os.environ.get("NEWSARCHIVE_ACCEPT_UNCONDITIONAL_WRITES", "false")
 ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the crawl waits for it
 # Every exchange (articles, listings, sitemaps, feeds, robots.txt) kept in WARC files beside the
 # Parquet, rows pointing at their response record (crawler/capture.py); `crawl --no-warc` turns it off.
+# Not kept: a page that says noarchive (with ROBOTS_NOARCHIVE_OBEY), and credential and cookie headers.
 WARC_ENABLED = True
 WARC_MAX_BYTES = 1_000_000_000  # a WARC rotates past this size (Heritrix's default)
 ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults

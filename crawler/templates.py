@@ -32,8 +32,12 @@ from pathlib import Path
 from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
-from pipelines.extraction.template import TEMPLATE_FOLDER, SiteTemplate, newest_templates, template_key
+from crawler.extensions import note_damaged
+from pipelines.extraction.template import SiteTemplate, newest_templates
+from pipelines.keys import TEMPLATE_FOLDER, shown, template_key
+from pipelines.lock import ensure_held
 from pipelines.storage import Store, StoreError
+from pipelines.verify import read_template
 
 logger = logging.getLogger(__name__)
 
@@ -82,23 +86,30 @@ class TemplateLearning:
     def load(self, store: Store, outlet_ids: list[str]) -> None:
         """Earlier crawls' templates of these outlets (blocking: run it in a thread)."""
         try:
-            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
+            kept, refused = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
         except StoreError as exc:
             logger.warning("templates not read (%s); learned again", exc)
             return
+        damaged = [f"{shown(key)}: not a template's name; not read" for key in refused]
+        for problem in damaged:
+            logger.warning("%s", problem)
         for outlet_id in outlet_ids:
             for key in kept.get(outlet_id, [])[:1]:
                 try:
-                    self.templates[outlet_id] = SiteTemplate.from_json(store.read(key))
-                except (StoreError, ValueError) as exc:
+                    self.templates[outlet_id] = read_template(store, key)
+                except StoreError as exc:
                     logger.warning("%s: %s; learned again", key, exc)
+                except ValueError as exc:  # damaged: learned again, and reported
+                    damaged.append(f"{exc}; learned again (newsarchive reindex removes it)")
+                    logger.warning("%s", damaged[-1])
+        note_damaged(self.stats, damaged)
 
     def save(self, store: Store, spool: Path, crawl_id: str) -> None:
         """Each learned outlet's template into the archive, then the older ones out (blocking);
         those that cannot be written are learned again next time."""
         spool.mkdir(parents=True, exist_ok=True)
         try:
-            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
+            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))[0]
         except StoreError:
             kept = {}
         learned = [outlet_id for outlet_id, template in self.templates.items() if template.pages]
@@ -106,8 +117,10 @@ class TemplateLearning:
             with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
                 handle.write(self.templates[outlet_id].to_json())
             try:
+                ensure_held(store)
                 store.publish(Path(handle.name), template_key(outlet_id, crawl_id))
                 for older in kept.get(outlet_id, []):
+                    ensure_held(store)
                     store.delete(older)
             except StoreError as exc:
                 # the rest are not tried: each would wait out the same failing store (its

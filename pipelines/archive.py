@@ -13,14 +13,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawler.items import Article
-from pipelines.schema import SCHEMA, UNKNOWN_MONTH, statistics_columns
+from pipelines.keys import month_of, partition_key
+from pipelines.schema import SCHEMA, statistics_columns
 
 ROW_OVERHEAD = 512  # bytes a row costs beyond its strings (numbers, lists, the dict itself)
 
@@ -99,8 +100,7 @@ def partition_of(item: Article) -> str:
 
 def partition(outlet_id: str, published_at: datetime | None) -> str:
     """The Hive partition of a row: ``outlet=<id>/published=<YYYY-MM>`` (UTC month)."""
-    month = published_at.astimezone(UTC).strftime("%Y-%m") if published_at else UNKNOWN_MONTH
-    return f"outlet={outlet_id}/published={month}"
+    return partition_key(outlet_id, month_of(published_at))
 
 
 def row_bytes(row: dict) -> int:

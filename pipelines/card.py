@@ -6,6 +6,12 @@ same content: coverage, rows and bytes, outlets, the language mix, charts of art
 per month and of the languages, and the schema with each column's documentation (from
 :data:`pipelines.schema.SCHEMA`, the one place it is declared). Everything comes from the
 manifests (:mod:`pipelines.catalog`); no Parquet file is read.
+
+The manifests may come from elsewhere: every string read from them (outlets, months, languages,
+dates) is shown as text, never read as markup. :func:`_text` folds it to one line of at most
+:data:`MAX_CHARS` characters, entity-encodes HTML's special characters and backslash-escapes
+Markdown's, so it cannot open a tag, a link, an image, a heading, a table cell or a code span,
+nor become a link by itself (GitHub's autolinks); ``card.html`` is rendered from that Markdown.
 """
 
 from __future__ import annotations
@@ -13,13 +19,26 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.catalog import Catalog
-from pipelines.schema import SCHEMA, SCHEMA_VERSION, UNKNOWN_MONTH
+from pipelines.keys import UNKNOWN_MONTH
+from pipelines.schema import SCHEMA, SCHEMA_VERSION
 
 CHARTS = {"per_month": "articles-per-month.png", "languages": "languages.png"}
+MAX_CHARS = 200  # of one string from the archive; a longer one is cut, with "…"
+MAX_LABEL_CHARS = 40  # of one in a chart, whose layout has room for no more
+_BIDI = ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")  # embeddings, overrides, isolates
+
+# Markdown's punctuation, backslash-escaped in text from the archive: all of CommonMark's but
+# "-", ",", ";", "%", "?" and "/", which open nothing in the middle of a line (a "-" that starts
+# one, a list item, is escaped too); ":", "." and "@" included, so no URL, domain or address is linked
+_MARKDOWN_SPECIAL = re.compile(r"([!#$()*+.:=@\[\\\]^_`{|}~])")
+# in card.html, the Markdown written here: a backslash escape, a code span, or text
+_MARKDOWN_INLINE = re.compile(r"\\([!-/:-@\[-`{-~])|`([^`]*)`")
 
 
 @dataclass
@@ -55,15 +74,15 @@ def _sections(summary: dict, uri: str) -> list[Section]:
     dated = sorted(m for m in summary["months"] if m != UNKNOWN_MONTH)
     undated = summary["months"].get(UNKNOWN_MONTH, 0)
     runs = [run for run in summary["runs"] if not run["compaction"]]
-    coverage = f"published {dated[0]} to {dated[-1]}" if dated else "no dated article"
+    coverage = f"published {_text(dated[0])} to {_text(dated[-1])}" if dated else "no dated article"
     crawled = (
-        f"crawled from {min(r['started_at'] or '' for r in runs)[:10]} to "
-        f"{max(r['finished_at'] or r['started_at'] or '' for r in runs)[:10]} in {len(runs)} runs"
+        f"crawled from {_text(min(str(r['started_at'] or '') for r in runs)[:10])} to "
+        f"{_text(max(str(r['finished_at'] or r['started_at'] or '') for r in runs)[:10])} in {len(runs)} runs"
         if runs
         else "no run yet"
     )
     overview = (
-        f"`{uri}`: {summary['rows']:,} articles in {summary['files']:,} Parquet files "
+        f"{_text(uri)}: {summary['rows']:,} articles in {summary['files']:,} Parquet files "
         f"({summary['bytes'] / 1e6:,.1f} MB), {len(summary['outlets'])} outlets, {coverage}"
         f"{f' ({undated:,} without a date)' if undated else ''}; {crawled}. Schema version {SCHEMA_VERSION}."
     )
@@ -76,11 +95,11 @@ def _sections(summary: dict, uri: str) -> list[Section]:
                 ["outlet", "articles", "files", "months", "languages"],
                 [
                     [
-                        name,
+                        _text(name),
                         f"{o['rows']:,}",
                         f"{o['files']:,}",
                         _span(sorted(o["months"])),
-                        ", ".join(f"{code} {rows:,}" for code, rows in o["languages"].items()),
+                        ", ".join(f"{_text(code)} {rows:,}" for code, rows in o["languages"].items()),
                     ]
                     for name, o in summary["outlets"].items()
                 ],
@@ -93,7 +112,10 @@ def _sections(summary: dict, uri: str) -> list[Section]:
             "before manifests recorded languages).",
             Table(
                 ["language", "articles", "share"],
-                [[code, f"{rows:,}", f"{rows / total:.1%}"] for code, rows in summary["languages"].items()],
+                [
+                    [_text(code), f"{rows:,}", f"{rows / total:.1%}"]
+                    for code, rows in summary["languages"].items()
+                ],
             ),
             chart="languages",
         ),
@@ -115,7 +137,31 @@ def _sections(summary: dict, uri: str) -> list[Section]:
 def _span(months: list[str]) -> str:
     if not months:
         return ""
-    return months[0] if len(months) == 1 else f"{months[0]} to {months[-1]}"
+    return _text(months[0]) if len(months) == 1 else f"{_text(months[0])} to {_text(months[-1])}"
+
+
+def _one_line(value: object, limit: int = MAX_CHARS) -> str:
+    """``value`` as one line of at most ``limit`` characters: line breaks, control and bidi
+    characters (which would reorder what is shown) become spaces."""
+    text = "".join(
+        " "
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or unicodedata.bidirectional(char) in _BIDI
+        else char
+        for char in str(value)[: limit * 2]
+    )
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _text(value: object) -> str:
+    """A string from the archive as Markdown text that shows it and does nothing else."""
+    text = html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(value)))
+    return "\\" + text if text.startswith("-") else text
+
+
+def _label(value: object) -> str:
+    """A string from the archive as a chart label: one line, no mathtext (``$...$``)."""
+    return _one_line(value, MAX_LABEL_CHARS).replace("$", r"\$")
 
 
 def _charts(summary: dict) -> dict[str, bytes]:
@@ -130,7 +176,7 @@ def _charts(summary: dict) -> dict[str, bytes]:
     bottom = [0] * len(months)
     for name, outlet in summary["outlets"].items():
         counts = [outlet["months"].get(month, 0) for month in months]
-        axes.bar(months, counts, bottom=bottom, label=name)
+        axes.bar([_label(month) for month in months], counts, bottom=bottom, label=_label(name))
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     axes.set_ylabel("articles")
     axes.set_xlabel("month of publication (UTC)")
@@ -142,7 +188,7 @@ def _charts(summary: dict) -> dict[str, bytes]:
 
     languages = summary["languages"]
     figure, axes = plt.subplots(figsize=(6, 1.6 + 0.35 * len(languages)), dpi=100)
-    axes.barh(list(languages)[::-1], list(languages.values())[::-1], color="tab:green")
+    axes.barh([_label(code) for code in languages][::-1], list(languages.values())[::-1], color="tab:green")
     axes.set_xlabel("articles")
     axes.set_title("Language mix")
     return {"per_month": per_month, "languages": _png(figure)}
@@ -159,7 +205,7 @@ def _png(figure: object) -> bytes:
 
 
 def _markdown(sections: list[Section], uri: str) -> str:
-    lines = [f"# Dataset card: {uri}", ""]
+    lines = [f"# Dataset card: {_text(uri)}", ""]
     for section in sections:
         lines += [f"## {section.title}", ""]
         if section.text:
@@ -167,18 +213,15 @@ def _markdown(sections: list[Section], uri: str) -> str:
         if section.chart:
             lines += [f"![{section.title}]({CHARTS[section.chart]})", ""]
         if section.table:
-            lines.append("| " + " | ".join(section.table.headers) + " |")
+            lines.append(_markdown_row(section.table.headers))
             lines.append("|" + "---|" * len(section.table.headers))
-            lines += [
-                "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"
-                for row in section.table.rows
-            ]
+            lines += [_markdown_row(row) for row in section.table.rows]
             lines.append("")
     return "\n".join(lines)
 
 
 def _html(sections: list[Section], uri: str, charts: dict[str, bytes]) -> str:
-    body = [f"<h1>Dataset card: {html.escape(uri)}</h1>"]
+    body = [f"<h1>Dataset card: {_inline(_text(uri))}</h1>"]
     for section in sections:
         body.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.text:
@@ -188,10 +231,7 @@ def _html(sections: list[Section], uri: str, charts: dict[str, bytes]) -> str:
             body.append(f'<img alt="{html.escape(section.title)}" src="data:image/png;base64,{data}">')
         if section.table:
             head = "".join(f"<th>{html.escape(h)}</th>" for h in section.table.headers)
-            rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>"
-                for row in section.table.rows
-            )
+            rows = "".join(_html_row(row) for row in section.table.rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
     style = (
         "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
@@ -200,13 +240,14 @@ def _html(sections: list[Section], uri: str, charts: dict[str, bytes]) -> str:
     )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Dataset card: {html.escape(uri)}</title><style>{style}</style></head>"
+        f"<title>Dataset card: {_inline(_text(uri))}</title><style>{style}</style></head>"
         f"<body>{''.join(body)}</body></html>\n"
     )
 
 
 def _markdown_row(cells: list[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+    """A table row; its cells are Markdown already, any "|" of the archive's escaped by _text."""
+    return "| " + " | ".join(cells) + " |"
 
 
 def _html_row(cells: list[str]) -> str:
@@ -214,6 +255,13 @@ def _html_row(cells: list[str]) -> str:
 
 
 def _inline(text: str) -> str:
-    """Markdown's inline code as HTML, the rest escaped."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{part}</code>" if i % 2 else part for i, part in enumerate(parts))
+    """The Markdown written here as HTML: backslash escapes, code spans, text (whose entities
+    stay as they are, and whose other "&", "<" and ">" are escaped)."""
+    out, position = [], 0
+    for match in _MARKDOWN_INLINE.finditer(text):
+        out.append(html.escape(html.unescape(text[position : match.start()])))
+        escaped, code = match.groups()
+        out.append(html.escape(escaped) if escaped is not None else f"<code>{html.escape(code)}</code>")
+        position = match.end()
+    out.append(html.escape(html.unescape(text[position:])))
+    return "".join(out)

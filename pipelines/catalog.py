@@ -7,20 +7,39 @@ also names the files its own replace (``supersedes``): those are out of the data
 moment that manifest exists. So ``newsarchive ls`` and
 ``pull``'s partition pruning open no Parquet file; ``verify`` (:mod:`pipelines.verify`) checks
 the files against what the manifests say.
+
+A manifest may come from elsewhere or be damaged: each key it names is checked against its
+kind's grammar (:mod:`pipelines.keys`) and an entry whose key fails is left out, named in the
+problems. ``supersedes`` is taken only from a compaction's manifest, and only for parts of the
+partitions its own files are in; what else it names is a problem, never out of the dataset.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import TypeVar
 
-from pipelines.index import MANIFESTS
-from pipelines.schema import UNKNOWN_MONTH
+from pipelines.index import MANIFEST_MAX_BYTES, read_capped
+from pipelines.keys import (
+    COMPACTED,
+    MANIFESTS,
+    UNKNOWN_MONTH,
+    BadKey,
+    cdxj_key,
+    checked,
+    checked_crawl,
+    part_of,
+    shown,
+)
 from pipelines.storage import Store, StoreError
 
-COMPACTED = "-compacted-"  # in the name of every file a compaction writes, and of no other
+__all__ = ["COMPACTED", "ArchivedFile", "ArchivedWarc", "BadManifest", "Catalog", "Run"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,19 +127,44 @@ class Run:
 @dataclass
 class Catalog:
     runs: list[Run]
-    problems: list[str] = field(default_factory=list)  # manifests that could not be read, one line each
+    problems: list[str] = field(default_factory=list)  # manifests or entries not taken, one line each
+    unreadable: list[str] = field(default_factory=list)  # keys of manifests that could not be read
 
     @classmethod
     def read(cls, store: Store) -> Catalog:
-        runs, problems = [], []
+        catalog = cls([])
         for key in sorted(store.object_keys(f"{MANIFESTS}/")):
             if not key.endswith(".json"):
                 continue
             try:
-                runs.append(_run(key, json.loads(store.read(key))))
-            except (StoreError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                problems.append(f"{key}: unreadable manifest ({type(exc).__name__}: {exc})")
-        return cls(runs, problems)
+                catalog.runs.append(
+                    _run(
+                        checked(key, "manifest"),
+                        json.loads(read_capped(store, key, MANIFEST_MAX_BYTES)),
+                        catalog.problems,
+                    )
+                )
+            except (StoreError, ValueError) as exc:  # BadManifest, BadKey, Damaged, JSON's errors
+                catalog.unreadable.append(key)
+                catalog.problems.append(f"{shown(key)}: unreadable manifest ({type(exc).__name__}: {exc})")
+        catalog._drop_unbacked_supersedes(store)
+        return catalog
+
+    def _drop_unbacked_supersedes(self, store: Store) -> None:
+        """A compaction's ``supersedes`` counts only while its own files are there (or replaced
+        in turn by a later compaction): a manifest alone takes no row out of the dataset. One
+        listing of the archive, and only if a compaction names files it replaces."""
+        if not any(run.supersedes for run in self.runs):
+            return
+        present = set(store.object_keys())
+        replaced: set[str] = set()  # by later compactions
+        for i in reversed(range(len(self.runs))):
+            run = self.runs[i]
+            missing = [f.key for f in run.files if f.key not in present and f.key not in replaced]
+            if run.supersedes and missing:
+                self.problems.append(f"{run.manifest}: supersedes ignored: its file {missing[0]} is missing")
+                self.runs[i] = replace(run, supersedes=())
+            replaced.update(self.runs[i].supersedes)
 
     @property
     def superseded(self) -> set[str]:
@@ -190,44 +234,139 @@ class Catalog:
         }
 
 
-def _run(key: str, manifest: dict) -> Run:
-    crawl_id = manifest["crawl_id"]
-    files = tuple(
-        ArchivedFile(
-            key=entry["key"],
-            crawl_id=crawl_id,
-            rows=int(entry["rows"]),
-            bytes=int(entry["bytes"]),
-            sha256=entry["sha256"],
-            languages=entry.get("languages"),
-        )
-        for entry in manifest.get("files", [])
-    )
-    warcs = tuple(
-        ArchivedWarc(
-            key=entry["key"],
-            crawl_id=crawl_id,
-            bytes=int(entry["bytes"]),
-            sha256=entry["sha256"],
-            records=int(entry["records"]),
-            cdxj=ArchivedFile(
-                entry["cdxj"]["key"], crawl_id, 0, int(entry["cdxj"]["bytes"]), entry["cdxj"]["sha256"], None
-            ),
-        )
-        for entry in manifest.get("warcs", [])
-    )
+class BadManifest(ValueError):
+    """A manifest, or an entry of it, whose fields are not of their types: named, never used."""
+
+
+def _run(key: str, manifest: object, problems: list[str]) -> Run:
+    """The run a manifest tells, each field checked here, once: :class:`BadManifest` when the
+    manifest itself is not one; an entry naming a key of the wrong kind or holding a field of the
+    wrong type is left out, and named in ``problems``."""
+    manifest = _object(manifest, "the manifest")
+    crawl_id = checked_crawl(manifest.get("crawl_id"))
+    files = _entries(key, manifest, "files", lambda entry: _file(entry, crawl_id, "part"), problems)
+    warcs = _entries(key, manifest, "warcs", lambda entry: _warc(entry, crawl_id), problems)
+    compaction = manifest.get("compaction") is True
     return Run(
         crawl_id=crawl_id,
         manifest=key,
-        schema_version=str(manifest.get("schema_version", "")),
-        started_at=manifest.get("started_at"),
-        finished_at=manifest.get("finished_at"),
-        interrupted=bool(manifest.get("interrupted")),
+        schema_version=_optional(manifest, "schema_version", str) or "",
+        started_at=_optional(manifest, "started_at", str),
+        finished_at=_optional(manifest, "finished_at", str),
+        interrupted=bool(_optional(manifest, "interrupted", bool)),
         files=files,
-        supersedes=tuple(manifest.get("supersedes", ())),
-        compaction=bool(manifest.get("compaction")),
+        supersedes=_supersedes(key, crawl_id, _list(manifest, "supersedes"), compaction, files, problems),
+        compaction=compaction,
         warcs=warcs,
     )
+
+
+def _entries(
+    manifest_key: str, manifest: dict, name: str, parse: Callable[[dict], T], problems: list[str]
+) -> tuple[T, ...]:
+    """The manifest's entries under ``name`` that ``parse`` takes; the others named in ``problems``."""
+    parsed = []
+    for entry in _list(manifest, name):
+        try:
+            parsed.append(parse(_object(entry, "the entry")))
+        except (BadKey, BadManifest) as exc:
+            problems.append(f"{manifest_key}: {name} entry left out: {exc}")
+    return tuple(parsed)
+
+
+def _file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
+    languages = _optional(entry, "languages", dict)
+    if languages is not None and not all(isinstance(k, str) and _is_count(n) for k, n in languages.items()):
+        raise BadManifest(f"languages {shown(languages)} are not counts of rows by language")
+    return ArchivedFile(
+        key=checked(entry.get("key"), kind),
+        crawl_id=crawl_id,
+        rows=_count(entry, "rows") if kind == "part" else 0,
+        bytes=_count(entry, "bytes"),
+        sha256=_string(entry, "sha256"),
+        languages=languages,
+    )
+
+
+def _warc(entry: dict, crawl_id: str) -> ArchivedWarc:
+    key = checked(entry.get("key"), "warc")
+    cdxj = _file(_object(entry.get("cdxj"), "its cdxj"), crawl_id, "cdxj")
+    if cdxj.key != cdxj_key(key):
+        raise BadKey(f"{cdxj.key} is not the CDXJ of {key}; not used")
+    return ArchivedWarc(
+        key, crawl_id, _count(entry, "bytes"), _string(entry, "sha256"), _count(entry, "records"), cdxj
+    )
+
+
+def _object(value: object, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise BadManifest(f"{what} is a {type(value).__name__}, not an object")
+    return value
+
+
+def _list(manifest: dict, name: str) -> list:
+    value = manifest.get(name, [])
+    if not isinstance(value, list):
+        raise BadManifest(f"{name} is a {type(value).__name__}, not a list")
+    return value
+
+
+def _optional(table: dict, name: str, kind: type[T]) -> T | None:
+    value = table.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise BadManifest(f"{name} {shown(value)} is not a {kind.__name__}")
+    return value
+
+
+def _string(table: dict, name: str) -> str:
+    value = table.get(name)
+    if not isinstance(value, str):
+        raise BadManifest(f"{name} {shown(value)} is not a string")
+    return value
+
+
+def _count(table: dict, name: str) -> int:
+    value = table.get(name)
+    if not _is_count(value):
+        raise BadManifest(f"{name} {shown(value)} is not a count")
+    return value
+
+
+def _is_count(value: object) -> bool:
+    """A whole number of at least 0, not a bool (which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _supersedes(
+    manifest_key: str,
+    crawl_id: str,
+    keys: list,
+    compaction: bool,
+    files: tuple[ArchivedFile, ...],
+    problems: list[str],
+) -> tuple[str, ...]:
+    """The keys a manifest may take out of the dataset: parts of the partitions its own files are
+    in, and only if it is a compaction's."""
+    own = {file.key for file in files}
+    partitions = {
+        part.partition
+        for part in map(part_of, own)
+        if part.compacted and part.crawl_id == crawl_id  # its own files, not another run's
+    }
+    honoured = []
+    for key in keys:
+        part = part_of(key)
+        if not compaction:
+            reason = "only a compaction's manifest replaces files"
+        elif part is None:
+            reason = "not a part's key"
+        elif part.partition not in partitions or key in own:
+            reason = "not a part of a partition its files are in"
+        else:
+            honoured.append(key)
+            continue
+        problems.append(f"{manifest_key}: supersedes {shown(key)} ignored: {reason}")
+    return tuple(honoured)
 
 
 def _languages(file: ArchivedFile) -> dict[str, int]:

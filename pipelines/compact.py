@@ -16,6 +16,12 @@ A run first finishes what an interrupted one left: replaced files not yet delete
 and new files whose manifest never came (with their index delta) are removed, so running it
 again is always safe, and a second run over a compacted archive changes nothing. It must hold
 the archive (no crawl at the same time): the caller takes the archive's lock.
+
+No file is deleted on the word of one object. A manifest that cannot be read stops the run
+before it deletes anything (the files it lists would look abandoned). A new file is abandoned
+only when its run's manifest is absent from the listing. ``supersedes`` is honoured only from a
+compaction's manifest whose own files are there with the size and sha256 it gives, and only for
+parts of its files' partitions (:class:`pipelines.catalog.Catalog` drops the rest).
 """
 
 from __future__ import annotations
@@ -23,7 +29,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,16 +39,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_options
-from pipelines.catalog import COMPACTED, ArchivedFile, Catalog
-from pipelines.index import MANIFESTS, delta_key, part_entries, write_index_file
+from pipelines.catalog import ArchivedFile, Catalog, Run
+from pipelines.index import part_entries, write_index_file
+from pipelines.keys import compacted_key, delta_key, manifest_key, part_of, partition_key
+from pipelines.lock import ensure_held
 from pipelines.publish import discovery_in, languages_of
 from pipelines.schema import SCHEMA, SCHEMA_VERSION
 from pipelines.storage import Store, StoreError, write_atomically
-from pipelines.verify import digest_problems
+from pipelines.verify import read_verified
 
 TARGET_BYTES = 128 * 1024 * 1024  # files of at least this size are left alone; new ones stay below it
 ROW_GROUP_BYTES = 128 * 1024 * 1024  # Arrow data per row group: what DuckDB, Spark and Polars read well
-_COMPACTED_KEY = re.compile(rf"/part-(?P<run>[^/]+?){COMPACTED}\d+\.parquet$")
 
 
 @dataclass
@@ -71,9 +77,18 @@ def compact(
     report = CompactionReport()
     catalog = Catalog.read(store)
     report.problems += catalog.problems
+    if catalog.unreadable:
+        report.problems.append(
+            f"compaction not started, nothing deleted: {len(catalog.unreadable)} manifests could not be "
+            "read, and the files they list would look abandoned (run again once they read)"
+        )
+        return report
     present = set(store.object_keys())
     _remove_abandoned(store, catalog, present, report)
-    _delete(store, sorted(catalog.superseded & present), report)
+    for run in catalog.runs:
+        leftovers = sorted(set(run.supersedes) & present)
+        if leftovers and _holds_its_files(store, run, present, report):
+            _delete(store, leftovers, report)
     partitions: dict[tuple[str, str], list[ArchivedFile]] = defaultdict(list)
     for file in catalog.files:
         chosen = (not outlets or file.outlet in outlets) and (not months or file.month in months)
@@ -91,8 +106,7 @@ def compact(
         chunks = max(1, math.ceil(sum(f.bytes for f in files) / target_bytes))
         step = math.ceil(table.num_rows / chunks)
         for start in range(0, table.num_rows, step):
-            name = f"part-{run_id}{COMPACTED}{len(written) + 1:05d}.parquet"
-            key = f"outlet={outlet}/published={month}/{name}"
+            key = compacted_key(partition_key(outlet, month), run_id, len(written) + 1)
             chunk = table.slice(start, step)
             written.append(_publish(store, workdir, key, chunk))
             entries += part_entries(chunk, key, run_id)
@@ -105,6 +119,7 @@ def compact(
         return report
     spooled = workdir / f".{run_id}-index.parquet"
     write_index_file(spooled, entries)
+    ensure_held(store)
     store.publish(spooled, delta_key(run_id))
     spooled.unlink()
     report.manifest = _publish_manifest(store, workdir, run_id, written, replaced, catalog)
@@ -116,9 +131,8 @@ def _read(store: Store, files: list[ArchivedFile], report: CompactionReport) -> 
     """The files' rows in the current schema, sorted by publication time (undated last)."""
     tables = []
     for file in files:
-        data = store.read(file.key)
-        problems = digest_problems(data, file)
-        if problems:
+        data, problems = read_verified(store, file)
+        if data is None:
             report.problems += problems
             return None
         tables.append(_in_schema(pq.read_table(io.BytesIO(data))))
@@ -147,6 +161,7 @@ def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
             table, handle, row_group_size=rows_per_group, **parquet_options(table.schema)
         ),
     )
+    ensure_held(store)
     sha256 = store.publish(spooled, key)
     entry = {
         "key": key,
@@ -176,7 +191,7 @@ def _publish_manifest(
         "started_at": now,
         "finished_at": now,
         "interrupted": False,
-        "outlets": sorted({key.split("/")[0].removeprefix("outlet=") for key in replaced}),
+        "outlets": sorted({part_of(key).outlet for key in replaced}),
         "discovery": discovery_in(store, newest) if newest else {},
         "rows": sum(f["rows"] for f in files),
         "bytes": sum(f["bytes"] for f in files),
@@ -184,9 +199,10 @@ def _publish_manifest(
         "supersedes": replaced,
         "index": delta_key(run_id),
     }
-    key = f"{MANIFESTS}/{run_id}.json"
+    key = manifest_key(run_id)
     spooled = workdir / f".{run_id}.json"
     write_atomically(spooled, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
+    ensure_held(store)
     store.publish(spooled, key)
     spooled.unlink()
     return key
@@ -194,19 +210,35 @@ def _publish_manifest(
 
 def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report: CompactionReport) -> None:
     """Files of a compaction that died before its manifest, and its index delta: in no manifest,
-    part of no dataset, safe to remove (the partition is compacted again)."""
+    part of no dataset, safe to remove (the partition is compacted again). Only a file whose
+    run's manifest is absent from the listing is abandoned, never one whose manifest is there."""
     runs = set()
     for key in sorted(present - catalog.listed):
-        match = _COMPACTED_KEY.search(key)
-        if match and key.startswith("outlet="):
-            runs.add(match["run"])
+        part = part_of(key)
+        if part and part.compacted and manifest_key(part.crawl_id) not in present:
+            runs.add(part.crawl_id)
             _delete(store, [key], report, count=False)
             report.abandoned += 1
     _delete(store, [delta_key(run) for run in sorted(runs) if delta_key(run) in present], report, count=False)
 
 
+def _holds_its_files(store: Store, run: Run, present: set[str], report: CompactionReport) -> bool:
+    """True when every file of the compaction ``run`` is there with the size and sha256 its
+    manifest gives: only then do the files it replaces go."""
+    problems = []
+    for file in run.files:
+        if file.key not in present:
+            problems.append(f"{file.key}: missing")
+        else:
+            problems += read_verified(store, file)[1]
+    for problem in problems:
+        report.problems.append(f"{run.manifest}: the files it replaces are kept: {problem}")
+    return not problems
+
+
 def _delete(store: Store, keys: list[str], report: CompactionReport, count: bool = True) -> None:
     for key in keys:
+        ensure_held(store)  # a lost lease stops the run (LeaseLost): the next one deletes what is left
         try:
             store.delete(key)
         except StoreError as exc:

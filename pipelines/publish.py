@@ -17,12 +17,18 @@ manifest every row's ``warc_file`` is there. Every step can
 be repeated, so a crawl killed at any point is finished by the next run (or ``newsarchive
 flush``): nothing is lost, nothing is published twice. A crawl that died before closing gets a
 manifest with ``"interrupted": true``; the articles it had not yet written are crawled again.
+
+Each archive has a spool of its own, which records it (``<spool>/archive.json``, written when
+the spool is first used): a spool that records another archive is refused, never published
+into this one (:func:`spool_for`). Nothing is published unless the run still holds the archive's
+lock (:func:`pipelines.lock.ensure_held`); what is not published stays in the spool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +45,6 @@ import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
 from pipelines.index import (
-    MANIFESTS,
     PART_COLUMNS,
     ArchiveIndex,
     compact,
@@ -50,8 +55,10 @@ from pipelines.index import (
     to_json,
     write_index_file,
 )
+from pipelines.keys import manifest_key, part_key, shown
+from pipelines.lock import ensure_held
 from pipelines.schema import SCHEMA_VERSION
-from pipelines.storage import LocalStore, Store, StoreError, write_atomically
+from pipelines.storage import LocalStore, Store, StoreError, archive_identity, write_atomically
 from pipelines.warc import WarcError, WarcFile, check, finish_open_files, finished_files
 
 logger = logging.getLogger(__name__)
@@ -145,6 +152,13 @@ class SpooledCrawl:
 
 
 QUARANTINE = "quarantine"  # <spool>/quarantine/<crawl id>/...: unreadable parts, kept for a look
+SPOOL_ARCHIVE = "archive.json"  # <spool>/archive.json: {"archive": the archive its crawls are for}
+_SPOOL_ARCHIVE_BYTES = 65536
+LEGACY_SPOOL = Path("output") / ".spool"  # where older versions spooled for every bucket
+
+
+class SpoolMismatch(ValueError):
+    """The spool holds the crawls of another archive, or crawls that name none: not used."""
 
 
 class Spool:
@@ -152,6 +166,53 @@ class Spool:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.unclaimed: str | None = None  # a message about crawls an older version left elsewhere
+
+    def bind(self, archive: str, claim_unmarked: bool = False) -> None:
+        """Make this the spool of ``archive`` (see :func:`pipelines.storage.archive_identity`),
+        or :class:`SpoolMismatch`. A spool that records no archive is claimed if it holds no
+        crawl, or if ``claim_unmarked`` (an older version's spool its operator names for it)."""
+        recorded = self.archive()
+        if recorded is None:
+            waiting = self.crawl_ids()
+            if waiting and not claim_unmarked:
+                raise SpoolMismatch(
+                    f"spool {self.root} holds {len(waiting)} crawl(s) spooled by an older newsarchive, "
+                    f"which recorded no archive; not used for {archive}. If they were all crawled for "
+                    f"it, `newsarchive flush --archive {archive} --spool {self.root}` publishes them "
+                    "there; else move their folders out"
+                )
+            self.root.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another run recorded one meanwhile
+                write_atomically(
+                    self.root / SPOOL_ARCHIVE,
+                    lambda handle: handle.write(json.dumps({"archive": archive}).encode()),
+                    place=os.link,
+                )
+            recorded = self.archive()
+        if recorded != archive:
+            raise SpoolMismatch(
+                f"spool {self.root} holds the crawls of the archive {shown(recorded)}, not of {archive}; "
+                "not published here (give this archive a --spool of its own, or flush that one)"
+            )
+
+    def archive(self) -> str | None:
+        """The archive the spool records (None: none yet); :class:`SpoolMismatch` if the
+        record cannot be read."""
+        try:
+            with (self.root / SPOOL_ARCHIVE).open("rb") as handle:
+                raw = handle.read(_SPOOL_ARCHIVE_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SpoolMismatch(f"spool {self.root}: {SPOOL_ARCHIVE} unreadable ({exc.strerror})") from None
+        try:
+            archive = json.loads(raw)["archive"] if len(raw) <= _SPOOL_ARCHIVE_BYTES else None
+        except (ValueError, TypeError, KeyError):
+            archive = None
+        if not isinstance(archive, str):
+            raise SpoolMismatch(f"spool {self.root}: {SPOOL_ARCHIVE} names no archive; not used")
+        return archive
 
     def open_crawl(self, crawl_id: str, outlets: Iterable[str]) -> SpooledCrawl:
         folder = self.root / crawl_id
@@ -211,6 +272,7 @@ class PublishReport:
     pending_crawls: list[str] = field(default_factory=list)
     busy_crawls: list[str] = field(default_factory=list)  # still running, or being flushed
     quarantined: list[str] = field(default_factory=list)  # unreadable parts, set aside (paths)
+    damaged: list[str] = field(default_factory=list)  # archive objects read around, one line each
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: PublishReport) -> None:
@@ -300,6 +362,8 @@ class Archive:
             logger.warning(
                 "archive not readable, deduplicating against the spool only: %s", report.errors[-1]
             )
+        if self.spool.unclaimed:
+            logger.error("%s", self.spool.unclaimed)
         for entry in spooled_entries(self.spool):  # waiting in the spool: as good as archived
             self.index.add(entry)
         report.add(publish_spool(self.store, self.spool, self.index))
@@ -315,7 +379,7 @@ class Archive:
         store works). The last parts of a crawl are only spooled: :meth:`close` marks the crawl
         finished (all its rows spooled) and then publishes them."""
         self._parts += 1
-        key = f"{partition}/part-{self.crawl.crawl_id}-{self._parts:05d}.parquet"
+        key = part_key(partition, self.crawl.crawl_id, self._parts)
         size = self.crawl.write_part(key, table)
         report = PublishReport()
         if publish and self._publishing:
@@ -364,10 +428,12 @@ class Archive:
 
 
 def _refresh(index: ArchiveIndex, store: Store, report: PublishReport) -> None:
+    known = len(index.damaged)
     try:
         index.refresh(store)
     except StoreError as exc:
         report.errors.append(str(exc))
+    report.damaged += index.damaged[known:]
 
 
 def _publish_crawl(
@@ -392,7 +458,7 @@ def _publish_crawl(
         write_index_file(delta_file, entries + crawl.notes())
     if _published(store, delta_file, delta_key(crawl.crawl_id), report) is None:
         return
-    manifest_key = f"{MANIFESTS}/{crawl.crawl_id}.json"
+    sealed_by = manifest_key(crawl.crawl_id)
     # unfinished, yet nobody held its lock: the crawl process died
     manifest = _manifest(
         info, journal, interrupted=info.get("finished_at") is None or info.get("stopped_early", False)
@@ -400,9 +466,9 @@ def _publish_crawl(
     manifest["index"] = delta_key(crawl.crawl_id)
     manifest_file = crawl.folder / ".manifest.json"
     _write_json(manifest_file, manifest)
-    if _published(store, manifest_file, manifest_key, report) is None:
+    if _published(store, manifest_file, sealed_by, report) is None:
         return
-    report.manifests.append(manifest_key)
+    report.manifests.append(sealed_by)
     shutil.rmtree(crawl.folder)
 
 
@@ -533,6 +599,7 @@ def _published(store: Store, source: Path, key: str, report: PublishReport) -> s
     """Publish ``source`` and return its sha256; on failure note why and return None. Callers
     stop there: the store is failing."""
     try:
+        ensure_held(store)
         return store.publish(source, key)
     except StoreError as exc:
         report.errors.append(str(exc))
@@ -576,8 +643,32 @@ def discovery_in(store: Store, manifest: str) -> dict[str, dict]:
     return discovery if isinstance(discovery, dict) else {}
 
 
-def spool_for(store: Store, folder: str | None = None) -> Spool:
-    """The spool in ``folder``; by default ``.spool`` in a local archive, else ``output/.spool``."""
+def spool_for(store: Store, folder: str | None = None, claim_unmarked: bool = False) -> Spool:
+    """The spool of ``store``'s archive, in ``folder``; by default ``.spool`` in a local archive,
+    else ``output/.spools/s3-<bucket>-<digest of bucket and prefix>``. :class:`SpoolMismatch`
+    if it records another archive, or holds crawls that record none (unless ``claim_unmarked``,
+    which ``flush`` asks for: its operator names the archive). A local archive's own ``.spool``
+    is always its own, wherever the folder was moved."""
+    archive = archive_identity(store)
     if folder:
-        return Spool(folder)
-    return Spool(Path(store.root if isinstance(store, LocalStore) else "output") / ".spool")
+        root = Path(folder)
+    elif isinstance(store, LocalStore):
+        root = store.root / ".spool"
+    else:
+        digest = hashlib.sha256(archive.encode()).hexdigest()[:16]
+        root = Path("output") / ".spools" / f"s3-{store.bucket}-{digest}"
+    spool = Spool(root)
+    own = isinstance(store, LocalStore) and root.resolve() == (store.root / ".spool").resolve()
+    recorded = spool.archive() if own else None
+    if recorded is not None and recorded != archive and os.path.isabs(recorded):
+        (root / SPOOL_ARCHIVE).unlink()  # the folder was moved: this is still its spool
+    spool.bind(archive, claim_unmarked=claim_unmarked or own)
+    legacy = Spool(LEGACY_SPOOL)
+    unclaimed = [] if folder or own or (legacy.root / SPOOL_ARCHIVE).exists() else legacy.crawl_ids()
+    if unclaimed:
+        spool.unclaimed = (
+            f"{legacy.root} holds {len(unclaimed)} crawl(s) spooled by an older newsarchive, which "
+            f"recorded no archive: not published. If they were all crawled for {archive}: "
+            f"newsarchive flush --archive {archive} --spool {legacy.root}"
+        )
+    return spool

@@ -8,6 +8,12 @@ sha256 before a row of it is used, and its rows are filtered. The slice is writt
   matching rows, under the same key (each written whole or not at all);
 - ``jsonl`` / ``csv``: one file DEST (CSV holds list columns as JSON text).
 
+A CSV file is opened by spreadsheets, which run a cell that starts like a formula: a string cell
+that starts with ``=``, ``+``, ``-`` or ``@`` (or their full-width forms), after white space or
+not, or with a tab or a line break, is written with a ``'`` in front, as OWASP advises ("CSV
+injection"); numbers stay numbers. JSONL and Parquet are data formats, read by programs that do
+not run what they hold: they carry every string exactly as archived.
+
 A pull resumes where it stopped: ``<DEST>.pull.jsonl`` (beside a file DEST) or
 ``DEST/.pull.jsonl`` notes the filters and each archived file done (and, for one file, its
 length after it); a pull with other filters into the same DEST is refused rather than mixed.
@@ -20,6 +26,7 @@ import functools
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,10 +38,12 @@ import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
 from pipelines.catalog import ArchivedFile, Catalog
-from pipelines.storage import Store, write_atomically
+from pipelines.storage import Store, StoreError, confined, write_atomically
 from pipelines.verify import read_verified
 
 FORMATS = ("parquet", "jsonl", "csv")
+# the start of a string cell a spreadsheet would run as a formula (OWASP's list, and after white space)
+_FORMULA = re.compile(r"[\t\r\n]|\s*[=+\-@\uff1d\uff0b\uff0d\uff20]")
 
 
 class PullError(Exception):
@@ -137,9 +146,13 @@ def _pull_file(
         report.problems += problems
         return
     table = wanted.rows(pq.read_table(io.BytesIO(data)))
+    try:
+        length = writer.write(file, table)
+    except StoreError as exc:  # a key that would lead out of DEST
+        report.problems.append(f"{file.key}: not written ({exc})")
+        return
     report.files_read += 1
     report.rows += table.num_rows
-    length = writer.write(file, table)
     journal.done(file.key, length)
 
 
@@ -186,14 +199,15 @@ class _Writer(Protocol):
 
 
 class _DatasetWriter:
-    """The archive's own layout under DEST: each file written whole, under its own key."""
+    """The archive's own layout under DEST: each file written whole, under its own key (one that
+    stays inside DEST, or none)."""
 
     def __init__(self, dest: Path):
         self.dest = dest
 
     def write(self, file: ArchivedFile, table: pa.Table) -> None:
         if table.num_rows:  # a file of no matching rows is only noted in the journal
-            target = self.dest / file.key
+            target = confined(self.dest, file.key)
             write_atomically(target, lambda handle: handle.write(parquet_file(table)))
 
     def close(self) -> None:
@@ -238,5 +252,7 @@ def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:
 
 
 def _cell(value: Any) -> Any:
-    """A CSV cell: lists and structs as JSON text."""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, list | dict) else value
+    """A CSV cell: lists and structs as JSON text; a string that would start a formula neutralised."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value

@@ -32,13 +32,13 @@ from pipelines.archive import PartBuffers, partition, to_row, to_table
 from pipelines.catalog import Catalog
 from pipelines.charset import header_charset
 from pipelines.dedup import simhash, text_hash, trusted_canonical
-from pipelines.index import MANIFESTS
+from pipelines.keys import MANIFESTS, BadKey, cdxj_key, checked, checked_outlet, shown
 from pipelines.pool import TaskFailed, WorkerPool
 from pipelines.publish import Archive, PublishReport
 from pipelines.schema import SCHEMA
 from pipelines.storage import Store, StoreError
 from pipelines.verify import read_verified
-from pipelines.warc import WarcError, index_key, read_capture
+from pipelines.warc import RECORD_MAX_BYTES, WarcError, read_body, read_capture
 
 # What extraction and language give a row; the other columns are the fetch's and stay.
 EXTRACTED = (
@@ -166,7 +166,16 @@ def _source_rows(source: Store, files: list, report: ReextractReport) -> Iterato
         if data is None:
             report.problems += [f"{p}; its rows are not in the new archive" for p in problems]
             continue
-        yield from pq.read_table(pa.BufferReader(data)).to_pylist()
+        for row in pq.read_table(pa.BufferReader(data)).to_pylist():
+            try:  # keys are data: the row's outlet names its partition, warc_file a source object
+                if checked_outlet(row.get("outlet_id")) != file.outlet:
+                    raise BadKey(f"outlet id {shown(row['outlet_id'])} is not its file's")
+                if row.get("warc_file"):
+                    checked(row["warc_file"], "warc")
+            except BadKey as exc:
+                report.problems.append(f"{file.key}: a row left out of the new archive: {exc}")
+                continue
+            yield row
 
 
 async def _rebuild(
@@ -179,9 +188,7 @@ async def _rebuild(
         report.copied += 1
         return full
     try:
-        data = await asyncio.to_thread(
-            source.read_range, row["warc_file"], row["warc_offset"], row["warc_length"]
-        )
+        data = await asyncio.to_thread(source.read_range, row["warc_file"], *_record_range(row))
         item = _article(row, data, hints.get(row["outlet_id"], OutletHints()))
         item = await pool.run(item)
     except (StoreError, WarcError, TaskFailed) as exc:
@@ -200,6 +207,20 @@ async def _rebuild(
     return full
 
 
+def _record_range(row: dict) -> tuple[int, int]:
+    """The offset and length of the row's response record; :class:`WarcError` for a range no
+    record can have (the row is data: never a read of gigabytes)."""
+    offset, length = row.get("warc_offset"), row.get("warc_length")
+    if not (
+        isinstance(offset, int) and offset >= 0 and isinstance(length, int) and 0 < length <= RECORD_MAX_BYTES
+    ):
+        raise WarcError(
+            f"{row['warc_file']}: no record is {shown(length)} bytes at {shown(offset)} "
+            f"(a record takes 1 to {RECORD_MAX_BYTES} bytes); not read"
+        )
+    return offset, length
+
+
 def _article(row: dict, capture: bytes, hints: OutletHints) -> Article:
     """The item the crawl made of the page, from the row and its response record."""
     record = read_capture(capture)
@@ -213,7 +234,7 @@ def _article(row: dict, capture: bytes, hints: OutletHints) -> Article:
         outlet_name=row["outlet_name"],
         region=row["region"],
         outlet_timezone=hints.timezone,
-        body=record.content_stream().read(),
+        body=read_body(record),
         http_status=int(http.get_statuscode()),
         content_type=content_type,
         header_charset=header_charset(content_type),
@@ -231,7 +252,7 @@ def _article(row: dict, capture: bytes, hints: OutletHints) -> Article:
 
 def _copy_warc(source: Store, key: str, folder: Path, report: ReextractReport) -> None:
     """A WARC the rows point into, and its index, copied into the new archive's spool."""
-    for name in (key, index_key(key)):
+    for name in (key, cdxj_key(key)):
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pipelines.keys import UNKNOWN_MONTH  # the published= key of rows without a publication date
+
 SCHEMA_VERSION = "1.2"  # 1.1 added version, duplicate_of, text_simhash, redirected_from; 1.2 warc_*
 SCHEMA_VERSIONS = ("1", "1.1", "1.2")  # what this code reads: every version it ever wrote
 VERSION_KEY = "newsarchive.schema_version"  # the key-value metadata of every file that holds it
 PARTITIONING = ("outlet", "published")  # directory keys: outlet=<outlet_id>/published=<YYYY-MM>
-UNKNOWN_MONTH = "unknown"  # the published= key of rows without a publication date
 
 _UTC = pa.timestamp("us", tz="UTC")
 _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [

@@ -6,8 +6,11 @@ reads; a manifest must be readable and of a known schema version; and no Parquet
 dataset may be in no manifest (a reader that goes by manifests would never see it; one that
 globs the folders would, unchecked). Files a compaction replaced are out of the dataset; their
 being still there is noted, not a problem. Each WARC a manifest lists, and its CDXJ index, must
-be there with its size and sha256 (read as a stream: a WARC may be a gigabyte), and no file
-under ``_warc/`` may be in no manifest. Each problem is one line that names the file.
+be there with its size and sha256 and read back as whole records with matching digests and
+the manifest's count (read as a stream, bodies never decoded: a WARC may be a gigabyte, a record
+a gzip bomb), and no file under ``_warc/`` may be in no manifest. Derived objects are checked
+too: every index file and template must be named as one, within its cap and readable, and every
+manifest readable as the index reads it. Each problem is one line that names the object.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.catalog import COMPACTED, ArchivedFile, Catalog
+from pipelines.catalog import COMPACTED, ArchivedFile, ArchivedWarc, Catalog
+from pipelines.extraction.template import SiteTemplate
+from pipelines.index import INDEX, PART_MAX_BYTES, Damaged, manifest_files, read_capped, read_index_file
+from pipelines.keys import TEMPLATE_FOLDER, WARC_FOLDER, is_key, manifest_key, shown
 from pipelines.schema import SCHEMA_VERSIONS, VERSION_KEY
 from pipelines.storage import Store, StoreError
-from pipelines.warc import WARC_FOLDER
+from pipelines.warc import records
+
+# A template keeps each block fingerprint seen on two pages or more, with up to TEMPLATE_PAGES
+# page numbers: a few hundred KB for the largest outlets. Past this, it is not read.
+TEMPLATE_MAX_BYTES = 16 << 20
 
 
 @dataclass
@@ -45,11 +56,15 @@ def digest_problems(data: bytes, file: ArchivedFile) -> list[str]:
 
 
 def read_verified(store: Store, file: ArchivedFile) -> tuple[bytes | None, list[str]]:
-    """The file's bytes when they are what its manifest says; else None, and what is wrong."""
+    """The file's bytes when they are what its manifest says; else None, and what is wrong. No
+    more than its manifest's size (nor :data:`PART_MAX_BYTES`) is read: a bigger object is not."""
+    limit = min(file.bytes, PART_MAX_BYTES)
     try:
-        data = store.read(file.key)
+        data = read_capped(store, file.key, limit)
     except StoreError as exc:
         return None, [f"{file.key}: cannot be read ({exc})"]
+    except Damaged:
+        return None, [f"{file.key}: over {limit} bytes (the manifest says {file.bytes}); not read"]
     problems = digest_problems(data, file)
     return (None if problems else data), problems
 
@@ -64,9 +79,12 @@ def _mismatch(key: str, size: int, listed_size: int, sha256: str, listed_sha256:
 
 def file_problems(data: bytes, file: ArchivedFile) -> list[str]:
     """:func:`digest_problems`, then the file as Parquet: readable, its rows, its schema version."""
-    problems = digest_problems(data, file)
-    if problems:
-        return problems
+    return digest_problems(data, file) or _parquet_problems(data, file)
+
+
+def _parquet_problems(data: bytes, file: ArchivedFile) -> list[str]:
+    """The bytes of ``file`` as Parquet: readable, its rows, its schema version."""
+    problems = []
     try:
         metadata = pq.ParquetFile(io.BytesIO(data)).metadata
     except (pa.ArrowException, OSError) as exc:
@@ -76,6 +94,87 @@ def file_problems(data: bytes, file: ArchivedFile) -> list[str]:
     version = (metadata.metadata or {}).get(VERSION_KEY.encode(), b"").decode()
     if version not in SCHEMA_VERSIONS:
         problems.append(f"{file.key}: schema version {version or 'missing'}, not one this newsarchive reads")
+    return problems
+
+
+def read_template(store: Store, key: str) -> SiteTemplate:
+    """The template ``key`` holds; ``ValueError`` naming it when it is too big or no template."""
+    data = read_capped(store, key, TEMPLATE_MAX_BYTES)
+    try:
+        return SiteTemplate.from_json(data)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+class _Hashing:
+    """A stream that hashes the bytes read through it (warcio reads a WARC through one)."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream, self.digest, self.seen = stream, hashlib.sha256(), 0
+
+    def read(self, size: int = 1 << 20) -> bytes:
+        chunk = self.stream.read(size if size >= 0 else 1 << 20)
+        self.digest.update(chunk)
+        self.seen += len(chunk)
+        return chunk
+
+
+def _warc_problems(store: Store, warc: ArchivedWarc) -> list[str]:
+    """A WARC's size and sha256 against its manifest's, and its records read through once,
+    digests checked and counted, in the same pass."""
+    with store.stream(warc.key) as handle:
+        hashing = _Hashing(handle)
+        try:
+            count = sum(1 for _ in records(hashing))
+            found = (
+                []
+                if count == warc.records
+                else [f"{warc.key}: {count} records, the manifest says {warc.records}"]
+            )
+        except StoreError:
+            raise
+        except Exception as exc:  # warcio raises many kinds on bytes that are no record
+            found = [f"{warc.key}: not whole records with matching digests ({type(exc).__name__}: {exc})"]
+        while hashing.read():
+            pass
+    return _mismatch(warc.key, hashing.seen, warc.bytes, hashing.digest.hexdigest(), warc.sha256) or found
+
+
+# the derived objects: where they are, their keys' grammars, how each is read, what mends it
+_DERIVED = (
+    (f"{INDEX}/", ("delta", "base"), "index file", read_index_file, "newsarchive reindex rebuilds the index"),
+    (
+        f"{TEMPLATE_FOLDER}/",
+        ("template",),
+        "template",
+        read_template,
+        "newsarchive reindex removes it; the next crawl learns it again",
+    ),
+)
+
+
+def derived_problems(store: Store, keys: set[str], catalog: Catalog) -> list[str]:
+    """What is wrong with the archive's index files, templates, and manifests as the index reads
+    them: one line each, naming the object."""
+    problems = []
+    for folder, kinds, name, read, mend in _DERIVED:
+        for key in sorted(k for k in keys if k.startswith(folder)):
+            if not is_key(key, *kinds):
+                problems.append(f"{shown(key)}: no {name}'s name; nothing reads it")
+                continue
+            try:
+                read(store, key)
+            except ValueError as exc:
+                problems.append(f"{exc} ({mend})")
+            except StoreError as exc:
+                problems.append(f"{key}: cannot be read ({exc})")
+    for run in catalog.runs:
+        try:
+            manifest_files(store, run.manifest)
+        except Damaged as exc:
+            problems.append(str(exc))
+        except StoreError as exc:
+            problems.append(f"{run.manifest}: cannot be read ({exc})")
     return problems
 
 
@@ -105,30 +204,29 @@ def verify(store: Store, checked: Callable[[ArchivedFile, int], None] | None = N
         result.rows += file.rows
         result.bytes += file.bytes
         if file.key not in present:
-            result.problems.append(f"{file.key}: missing (listed in _manifests/{file.crawl_id}.json)")
+            result.problems.append(f"{file.key}: missing (listed in {manifest_key(file.crawl_id)})")
         else:
-            try:
-                result.problems += file_problems(store.read(file.key), file)
-            except StoreError as exc:
-                result.problems.append(f"{file.key}: cannot be read ({exc})")
+            data, problems = read_verified(store, file)
+            result.problems += problems if data is None else _parquet_problems(data, file)
         if checked:
             checked(file, len(files))
     warc_keys = set()
     for warc in catalog.warcs:
-        for key, size, sha256 in (
-            (warc.key, warc.bytes, warc.sha256),
-            (warc.cdxj.key, warc.cdxj.bytes, warc.cdxj.sha256),
-        ):
+        for key, size in ((warc.key, warc.bytes), (warc.cdxj.key, warc.cdxj.bytes)):
             warc_keys.add(key)
             result.warc_bytes += size
             if key not in present:
-                result.problems.append(f"{key}: missing (listed in _manifests/{warc.crawl_id}.json)")
+                result.problems.append(f"{key}: missing (listed in {manifest_key(warc.crawl_id)})")
                 continue
             try:
-                result.problems += _stream_problems(store, key, size, sha256)
+                if key == warc.key:
+                    result.problems += _warc_problems(store, warc)
+                else:
+                    result.problems += _stream_problems(store, key, size, warc.cdxj.sha256)
             except StoreError as exc:
                 result.problems.append(f"{key}: cannot be read ({exc})")
         result.warcs += 1
+    result.problems += derived_problems(store, present, catalog)
     result.problems += [
         f"{key}: in no manifest (a run still in progress publishes its manifest last)"
         for key in sorted(present - warc_keys)

@@ -36,15 +36,23 @@ from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
 from pipelines.imports import unimportable
+from pipelines.keys import WARC_FOLDER, cdxj_key, warc_key
 from pipelines.storage import write_atomically
 
-WARC_FOLDER = "_warc"  # keys: _warc/<crawl id>-<n>.warc.gz; Hive readers skip folders that start with _
 OPEN_SUFFIX = ".open"
 # bytes of WARC between two readings of its new records for the index: at the file's end, 16 ms
 # of records are left to index, and each reading costs about 1 ms
 INDEX_EVERY = 1 << 20
 GZIP_LEVEL = 6
 _GZIP_MEMBER = 16 + zlib.MAX_WBITS  # wbits of a gzip stream
+# the most of a record's body, decoded, read into memory: the crawl's DOWNLOAD_MAXSIZE, past which
+# Scrapy drops a response (decoded size included), so no archived row came from a bigger body
+BODY_MAX_BYTES = 16 * 1024 * 1024
+# the most one record takes in a WARC: its body as received (at most BODY_MAX_BYTES), gzipped with
+# its WARC and HTTP headers (gzip adds under 0.1% to bytes it cannot compress); a row naming a
+# longer range names no record this code wrote
+RECORD_MAX_BYTES = BODY_MAX_BYTES + (1 << 20)
+_CHUNK = 1 << 16
 # Twisted removes the chunking before Scrapy sees a body: the header would misdescribe the block
 _DROPPED_HEADERS = frozenset({"transfer-encoding"})
 
@@ -87,14 +95,6 @@ class WarcFile:
     index: Path
     index_key: str
     records: int
-
-
-def warc_key(prefix: str, serial: int) -> str:
-    return f"{WARC_FOLDER}/{prefix}-{serial:05d}.warc.gz"
-
-
-def index_key(key: str) -> str:
-    return key.removesuffix(".warc.gz") + ".cdxj"
 
 
 class WarcWriter:
@@ -239,10 +239,10 @@ def _finish(root: Path, key: str, records: int, index_lines: list[str] | None = 
     if index_lines is None:
         with open_path.open("rb") as written:
             index_lines = sorted(_cdxj_lines(written, Path(key).name))
-    index = root / index_key(key)
+    index = root / cdxj_key(key)
     write_atomically(index, lambda handle: handle.write("".join(index_lines).encode("utf-8")))
     os.replace(open_path, root / key)
-    return WarcFile(root / key, key, index, index_key(key), records)
+    return WarcFile(root / key, key, index, cdxj_key(key), records)
 
 
 def finish_open_files(root: Path) -> list[WarcFile]:
@@ -272,9 +272,7 @@ def _valid_prefix(handle: BinaryIO) -> tuple[int, int]:
     end = count = 0
     iterator = ArchiveIterator(handle, check_digests="raise")
     try:
-        for record in iterator:
-            record.content_stream().read()
-            iterator.read_to_end(record)
+        for _ in _read_through(iterator):
             end, count = iterator.get_record_offset() + iterator.get_record_length(), count + 1
     except Exception:  # warcio raises many kinds on bytes that are no record: cut there
         pass
@@ -284,7 +282,7 @@ def _valid_prefix(handle: BinaryIO) -> tuple[int, int]:
 def finished_files(root: Path) -> list[WarcFile]:
     """The finished WARCs under ``root`` (record counts not known: 0)."""
     return [
-        WarcFile(path, key, root / index_key(key), index_key(key), 0)
+        WarcFile(path, key, root / cdxj_key(key), cdxj_key(key), 0)
         for path in sorted((root / WARC_FOLDER).glob("*.warc.gz"))
         for key in [path.relative_to(root).as_posix()]
     ]
@@ -329,15 +327,37 @@ def check(path: Path) -> int:
 
 
 def records(handle: BinaryIO) -> Iterator[ArcWarcRecord]:
-    """Every record of a WARC stream, each read whole with its digests checked."""
-    for record in ArchiveIterator(handle, check_digests="raise"):
-        record.content_stream().read()
+    """Every record of a WARC stream, each read to its end with its digests checked."""
+    return _read_through(ArchiveIterator(handle, check_digests="raise"))
+
+
+def _read_through(iterator: ArchiveIterator) -> Iterator[ArcWarcRecord]:
+    """Each record once its raw bytes are read through, a chunk at a time: warcio checks the
+    digests as they pass, and a body is never decoded (a gzip body may inflate a thousandfold)."""
+    for record in iterator:
+        iterator.read_to_end(record)
         yield record
+
+
+def read_body(record: ArcWarcRecord, limit: int = BODY_MAX_BYTES) -> bytes:
+    """The record's body decoded (``Content-Encoding``, chunking); :class:`WarcError` past
+    ``limit`` bytes, read no further."""
+    stream, body = record.content_stream(), bytearray()
+    while True:
+        try:
+            chunk = stream.read(_CHUNK)
+        except Exception as exc:  # warcio and zlib raise many kinds on bytes that are no body
+            raise WarcError(f"a record body that does not decode ({type(exc).__name__}: {exc})") from None
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            raise WarcError(f"a record body over {limit} bytes decoded; not read further")
 
 
 def read_capture(data: bytes) -> ArcWarcRecord:
     """The one record a range read at a row's ``warc_offset`` and ``warc_length`` returned, its
-    body not yet read (``record.content_stream()`` gives it decoded)."""
+    body not yet read (:func:`read_body` reads it decoded)."""
     try:
         return next(ArchiveIterator(io.BytesIO(data)))
     except Exception as exc:  # warcio raises many kinds on bytes that are no record

@@ -3,11 +3,13 @@ runs leaves, in small."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -79,6 +81,9 @@ class DiesAfter:
 
     def read(self, key: str) -> bytes:
         return self.store.read(key)
+
+    def stream(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        return self.store.stream(key)
 
 
 def row_keys(table: pa.Table) -> list[tuple]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -42,8 +43,9 @@ class CrawlRun:
     stderr: str
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
-    """``newsarchive ARGS`` in a fresh process, as an operator runs it (``env`` added to ours)."""
+def run_cli(*args: str, env: dict[str, str] | None = None, limit: int | None = None) -> CrawlRun:
+    """``newsarchive ARGS`` in a fresh process, as an operator runs it (``env`` added to ours;
+    ``limit``: a cap on its address space, in bytes)."""
     done = subprocess.run(
         [sys.executable, "-m", "crawler", *args],
         cwd=REPO,
@@ -51,6 +53,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> CrawlRun:
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},
+        preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
     )
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
     return CrawlRun(archive, done.returncode, done.stdout, done.stderr)

@@ -8,7 +8,9 @@ its ``rule(method, path)`` decides for every request:
 - ``"429"``: answer 429 Too Many Requests with ``Retry-After: 2``, as a site that rations us;
 - ``"drop"``: close the connection without an answer;
 - ``"hold"``: signal ``held`` and keep the request open until ``release`` is set (then drop),
-  so a test can act (kill the client, stop the server) at a known point of a run.
+  so a test can act (kill the client, stop the server) at a known point of a run;
+- ``"unconditional"``: forward it without its ``If-None-Match`` header, signed again with
+  ``credentials`` (SigV4 signs that header): a store that ignores conditional writes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
@@ -27,10 +33,16 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, rule: Callable[[str, str], str] | None = None):
+    def __init__(
+        self,
+        upstream: str,
+        rule: Callable[[str, str], str] | None = None,
+        credentials: tuple[str, str, str] | None = None,  # access key, secret key, region
+    ):
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
         self.rule = rule or (lambda method, path: "pass")
+        self.credentials = credentials
         self.held = threading.Event()
         self.release = threading.Event()
         self.seen: list[tuple[str, str, str]] = []  # (method, path, action)
@@ -60,6 +72,18 @@ class FaultProxy:
             action = self.rule(method, path)
             self.seen.append((method, path, action))
         return action
+
+    def _unconditional(self, method: str, path: str, headers: dict, body: bytes | None) -> dict:
+        """``headers`` without If-None-Match, signed again as the client would have signed them."""
+        kept = {
+            k: v
+            for k, v in headers.items()
+            if k.lower() not in ("if-none-match", "authorization", "x-amz-date")
+        }
+        request = AWSRequest(method, f"http://{headers['Host']}{path}", headers=kept, data=body or b"")
+        access_key, secret_key, region = self.credentials
+        S3SigV4Auth(Credentials(access_key, secret_key), "s3", region).add_auth(request)
+        return dict(request.headers.items())
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -94,6 +118,8 @@ class FaultProxy:
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
+                    if action == "unconditional":
+                        headers = proxy._unconditional(self.command, self.path, headers, body)
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
                     data = answer.read()

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.mirror.server import MirrorServer
+from pipelines.lock import BUSY_EXIT
 from pipelines.warc import OPEN_SUFFIX, read_capture, records
 from tests.conftest import ARCHIVED as ARCHIVED_ARTICLES
 from tests.conftest import MIRROR, REPO, requested_as, run_cli
@@ -279,7 +280,7 @@ def test_store_stopped_mid_run(tmp_path, mirror_server):
             mirror.release.set()
             out, _ = crawl.communicate(timeout=300)
         assert crawl.returncode == 3 and "wait in" in out
-        assert bucket.flush().returncode == 3  # still down: still pending
+        assert bucket.flush().returncode == BUSY_EXIT  # still down: no lease, not started, still pending
         store.start()
         assert bucket.flush().returncode == 0
         bucket.assert_complete()

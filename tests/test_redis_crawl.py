@@ -43,14 +43,16 @@ def holding_one_article(mirror: MirrorServer) -> FaultProxy:
     return FaultProxy(mirror.url, rule)
 
 
-def worker(proxy: FaultProxy, archive: Path, redis_url: str, *extra: str) -> subprocess.Popen[str]:
+def worker(
+    proxy: FaultProxy, archive: Path | str, redis_url: str, *extra: str, cwd: Path = REPO
+) -> subprocess.Popen[str]:
     """``newsarchive crawl --redis`` in a process group of its own (its extraction workers too)."""
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "crawler", "crawl", "--mirror-url", proxy.url),
             *("--archive", str(archive), "--redis", redis_url, "--log-level", "INFO", *extra),
         ],
-        cwd=REPO,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

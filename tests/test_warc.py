@@ -16,16 +16,19 @@ import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.registry import load_registry
 from pipelines.storage import LocalStore
-from pipelines.warc import check, read_capture
+from pipelines.warc import RECORD_MAX_BYTES, check, read_capture
 from tests.conftest import ARCHIVED, MIRROR, REPO, run_cli
 from tests.test_archive_tools import STORES, placed
 from tests.test_incremental import OUTLET, crawl, mirror, rows
+from tests.test_security_confinement import files_holding
 
 __all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
 
@@ -175,6 +178,43 @@ def test_reextract_copies_a_row_whose_capture_is_damaged_and_names_it(mirror_cra
     assert len(rebuilt) == len(ARCHIVED) and rebuilt[victim["url"]]["text"] == victim["text"]
 
 
+def test_reextract_reads_no_range_longer_than_a_record_whatever_a_row_names(mirror_crawl, tmp_path):
+    """Rows of a part (its manifest updated, as one who can write the archive would) name ranges
+    no record has: past the WARC record cap, to the end of the store's object, negative, empty.
+    Each is named and copied as it was; the others are rebuilt."""
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    manifest = _manifest(source)
+    # from the row's own record: read whole, the first two would rebuild it from gigabytes
+    ranges = [
+        lambda at, _: (at, RECORD_MAX_BYTES + 1),
+        lambda at, _: (at, 1 << 62),
+        lambda at, _: (at, -1),
+        lambda _, length: (-1, length),
+        lambda at, _: (at, 0),
+    ]
+    damaged = []  # the first row of each file, one range each
+    for entry, damage in zip(manifest["files"], ranges, strict=False):
+        table = pq.read_table(source / entry["key"])
+        changed = table.to_pylist()
+        offset, length = damage(changed[0]["warc_offset"], changed[0]["warc_length"])
+        changed[0] |= {"warc_offset": offset, "warc_length": length}
+        damaged.append(changed[0])
+        pq.write_table(pa.Table.from_pylist(changed, schema=table.schema), source / entry["key"])
+        data = (source / entry["key"]).read_bytes()
+        entry |= {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (next((source / "_manifests").glob("*.json"))).write_text(json.dumps(manifest), encoding="utf-8")
+    run = run_cli("reextract", str(source), "--to", str(tmp_path / "again"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    named = [line for line in run.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert len(named) == len(ranges), run.stdout
+    for row in damaged:
+        assert any(row["url"] in line and "copied as it was" in line and "not read" in line for line in named)
+    rebuilt = {r["url"]: r for r in rows(tmp_path / "again")}
+    assert len(rebuilt) == len(ARCHIVED)
+    assert all(rebuilt[row["url"]]["text"] == row["text"] for row in damaged)
+
+
 def test_verify_names_a_damaged_warc_a_missing_index_and_a_stray_warc(warc_archive):
     manifest = warc_archive.manifest()
     (warc,) = manifest["warcs"]
@@ -204,3 +244,88 @@ def test_the_readmes_range_read_gives_the_page_as_served(mirror_crawl, monkeypat
     scope: dict = {}
     exec(example.replace('"output', f'"{mirror_crawl.archive.name}'), scope)
     assert scope["html"] == _served(scope["row"]["url"])
+
+
+def _records(archive: Path) -> list:
+    """(type, target URI, HTTP headers) of every record of every WARC of the archive."""
+    found = []
+    for path in sorted(archive.rglob("*.warc.gz")):
+        with path.open("rb") as handle:
+            for record in ArchiveIterator(handle):
+                headers = record.http_headers.headers if record.http_headers else []
+                found.append((record.rec_type, record.rec_headers.get_header("WARC-Target-URI"), headers))
+    return found
+
+
+def test_no_credential_or_cookie_reaches_a_published_warc(mirror, tmp_path):
+    """The requests carry an Authorization, a Proxy-Authorization and a Cookie header (as a run's
+    DEFAULT_REQUEST_HEADERS, HttpAuthMiddleware, HttpProxyMiddleware or the cookie jar set them),
+    and the listing sets a cookie that the jar sends back on every article request."""
+    secret = {name: f"{name}-{n}-marker" for n, name in enumerate(("auth", "proxy", "cookie", "set"))}
+    for (host, path), page in list(mirror.mirror.pages.items()):
+        if host == "kjt.shanxi.gov.cn" and path.startswith("/zxzx/ywyl/index"):
+            cookie = ("Set-Cookie", f"session={secret['set']}; Path=/")
+            mirror.mirror.pages[(host, path)] = dataclasses.replace(page, headers=(*page.headers, cookie))
+    headers = {
+        "Authorization": f"Basic {secret['auth']}",
+        "Proxy-Authorization": f"Basic {secret['proxy']}",
+        "Cookie": f"pref={secret['cookie']}",
+    }
+    crawl(mirror, tmp_path, "-s", f"DEFAULT_REQUEST_HEADERS={json.dumps(headers)}")
+    assert len(rows(tmp_path)) == 5
+    records = _records(tmp_path)
+    assert sum(kind == "request" for kind, _, _ in records) >= 6  # robots.txt, listings, articles
+    kept = {name.lower() for _, _, headers in records for name, _ in headers}
+    assert not kept & {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+    for value in secret.values():
+        assert files_holding(tmp_path, value) == []
+    with next(tmp_path.rglob("*.warc.gz")).open("rb") as handle:
+        warcinfo = next(iter(ArchiveIterator(handle))).content_stream().read().decode()
+    assert "http-headers-removed: authorization, cookie, proxy-authorization, set-cookie" in warcinfo
+
+
+def test_a_page_that_says_noarchive_is_in_no_published_object(mirror, tmp_path):
+    """Three of sxkjt's five articles say noarchive: in a robots meta tag, in an X-Robots-Tag
+    header, and as ``none`` in a meta tag named for us at the end of the body; so does its first
+    listing page. Their rows, WARC records and CDXJ lines are all absent, no file of the archive
+    holds their text, and the other two articles, found through that listing, are archived with
+    their records."""
+    meta, header, ours, *kept = (
+        a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived"
+    )
+    pages = mirror.mirror.pages
+    said = {url: (urlsplit(url).netloc, urlsplit(url).path) for url in (meta.url, header.url, ours.url)}
+    page = pages[said[meta.url]]
+    robots = b'<head><meta name="robots" content="noindex, NOARCHIVE">'
+    pages[said[meta.url]] = dataclasses.replace(page, body=page.body.replace(b"<head>", robots, 1))
+    page = pages[said[header.url]]
+    pages[said[header.url]] = dataclasses.replace(
+        page, headers=(*page.headers, ("X-Robots-Tag", "noarchive"))
+    )
+    page = pages[said[ours.url]]
+    tag = b'<meta name="NewsArchive" content="none"></body>'
+    pages[said[ours.url]] = dataclasses.replace(page, body=page.body.replace(b"</body>", tag, 1))
+    listing = "https://kjt.shanxi.gov.cn/zxzx/ywyl/index.shtml"
+    said[listing] = ("kjt.shanxi.gov.cn", "/zxzx/ywyl/index.shtml")
+    page = pages[said[listing]]
+    robots = b'<head><meta name="robots" content="noarchive">'
+    pages[said[listing]] = dataclasses.replace(page, body=page.body.replace(b"<head>", robots, 1))
+    archive = tmp_path / "archive"
+    run = crawl(mirror, archive, "--summary-json", str(tmp_path / "run.json"))
+    assert "not archived, the page says noarchive: 3" in run.stdout
+    assert json.loads((tmp_path / "run.json").read_text())["outlets"][OUTLET]["noarchive"] == 3
+    archived = {r["url"]: r for r in rows(archive)}
+    assert set(archived) == {a.url for a in kept}
+    records = _records(archive)
+    assert not set(said) & {uri for _, uri, _ in records}
+    assert {a.url for a in kept} <= {uri for kind, uri, _ in records if kind == "response"}
+    (index,) = archive.rglob("*.cdxj")
+    assert not set(said) & {
+        json.loads(line.split(" ", 2)[2])["url"] for line in index.read_text().splitlines()
+    }
+    for article in (meta, header, ours):
+        assert files_holding(archive, article.paragraphs[0][:40]) == []
+    store = LocalStore(archive)
+    for row in archived.values():
+        record = read_capture(store.read_range(row["warc_file"], row["warc_offset"], row["warc_length"]))
+        assert record.rec_headers.get_header("WARC-Target-URI") == row["url"]

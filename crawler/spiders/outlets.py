@@ -22,26 +22,34 @@ from typing import Any
 
 from scrapy import Request, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DontCloseSpider
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DontCloseSpider,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+)
 from scrapy.http import Response
 from scrapy.selector import Selector
 from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.spiders import SitemapSpider
+from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseNeverReceived
 
-from crawler.capture import CAPTURE_META
+from crawler.capture import CAPTURE_META, JUDGED_META, WarcExtension, meta_says_noarchive
 from crawler.extensions import archive_extension
 from crawler.items import Article
-from crawler.middlewares import KnownArticles
+from crawler.middlewares import Confined, KnownArticles
 from crawler.redis_crawl import RedisCrawlExtension
-from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, in_domains, load_registry
+from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, host_in_domains, load_registry
 from crawler.spiders.frontier import Frontier
 from pipelines.charset import header_charset
 from pipelines.index import ArchiveIndex
+from pipelines.warc import Exchange
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit: a larger one (uncompressed) is not read
@@ -143,7 +151,7 @@ class OutletsSpider(SitemapSpider):
             headers["If-None-Match"] = last["etag"]
         if last.get("last_modified"):
             headers["If-Modified-Since"] = last["last_modified"]
-        meta: dict[str, Any] = {"handle_httpstatus_list": [304]}
+        meta: dict[str, Any] = {"handle_httpstatus_list": [304], JUDGED_META: callback == self.parse_listing}
         if download_maxsize:
             meta["download_maxsize"] = download_maxsize
         return Request(url, callback, headers=headers, cb_kwargs=cb_kwargs, meta=meta)
@@ -175,7 +183,7 @@ class OutletsSpider(SitemapSpider):
             if request.callback != self.parse_article:
                 yield request.replace(meta={**request.meta, "download_maxsize": SITEMAP_MAX_BYTES})
             elif shared_queue:
-                yield request.replace(errback=self.article_failed)
+                yield request.replace(errback=self.article_failed, meta={**request.meta, JUDGED_META: True})
             elif self.known is None or self.known.wanted(request.url):
                 outlet = self.registry.outlet_for_article(request.url)
                 self.frontier.add(outlet.id if outlet else "", request.url)
@@ -188,7 +196,7 @@ class OutletsSpider(SitemapSpider):
         stats = self.crawler.stats
         queued = stats.get_value("scheduler/enqueued", 0) - stats.get_value("scheduler/dequeued", 0)
         for url in self.frontier.take(self._window() - queued):
-            self.crawler.engine.crawl(Request(url, self.parse_article, errback=self.article_failed))
+            self.crawler.engine.crawl(self._article_request(url))
         stats.max_value("discovery/frontier_max", len(self.frontier))
 
     def _window(self) -> int:
@@ -206,7 +214,7 @@ class OutletsSpider(SitemapSpider):
         if (
             request.callback == self.parse_article
             and request.meta.get("redirect_urls")
-            and not in_domains(request.url, self.allowed_domains)
+            and not host_in_domains(urlparse_cached(request).hostname, self.allowed_domains)
         ):
             self._refused(request, "offsite")
 
@@ -278,6 +286,13 @@ class OutletsSpider(SitemapSpider):
         listing in all (however many next-page links each page has), not a depth."""
         if self._unchanged(response):
             return
+        held = response.meta.get(CAPTURE_META)
+        if isinstance(held, Exchange):  # its WARC record, kept unless the page says noarchive
+            metas = [
+                (m.attrib.get("name", ""), m.attrib.get("content", ""))
+                for m in response.xpath("//meta[@name]")
+            ]
+            self.crawler.get_extension(WarcExtension).release(held, keep=not meta_says_noarchive(metas))
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
         links = [
@@ -293,7 +308,12 @@ class OutletsSpider(SitemapSpider):
                 return
             if outlet.listing_pattern.search(url) and url not in requested:
                 requested.add(url)
-                yield Request(url, self.parse_listing, cb_kwargs={"outlet_id": outlet.id, "start": start})
+                yield Request(
+                    url,
+                    self.parse_listing,
+                    cb_kwargs={"outlet_id": outlet.id, "start": start},
+                    meta={JUDGED_META: True},
+                )
 
     def parse_article(self, response: Response) -> Iterable[Article]:
         outlet = self._outlet_of(response)
@@ -306,8 +326,9 @@ class OutletsSpider(SitemapSpider):
         self.crawler.stats.min_value(f"outlet/{outlet.id}/first_page_at", now)
         self.crawler.stats.max_value(f"outlet/{outlet.id}/last_page_at", now)
         content_type = response.headers.get("Content-Type", b"").decode("latin-1")
-        warc_file, warc_offset, warc_length = response.meta.get(CAPTURE_META, (None, None, None))
-        yield Article(
+        capture = response.meta.get(CAPTURE_META)
+        warc_file, warc_offset, warc_length = capture if isinstance(capture, tuple) else (None, None, None)
+        article = Article(
             url=response.url,
             outlet_id=outlet.id,
             outlet_name=outlet.name,
@@ -327,6 +348,9 @@ class OutletsSpider(SitemapSpider):
             warc_offset=warc_offset,
             warc_length=warc_length,
         )
+        if isinstance(capture, Exchange):  # written once extraction has judged the page
+            self.crawler.get_extension(WarcExtension).hold(article, capture)
+        yield article
 
     def _links(self, outlet: Outlet, response: Response, selector: Selector, xpath: str) -> list[str]:
         """The first ``max_links_per_page`` links of a listing page or feed, in document order:
@@ -346,7 +370,11 @@ class OutletsSpider(SitemapSpider):
         """Requests for the absolute ``urls`` that are this outlet's articles."""
         for url in urls:
             if outlet.owns(url) and outlet.is_article(url) and self._take_link(outlet, url):
-                yield Request(url, self.parse_article, errback=self.article_failed)
+                yield self._article_request(url)
+
+    def _article_request(self, url: str) -> Request:
+        """An article page's request: its WARC record waits for extraction's verdict on it."""
+        return Request(url, self.parse_article, errback=self.article_failed, meta={JUDGED_META: True})
 
     def _take_link(self, outlet: Outlet, url: str) -> bool:
         """Counts a new article link against the outlet's ``max_article_links`` for this run
@@ -389,10 +417,12 @@ def pages_found(stats: Mapping[str, Any], outlet_id: str) -> int:
 
 def refusal_reason(error: BaseException) -> str:
     """Why a page was not fetched, in a word for the stats: ``http_404``, ``timeout``,
-    ``too_large``, ``decompression_bomb``, ``redirect_loop``, ``offsite``, ``dns``,
-    ``connection``, ``robots``, or the exception's name."""
+    ``too_large``, ``decompression_bomb``, ``redirect_loop``, ``offsite``, ``scheme`` (not
+    http(s)), ``internal_address``, ``dns``, ``connection``, ``robots``, or the exception's name."""
     if isinstance(error, HttpError):
         return f"http_{error.response.status}"
+    if isinstance(error, Confined):
+        return error.reason
     message = str(error).lower()
     for words, reason in (
         (("max redirections",), "redirect_loop"),
@@ -403,11 +433,22 @@ def refusal_reason(error: BaseException) -> str:
     ):
         if any(word in message for word in words):
             return reason
-    if isinstance(error, (TimeoutError, TwistedTimeoutError, defer.TimeoutError)):
+    # Scrapy's HTTP handler says Twisted's errors as its own (scrapy/utils/_download_handlers.py)
+    if isinstance(error, (TimeoutError, TwistedTimeoutError, defer.TimeoutError, DownloadTimeoutError)):
         return "timeout"
-    if isinstance(error, DNSLookupError):
+    if isinstance(error, (DNSLookupError, CannotResolveHostError)):
         return "dns"
-    if isinstance(error, (ConnectionRefusedError, ConnectionLost, ConnectError, ResponseNeverReceived)):
+    if isinstance(
+        error,
+        (
+            ConnectionRefusedError,
+            ConnectionLost,
+            ConnectError,
+            ResponseNeverReceived,
+            DownloadConnectionRefusedError,
+            DownloadFailedError,
+        ),
+    ):
         return "connection"
     return type(error).__name__
 
@@ -418,7 +459,15 @@ def _permanent(reason: str) -> bool:
     if reason.startswith("http_"):
         status = int(reason.removeprefix("http_"))
         return 400 <= status < 500 and status not in (408, 429)
-    return reason in ("robots", "offsite", "redirect_loop", "too_large", "decompression_bomb")
+    return reason in (
+        "robots",
+        "offsite",
+        "scheme",
+        "internal_address",
+        "redirect_loop",
+        "too_large",
+        "decompression_bomb",
+    )
 
 
 def _older(lastmod: str | None, read_at: str | None) -> bool:

@@ -54,6 +54,10 @@ _BLOCKS = (
     "figcaption",
 )
 
+# readability's block parsed again: as deep as the page can be (without huge_tree libxml2 stops
+# at 256 levels, and an article nested deeper lost all but the lines before its nesting)
+_SUMMARY_PARSER = lxml.html.HTMLParser(huge_tree=True)
+
 LINE_AGREES = 0.7  # share of a line's tokens found in readability's text
 EXTRACTORS_AGREE = 0.6  # share of readability's tokens found in trafilatura's text
 READABILITY_TOO_SHORT = 0.1  # of trafilatura's tokens: readability picked a caption or a teaser
@@ -94,7 +98,7 @@ def readability_text(tree: lxml.html.HtmlElement, document: type[Document] = _Pa
         return ""
     if not summary.strip():
         return ""
-    fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
+    fragment = lxml.html.fragment_fromstring(summary, create_parent="div", parser=_SUMMARY_PARSER)
     for element in fragment.iter(*_BLOCKS):
         element.tail = "\n" + (element.tail or "")
     lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())

@@ -27,6 +27,7 @@ from pipelines.charset import decode_html
 from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.extraction.metadata import PageMetadata, page_metadata, parse_published
+from pipelines.extraction.nesting import flatten
 from pipelines.extraction.template import blocks, drop_template, drop_template_lines, fingerprints, text_lines
 from pipelines.imports import unimportable
 
@@ -49,7 +50,7 @@ __all__ = [
 
 # trafilatura's loader parses with this parser: its own settings, plus huge_tree. Without it
 # libxml2 stops at 256 levels and a deeper article (old CMSes nest tables in tables) came out
-# empty; with it, 2048. Deeper than that, the page fails as too_deep rather than pass for empty.
+# empty; with it, 2048. Deeper than that, the page is flattened below FLAT_DEPTH and parsed again.
 _PARSER = lxml.html.HTMLParser(
     collect_ids=False,
     default_doctype=False,
@@ -83,6 +84,9 @@ trafilatura.utils.HTML_PARSER = _PARSER
 # <font> is presentation only, and old CMSes leave it unclosed: each one nests the rest of the
 # page one level deeper (300 of them and the article was past libxml2's limit). Its text stays.
 _FONT_TAG = re.compile(r"</?font(?:\s[^>]*)?>", re.IGNORECASE)
+# a page nested past the parser's limit keeps its markup this deep, its text below (libxml2's own
+# limit without huge_tree: a page past 2048 levels is nested by accident or on purpose)
+FLAT_DEPTH = 256
 
 MAX_LINKS = 2000  # links on a page past which its link lists are removed before anything else
 EXTRACTOR = "trafilatura+readability"
@@ -97,7 +101,7 @@ class Extraction:
     text: str | None
     published_at: datetime | None
     charset: str
-    too_deep: bool = False  # nested past the parser's limit: what is below it was not read
+    too_deep: bool = False  # nested past the parser's limit even flattened: what is below it was not read
     fingerprints: list[int] | None = None  # the page's blocks, when asked for (``learn``)
 
 
@@ -120,10 +124,12 @@ def extract(
     decoded = decode_html(body, header_charset)
     if _looks_binary(decoded.text):
         return Extraction(PageMetadata(), None, None, decoded.encoding)
-    # trafilatura's loader: its parser settings (no comments or processing instructions), and
-    # its repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over)
-    tree = trafilatura.load_html(_FONT_TAG.sub("", decoded.text))
-    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
+    markup = _FONT_TAG.sub("", decoded.text)
+    tree, too_deep = _load(markup)
+    if too_deep:  # what a browser shows of it: the markup to FLAT_DEPTH, the text below
+        tree, too_deep = _load(flatten(markup, FLAT_DEPTH))
+    if too_deep:  # nested in a way flatten counts short of libxml2: its text and paragraphs only
+        tree, too_deep = _load(flatten(markup, 0))
     if tree is None or too_deep:
         return Extraction(PageMetadata(), None, None, decoded.encoding, too_deep=too_deep)
     drop_link_lists(tree, max_links)
@@ -166,6 +172,16 @@ def extract(
     published_at = parse_published(metadata.published_raw, ZoneInfo(timezone))
     learned = fingerprints(page_blocks) if learn else None
     return Extraction(metadata, text or None, published_at, decoded.encoding, fingerprints=learned)
+
+
+def _load(markup: str) -> tuple[lxml.html.HtmlElement | None, bool]:
+    """The page's tree, and whether the parser stopped at its depth limit (the rest unread).
+
+    trafilatura's loader: its parser settings (no comments or processing instructions), and its
+    repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over).
+    """
+    tree = trafilatura.load_html(markup)
+    return tree, any("Excessive depth" in error.message for error in _PARSER.error_log)
 
 
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control codes but tab and line ends

@@ -24,11 +24,12 @@ from hashlib import blake2b
 
 import lxml.html
 
+from pipelines.keys import is_key
+
 BLOCK_CHARS = 400  # characters, white space aside; a longer element is a container: its blocks count
 TEMPLATE_PAGES = 3  # a block on this many pages of a site is template
 SPARE_SHARE = 0.9  # of a page's paragraph text: a template that would take more is spared
 MAX_FINGERPRINTS = 20_000  # per site; past this, the blocks seen on one article only are forgotten
-TEMPLATE_FOLDER = "_templates"  # in the archive: each outlet's, kept between crawls
 PARAGRAPH_CHARS = 50  # as furniture's: a <p> this long is article text
 
 _SPACE = re.compile(r"\s+")
@@ -216,17 +217,15 @@ class SiteTemplate:
             raise ValueError(f"not a site template: {exc}") from None
 
 
-def template_key(outlet_id: str, crawl_id: str) -> str:
-    """Where a crawl keeps an outlet's template in its archive: the archive's files are written
-    once, so each crawl writes its own, and the newest (crawl ids sort by time) is read."""
-    return f"{TEMPLATE_FOLDER}/{outlet_id}/{crawl_id}.json"
-
-
-def newest_templates(keys: Iterable[str]) -> dict[str, list[str]]:
-    """Each outlet's template keys among ``keys``, newest first."""
+def newest_templates(keys: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """Each outlet's template keys among ``keys`` (``pipelines.keys.template_key``: each crawl
+    writes its own, and crawl ids sort by time), newest first; and the keys that are no
+    template's, never read."""
     found: dict[str, list[str]] = {}
+    refused = []
     for key in sorted(keys, reverse=True):
-        parts = key.split("/")
-        if len(parts) == 3 and parts[0] == TEMPLATE_FOLDER and parts[2].endswith(".json"):
-            found.setdefault(parts[1], []).append(key)
-    return found
+        if is_key(key, "template"):
+            found.setdefault(key.split("/")[1], []).append(key)
+        else:
+            refused.append(key)
+    return found, refused

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
+from pipelines.keys import shown
+from pipelines.uri import mask_uri
+
 
 class StoreError(Exception):
     """The store refused or failed a request; what was being published stays where it was."""
@@ -30,6 +33,33 @@ class StoreError(Exception):
 
 class KeyTaken(StoreError):
     """Another object, with different bytes, already has this key."""
+
+
+class KeyRefused(StoreError):
+    """The key could name something outside the archive; no request was made with it."""
+
+
+def refused_key(key: object) -> str | None:
+    """Why a store takes no request with ``key`` (None: it may). Keys are data, never paths:
+    an absolute key, an empty, ``.`` or ``..`` segment, a backslash (a separator elsewhere) or a
+    NUL byte is refused by every back end, whatever the object store itself would allow."""
+    if not isinstance(key, str) or not key:
+        return "not a key"
+    if "\x00" in key or "\\" in key:
+        return "holds a NUL byte or a backslash"
+    if key.startswith("/"):
+        return "is absolute"
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        return "has an empty, . or .. part"
+    return None
+
+
+def checked_key(uri: str, key: object) -> str:
+    """``key`` if a store may take it, else :class:`KeyRefused` (naming it safely)."""
+    reason = refused_key(key)
+    if reason is not None:
+        raise KeyRefused(f"{uri}: key {shown(key)} {reason}; refused")
+    return key
 
 
 class Store(Protocol):
@@ -83,6 +113,15 @@ def write_atomically(
         Path(temporary).unlink(missing_ok=True)
 
 
+def confined(root: Path, key: str) -> Path:
+    """The path of ``key`` under ``root``, once it is sure to stay inside it: :func:`refused_key`
+    refuses none of its parts, and no symbolic link inside ``root`` leads out of it."""
+    path = root / checked_key(str(root), key)
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise KeyRefused(f"{root}: key {shown(key)} leads outside it through a link; refused")
+    return path
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     """``source`` at ``target`` too; FileExistsError if ``target`` exists."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +138,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
         write_atomically(target, copy, place=os.link)
 
 
+def _hidden(relative: Path) -> bool:
+    """Dot names are temporary files and the spool: no object of the archive."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def _same_bytes(a: Path, b: Path) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -113,14 +157,21 @@ class LocalStore:
     """An archive root on the local file system. Each object appears whole and never replaces
     another: a spooled file on the same file system is hard-linked into place (it was flushed
     when spooled, and the spool never changes a file in place); from elsewhere it is copied
-    under a temporary name beside its final place, flushed, then linked into place."""
+    under a temporary name beside its final place, flushed, then linked into place.
+
+    Nothing outside the root is read, written, deleted or listed: a key :func:`refused_key`
+    refuses, or whose path resolves outside the root (through a symbolic link inside it), is a
+    :class:`KeyRefused`; a listing holds regular files only, no symbolic link."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.uri = str(root)
 
+    def _path(self, key: str) -> Path:
+        return confined(self.root, key)
+
     def publish(self, source: Path, key: str) -> str:
-        target = self.root / key
+        target = self._path(key)
         try:
             _link_or_copy(source, target)
         except FileExistsError:
@@ -129,23 +180,23 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot write {key}: {exc.strerror or exc}") from None
         try:
-            with target.open("rb") as handle:
+            with self._path(key).open("rb") as handle:
                 return hashlib.file_digest(handle, "sha256").hexdigest()
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
-        base = self.root / prefix
-        if not base.is_dir():
+        base = self._path(prefix.removesuffix("/")) if prefix else self.root
+        if not base.is_dir() or base.is_symlink():
             return
-        for path in sorted(base.rglob("*")):
+        for path in sorted(base.rglob("*")):  # rglob enters no linked folder
             relative = path.relative_to(self.root)
-            if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-                yield relative.as_posix()  # dot names are temporary files and the spool
+            if path.is_file() and not path.is_symlink() and not _hidden(relative):
+                yield relative.as_posix()
 
     def read(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            return self._path(key).read_bytes()
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
 
@@ -157,7 +208,7 @@ class LocalStore:
     @contextlib.contextmanager
     def stream(self, key: str) -> Iterator[BinaryIO]:
         try:
-            handle = (self.root / key).open("rb")
+            handle = self._path(key).open("rb")
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
         with handle:
@@ -165,7 +216,7 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         try:
-            (self.root / key).unlink(missing_ok=True)
+            self._path(key).unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot delete {key}: {exc.strerror or exc}") from None
 
@@ -182,10 +233,16 @@ def store_for(uri: str, **s3_options: float) -> Store:
     if parsed.scheme == "" or len(parsed.scheme) == 1:  # a path, or a Windows drive letter
         return LocalStore(uri)
     raise ValueError(
-        f"archive {uri!r}: unsupported scheme {parsed.scheme}:// "
+        f"archive {mask_uri(uri)!r}: unsupported scheme {parsed.scheme}:// "
         "(use a folder, file:// or s3://; any S3-compatible store is s3:// "
         "with AWS_ENDPOINT_URL set)"
     )
+
+
+def archive_identity(store: Store) -> str:
+    """What tells one archive from another (its spool and its lock record it): a folder's
+    absolute path; a bucket and prefix (``store.uri``), whatever endpoint reaches them."""
+    return str(Path(store.root).resolve()) if isinstance(store, LocalStore) else store.uri
 
 
 def __getattr__(name: str) -> object:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from functools import cached_property
@@ -16,9 +17,14 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from pipelines.storage import KeyTaken, StoreError, file_digests
+from pipelines.storage import KeyTaken, StoreError, checked_key, file_digests
+from pipelines.uri import mask_uri
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-\d+)?$")
+# At DEBUG these log each request whole: the endpoint with its user information, the session
+# token among the headers. A crawl at --log-level DEBUG logs everything at DEBUG: never theirs.
+for _wire in ("botocore", "boto3", "s3transfer", "urllib3"):
+    logging.getLogger(_wire).setLevel(max(logging.getLogger(_wire).level, logging.INFO))
 
 
 class S3Store:
@@ -48,7 +54,7 @@ class S3Store:
                 "archive URI: put credentials in the environment or an AWS profile, not in the URI"
             )
         if not parts.netloc or parts.query or parts.fragment:
-            raise ValueError(f"archive URI {uri!r}: expected s3://bucket[/prefix]")
+            raise ValueError(f"archive URI {mask_uri(uri)!r}: expected s3://bucket[/prefix]")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
@@ -62,16 +68,25 @@ class S3Store:
                 "role); see the README's object storage section"
             )
         self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self._refuses_second_create: bool | None = None
 
     @cached_property
     def client(self):
         """Made on first use: checking an ``--archive`` value costs no client."""
-        client = self._session.client("s3", config=self._config)
+        try:
+            client = self._session.client("s3", config=self._config)
+        except ValueError:  # botocore's message shows the endpoint whole, credentials and all
+            raise ValueError(
+                f"{self.uri}: the S3 endpoint is no valid URL (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3 "
+                "or the profile's endpoint_url)"
+            ) from None
         for operation in ("PutObject", "CompleteMultipartUpload"):
             client.meta.events.register(f"before-parameter-build.s3.{operation}", _if_none_match)
         return client
 
     def _key(self, key: str) -> str:
+        """The object's name in the bucket; S3 takes ``../x`` literally, this store refuses it."""
+        key = checked_key(self.uri, key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def publish(self, source: Path, key: str) -> str:
@@ -108,6 +123,26 @@ class S3Store:
                     f"{existing['ContentLength']}, ETag {etag or 'none'}); not overwritten"
                 )
         return sha256
+
+    def refuses_second_create(self, key: str, data: bytes) -> bool:
+        """Whether the store honours ``If-None-Match: *``, which the archive's lease relies on:
+        ``key`` is created if absent, then created again, which must be refused (412; 409 for a
+        conditional write racing another). Asked once per store object: the verdict is kept."""
+        if self._refuses_second_create is None:
+            with self._errors("probe", key):
+                answers = [self._create_if_absent(key, data) for _ in range(2)]
+            self._refuses_second_create = not answers[-1]
+        return self._refuses_second_create
+
+    def _create_if_absent(self, key: str, data: bytes) -> bool:
+        """One PutObject with ``If-None-Match: *``: True if the store wrote it."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if _status(exc) in (409, 412):
+                return False
+            raise
+        return True
 
     def object_keys(self, prefix: str = "") -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""

@@ -10,7 +10,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.pipelines import ExtractPipeline
 from pipelines.pool import WorkerPool
-from tests.conftest import FIXTURES, fetched_article
+from tests.conftest import fetched_article
 
 
 @pytest.mark.parametrize(
@@ -50,8 +50,10 @@ def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason
 def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog):
     crawler = get_crawler()
     stats = crawler.stats
-    pipeline = ExtractPipeline(crawler, WorkerPool("pipelines.page:PageAnalyser", {}, 1, timeout=60))
-    item = fetched_article(body=(FIXTURES / "pages" / "nested_2500_divs.html").read_bytes())
+    pipeline = ExtractPipeline(
+        crawler, WorkerPool("tests.pipelines.pool_targets:TooDeepAnalyser", {}, 1, timeout=60)
+    )
+    item = fetched_article(body=b"<html></html>")
 
     async def run() -> None:
         await pipeline.open_spider()

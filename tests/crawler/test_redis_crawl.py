@@ -2,14 +2,75 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import socket
 import subprocess
 import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
+from scrapy import Request, Spider
+from scrapy.http import Response
+from scrapy.utils.test import get_crawler
+from twisted.python.failure import Failure
 
 from crawler.redis_crawl import PREFIX, SecretUrl, crawl_scope
-from crawler.redis_state import RedisCrawl, redis_client
-from tests.conftest import REPO
+from crawler.redis_state import (
+    HeldQueue,
+    JsonRequests,
+    MalformedRequest,
+    RedisCrawl,
+    redis_client,
+    request_from_entry,
+)
+from pipelines.storage import LocalStore, S3Store
+from tests.conftest import FIXTURES, REPO
+
+HOST = "news.example"
+MAX_BYTES = 64 * 1024
+
+
+class Handlers(Spider):
+    """The spider a queued request names its callbacks on."""
+
+    name = "handlers"
+    allowed_domains = (HOST,)
+
+    def parse_article(self, response: Response) -> None: ...
+
+    def article_failed(self, failure: Failure) -> None: ...
+
+    def start_points(self) -> list[Request]:
+        return []
+
+
+def pickle_creating(folder: Path) -> bytes:
+    """A pickle that creates ``folder`` when loaded."""
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(folder),))
+
+    return pickle.dumps(Payload())
+
+
+def malformed_entries(host: str, marker: Path, max_bytes: int) -> list[tuple[str, bytes]]:
+    """(reason, entry): the fixture's, for ``host``, and those that are no text."""
+    lines = (FIXTURES / "redis" / "malformed_requests.jsonl").read_text().splitlines()
+    cases = [
+        (case["reason"], case["entry"].replace("{host}", host).encode()) for case in map(json.loads, lines)
+    ]
+    return [
+        *cases,
+        ("not_json", pickle_creating(marker)),
+        ("not_json", b""),
+        ("not_json", b"\xff\xfe{" + b"\x00" * 10),
+        ("not_json", b"[" * 30_000 + b"]" * 30_000),  # (deeper than the parser goes, under MAX_BYTES)
+        ("oversize", b" " * max_bytes + b'{"url": "https://' + host.encode() + b'/a.html"}'),
+    ]
 
 
 @pytest.fixture
@@ -59,8 +120,9 @@ def test_a_sealed_workers_claims_stay_when_it_gives_back_what_it_held(client):
 
 def test_a_copy_names_the_first_article_with_its_text(client):
     (first, _), (second, _) = join(client), join(client)
-    assert first.first_with_text("text-1", "article-a") == "article-a"
-    assert second.first_with_text("text-1", "article-b") == "article-a"
+    article_a, article_b = "a" * 64, "b" * 64
+    assert first.first_with_text("text-1", article_a) == article_a
+    assert second.first_with_text("text-1", article_b) == article_a
 
 
 def test_a_worker_whose_heart_stopped_has_its_requests_put_back(client):
@@ -74,18 +136,17 @@ def test_a_worker_whose_heart_stopped_has_its_requests_put_back(client):
     assert client.sismember(dead.key("workers"), dead.worker)
 
 
-def test_the_redis_url_shows_no_password_when_printed():
-    url = SecretUrl("redis://:s3cret@redis.example:6379/0")
-    assert (
-        "s3cret" not in repr(url)
-        and "s3cret" not in repr({"REDIS_URL": url})
-        and str(url).startswith("redis://:s3")
-    )
-    assert (
-        crawl_scope("s3://b/a", ["x", "y"])
-        == crawl_scope("s3://b/a", ["y", "x"])
-        != crawl_scope("s3://b/a", ["x"])
-    )
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret@redis.example:6379/0",
+        "rediss://worker:s3cret@redis.example:6380/0",
+        "redis://redis.example:6379/0?password=s3cret",
+    ],
+)
+def test_the_redis_url_shows_no_password_when_printed(url: str):
+    secret = SecretUrl(url)
+    assert "s3cret" not in repr(secret) and "s3cret" not in repr({"REDIS_URL": secret}) and str(secret) == url
 
 
 def test_a_crawl_without_redis_loads_no_redis_client():
@@ -93,3 +154,148 @@ def test_a_crawl_without_redis_loads_no_redis_client():
     check = f"import sys, {modules}; print(sorted(m for m in ('redis', 'scrapy_redis') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_pickle_payload_of_these_tests_runs_code_when_unpickled(tmp_path):
+    pickle.loads(pickle_creating(tmp_path / "proof"))
+    assert (tmp_path / "proof").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("reason", "entry"),
+    malformed_entries(HOST, Path("/nonexistent/marker"), MAX_BYTES),
+    ids=lambda v: repr(v)[:60],
+)
+def test_an_entry_that_is_no_request_of_this_crawl_is_refused_by_reason(reason: str, entry: bytes):
+    with pytest.raises(MalformedRequest) as refused:
+        request_from_entry(entry, Handlers(), MAX_BYTES)
+    assert refused.value.reason == reason
+
+
+def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself():
+    request = Request(
+        f"https://{HOST}/a/1.html?x=\u00e9",
+        callback=Handlers().parse_article,
+        errback=Handlers().article_failed,
+        headers={b"If-None-Match": b'"\xff\x00etag"', "Proxy-Authorization": "Basic c2VjcmV0"},
+        body=b"\x00\xffbytes",
+        cb_kwargs={"outlet_id": "x", "start": {"$b64": "not a tag"}},
+        meta={
+            "depth": 2,
+            "redirect_urls": ["https://news.example/old"],
+            "proxy": "http://10.0.0.1:3128",
+            "download_slot": "news.example",
+            "handle_httpstatus_list": [304],
+        },
+        priority=-3,
+        dont_filter=True,
+    )
+    spider = Handlers()
+    fields = request.to_dict(spider=spider)
+    del fields["headers"][b"Proxy-Authorization"]  # (HeldQueue's encoding leaves it out: below)
+    again = request_from_entry(JsonRequests.dumps(fields), spider, MAX_BYTES)
+    assert again.url == request.url and again.body == request.body and again.priority == -3
+    assert again.headers[b"If-None-Match"] == b'"\xff\x00etag"' and again.dont_filter
+    assert again.callback == spider.parse_article and again.errback == spider.article_failed
+    assert again.cb_kwargs == request.cb_kwargs
+    assert again.meta == {
+        "depth": 2,
+        "redirect_urls": ["https://news.example/old"],
+        "handle_httpstatus_list": [304],
+    }
+
+
+def test_the_serializer_keeps_any_bytes_and_any_key(tmp_path):
+    value = {"a": [b"\x00\xff", {"$b64": "x"}, {"$pairs": 1}], "b": {b"\xff": [b""]}, "c": None}
+    assert JsonRequests.loads(JsonRequests.dumps(value)) == value
+
+
+def test_the_queue_drops_what_is_no_request_counts_it_and_hands_out_the_next(client, tmp_path):
+    crawler = get_crawler(Handlers)
+    crawl, _ = join(client)
+    spider = Handlers()
+    queue = HeldQueue(crawl, spider, crawler.stats, MAX_BYTES)
+    marker = tmp_path / "marker"
+    planted = malformed_entries(HOST, marker, MAX_BYTES)
+    for n, (_, entry) in enumerate(planted):
+        client.zadd(crawl.key("requests"), {entry: -1 - n})  # taken first
+    request = Request(
+        f"https://{HOST}/a.html", spider.parse_article, headers={"Proxy-Authorization": "Basic x"}
+    )
+    assert queue.push_new(request, "fp")
+    taken = queue.pop()
+    assert taken.url == request.url and b"Proxy-Authorization" not in taken.headers and queue.pop() is None
+    assert not marker.exists()
+    counted = {k.removeprefix("redis/dropped/"): v for k, v in crawler.stats.get_stats().items()}
+    assert counted == Counter(reason for reason, _ in planted)
+    assert client.zcard(crawl.key(f"held:{crawl.worker}")) == 1  # what was dropped is not given back
+
+
+def test_a_planted_crawl_id_is_not_joined_and_a_crawl_removes_only_its_own_keys(client):
+    victims = {f"{PREFIX}:newsarchive-0badc0de:requests": "other crawl", "unrelated": "data"}
+    for id_ in ("*", f"{PREFIX}-*", "newsarchive-0badc0de:requests", "x" * 100):
+        client.mset(victims)
+        client.set(f"{PREFIX}:current:s", id_)
+        crawl, started = join(client)
+        assert started and crawl.crawl_id not in (id_, "newsarchive-0badc0de")
+        crawl.seeded()
+        crawl.idle()
+        assert crawl.finished()
+        crawl.leave(sealed=True, scope="s", found={})
+        assert client.mget(list(victims)) == [v.encode() for v in victims.values()]
+
+
+def test_names_and_numbers_read_back_from_redis_are_checked(client):
+    (crawl, _), (other, _) = join(client), join(client)
+    client.sadd(crawl.key("workers"), b"\x80\xff not utf-8")
+    client.set(crawl.key("seeder"), b"\x80\xff not utf-8")
+    assert other.should_seed()  # a seeder named so has no heartbeat: it is dead
+    crawl.reclaim_dead()
+    assert client.smembers(crawl.key("workers")) == {crawl.worker.encode(), other.worker.encode()}
+    client.hset(crawl.key("texts"), "text-1", b"../../victim")
+    assert crawl.first_with_text("text-1", "a" * 64) == "a" * 64
+    client.hset(crawl.key("found"), mapping={b"\xff": b"1", b"sxkjt": b"many", b"gmw-cq": b"9" * 5000})
+    crawl.seeded()
+    crawl.idle()
+    other.idle()
+    assert crawl.finished()
+    other.leave(sealed=True, scope="s", found={})
+    assert crawl.leave(sealed=True, scope="s", found={"jzyinliu": 2}) == {"jzyinliu": 2}
+
+
+def test_the_scope_names_the_archive_unambiguously(tmp_path, monkeypatch):
+    outlets = ["x", "y"]
+    here = crawl_scope(LocalStore(tmp_path / "a"), outlets)
+    assert (
+        here
+        == crawl_scope(LocalStore(tmp_path / "a"), ["y", "x"])
+        == crawl_scope(LocalStore(str(tmp_path / "a") + "/"), outlets)
+    )
+    assert here not in (
+        crawl_scope(LocalStore(tmp_path / "b"), outlets),
+        crawl_scope(LocalStore(tmp_path / "a"), ["x"]),
+    )
+    for cwd in ("one", "two"):
+        (tmp_path / cwd).mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    first = crawl_scope(LocalStore("output"), outlets)
+    monkeypatch.chdir(tmp_path / "two")
+    assert first != crawl_scope(LocalStore("output"), outlets)  # the default folder of two places
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-host")
+    assert crawl_scope(LocalStore(tmp_path / "a"), outlets) != here  # the same path on two hosts
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "key")
+    scopes = {}
+    for endpoint, uri in [
+        ("http://127.0.0.1:8333", "s3://bucket/prefix"),
+        ("http://127.0.0.1:8333", "s3://bucket/other"),
+        ("http://127.0.0.1:8333", "s3://other/prefix"),
+        ("http://10.0.0.5:8333", "s3://bucket/prefix"),  # the same bucket, as another machine reaches it
+    ]:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        scopes[endpoint, uri] = crawl_scope(S3Store(uri), outlets)
+    assert len(set(scopes.values())) == 3
+    assert (
+        scopes["http://127.0.0.1:8333", "s3://bucket/prefix"]
+        == scopes["http://10.0.0.5:8333", "s3://bucket/prefix"]
+    )

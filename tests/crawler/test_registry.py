@@ -25,6 +25,15 @@ def test_outlet_for_article_matches_pattern_and_domain():
     assert registry.outlet_for_article("https://evil.example/cq/2024-03/11/content_1.htm") is None
 
 
+@pytest.mark.parametrize("scheme", ["file", "FILE", "s3", "ftp", "gopher", "data"])
+def test_a_url_on_an_outlets_host_is_not_its_own_unless_http_or_https(scheme):
+    """``file://difang.gmw.cn/proc/self/environ`` names the outlet's host, not its site."""
+    outlet = load_registry()["gmw-cq"]
+    assert outlet.owns("https://difang.gmw.cn/cq/") and outlet.owns("HTTP://difang.gmw.cn/cq/")
+    assert not outlet.owns(f"{scheme}://difang.gmw.cn/proc/self/environ")
+    assert not outlet.owns(f"{scheme}://difang.gmw.cn/cq/2024-03/11/content_37197155.htm")
+
+
 @pytest.mark.parametrize(
     ("file", "outlet", "field", "problem"),
     [
@@ -34,6 +43,7 @@ def test_outlet_for_article_matches_pattern_and_domain():
         ("typo_key.toml", "typo", "article_pattern", "unknown key"),
         ("no_start.toml", "nostart", "start", "at least one of"),
         ("bad_language.toml", "badlang", "languages", "ISO 639-1"),
+        ("bad_id.toml", "bad-id\n", "id", "lower-case letters, digits and dashes"),
         ("bad_selector.toml", "badcss", "extraction.drop", "invalid CSS selector"),
     ],
 )

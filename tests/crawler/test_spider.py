@@ -6,12 +6,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+)
 from scrapy.http import HtmlResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
+from crawler.middlewares import Confined
 from crawler.spiders.outlets import new_crawl_id, refusal_reason
 from tests.conftest import REPO
 
@@ -51,6 +58,13 @@ def test_crawl_ids_sort_by_time_and_differ():
         ),
         (IgnoreRequest("Filtered offsite request to 'evil.example'"), "offsite"),
         (IgnoreRequest("Forbidden by robots.txt"), "robots"),
+        (Confined("scheme", "file://x.cn/proc/self/environ"), "scheme"),
+        (Confined("internal_address", "http://2130706433/"), "internal_address"),
+        # Scrapy 2.19's HTTP handler says Twisted's errors as its own
+        (CannotResolveHostError("no results for hostname lookup: x.cn"), "dns"),
+        (DownloadTimeoutError("Getting https://x.cn/a took longer than 30 seconds."), "timeout"),
+        (DownloadConnectionRefusedError("Connection was refused by other side"), "connection"),
+        (DownloadFailedError("[<twisted.python.failure.Failure ...>]"), "connection"),
         (TwistedTimeoutError(), "timeout"),
         (DNSLookupError(), "dns"),
         (ConnectionRefusedError(), "connection"),

@@ -8,8 +8,9 @@ import shutil
 import pytest
 
 from crawler.mirror.server import MirrorServer
-from pipelines.extraction.template import TEMPLATE_FOLDER, SiteTemplate, template_key
-from tests.conftest import FIXTURES
+from pipelines.extraction.template import SiteTemplate
+from pipelines.keys import TEMPLATE_FOLDER, template_key
+from tests.conftest import FIXTURES, run_cli
 from tests.test_hostile import articles, key, stat
 from tests.test_incremental import OUTLET, crawl, mirror, rows
 
@@ -81,7 +82,25 @@ def test_a_damaged_kept_template_is_learned_again(strapped, tmp_path):
     damaged = tmp_path / "a" / template_key(OUTLET, "20200101T000000Z-000000")
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b'{"pages": "many"')
-    run = crawl(strapped, tmp_path / "a", "--log-level", "INFO")
-    assert f"{template_key(OUTLET, '20200101T000000Z-000000')}: not a site template" in run.stderr
+    run = run_cli("crawl", "--mirror-url", strapped.url, "--archive", str(tmp_path / "a"), "--outlet", OUTLET)
+    assert run.returncode == 1, run.stdout + run.stderr  # reported: a damaged object was read around
+    problem = f"PROBLEM {template_key(OUTLET, '20200101T000000Z-000000')}: not a site template"
+    assert problem in run.stdout
     assert not any(STRAP_TEXT in text for text in texts(tmp_path / "a"))
     assert kept(tmp_path / "a").pages == 5
+
+
+@pytest.mark.parametrize("name", ["zzz.planted.json", "zzz planted.json", "zzz-00001.json.bak", "ZZZ/x.json"])
+def test_a_key_under_templates_that_is_no_templates_name_is_named_never_read_nor_deleted(
+    strapped, tmp_path, name
+):
+    """Sorted as the newest, it would be read as the outlet's template and deleted as an older one."""
+    planted = tmp_path / "a" / TEMPLATE_FOLDER / OUTLET / name
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b'{"pages": "many"')
+    run = run_cli("crawl", "--mirror-url", strapped.url, "--archive", str(tmp_path / "a"), "--outlet", OUTLET)
+    assert run.returncode == 1, run.stdout + run.stderr
+    (problem,) = [line for line in run.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert f"{TEMPLATE_FOLDER}/{OUTLET}/{name}" in problem and "not a template's name" in problem
+    assert planted.read_bytes() == b'{"pages": "many"'
+    assert not any(STRAP_TEXT in text for text in texts(tmp_path / "a"))

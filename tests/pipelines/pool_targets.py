@@ -42,6 +42,17 @@ class Behaviour:
         raise ValueError(f"no such task: {value}")
 
 
+class TooDeepAnalyser:
+    """Stands in for pipelines.page.PageAnalyser: every page is one the parser could not read to
+    its end, even flattened (no page can be since pipelines/extraction/nesting.py; the verdict
+    stays, should a parser ever count levels another way)."""
+
+    def __call__(self, item: Any) -> Any:
+        item.body = b""
+        item.not_article = "too_deep"
+        return item
+
+
 class HangingAnalyser:
     """Stands in for pipelines.page.PageAnalyser: every page hangs its worker."""
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from pipelines.catalog import Catalog
+from pipelines.keys import shown
 from pipelines.storage import LocalStore
 
 # two manifests: one written before manifests counted languages, one cut short by a kill
@@ -35,3 +39,117 @@ def test_files_are_pruned_by_outlet_month_and_language():
     assert not undated.may_hold(since=date(2000, 1, 1))  # a row without a date matches no date filter
     assert dated.may_hold(languages={"en"})  # its manifest does not say: the file is read
     assert not replace(dated, languages={"zh": 4}).may_hold(languages={"en"})
+
+
+def manifest(store_root: Path, crawl_id: str, **fields: object) -> None:
+    path = store_root / "_manifests" / f"{crawl_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"crawl_id": crawl_id, **fields}), encoding="utf-8")
+
+
+def entry(key: str) -> dict:
+    return {"key": key, "rows": 1, "bytes": 1, "sha256": "0" * 64}
+
+
+PART_A = "outlet=gmw-cq/published=2024-03/part-c1-00001.parquet"
+PART_B = "outlet=gmw-cq/published=2024-04/part-c1-00002.parquet"
+PART_OTHER_OUTLET = "outlet=sxkjt/published=2024-03/part-c1-00003.parquet"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../x.parquet",
+        "/etc/passwd",
+        "outlet=gmw-cq/published=2024-03/../../../x.parquet",
+        "outlet=GMW/published=2024-03/part-c1-00001.parquet",
+        "_warc/c1-00001.warc.gz",
+        "_manifests/c1.json",
+        5,
+        None,
+    ],
+)
+def test_an_entry_naming_no_part_is_left_out_and_named(tmp_path, key):
+    manifest(tmp_path, "c1", files=[entry(PART_A), entry(key)])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert [file.key for file in catalog.files] == [PART_A]
+    (problem,) = catalog.problems
+    assert problem.startswith("_manifests/c1.json: files entry left out") and shown(key) in problem
+    assert catalog.unreadable == []
+
+
+def test_a_warc_entry_whose_key_or_cdxj_is_not_a_warc_s_is_left_out(tmp_path):
+    good = {**entry("_warc/c1-00001.warc.gz"), "records": 1, "cdxj": entry("_warc/c1-00001.cdxj")}
+    moved = {**good, "key": "_warc/c1-00002.warc.gz"}  # its CDXJ is another WARC's
+    outside = {**good, "key": "../../c1-00003.warc.gz", "cdxj": entry("../../c1-00003.cdxj")}
+    manifest(tmp_path, "c1", files=[], warcs=[good, moved, outside])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert [warc.key for warc in catalog.warcs] == [good["key"]] and len(catalog.problems) == 2
+
+
+def test_supersedes_counts_only_from_a_compaction_and_only_in_its_files_partitions(tmp_path):
+    compacted = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
+    (tmp_path / compacted).parent.mkdir(parents=True)
+    (tmp_path / compacted).write_bytes(b"its rows")
+    manifest(tmp_path, "c1", files=[entry(PART_A), entry(PART_B), entry(PART_OTHER_OUTLET)])
+    manifest(tmp_path, "c2", files=[], supersedes=[PART_A, PART_B])  # a crawl's: no say
+    named = [PART_A, PART_B, PART_OTHER_OUTLET, "_warc/c1-00001.warc.gz", "../x.parquet", compacted]
+    manifest(tmp_path, "c9", compaction=True, files=[entry(compacted)], supersedes=named)
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert catalog.superseded == {PART_A}
+    assert sorted(file.key for file in catalog.files) == sorted([compacted, PART_B, PART_OTHER_OUTLET])
+    assert len(catalog.problems) == 2 + 5 and all("supersedes" in p for p in catalog.problems)
+
+
+def test_a_compaction_whose_file_is_missing_takes_nothing_out_of_the_dataset(tmp_path):
+    compacted = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
+    manifest(tmp_path, "c1", files=[entry(PART_A)])
+    manifest(tmp_path, "c9", compaction=True, files=[entry(compacted)], supersedes=[PART_A])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert catalog.superseded == set() and PART_A in {file.key for file in catalog.files}
+    assert catalog.problems == [f"_manifests/c9.json: supersedes ignored: its file {compacted} is missing"]
+
+
+def test_a_compaction_replaced_in_turn_by_a_later_one_still_counts(tmp_path):
+    first = "outlet=gmw-cq/published=2024-03/part-c8-compacted-00001.parquet"
+    second = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
+    (tmp_path / second).parent.mkdir(parents=True)
+    (tmp_path / second).write_bytes(b"its rows")
+    manifest(tmp_path, "c1", files=[entry(PART_A)])
+    manifest(tmp_path, "c8", compaction=True, files=[entry(first)], supersedes=[PART_A])
+    manifest(tmp_path, "c9", compaction=True, files=[entry(second)], supersedes=[first])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert [file.key for file in catalog.files] == [second] and catalog.problems == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json", b'{"crawl_id": "../x", "files": []}', b'{"crawl_id": "c1", "files": 5}', b"[]"]
+)
+def test_a_manifest_that_cannot_be_read_is_named_as_unreadable(tmp_path, body):
+    (tmp_path / "_manifests").mkdir()
+    (tmp_path / "_manifests" / "c1.json").write_bytes(body)
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert catalog.unreadable == ["_manifests/c1.json"] and catalog.runs == []
+
+
+MISTYPED = ARCHIVE.root / "mistyped"
+
+
+def test_fields_of_the_wrong_type_are_named_problems_of_their_manifest_never_a_crash():
+    """Each manifest of the fixture holds fields of the wrong type (counts as strings, floats,
+    bools or below 0, rows per language as strings, lists where objects go and the reverse): an
+    entry so damaged is left out, a manifest so damaged is unreadable, each named; what is left
+    sums up, and only the good entries (the first of each list) are taken."""
+    catalog = Catalog.read(LocalStore(MISTYPED))
+    bodies = {path.name: json.loads(path.read_text()) for path in (MISTYPED / "_manifests").glob("*.json")}
+    entries = bodies.pop("20240102T000000Z-mistyped-entries.json")
+    good = bodies.pop("20240101T000000Z-good.json")
+    assert sorted(catalog.unreadable) == sorted(f"_manifests/{name}" for name in bodies)
+    assert [run.crawl_id for run in catalog.runs] == [good["crawl_id"], entries["crawl_id"]]
+    left_out = [p for p in catalog.problems if p.startswith(f"_manifests/{entries['crawl_id']}.json: ")]
+    assert len(left_out) == len(entries["files"]) - 1 + len(entries["warcs"]) - 1, left_out
+    assert len(catalog.problems) == len(left_out) + len(bodies)
+    summary = catalog.summary()
+    assert [f.key for f in catalog.files] == [good["files"][0]["key"], entries["files"][0]["key"]]
+    assert (summary["rows"], summary["bytes"], summary["warcs"]) == (5, 20, 2)
+    assert summary["languages"] == {"en": 3, "zh": 2}

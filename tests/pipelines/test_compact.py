@@ -70,3 +70,28 @@ def test_a_compacted_partition_is_one_file_sorted_by_publication_time(mirror_cra
     }
     assert with_statistics == set(statistics_columns(SCHEMA))
     assert compact(store, tmp_path, "20260101T000001Z-again", outlets={"gmw-cq"}).manifest is None
+
+
+def test_a_manifest_that_cannot_be_read_stops_compaction_before_any_delete(mirror_crawl, tmp_path):
+    """Read around, the compaction's manifest would leave its files looking abandoned."""
+    store = LocalStore(hourly_runs(mirror_crawl.archive, tmp_path / "archive"))
+    sealed = compact(store, tmp_path, "20260101T000000Z-first").manifest
+    (store.root / sealed).write_text('{"crawl_id": "cut short', encoding="utf-8")
+    files = sorted(store.object_keys())
+    report = compact(store, tmp_path, "20260101T000001Z-again")
+    assert (report.deleted, report.abandoned, report.manifest) == (0, 0, None)
+    assert report.problems[0].startswith(f"{sealed}: unreadable manifest")
+    assert "nothing deleted" in report.problems[-1] and sorted(store.object_keys()) == files
+
+
+def test_a_compacted_file_is_abandoned_only_when_its_run_has_no_manifest(mirror_crawl, tmp_path):
+    store = LocalStore(hourly_runs(mirror_crawl.archive, tmp_path / "archive"))
+    sealed = compact(store, tmp_path, "20260101T000000Z-first").manifest
+    run = sealed.removeprefix("_manifests/").removesuffix(".json")
+    listed = next(file for file in Catalog.read(store).files if run in file.key)
+    stray = listed.key.replace("-compacted-00", "-compacted-99")
+    shutil.copy(store.root / listed.key, store.root / stray)  # its manifest is there, not listing it
+    died = "outlet=gmw-cq/published=2024-03/part-20260101T000002Z-died-compacted-00001.parquet"
+    shutil.copy(store.root / listed.key, store.root / died)  # a compaction that died before its manifest
+    report = compact(store, tmp_path, "20260101T000003Z-again")
+    assert report.abandoned == 1 and not (store.root / died).exists() and (store.root / stray).exists()

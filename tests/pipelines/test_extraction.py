@@ -18,6 +18,7 @@ from pipelines.extraction.consensus import agreed_text, readability_text
 from pipelines.extraction.extractor import PageMetadata, article_chars, extract, parse_published
 from pipelines.extraction.furniture import clean_lines, drop_link_lists
 from pipelines.extraction.metadata import _short_blocks, printed_date
+from pipelines.extraction.nesting import flatten
 from tests.conftest import FIXTURES, extract_saved
 
 PAGES = FIXTURES / "pages"
@@ -275,15 +276,57 @@ def test_publication_dates_on_the_shared_dev_pages():
     assert near >= 327 and elsewhere <= 12, (near, elsewhere)
 
 
-@pytest.mark.parametrize("page", ["nested_1000_divs.html", "unclosed_font_3000.html"])
+@pytest.mark.parametrize(
+    "page", ["nested_1000_divs.html", "nested_2500_divs.html", "unclosed_font_3000.html"]
+)
 def test_deeply_nested_articles_are_read(page):
+    """1000 levels: under libxml2's limit; 2500: past it, read flattened."""
     result = extract((PAGES / page).read_bytes(), "https://news.example.cn/a/1.html")
     assert not result.too_deep and result.text.count("这是一篇很长的文章") == 15
 
 
-def test_an_article_past_every_parser_limit_is_too_deep_not_empty():
-    result = extract((PAGES / "nested_2500_divs.html").read_bytes(), "https://news.example.cn/a/1.html")
-    assert result.too_deep and result.text is None
+NESTING = tomllib.loads((FIXTURES / "extraction" / "nesting.toml").read_text(encoding="utf-8"))["case"]
+NESTED_PARAGRAPHS = ("嵌套之前", "评估专家组先后", "专家组认为", "嵌套之后")  # before, inside, inside, after
+
+
+def nested_page(case: dict, levels: int) -> bytes:
+    """tests/fixtures/pages/nested_template.html, its middle ``levels`` deep the ``case``'s way."""
+    page = (PAGES / "nested_template.html").read_text(encoding="utf-8")
+    nested = page.replace("<!--open-->", case["open"] * levels)
+    return nested.replace("<!--close-->", case.get("close", "") * levels).encode()
+
+
+@pytest.mark.parametrize(
+    ("case", "levels"),
+    [(case, 3000) for case in NESTING] + [(NESTING[0], 1000), (NESTING[0], 100_000), (NESTING[1], 100_000)],
+    ids=lambda value: value["name"] if isinstance(value, dict) else f"{value:,}",
+)
+def test_an_article_nested_past_the_parsers_limit_keeps_its_text_before_inside_and_after(case, levels):
+    """As a browser shows it: every paragraph, in order; the scripts and styles below the limit
+    are not text. (1000 levels: under libxml2's limit, but past the 256 readability's block was
+    parsed again with.)"""
+    result = extract(nested_page(case, levels), "https://news.example.cn/a/1.html")
+    assert not result.too_deep
+    assert result.metadata.title == "省科技厅开展重点实验室评估"
+    places = [result.text.find(paragraph) for paragraph in NESTED_PARAGRAPHS]
+    assert -1 not in places and places == sorted(places), result.text
+    assert "脚本" not in result.text and "样式" not in result.text
+
+
+@pytest.mark.parametrize("case", NESTING, ids=lambda case: case["name"])
+def test_a_page_flattened_to_no_depth_is_its_text_in_paragraphs_whatever_its_markup(case):
+    """The last resort of extract(): however flatten's count of levels and libxml2's differ,
+    flattened to depth 0 a page past the parser's limit is html, body, p: three levels, its
+    text all there."""
+    page = nested_page(case, 3000).decode()
+    parser = lxml.html.HTMLParser(huge_tree=True)
+    lxml.html.document_fromstring(page, parser=parser)
+    assert any("Excessive depth" in error.message for error in parser.error_log)  # as it is: past the limit
+    tree = lxml.html.document_fromstring(flatten(page, 0))
+    assert max(len(list(element.iterancestors())) for element in tree.iter()) <= 2
+    text = tree.text_content()
+    assert all(paragraph in text for paragraph in NESTED_PARAGRAPHS)
+    assert "脚本" not in text and "样式" not in text
 
 
 def _links_in_a_list(count: int) -> bytes:

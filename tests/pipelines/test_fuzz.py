@@ -3,17 +3,19 @@
 Mutations of the real pages of ../shared/eval, from a fixed seed (the same pages every run): cut
 short, bytes deleted, duplicated or garbled (NULs, invalid UTF-8, a wrong charset declaration),
 tags left open or closed twice, markup nested deep. Each goes through
-:class:`pipelines.page.PageAnalyser` as a worker runs it.
+:class:`pipelines.page.PageAnalyser` as a worker runs it. And pages nested past the parser's
+limit in every way of ``tests/fixtures/extraction/nesting.toml`` at once.
 """
 
 from __future__ import annotations
 
 import random
+import tomllib
 
 import pytest
 
 from pipelines.page import PageAnalyser
-from tests.conftest import SHARED, fetched_article
+from tests.conftest import FIXTURES, SHARED, fetched_article
 
 PAGES = sorted((SHARED / "eval").glob("daniel_*/*.html"))
 VERDICTS = {None, "empty", "too_short", "too_deep", "noarchive"}
@@ -74,3 +76,20 @@ def test_broken_pages_never_raise(analyser, seed):
         assert item.not_article in VERDICTS
         assert item.not_article is not None or item.text  # an article has its text
         assert item.language
+
+
+NESTING = tomllib.loads((FIXTURES / "extraction" / "nesting.toml").read_text(encoding="utf-8"))["case"]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pages_nested_past_the_parsers_limit_every_way_at_once_are_read(analyser, seed):
+    """3,000 to 20,000 of the fixture's start tags at random, and some of its end tags: the page
+    is read (flattened), never too deep, the paragraph before the nesting in its text."""
+    rng = random.Random(seed)
+    levels = rng.randrange(3000, 20000)
+    page = (FIXTURES / "pages" / "nested_template.html").read_text(encoding="utf-8")
+    page = page.replace("<!--open-->", "".join(rng.choice(NESTING)["open"] for _ in range(levels)))
+    ends = [case["close"] for case in NESTING if "close" in case]
+    page = page.replace("<!--close-->", "".join(rng.choice(ends) for _ in range(rng.randrange(levels))))
+    item = analyser(fetched_article(body=page.encode()))
+    assert item.not_article != "too_deep" and "嵌套之前" in item.text

@@ -9,10 +9,42 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.storage import KeyTaken, LocalStore, S3Store, StoreError, file_digests, store_for
+from pipelines.storage import KeyRefused, KeyTaken, LocalStore, S3Store, StoreError, file_digests, store_for
 from tests.objectstores import SECRET_KEY
 
 KEY = "outlet=x/published=2024-03/part-1.parquet"
+# keys that name, or could name, a place outside the archive: refused by every back end
+OUTSIDE = [
+    "",
+    "..",
+    "../outside.txt",
+    "outlet=x/../../outside.txt",
+    "outlet=x/published=2024-03/../../../outside.txt",
+    "/abs/outside.txt",
+    "//outside.txt",
+    "outlet=x\\..\\..\\outside.txt",
+    "outlet=x/part\x00.parquet",
+    "./outlet=x/part.parquet",
+    "outlet=x//part.parquet",
+    "outlet=x/./part.parquet",
+    "outlet=x/part.parquet/",
+]
+
+
+def every_operation(store, source: Path, key: str) -> list:
+    """Each thing a store does with a key, to be tried one by one."""
+    return [
+        lambda: store.publish(source, key),
+        lambda: store.read(key),
+        lambda: store.read_range(key, 0, 10),
+        lambda: store.stream(key).__enter__(),
+        lambda: store.delete(key),
+        lambda: list(store.object_keys(key + "/")),
+    ]
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
@@ -72,6 +104,58 @@ def test_local_keys_skip_dot_folders(tmp_path, source):
     (tmp_path / "archive" / ".spool" / "crawl").mkdir(parents=True)
     (tmp_path / "archive" / ".spool" / "crawl" / "part.parquet").write_bytes(b"pending")
     assert list(store.object_keys()) == [KEY]
+
+
+@pytest.mark.parametrize("key", OUTSIDE)
+def test_local_store_refuses_keys_that_could_lead_outside_for_every_operation(tmp_path, source, key):
+    (tmp_path / "outside.txt").write_text("not the archive's")
+    store = LocalStore(tmp_path / "archive" / "root")
+    store.publish(source, KEY)
+    before = files_under(tmp_path)
+    for operation in every_operation(store, source, key):
+        with pytest.raises(KeyRefused):
+            operation()
+    assert files_under(tmp_path) == before
+
+
+def test_local_store_follows_no_link_out_of_its_root(tmp_path, source):
+    """A folder or a file inside the root that links outside: nothing through it is read,
+    written, deleted or listed (a link that stays inside is a path like any other)."""
+    outside = tmp_path / "outside"
+    (outside / "published=2024-03").mkdir(parents=True)
+    (outside / "published=2024-03" / "part-1.parquet").write_bytes(b"not the archive's")
+    (outside / "secret.txt").write_text("not the archive's")
+    root = tmp_path / "archive"
+    store = LocalStore(root)
+    store.publish(source, KEY)
+    (root / "outlet=linked").symlink_to(outside, target_is_directory=True)
+    (root / "outlet=x" / "published=2024-03" / "part-2.parquet").symlink_to(outside / "secret.txt")
+    (root / "outlet=x" / "inside").symlink_to(root / "outlet=x" / "published=2024-03")
+    before = files_under(outside)
+    for key in (
+        "outlet=linked/published=2024-03/part-1.parquet",
+        "outlet=linked/published=2024-03/part-new.parquet",
+        "outlet=x/published=2024-03/part-2.parquet",
+    ):
+        for operation in every_operation(store, source, key)[:-1]:
+            with pytest.raises(KeyRefused):
+                operation()
+    with pytest.raises(KeyRefused):
+        list(store.object_keys("outlet=linked/"))
+    assert list(store.object_keys()) == [KEY]
+    assert store.read("outlet=x/inside/part-1.parquet") == source.read_bytes()
+    assert files_under(outside) == before
+
+
+@pytest.mark.parametrize("key", OUTSIDE)
+def test_s3_refuses_the_same_keys_before_any_request(s3, source, key):
+    """S3 would keep ``../outside.txt`` as a literal name; the store takes no such key, so that
+    what it holds is what a folder archive could hold."""
+    s3.publish(source, KEY)
+    for operation in every_operation(s3, source, key)[:-1]:
+        with pytest.raises(KeyRefused):
+            operation()
+    assert list(s3.object_keys()) == [KEY]
 
 
 def test_s3_publish_verifies_and_never_overwrites(s3, source, tmp_path):

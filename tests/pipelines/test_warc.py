@@ -4,12 +4,15 @@ rotation by size, CDXJ indexes, and files cut short by a kill finished whole or 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import io
 import json
 import shutil
 import tomllib
+import tracemalloc
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,14 +20,18 @@ import pytest
 from cdxj_indexer.main import CDXJIndexer
 from warcio.archiveiterator import ArchiveIterator
 
+from benchmarks.bench_hostile import gzipped_zeros
 from pipelines.warc import (
+    BODY_MAX_BYTES,
     OPEN_SUFFIX,
     WARC_FOLDER,
     Capture,
     Exchange,
+    WarcError,
     WarcWriter,
     check,
     finish_open_files,
+    read_body,
     read_capture,
 )
 from tests.conftest import FIXTURES
@@ -203,3 +210,61 @@ def test_whole_members_that_are_no_sound_record_are_cut_too(complete, tmp_path, 
     )
     (warc,) = finish_open_files(tmp_path)
     assert warc.path.read_bytes() == data[: ends[3]] and warc.records == 4
+
+
+@pytest.fixture(scope="module")
+def bomb_warc(tmp_path_factory) -> tuple[Path, Capture]:
+    """A WARC whose one response is a gzip body inflating to 256 MB."""
+    spec = {**SPECS[0], "body": None, "gzip": False}
+    exchange = dataclasses.replace(
+        _exchange(spec),
+        response_headers=[("Content-Type", "text/html"), ("Content-Encoding", "gzip")],
+        body=gzipped_zeros(256 << 20),
+    )
+    writer = WarcWriter(tmp_path_factory.mktemp("bomb"), "run1", 1 << 30, {"software": "test"})
+    capture, _ = writer.write(exchange)
+    return writer.finish().path, capture
+
+
+def test_digests_are_checked_without_decoding_a_body(bomb_warc):
+    path, _ = bomb_warc
+    tracemalloc.start()
+    try:
+        assert check(path) == 3  # warcinfo, response, request
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # the body's 256 MB never held; its 256 KB gzip not even twice
+
+
+def test_a_changed_byte_of_a_body_still_fails_its_digest(bomb_warc, tmp_path):
+    path, capture = bomb_warc
+    data = bytearray(path.read_bytes())
+    record = zlib.decompress(
+        bytes(data[capture.offset : capture.offset + capture.length]), 16 + zlib.MAX_WBITS
+    )
+    changed = record[:-200] + bytes([record[-200] ^ 1]) + record[-199:]  # in the gzip body
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    data[capture.offset : capture.offset + capture.length] = compressor.compress(changed) + compressor.flush()
+    (tmp_path / "changed.warc.gz").write_bytes(data)
+    with pytest.raises(WarcError, match="digest"):
+        check(tmp_path / "changed.warc.gz")
+
+
+def test_a_body_is_decoded_up_to_its_cap_and_no_further(bomb_warc, tmp_path):
+    path, capture = bomb_warc
+    with path.open("rb") as handle:
+        handle.seek(capture.offset)
+        record = read_capture(handle.read(capture.length))
+    tracemalloc.start()
+    try:
+        with pytest.raises(WarcError, match=f"over {BODY_MAX_BYTES} bytes"):
+            read_body(record)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * BODY_MAX_BYTES
+    captures, (warc,) = _written(tmp_path)
+    data = warc.path.read_bytes()
+    for spec, capture in zip(SPECS, captures, strict=True):  # within the cap: decoded whole
+        assert read_body(read_capture(data[capture.offset : capture.offset + capture.length])) == _page(spec)
