@@ -30,6 +30,7 @@ from crawler.spiders.outlets import new_crawl_id
 from pipelines.card import write_card
 from pipelines.catalog import ArchivedFile, Catalog
 from pipelines.compact import compact
+from pipelines.jsondata import one_line
 from pipelines.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
 from pipelines.publish import Archive
 from pipelines.pull import FORMATS, PullError, Slice, pull
@@ -42,6 +43,9 @@ from pipelines.verify import verify
 Report = TypeVar("Report")
 
 _RUNS_LISTED = 10  # runs ls lists as text: a year of hourly runs is 8,760
+# strings of a manifest that ls shows as text, folded onto one line (see one_line) and cut
+_TIME_CHARS = 32
+_CODE_CHARS = 16
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -149,18 +153,23 @@ def _listing(uri: str, summary: dict) -> str:
     for name, outlet in summary["outlets"].items():
         months = sorted(outlet["months"])
         span = months[0] if len(months) == 1 else f"{months[0]}..{months[-1]}"
-        languages = " ".join(f"{code} {rows:,}" for code, rows in outlet["languages"].items())
+        languages = " ".join(
+            f"{one_line(code, _CODE_CHARS)} {rows:,}" for code, rows in outlet["languages"].items()
+        )
         figures = f"{outlet['files']:>6} {outlet['rows']:>9,} {_size(outlet['bytes']):>9}"
         lines.append(f"{name:<24} {span:<17} {figures}  {languages}")
     lines += ["", "rows per month: " + ", ".join(f"{m} {r:,}" for m, r in summary["months"].items())]
-    lines += ["rows per language: " + ", ".join(f"{c} {r:,}" for c, r in summary["languages"].items())]
+    lines += [
+        "rows per language: "
+        + ", ".join(f"{one_line(c, _CODE_CHARS)} {r:,}" for c, r in summary["languages"].items())
+    ]
     if runs:
         lines += ["", f"{'run':<26} {'started':<26} {'files':>6} {'rows':>9}"]
         if len(runs) > _RUNS_LISTED:
             lines.append(f"... {len(runs) - _RUNS_LISTED} earlier runs (ls --json lists them all)")
         for run in runs[-_RUNS_LISTED:]:
             mark = "  interrupted" if run["interrupted"] else ""
-            started = run["started_at"] or ""
+            started = one_line(run["started_at"] or "", _TIME_CHARS)
             lines.append(f"{run['crawl_id']:<26} {started:<26} {run['files']:>6} {run['rows']:>9,}{mark}")
     lines += [f"PROBLEM {problem}" for problem in summary["problems"]]
     return "\n".join(lines)

@@ -46,17 +46,26 @@ class WarcExtension:
     """One crawl's WARC files, written in the spool folder of the crawl's archive.
 
     Settings: ``WARC_ENABLED`` (``crawl --no-warc`` turns it off), ``WARC_MAX_BYTES`` (a file
-    rotates past this size; 1 GB, as Heritrix), ``ROBOTS_NOARCHIVE_OBEY``. A full file is
+    rotates past this size; 1 GB, as Heritrix), ``ROBOTS_NOARCHIVE_OBEY``, ``WARC_HEADERS_REMOVED``
+    (header names no record keeps, beside :data:`UNKEPT_HEADERS`: the operator's own credentials,
+    such as an ``X-Api-Key`` set in ``DEFAULT_REQUEST_HEADERS``). A full file is
     published at once, and so is the last one when the crawl closes, before its manifest lists
     them all. Counts ``warc/records`` (exchanges), ``warc/files`` and ``warc/noarchive`` (exchanges
     not written: the page says noarchive, or was never judged).
     """
 
-    def __init__(self, crawler: Crawler, max_bytes: int, obey_noarchive: bool = True):
+    def __init__(
+        self,
+        crawler: Crawler,
+        max_bytes: int,
+        obey_noarchive: bool = True,
+        unkept_headers: frozenset[str] = UNKEPT_HEADERS,
+    ):
         self.crawler = crawler
         self.stats = crawler.stats
         self.max_bytes = max_bytes
         self.obey_noarchive = obey_noarchive
+        self.unkept_headers = unkept_headers  # lower case
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="warc")
         self._writer: WarcWriter | None = None
         self._held: dict[tuple[str, datetime], Exchange] = {}  # article pages awaiting their verdict
@@ -67,7 +76,12 @@ class WarcExtension:
         settings = crawler.settings
         if not settings.getbool("WARC_ENABLED"):
             raise NotConfigured
-        warc = cls(crawler, settings.getint("WARC_MAX_BYTES"), settings.getbool("ROBOTS_NOARCHIVE_OBEY"))
+        warc = cls(
+            crawler,
+            settings.getint("WARC_MAX_BYTES"),
+            settings.getbool("ROBOTS_NOARCHIVE_OBEY"),
+            UNKEPT_HEADERS | {name.strip().lower() for name in settings.getlist("WARC_HEADERS_REMOVED")},
+        )
         crawler.signals.connect(warc._item_dropped, signal=signals.item_dropped)
         crawler.signals.connect(warc._item_error, signal=signals.item_error)
         return warc
@@ -150,7 +164,7 @@ class WarcExtension:
             "format": "WARC File Format 1.0",
             "isPartOf": self.crawler.spider.crawl_id,
             "robots": "obey" if settings.getbool("ROBOTSTXT_OBEY") else "ignore",
-            "http-headers-removed": ", ".join(sorted(UNKEPT_HEADERS)),
+            "http-headers-removed": ", ".join(sorted(self.unkept_headers)),
             "description": "newsarchive crawl of "
             + ", ".join(sorted(getattr(self.crawler.spider, "registry", {}))),
         }
@@ -173,7 +187,7 @@ class WarcCaptureMiddleware:
         request.meta.pop(CAPTURE_META, None)  # a redirect's request inherits the meta of the one before
         if "cached" in response.flags:
             return response
-        exchange = exchange_of(request, response)
+        exchange = exchange_of(request, response, self.warc.unkept_headers)
         if self.warc.obey_noarchive:
             if _says_noarchive(response.headers.getlist("X-Robots-Tag")):
                 self.warc.stats.inc_value("warc/noarchive")
@@ -211,28 +225,28 @@ def _judged_page(response: Response) -> bool:
     )
 
 
-def exchange_of(request: Request, response: Response) -> Exchange:
-    """What Scrapy kept of an exchange, less :data:`UNKEPT_HEADERS`. Its headers are the
+def exchange_of(request: Request, response: Response, unkept: frozenset[str] = UNKEPT_HEADERS) -> Exchange:
+    """What Scrapy kept of an exchange, less the headers ``unkept`` names. Its headers are the
     request's as the middlewares left them, and the response's as received, names in Scrapy's
     capitalisation."""
     return Exchange(
         url=response.url,
         method=request.method,
-        request_headers=_pairs(request.headers),
+        request_headers=_pairs(request.headers, unkept),
         request_body=request.body,
         protocol=response.protocol or "HTTP/1.1",
         status=response.status,
-        response_headers=_pairs(response.headers),
+        response_headers=_pairs(response.headers, unkept),
         body=response.body,
         ip_address=str(response.ip_address) if response.ip_address else None,
         fetched_at=datetime.now(UTC),
     )
 
 
-def _pairs(headers: dict) -> list[tuple[str, str]]:
+def _pairs(headers: dict, unkept: frozenset[str]) -> list[tuple[str, str]]:
     return [
         (name.decode("latin-1"), value.decode("latin-1"))
         for name, values in headers.items()
-        if name.decode("latin-1").lower() not in UNKEPT_HEADERS
+        if name.decode("latin-1").lower() not in unkept
         for value in values
     ]

@@ -509,7 +509,8 @@ def _published(
 
 def _quarantined(parts: int, where: str) -> str:
     return (
-        f"{parts} unreadable spooled part(s) set aside in {where} (kept for a look); the rest was published"
+        f"{parts} spooled file(s) or crawl(s) set aside in {where} (unreadable, links, or not what a crawl "
+        "writes; kept for a look); the rest was published"
     )
 
 

@@ -6,9 +6,18 @@ A page can name any URL: ``file:///proc/self/environ``, ``http://127.0.0.1:6379/
 scheme is ``http`` or ``https`` and its host is not, literally or once resolved, a loopback,
 private, link-local, multicast, reserved or unspecified address (IPv4 or IPv6, an IPv4 address
 inside an IPv6 one included), nor ``localhost`` or a ``*.localhost`` name. The exceptions are
-the operator's own: an outlet whose start URLs are on such an address (an intranet site, a
-mirror) may reach that host and port, and the transports the crawl is configured with (a mirror
-server, a proxy) may be reached by name.
+the operator's own, and exact:
+
+- an outlet whose start URLs (sitemaps, feeds, listings) name an internal address literally, or
+  ``localhost``, may reach that host and port, and no other internal one;
+- the transports the crawl is configured with (``MIRROR_URL``, the proxies) may be reached by
+  name, whatever they resolve to.
+
+A host NAME in an outlet's start URLs declares nothing: a name that resolves to an internal
+address is refused when the crawl connects, whichever outlet it belongs to, because a public
+outlet's name pointed at 10.0.0.1 or 127.0.0.1 (DNS rebinding) is the very attack. To crawl an
+intranet outlet, give its start URLs by address (``http://10.1.2.3:8080/news/``); the pages it
+links to on that address and port are then fetched, and its name (``intranet.corp``) is not.
 
 Plain Python: the Scrapy side is :class:`crawler.middlewares.ConfinementMiddleware`.
 """
@@ -76,7 +85,8 @@ def is_internal_host(host: str) -> bool:
 class AddressPolicy:
     """What the crawl may reach, given the URLs the operator declared.
 
-    ``declared``: the outlets' start URLs; one on an internal host declares that host and port.
+    ``declared``: the outlets' start URLs; one on an internal address literal (or ``localhost``)
+    declares that host and port; one on a name declares nothing (see the module's docstring).
     ``transports``: URLs the crawl connects to on its own account (a mirror server, proxies);
     their hosts may resolve to internal addresses.
     """

@@ -189,13 +189,20 @@ _META: dict[str, type | tuple[type, ...] | list[type | tuple[type, ...]]] = {
     "handle_httpstatus_list": [int],
 }
 _OWN_HEADERS = (b"Proxy-Authorization",)  # set by each worker from its environment; not shared
+# the callbacks and errbacks of the requests this crawl queues (crawler.spiders.outlets: its start
+# points, SitemapSpider's child sitemaps and articles, listings' next pages, article requests);
+# any other method of the spider, even one taking a response, is no callback
+_CALLBACKS = ("_parse_sitemap", "parse_feed", "parse_listing", "parse_article")
+_ERRBACKS = ("article_failed",)
+_MAX_PRIORITY = 2**53  # a Redis score (a double) holds it exactly; a request's re-queueing fails far above
 
 
 def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
     """The request a queued entry stands for, if it is one this crawl could have queued: at
     most ``max_bytes``, JSON of :data:`_FIELDS`, a GET or HEAD of an http(s) URL on the
-    spider's domains (whatever ``dont_filter`` says), a callback (errback) that is a method of
-    the spider taking a response (a failure). Raises :class:`MalformedRequest` otherwise."""
+    spider's domains (whatever ``dont_filter`` says), to that host (no ``Host`` header), with a
+    callback and arguments of this crawl (:func:`_checked_handlers`). Raises
+    :class:`MalformedRequest` otherwise."""
     if len(data) > max_bytes:
         raise MalformedRequest("oversize", f"{len(data)} bytes, over {max_bytes}")
     fields = JsonRequests.loads(data)
@@ -204,8 +211,12 @@ def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
     for name, value in fields.items():
         if name not in _FIELDS or not _typed(value, _FIELDS[name]):
             raise MalformedRequest("bad_shape", f"field {name[:40]!r}")
-    if fields.get("method", "GET") not in _METHODS or fields.get("encoding", "utf-8") != "utf-8":
-        raise MalformedRequest("bad_shape", "method or encoding")
+    if (
+        fields.get("method", "GET") not in _METHODS
+        or fields.get("encoding", "utf-8") != "utf-8"
+        or abs(fields.get("priority", 0)) > _MAX_PRIORITY
+    ):
+        raise MalformedRequest("bad_shape", "method, encoding or priority")
     if (
         not _well_formed_headers(fields.get("headers", {}))
         or not all(isinstance(key, str) for key in fields.get("cb_kwargs", {}))
@@ -222,9 +233,7 @@ def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
         raise MalformedRequest("bad_url", f"{url[:120]!r}")
     if not in_domains(url, spider.allowed_domains):
         raise MalformedRequest("offsite", f"{url[:120]!r}")
-    for name, first_parameter in (("callback", "response"), ("errback", "failure")):
-        if fields.get(name) is not None and not _handler(type(spider), fields[name], first_parameter):
-            raise MalformedRequest("bad_callback", f"{name} {fields[name][:40]!r}")
+    _checked_handlers(fields, spider)
     try:
         return request_from_dict(fields, spider=spider)
     except (TypeError, ValueError, LookupError, AttributeError) as exc:
@@ -232,9 +241,11 @@ def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
 
 
 def _well_formed_headers(headers: dict[Any, Any]) -> bool:
-    """Names and values are bytes or text (a name may have a list of values)."""
+    """Names and values are bytes or text (a name may have a list of values); no ``Host``, which
+    would have the server answer for another site than the URL's."""
     return all(
         isinstance(name, (bytes, str))
+        and (name.encode() if isinstance(name, str) else name).lower() != b"host"
         and all(
             isinstance(value, (bytes, str)) for value in (values if isinstance(values, list) else [values])
         )
@@ -266,14 +277,45 @@ def _typed(value: Any, expected: type | tuple[type, ...]) -> bool:
     return isinstance(value, expected) and not (isinstance(value, bool) and expected is int)
 
 
-@functools.lru_cache(maxsize=256)
-def _handler(spider_class: type[Spider], name: str, first_parameter: str) -> bool:
-    """Whether ``name`` is a method of the spider's class whose first parameter (after self)
-    is ``first_parameter``: what a callback (``response``) or an errback (``failure``) is."""
-    method = getattr(spider_class, name, None) if name.isidentifier() and not name.startswith("__") else None
-    if not inspect.isfunction(method):
-        return False
-    return list(inspect.signature(method).parameters)[1:2] == [first_parameter]
+def _checked_handlers(fields: dict[str, Any], spider: Spider) -> None:
+    """A callback of :data:`_CALLBACKS` with the ``cb_kwargs`` this crawl gives it: each a
+    parameter it names after the response, of the type it is annotated with, the required
+    ones all there, an ``outlet_id`` of the spider's registry and a ``start`` one of that
+    outlet's listings; an errback of :data:`_ERRBACKS` or none. Anything else would raise in
+    the spider, or widen its bounds (a ``start`` of its own gets ``max_listing_pages`` more)."""
+    callback, errback = fields.get("callback"), fields.get("errback")
+    if callback not in _CALLBACKS or errback not in (None, *_ERRBACKS):
+        raise MalformedRequest(
+            "bad_callback", f"callback {str(callback)[:40]!r}, errback {str(errback)[:40]!r}"
+        )
+    cb_kwargs = fields.get("cb_kwargs", {})
+    signature = _signature(type(spider), callback)
+    named = {
+        name: parameter
+        for name, parameter in list(signature.parameters.items())[2:]  # (after self, response)
+        if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    try:
+        signature.bind(spider, None, **cb_kwargs)  # (the required ones there, no name twice)
+        binds = cb_kwargs.keys() <= named.keys() and all(
+            isinstance(named[name].annotation, type) and _typed(value, named[name].annotation)
+            for name, value in cb_kwargs.items()
+        )
+    except TypeError:
+        binds = False
+    if not binds:
+        raise MalformedRequest("bad_callback", f"{callback}: cb_kwargs of other names or types")
+    outlet = getattr(spider, "registry", {}).get(cb_kwargs["outlet_id"]) if "outlet_id" in cb_kwargs else None
+    if ("outlet_id" in cb_kwargs and outlet is None) or (
+        "start" in cb_kwargs and (outlet is None or cb_kwargs["start"] not in outlet.listings)
+    ):
+        raise MalformedRequest("bad_callback", f"{callback}: no outlet or listing of this crawl")
+
+
+@functools.lru_cache(maxsize=16)
+def _signature(spider_class: type[Spider], name: str) -> inspect.Signature:
+    """The method's signature, its annotations evaluated (the spider's module postpones them)."""
+    return inspect.signature(getattr(spider_class, name), eval_str=True)
 
 
 class PatientRetry(Retry):

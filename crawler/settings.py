@@ -137,6 +137,9 @@ ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the 
 # Not kept: a page that says noarchive (with ROBOTS_NOARCHIVE_OBEY), and credential and cookie headers.
 WARC_ENABLED = True
 WARC_MAX_BYTES = 1_000_000_000  # a WARC rotates past this size (Heritrix's default)
+# more request and response headers no WARC record keeps (names, any case): an API key or token of
+# the operator's in DEFAULT_REQUEST_HEADERS (Authorization, Cookie and their kin are never kept)
+WARC_HEADERS_REMOVED: list[str] = []
 ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
 ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
 ARCHIVE_S3_CONNECT_TIMEOUT = 10.0

@@ -20,18 +20,17 @@ import base64
 import html
 import io
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.catalog import Catalog
+from pipelines.jsondata import one_line
 from pipelines.keys import UNKNOWN_MONTH
 from pipelines.schema import SCHEMA, SCHEMA_VERSION
 
 CHARTS = {"per_month": "articles-per-month.png", "languages": "languages.png"}
 MAX_CHARS = 200  # of one string from the archive; a longer one is cut, with "…"
 MAX_LABEL_CHARS = 40  # of one in a chart, whose layout has room for no more
-_BIDI = ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")  # embeddings, overrides, isolates
 
 # Markdown's punctuation, backslash-escaped in text from the archive: all of CommonMark's but
 # "-", ",", ";", "%", "?" and "/", which open nothing in the middle of a line (a "-" that starts
@@ -140,28 +139,15 @@ def _span(months: list[str]) -> str:
     return _text(months[0]) if len(months) == 1 else f"{_text(months[0])} to {_text(months[-1])}"
 
 
-def _one_line(value: object, limit: int = MAX_CHARS) -> str:
-    """``value`` as one line of at most ``limit`` characters: line breaks, control and bidi
-    characters (which would reorder what is shown) become spaces."""
-    text = "".join(
-        " "
-        if unicodedata.category(char) in ("Cc", "Zl", "Zp") or unicodedata.bidirectional(char) in _BIDI
-        else char
-        for char in str(value)[: limit * 2]
-    )
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _text(value: object) -> str:
     """A string from the archive as Markdown text that shows it and does nothing else."""
-    text = html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", _one_line(value)))
+    text = html.escape(_MARKDOWN_SPECIAL.sub(r"\\\1", one_line(value, MAX_CHARS)))
     return "\\" + text if text.startswith("-") else text
 
 
 def _label(value: object) -> str:
     """A string from the archive as a chart label: one line, no mathtext (``$...$``)."""
-    return _one_line(value, MAX_LABEL_CHARS).replace("$", r"\$")
+    return one_line(value, MAX_LABEL_CHARS).replace("$", r"\$")
 
 
 def _charts(summary: dict) -> dict[str, bytes]:

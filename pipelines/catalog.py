@@ -10,20 +10,22 @@ the files against what the manifests say.
 
 A manifest may come from elsewhere or be damaged: each key it names is checked against its
 kind's grammar (:mod:`pipelines.keys`) and an entry whose key fails is left out, named in the
-problems. ``supersedes`` is taken only from a compaction's manifest, and only for parts of the
-partitions its own files are in; what else it names is a problem, never out of the dataset.
+problems. ``supersedes`` is taken only from a compaction's manifest, only for parts of the
+partitions its own files are in, and only for a part whose rows its files hold by what the
+manifests state (the part's article ids among theirs); what else it names is a problem, never out
+of the dataset.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TypeVar
 
 from pipelines.index import MANIFEST_MAX_BYTES, read_capped
+from pipelines.jsondata import is_count, loads_bounded
 from pipelines.keys import (
     COMPACTED,
     MANIFESTS,
@@ -52,6 +54,7 @@ class ArchivedFile:
     bytes: int
     sha256: str
     languages: dict[str, int] | None  # rows per language; None in manifests older than the field
+    article_ids: tuple[str, ...] | None = None  # its rows', as its manifest states them (None: not stated)
 
     @property
     def partition(self) -> dict[str, str]:
@@ -140,7 +143,7 @@ class Catalog:
                 catalog.runs.append(
                     _run(
                         checked(key, "manifest"),
-                        json.loads(read_capped(store, key, MANIFEST_MAX_BYTES)),
+                        loads_bounded(read_capped(store, key, MANIFEST_MAX_BYTES), MANIFEST_MAX_BYTES, key),
                         catalog.problems,
                     )
                 )
@@ -152,11 +155,15 @@ class Catalog:
 
     def _drop_unbacked_supersedes(self, store: Store) -> None:
         """A compaction's ``supersedes`` counts only while its own files are there (or replaced
-        in turn by a later compaction): a manifest alone takes no row out of the dataset. One
+        in turn by a later compaction), and only for the parts whose rows they hold by what the
+        manifests state (:meth:`_covered`): a manifest alone takes no row out of the dataset. One
         listing of the archive, and only if a compaction names files it replaces."""
         if not any(run.supersedes for run in self.runs):
             return
         present = set(store.object_keys())
+        listings: dict[str, list[ArchivedFile]] = defaultdict(list)
+        for file in (file for run in self.runs for file in run.files):
+            listings[file.key].append(file)
         replaced: set[str] = set()  # by later compactions
         for i in reversed(range(len(self.runs))):
             run = self.runs[i]
@@ -164,7 +171,39 @@ class Catalog:
             if run.supersedes and missing:
                 self.problems.append(f"{run.manifest}: supersedes ignored: its file {missing[0]} is missing")
                 self.runs[i] = replace(run, supersedes=())
+            elif run.supersedes:
+                self.runs[i] = replace(run, supersedes=self._covered(run, listings))
             replaced.update(self.runs[i].supersedes)
+
+    def _covered(self, run: Run, listings: dict[str, list[ArchivedFile]]) -> tuple[str, ...]:
+        """The keys ``run`` supersedes whose rows its files of the same partition hold, by what
+        the manifests state (no data read): every listing of the part states as many article ids
+        as rows (a part of no rows needs none), and those ids are among the ids its files state and
+        no part before took. A key no manifest lists holds no row of the dataset (``compact``
+        still reads its rows before a delete). The others stay in the dataset, named in the
+        problems."""
+        unclaimed: dict[str, Counter[str]] = defaultdict(Counter)
+        for file in run.files:
+            if file.article_ids is not None and len(file.article_ids) == file.rows:
+                unclaimed[part_of(file.key).partition].update(file.article_ids)
+        covered = []
+        for key in run.supersedes:
+            needed: Counter[str] = Counter()
+            stated = True
+            for listed in listings.get(key, []):
+                ids = listed.article_ids if listed.article_ids is not None or listed.rows else ()
+                stated &= ids is not None and len(ids) == listed.rows
+                needed |= Counter(ids or ())
+            pool = unclaimed[part_of(key).partition]
+            if stated and needed <= pool:
+                pool -= needed
+                covered.append(key)
+            else:
+                self.problems.append(
+                    f"{run.manifest}: supersedes {shown(key)} ignored: its files do not state the article "
+                    "ids of all its rows"
+                )
+        return tuple(covered)
 
     @property
     def superseded(self) -> set[str]:
@@ -276,7 +315,7 @@ def _entries(
 
 def _file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
     languages = _optional(entry, "languages", dict)
-    if languages is not None and not all(isinstance(k, str) and _is_count(n) for k, n in languages.items()):
+    if languages is not None and not all(isinstance(k, str) and is_count(n) for k, n in languages.items()):
         raise BadManifest(f"languages {shown(languages)} are not counts of rows by language")
     return ArchivedFile(
         key=checked(entry.get("key"), kind),
@@ -285,7 +324,15 @@ def _file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
         bytes=_count(entry, "bytes"),
         sha256=_string(entry, "sha256"),
         languages=languages,
+        article_ids=_article_ids(entry),
     )
+
+
+def _article_ids(entry: dict) -> tuple[str, ...] | None:
+    ids = _optional(entry, "article_ids", list)
+    if ids is not None and not all(isinstance(article, str) for article in ids):
+        raise BadManifest("article_ids are not a list of strings")
+    return None if ids is None else tuple(ids)
 
 
 def _warc(entry: dict, crawl_id: str) -> ArchivedWarc:
@@ -327,14 +374,9 @@ def _string(table: dict, name: str) -> str:
 
 def _count(table: dict, name: str) -> int:
     value = table.get(name)
-    if not _is_count(value):
+    if not is_count(value):
         raise BadManifest(f"{name} {shown(value)} is not a count")
     return value
-
-
-def _is_count(value: object) -> bool:
-    """A whole number of at least 0, not a bool (which Python counts as an int)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _supersedes(

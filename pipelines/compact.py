@@ -20,19 +20,24 @@ the archive (no crawl at the same time): the caller takes the archive's lock.
 No file is deleted on the word of one object. A manifest that cannot be read stops the run
 before it deletes anything (the files it lists would look abandoned). A new file is abandoned
 only when its run's manifest is absent from the listing. ``supersedes`` is honoured only from a
-compaction's manifest whose own files are there with the size and sha256 it gives, and only for
-parts of its files' partitions (:class:`pipelines.catalog.Catalog` drops the rest).
+compaction's manifest, for parts of its files' partitions whose rows its files hold by what the
+manifests state (:class:`pipelines.catalog.Catalog` drops the rest); and a part is deleted only
+when its rows are read and every one, whole, is in that compaction's files, which are there with
+the size and sha256 its manifest gives: its manifest and files alone prove nothing, whoever
+planted one wrote the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
+from itertools import groupby
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,7 +45,7 @@ import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_options
 from pipelines.catalog import ArchivedFile, Catalog, Run
-from pipelines.index import part_entries, write_index_file
+from pipelines.index import PART_MAX_BYTES, Damaged, part_entries, read_capped, write_index_file
 from pipelines.keys import compacted_key, delta_key, manifest_key, part_of, partition_key
 from pipelines.lock import ensure_held
 from pipelines.publish import discovery_in, languages_of
@@ -50,6 +55,7 @@ from pipelines.verify import read_verified
 
 TARGET_BYTES = 128 * 1024 * 1024  # files of at least this size are left alone; new ones stay below it
 ROW_GROUP_BYTES = 128 * 1024 * 1024  # Arrow data per row group: what DuckDB, Spark and Polars read well
+DIGEST_BATCH_ROWS = 1024  # rows decoded at a time when a replaced part's rows are compared
 
 
 @dataclass
@@ -87,8 +93,8 @@ def compact(
     _remove_abandoned(store, catalog, present, report)
     for run in catalog.runs:
         leftovers = sorted(set(run.supersedes) & present)
-        if leftovers and _holds_its_files(store, run, present, report):
-            _delete(store, leftovers, report)
+        if leftovers:
+            _delete(store, _rows_held(store, run, leftovers, present, report), report)
     partitions: dict[tuple[str, str], list[ArchivedFile]] = defaultdict(list)
     for file in catalog.files:
         chosen = (not outlets or file.outlet in outlets) and (not months or file.month in months)
@@ -122,7 +128,7 @@ def compact(
     ensure_held(store)
     store.publish(spooled, delta_key(run_id))
     spooled.unlink()
-    report.manifest = _publish_manifest(store, workdir, run_id, written, replaced, catalog)
+    report.manifest = _publish_manifest(store, workdir, run_id, written, replaced, catalog, report.problems)
     _delete(store, replaced, report)
     return report
 
@@ -176,7 +182,13 @@ def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
 
 
 def _publish_manifest(
-    store: Store, workdir: Path, run_id: str, files: list[dict], replaced: list[str], catalog: Catalog
+    store: Store,
+    workdir: Path,
+    run_id: str,
+    files: list[dict],
+    replaced: list[str],
+    catalog: Catalog,
+    problems: list[str],
 ) -> str:
     """The step that makes the new files the dataset: their manifest, naming what they replace.
     It keeps the newest crawl's discovery validators, which the next crawl reads from the newest
@@ -192,7 +204,7 @@ def _publish_manifest(
         "finished_at": now,
         "interrupted": False,
         "outlets": sorted({part_of(key).outlet for key in replaced}),
-        "discovery": discovery_in(store, newest) if newest else {},
+        "discovery": discovery_in(store, newest, problems) if newest else {},
         "rows": sum(f["rows"] for f in files),
         "bytes": sum(f["bytes"] for f in files),
         "files": files,
@@ -222,18 +234,59 @@ def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report:
     _delete(store, [delta_key(run) for run in sorted(runs) if delta_key(run) in present], report, count=False)
 
 
-def _holds_its_files(store: Store, run: Run, present: set[str], report: CompactionReport) -> bool:
-    """True when every file of the compaction ``run`` is there with the size and sha256 its
-    manifest gives: only then do the files it replaces go."""
-    problems = []
-    for file in run.files:
-        if file.key not in present:
-            problems.append(f"{file.key}: missing")
-        else:
-            problems += read_verified(store, file)[1]
-    for problem in problems:
-        report.problems.append(f"{run.manifest}: the files it replaces are kept: {problem}")
-    return not problems
+def _rows_held(
+    store: Store, run: Run, keys: list[str], present: set[str], report: CompactionReport
+) -> list[str]:
+    """Of the parts ``keys`` the compaction ``run`` replaced, those whose every row, whole, is in
+    its files of their partition, which are there with the size and sha256 its manifest gives:
+    only those may go. Its manifest and files prove nothing alone (whoever planted one wrote the
+    others), so the rows are read and compared; the parts kept are named in the problems."""
+    held = []
+    for partition, parts in groupby(keys, key=lambda key: part_of(key).partition):
+        unclaimed: Counter[bytes] | None = Counter()
+        for file in (file for file in run.files if part_of(file.key).partition == partition):
+            data, problems = read_verified(store, file) if file.key in present else (None, ["missing"])
+            rows = _row_digests(data) if data is not None else None
+            if rows is None:
+                report.problems.append(
+                    f"{run.manifest}: the files it replaces are kept: {file.key}: "
+                    + "; ".join(problems or ["not Parquet of the archive's schema"])
+                )
+                unclaimed = None
+                break
+            unclaimed += rows
+        for key in parts if unclaimed is not None else ():
+            try:
+                rows = _row_digests(read_capped(store, key, PART_MAX_BYTES))
+                why = "not Parquet of the archive's schema"
+            except (StoreError, Damaged) as exc:
+                rows, why = None, f"cannot be read ({exc})"
+            if rows is not None and rows <= unclaimed:
+                unclaimed -= rows
+                held.append(key)
+                continue
+            if rows is not None:
+                why = f"its files lack {(rows - unclaimed).total()} of its {rows.total()} rows"
+            report.problems.append(f"{key}: kept, though {run.manifest} replaces it: {why}")
+    return held
+
+
+def _row_digests(parquet: bytes) -> Counter[bytes] | None:
+    """A digest of each row's values over the schema's columns, in the current schema as
+    compaction writes it (equal rows, equal digests; sorting aside, compaction changes no value),
+    decoded a batch at a time; None when ``parquet`` is not a file of the archive's schema."""
+    digests: Counter[bytes] = Counter()
+    try:
+        for batch in pq.ParquetFile(io.BytesIO(parquet)).iter_batches(batch_size=DIGEST_BATCH_ROWS):
+            table = _in_schema(pa.Table.from_batches([batch]))
+            hashes = [hashlib.blake2b(digest_size=16) for _ in range(table.num_rows)]
+            for column in table.columns:
+                for hashed, value in zip(hashes, column.to_pylist(), strict=True):
+                    hashed.update(repr(value).encode() + b"\0")  # a repr holds no NUL: values stay apart
+            digests.update(hashed.digest() for hashed in hashes)
+    except pa.ArrowException:
+        return None
+    return digests
 
 
 def _delete(store: Store, keys: list[str], report: CompactionReport, count: bool = True) -> None:

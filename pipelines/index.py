@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from crawler.items import Article
 from pipelines.archive import parquet_file
 from pipelines.dedup import url_key
+from pipelines.jsondata import DamagedJSON, loads_bounded
 from pipelines.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of, shown
 from pipelines.keys import delta_key as delta_key  # where publish and compact find it
 from pipelines.lock import ensure_held
@@ -359,7 +360,11 @@ def _expanded_bytes(column: pa.DictionaryArray) -> int:
 
 def _merged_keys(data: bytes) -> list[str]:
     """The index files a base replaces, each checked to be one: a base names nothing else."""
-    merged = json.loads((pq.read_schema(io.BytesIO(data)).metadata or {}).get(_MERGED, b"[]"))
+    listed = (pq.read_schema(io.BytesIO(data)).metadata or {}).get(_MERGED, b"[]")
+    try:
+        merged = loads_bounded(listed, len(data), "its list of the index files it replaces")
+    except DamagedJSON as exc:
+        raise Damaged(str(exc)) from None
     if not isinstance(merged, list):
         raise Damaged("its list of the index files it replaces is no list")
     return [checked(key, "delta", "base") for key in merged]
@@ -442,7 +447,7 @@ def manifest_files(store: Store, key: str) -> dict[str, list[str]]:
     manifest (too big, not JSON, a field of another type)."""
     data = read_capped(store, key, MANIFEST_MAX_BYTES)
     try:
-        files = json.loads(data)["files"]
+        files = loads_bounded(data, MANIFEST_MAX_BYTES, key)["files"]
         listed = {entry["key"]: entry["article_ids"] for entry in files}
     except (ValueError, KeyError, TypeError) as exc:
         raise Damaged(f"{key}: not a manifest the index can read ({type(exc).__name__}: {exc})") from None

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pipelines.jsondata import is_count, loads_bounded
 from pipelines.keys import LEASES, is_key, lease_key
 from pipelines.storage import KeyTaken, LocalStore, Store, StoreError, archive_identity
 
@@ -55,6 +56,7 @@ ACCEPT_SETTING = "ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES"
 ACCEPT_ENV = "NEWSARCHIVE_ACCEPT_UNCONDITIONAL_WRITES"
 _POLL = (1.0, 30.0)  # first and longest wait between looks at a busy lease, seconds
 _JOIN_TRIES = 40  # 2 s for a shared group's member to let another join
+_PID_LIMIT = 2**31  # pid_t is a 32-bit signed int on every system newsarchive runs on
 
 
 class ArchiveBusy(Exception):
@@ -302,8 +304,10 @@ class Lease:
         if not generations or generations[-1] < 0:
             return 0, None
         try:
-            lease = json.loads(self.store.read_range(lease_key(generations[-1]), 0, _NOTE_BYTES))
-        except ValueError:
+            key = lease_key(generations[-1])
+            lease = loads_bounded(self.store.read_range(key, 0, _NOTE_BYTES), _NOTE_BYTES, key)
+        except ValueError as exc:  # no lease of ours: nobody holds the archive by it
+            logger.warning("%s; taken as no lease", exc)
             return generations[-1], None
         return generations[-1], lease if isinstance(lease, dict) else None
 
@@ -391,7 +395,7 @@ def _join_shared(fd: int) -> bool:
 
 def _note(raw: bytes) -> dict:
     try:
-        note = json.loads(raw)
+        note = loads_bounded(raw, _NOTE_BYTES, LOCK_FILE)
     except ValueError:
         return {}
     return note if isinstance(note, dict) else {}
@@ -406,11 +410,14 @@ def _died_here(lease: dict) -> bool:
     need not be waited out. Hosts are told apart by name, as container hostnames are."""
     if lease.get("host") != socket.gethostname():
         return False
+    pid = lease.get("pid")
+    if not is_count(pid, _PID_LIMIT) or pid == 0:
+        return False  # no process of this machine: its lease is waited out
     try:
-        os.kill(int(lease["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    except (PermissionError, KeyError, TypeError, ValueError):
+    except PermissionError:
         return False
     return False
 
@@ -419,7 +426,7 @@ def _describe(raw: bytes) -> str:
     """Who holds the archive, as the lock file or lease says (read from the archive: each value
     escaped and cut short, so that no control character reaches a terminal or a log line)."""
     try:
-        lease = {k: repr(str(v))[1:-1][:100] for k, v in json.loads(raw).items()}
+        lease = {k: repr(str(v))[1:-1][:100] for k, v in loads_bounded(raw, _NOTE_BYTES, "a lease").items()}
         text = f"run {lease['run']} on {lease['host']} (pid {lease['pid']}) since {lease['since']}"
         return text + (f", lease until {lease['expires_at']}" if "expires_at" in lease else "")
     except (ValueError, KeyError, TypeError, AttributeError):

@@ -27,39 +27,65 @@ lock (:func:`pipelines.lock.ensure_held`); what is not published stays in the sp
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
 from pipelines.index import (
+    MANIFEST_MAX_BYTES,
     PART_COLUMNS,
     ArchiveIndex,
     compact,
     delta_key,
     from_json,
     part_entries,
+    read_capped,
     read_part_entries,
     to_json,
     write_index_file,
 )
-from pipelines.keys import manifest_key, part_key, shown
+from pipelines.jsondata import DamagedJSON, loads_bounded
+from pipelines.keys import (
+    CRAWL,
+    WARC_FOLDER,
+    BadKey,
+    checked,
+    checked_crawl,
+    checked_outlet,
+    is_key,
+    manifest_key,
+    part_key,
+    shown,
+)
 from pipelines.lock import ensure_held
 from pipelines.schema import SCHEMA_VERSION
 from pipelines.storage import LocalStore, Store, StoreError, archive_identity, write_atomically
-from pipelines.warc import WarcError, WarcFile, check, finish_open_files, finished_files
+from pipelines.warc import (
+    OPEN_SUFFIX,
+    WarcError,
+    WarcFile,
+    check,
+    finish_open_files,
+    finished_files,
+    open_regular,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +99,57 @@ def _write_json(target: Path, data: dict) -> None:
 
 
 def _parts(folder: Path) -> list[Path]:
-    """Spooled parts, not the temporary files of parts being written."""
-    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
+    """Spooled parts, not the temporary files of parts being written, nor links or files whose
+    names are no part's key (:func:`_set_aside_strays` sets those aside)."""
+    return sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if not p.name.startswith(".")
+        and is_key(p.relative_to(folder).as_posix(), "part")
+        and not p.is_symlink()
+        and p.is_file()
+    )
+
+
+def _read_spooled(path: Path, limit: int) -> bytes:
+    """A file of the spool, at most ``limit`` bytes and one more (to tell it is longer), read
+    only if it is a regular file, never through a link (:func:`pipelines.warc.open_regular`)."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        return handle.read(limit + 1)
+
+
+class SpoolRefused(ValueError):
+    """A crawl's folder in the spool holds what no crawl writes there: named, not published."""
+
+
+def _spooled_lines(path: Path) -> list[bytes]:
+    """The lines of a crawl's journal or notes; :class:`SpoolRefused` if that is no regular
+    file, or longer than any crawl writes."""
+    try:
+        raw = _read_spooled(path, _JOURNAL_BYTES)
+    except OSError as exc:
+        raise SpoolRefused(f"{shown(str(path))}: {exc.strerror}") from None
+    if len(raw) > _JOURNAL_BYTES:
+        raise SpoolRefused(f"{path}: over {_JOURNAL_BYTES:,} bytes, not read")
+    return raw.splitlines()
+
+
+def _journal_key(entry: dict, path: Path) -> str:
+    """The key of a journal entry, once it is a key of what the entry says it is (a part, or a
+    WARC with its index) and the entry has the counts a manifest sums; else :class:`SpoolRefused`."""
+    warc = entry.get("kind") == "warc"
+    try:
+        if "kind" in entry and not warc:
+            raise BadKey(f"kind {shown(entry['kind'])} is no kind of file a crawl publishes")
+        key = checked(entry.get("key"), "warc" if warc else "part")
+        if warc:
+            checked(entry["cdxj"].get("key") if isinstance(entry.get("cdxj"), dict) else None, "cdxj")
+    except BadKey as exc:
+        raise SpoolRefused(f"{path}: {exc}") from None
+    for count in ("bytes", "records") if warc else ("rows", "bytes"):
+        if type(entry.get(count)) is not int or not 0 <= entry[count] < 1 << 63:
+            raise SpoolRefused(f"{path}: the entry of {key} has no {count} count")
+    return key
 
 
 class SpooledCrawl:
@@ -87,7 +162,28 @@ class SpooledCrawl:
 
     @property
     def info(self) -> dict:
-        return json.loads((self.folder / "crawl.json").read_text(encoding="utf-8"))
+        """What the crawl records of itself; :class:`DamagedJSON` when that is no record,
+        :class:`SpoolRefused` when it is not this folder's crawl's (its id names the manifest,
+        its fields fill it) or no regular file."""
+        path = self.folder / "crawl.json"
+        try:
+            raw = _read_spooled(path, MANIFEST_MAX_BYTES)
+        except OSError as exc:
+            raise SpoolRefused(f"{shown(str(path))}: {exc.strerror}") from None
+        info = loads_bounded(raw, MANIFEST_MAX_BYTES, str(path))
+        if not isinstance(info, dict):
+            raise DamagedJSON(f"{path}: a {type(info).__name__}, not an object")
+        try:
+            if info.get("crawl_id") != checked_crawl(self.crawl_id):
+                raise SpoolRefused(f"crawl id {shown(info.get('crawl_id'))} is not its folder's")
+            outlets = info.get("outlets", [])
+            if not isinstance(outlets, list) or not isinstance(info.get("started_at"), str):
+                raise SpoolRefused("no list of outlets, or no start time")
+            for outlet in outlets:
+                checked_outlet(outlet)
+        except ValueError as exc:  # BadKey
+            raise SpoolRefused(f"{path}: {exc}") from None
+        return info
 
     def write_info(self, info: dict) -> None:
         _write_json(self.folder / "crawl.json", info)
@@ -111,17 +207,21 @@ class SpooledCrawl:
         if not path.exists():
             return {}
         entries = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in _spooled_lines(path):
             # a line cut short by a kill is no entry: its part is still in the spool
-            if line.strip():
-                with contextlib.suppress(json.JSONDecodeError, KeyError):
-                    entry = json.loads(line)
-                    entries[entry["key"]] = entry
+            entry = None
+            with contextlib.suppress(ValueError):
+                entry = loads_bounded(line, MANIFEST_MAX_BYTES, str(path))
+            if isinstance(entry, dict):
+                entries[_journal_key(entry, path)] = entry
         return entries
 
     def record(self, entry: dict) -> None:
         line = json.dumps(entry).encode() + b"\n"
-        with (self.folder / "published.jsonl").open("a+b") as handle:
+        fd = open_regular(
+            self.folder / "published.jsonl", os.O_RDWR | os.O_APPEND | os.O_CREAT, single_name=True
+        )
+        with os.fdopen(fd, "a+b") as handle:
             if handle.seek(0, os.SEEK_END) > 0:
                 handle.seek(-1, os.SEEK_END)
                 if handle.read(1) != b"\n":  # a line cut short by a kill: end it first
@@ -138,11 +238,11 @@ class SpooledCrawl:
 
     def notes(self) -> list[dict]:
         path = self.folder / "notes.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        lines = _spooled_lines(path) if path.exists() else []
         entries = []
         for line in lines:
-            with contextlib.suppress(json.JSONDecodeError):  # the last line, cut short by a kill
-                entries.append(json.loads(line))
+            with contextlib.suppress(ValueError):  # the last line, cut short by a kill
+                entries.append(loads_bounded(line, MANIFEST_MAX_BYTES, str(path)))
         return from_json(entries)
 
     def release(self) -> None:
@@ -154,6 +254,10 @@ class SpooledCrawl:
 QUARANTINE = "quarantine"  # <spool>/quarantine/<crawl id>/...: unreadable parts, kept for a look
 SPOOL_ARCHIVE = "archive.json"  # <spool>/archive.json: {"archive": the archive its crawls are for}
 _SPOOL_ARCHIVE_BYTES = 65536
+_JOURNAL_BYTES = 1 << 30  # a crawl's published.jsonl or notes.jsonl: index entries of all its rows
+_DISCOVERY_FIELDS = {"etag", "last_modified", "read_at"}
+# what a header's value may be, as the spider read it (Latin-1, no control character), kept short
+_HEADER_VALUE = re.compile(r"[\x20-\x7e\xa0-\xff]{0,1024}")
 LEGACY_SPOOL = Path("output") / ".spool"  # where older versions spooled for every bucket
 
 
@@ -200,14 +304,13 @@ class Spool:
         """The archive the spool records (None: none yet); :class:`SpoolMismatch` if the
         record cannot be read."""
         try:
-            with (self.root / SPOOL_ARCHIVE).open("rb") as handle:
-                raw = handle.read(_SPOOL_ARCHIVE_BYTES + 1)
+            raw = _read_spooled(self.root / SPOOL_ARCHIVE, _SPOOL_ARCHIVE_BYTES)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise SpoolMismatch(f"spool {self.root}: {SPOOL_ARCHIVE} unreadable ({exc.strerror})") from None
         try:
-            archive = json.loads(raw)["archive"] if len(raw) <= _SPOOL_ARCHIVE_BYTES else None
+            archive = loads_bounded(raw, _SPOOL_ARCHIVE_BYTES, SPOOL_ARCHIVE)["archive"]
         except (ValueError, TypeError, KeyError):
             archive = None
         if not isinstance(archive, str):
@@ -230,13 +333,33 @@ class Spool:
         return self._lock(self.root / crawl_id)
 
     def crawl_ids(self) -> list[str]:
-        if not self.root.is_dir():
+        """The crawls waiting: folders, not links, named by a crawl id, that hold a ``crawl.json``."""
+        return [path.name for path, why in self._crawl_folders() if why is None]
+
+    def refused(self) -> list[tuple[Path, str]]:
+        """What looks like a crawl's folder but is none (:meth:`crawl_ids`), with why."""
+        return [(path, why) for path, why in self._crawl_folders() if why is not None]
+
+    def _crawl_folders(self) -> list[tuple[Path, str | None]]:
+        if self.root.is_symlink() or not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "crawl.json").exists())
+        found: list[tuple[Path, str | None]] = []
+        for path in sorted(self.root.iterdir()):
+            if path.name == QUARANTINE or not os.path.lexists(path / "crawl.json"):
+                continue
+            if path.is_symlink() or not path.is_dir():
+                found.append((path, "is a link, not a folder"))
+            elif not CRAWL.fullmatch(path.name):
+                found.append((path, "is named by no crawl id"))
+            else:
+                found.append((path, None))
+        return found
 
     @staticmethod
     def _lock(folder: Path) -> SpooledCrawl | None:
-        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """The crawl's folder, locked; None if another process holds it; OSError if its lock
+        file is no regular file (never followed)."""
+        fd = open_regular(folder / ".lock", os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -307,6 +430,8 @@ def publish_spool(
     those are not read back.
     """
     report = PublishReport()
+    for path, why in spool.refused():
+        _set_aside(spool.root, path, path.name, why, report)
     crawl_ids = spool.crawl_ids()
     if not crawl_ids:
         return report
@@ -314,13 +439,24 @@ def publish_spool(
         index = ArchiveIndex()
         _refresh(index, store, report)
     for crawl_id in crawl_ids:
-        crawl = spool.claim(crawl_id)
+        try:
+            crawl = spool.claim(crawl_id)
+        except OSError as exc:  # its lock file is a link, or no file
+            _set_aside(
+                spool.root, spool.root / crawl_id, crawl_id, f"cannot be locked ({exc.strerror})", report
+            )
+            continue
         if crawl is None:
             report.busy_crawls.append(crawl_id)
             continue
         try:
             if index.complete and not report.errors:
-                _publish_crawl(store, crawl, index, report, columns or {})
+                try:
+                    _publish_crawl(store, crawl, index, report, columns or {})
+                except DamagedJSON as exc:  # its crawl.json: kept in the spool, for the operator
+                    report.damaged.append(f"{exc}; the spooled crawl {crawl_id} is not published")
+                except SpoolRefused as exc:  # what no crawl writes: none of it is published
+                    _set_aside(spool.root, crawl.folder, f"{crawl_id}.refused", str(exc), report)
             if crawl.folder.exists():
                 report.pending_crawls.append(crawl_id)
                 report.pending_files += len(crawl.parts())
@@ -370,7 +506,7 @@ class Archive:
         self._publishing = self.index.complete and not report.errors
         if self.index.complete:
             newest = max([self.index.newest_manifest, *report.manifests], default="")
-            self.discovery = discovery_in(self.store, newest) if newest else {}
+            self.discovery = discovery_in(self.store, newest, report.damaged) if newest else {}
         self.crawl = self.spool.open_crawl(crawl_id, outlets)
         return report
 
@@ -443,6 +579,9 @@ def _publish_crawl(
     report: PublishReport,
     columns: Mapping[str, pa.Table],
 ) -> None:
+    _set_aside_strays(crawl, report)
+    info = crawl.info  # both checked before anything of the crawl is published
+    crawl.journal()
     finish_open_files(crawl.folder)  # what a killed crawl was writing: cut to its whole records
     for warc in finished_files(crawl.folder):
         if not _publish_warc(store, crawl, warc, report):
@@ -450,7 +589,6 @@ def _publish_crawl(
     for part in crawl.parts():
         if not _publish_part(store, crawl, part, index, report, columns.get(_key(crawl, part))):
             return
-    info = crawl.info
     journal = crawl.journal()
     delta_file = crawl.folder / ".index-delta.parquet"
     if not delta_file.exists():  # written once: a repeated publication sends the same bytes
@@ -470,6 +608,65 @@ def _publish_crawl(
         return
     report.manifests.append(sealed_by)
     shutil.rmtree(crawl.folder)
+
+
+def _set_aside_strays(crawl: SpooledCrawl, report: PublishReport) -> None:
+    """Set aside what a crawl never writes in its folder and publishing would follow, send or
+    change: links, FIFOs, devices, parts or WARCs whose names are no keys, and files this code
+    appends to or cuts that have other names (hard links)."""
+    for folder, folders, files in os.walk(crawl.folder):
+        for name in [*folders, *files]:
+            path = Path(folder, name)
+            key = path.relative_to(crawl.folder).as_posix()
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                why = "is a link"
+            elif not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                why = "is not a regular file"
+            elif info.st_nlink > 1 and (key in _CHANGED or key.endswith(OPEN_SUFFIX)):
+                why = "has other names (hard links)"
+            elif not stat.S_ISREG(info.st_mode) or name.startswith(".") or _spooled_key(key):
+                continue
+            else:
+                why = "is named by no key"
+            _set_aside(crawl.folder.parent, path, f"{crawl.crawl_id}/{key}", why, report)
+        folders[:] = [name for name in folders if Path(folder, name).is_dir()]
+
+
+_CHANGED = ("published.jsonl", "notes.jsonl")  # a crawl's files appended to (and its .open WARCs, cut)
+
+
+def _spooled_key(key: str) -> bool:
+    """A file of a crawl's folder that is no part or WARC (its journal, notes, record), or one
+    named by the key it will have."""
+    if key.endswith(".parquet") or key.startswith(f"{WARC_FOLDER}/"):
+        return is_key(key, "part", "warc", "cdxj") or is_key(key.removesuffix(OPEN_SUFFIX), "warc")
+    return "/" not in key
+
+
+def _set_aside(spool_root: Path, path: Path, name: str, why: str, report: PublishReport) -> None:
+    """Move ``path`` (a link as a link, never followed) to ``<spool>/quarantine/<name>``, kept for
+    a look; if it cannot be moved, it is named and left where it is."""
+    target = spool_root / QUARANTINE / name
+    try:
+        _real_folders(spool_root, target.parent)
+        os.replace(path, target)
+    except OSError as exc:
+        report.damaged.append(f"{shown(str(path))} {why}; not published, left in place ({exc.strerror})")
+        logger.error("%s", report.damaged[-1])
+        return
+    report.quarantined.append(str(target))
+    logger.error("%s %s; set aside in %s, not published", shown(str(path)), why, shown(str(target)))
+
+
+def _real_folders(root: Path, folder: Path) -> None:
+    """Make ``folder`` under ``root``, each of its folders a real one: never through a link."""
+    for depth in range(1, len(folder.relative_to(root).parts) + 1):
+        step = root.joinpath(*folder.relative_to(root).parts[:depth])
+        with contextlib.suppress(FileExistsError):
+            step.mkdir()
+        if not stat.S_ISDIR(step.lstat().st_mode):
+            raise OSError(errno.ENOTDIR, "a link or no folder on the way", str(step))
 
 
 def _key(crawl: SpooledCrawl, part: Path) -> str:
@@ -495,11 +692,7 @@ def _publish_part(
         ids = columns.column("article_id").to_pylist()
     except (pa.ArrowException, OSError, KeyError) as exc:
         # set aside, so that one bad file does not hold back every later crawl
-        target = crawl.folder.parent / QUARANTINE / crawl.crawl_id / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(part, target)
-        report.quarantined.append(str(target))
-        logger.error("spooled part unreadable (%s), set aside in %s; the rest is published", exc, target)
+        _set_aside(crawl.folder.parent, part, f"{crawl.crawl_id}/{key}", f"is unreadable ({exc})", report)
         return True
     versions = columns.column("version").to_pylist() if "version" in columns.column_names else [1] * len(ids)
     fresh = [_fresh(index, i, v or 1, key) for i, v in zip(ids, versions, strict=True)]
@@ -542,11 +735,9 @@ def _publish_warc(store: Store, crawl: SpooledCrawl, warc: WarcFile, report: Pub
     try:
         records = warc.records or check(warc.path)
     except WarcError as exc:
-        target = crawl.folder.parent / QUARANTINE / crawl.crawl_id / warc.key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(warc.path, target)
-        report.quarantined.append(str(target))
-        logger.error("spooled WARC unreadable (%s), set aside in %s; the rest is published", exc, target)
+        _set_aside(
+            crawl.folder.parent, warc.path, f"{crawl.crawl_id}/{warc.key}", f"is unreadable ({exc})", report
+        )
         return True
     sha256 = _published(store, warc.path, warc.key, report)
     if sha256 is None:
@@ -634,13 +825,46 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
     }
 
 
-def discovery_in(store: Store, manifest: str) -> dict[str, dict]:
-    """The discovery validators a manifest keeps (none if its run left any page unread)."""
+def discovery_in(store: Store, manifest: str, damaged: list[str]) -> dict[str, dict]:
+    """The discovery validators a manifest keeps (none if its run left any page unread): each
+    a page's URL with its validators, strings a request header may carry; the manifest or an
+    entry that is not is left out and named in ``damaged``."""
     try:
-        discovery = json.loads(store.read(manifest)).get("discovery", {})
-    except (StoreError, ValueError, AttributeError):
+        stated = loads_bounded(read_capped(store, manifest, MANIFEST_MAX_BYTES), MANIFEST_MAX_BYTES, manifest)
+        discovery = stated.get("discovery", {}) if isinstance(stated, dict) else None
+    except StoreError:
         return {}
-    return discovery if isinstance(discovery, dict) else {}
+    except ValueError as exc:  # Damaged, DamagedJSON
+        damaged.append(f"{exc}; its discovery validators are not used")
+        return {}
+    if not isinstance(discovery, dict):
+        damaged.append(f"{manifest}: its discovery is no object; not used")
+        return {}
+    kept = {url: page for url, page in discovery.items() if _is_discovery_page(url, page)}
+    if len(kept) < len(discovery):
+        left_out = ", ".join(shown(url) for url in list(discovery.keys() - kept.keys())[:3])
+        damaged.append(
+            f"{manifest}: {len(discovery) - len(kept)} discovery entries are not a page's validators "
+            f"(such as {left_out}); left out"
+        )
+    return kept
+
+
+def _is_discovery_page(url: str, page: object) -> bool:
+    """A URL of the web with what the spider asks it conditionally with (see ``_unchanged``)."""
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # such as an unclosed IPv6 bracket
+        return False
+    return (
+        scheme in ("http", "https")
+        and isinstance(page, dict)
+        and page.keys() <= _DISCOVERY_FIELDS
+        and all(
+            value is None or (isinstance(value, str) and _HEADER_VALUE.fullmatch(value))
+            for value in page.values()
+        )
+    )
 
 
 def spool_for(store: Store, folder: str | None = None, claim_unmarked: bool = False) -> Spool:
@@ -657,6 +881,11 @@ def spool_for(store: Store, folder: str | None = None, claim_unmarked: bool = Fa
     else:
         digest = hashlib.sha256(archive.encode()).hexdigest()[:16]
         root = Path("output") / ".spools" / f"s3-{store.bucket}-{digest}"
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise SpoolMismatch(
+            f"spool {root} is {'a symbolic link' if root.is_symlink() else 'not a folder'}; not used "
+            "(newsarchive writes and cuts files in its spool: name a folder itself with --spool)"
+        )
     spool = Spool(root)
     own = isinstance(store, LocalStore) and root.resolve() == (store.root / ".spool").resolve()
     recorded = spool.archive() if own else None

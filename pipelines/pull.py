@@ -26,7 +26,7 @@ import functools
 import io
 import json
 import os
-import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,12 +38,17 @@ import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
 from pipelines.catalog import ArchivedFile, Catalog
+from pipelines.jsondata import is_count, loads_bounded
 from pipelines.storage import Store, StoreError, confined, write_atomically
 from pipelines.verify import read_verified
 
 FORMATS = ("parquet", "jsonl", "csv")
-# the start of a string cell a spreadsheet would run as a formula (OWASP's list, and after white space)
-_FORMULA = re.compile(r"[\t\r\n]|\s*[=+\-@\uff1d\uff0b\uff0d\uff20]")
+# what starts a string cell a spreadsheet would run as a formula: OWASP's list and its full-width forms,
+# after any white space, control or format characters (a BOM, a zero-width space, a NUL), which a
+# spreadsheet may drop or show as nothing; a tab, CR or line feed first, whatever follows
+_FORMULA_CHARACTERS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_JOURNAL_LINE_BYTES = 1 << 20  # a line of the pull's journal: a key and a length, or the filters
 
 
 class PullError(Exception):
@@ -172,11 +177,13 @@ class _Journal:
         lines = []
         for line in self.path.read_text(encoding="utf-8").splitlines():
             try:
-                lines.append(json.loads(line))
+                lines.append(loads_bounded(line, _JOURNAL_LINE_BYTES, str(self.path)))
             except ValueError:  # a line cut short by a kill: that file was not done
                 break
         if not lines or lines[0] != header:
             raise PullError(f"{self.path} notes a pull of another slice or format there; pull elsewhere")
+        if not all(_is_done(entry) for entry in lines[1:]):
+            raise PullError(f"{self.path} is no journal of a pull; pull elsewhere")
         done = {entry["key"] for entry in lines[1:]}
         self.length = lines[-1].get("length") if len(lines) > 1 else 0
         return done
@@ -189,6 +196,15 @@ class _Journal:
             handle.write(json.dumps(entry).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _is_done(entry: object) -> bool:
+    """A journal line :meth:`_Journal.done` wrote: an archived file's key, the output's length."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("key"), str)
+        and (entry.get("length") is None or is_count(entry["length"]))
+    )
 
 
 class _Writer(Protocol):
@@ -255,4 +271,15 @@ def _cell(value: Any) -> Any:
     """A CSV cell: lists and structs as JSON text; a string that would start a formula neutralised."""
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
-    return "'" + value if isinstance(value, str) and _FORMULA.match(value) else value
+    return "'" + value if isinstance(value, str) and _starts_formula(value) else value
+
+
+def _starts_formula(text: str) -> bool:
+    if text[:1] in ("\t", "\r", "\n"):
+        return True
+    for character in text:
+        if character in _FORMULA_CHARACTERS:
+            return True
+        if not (character.isspace() or unicodedata.category(character) in _INVISIBLE_CATEGORIES):
+            return False
+    return False

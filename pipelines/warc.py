@@ -18,8 +18,10 @@ complete gzip member, its digests checked, and then indexed whole and finished
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from warcio.timeutils import datetime_to_iso_date
 from warcio.warcwriter import WARCWriter
 
 from pipelines.imports import unimportable
-from pipelines.keys import WARC_FOLDER, cdxj_key, warc_key
+from pipelines.keys import WARC_FOLDER, cdxj_key, is_key, warc_key
 from pipelines.storage import write_atomically
 
 OPEN_SUFFIX = ".open"
@@ -237,7 +239,7 @@ def _finish(root: Path, key: str, records: int, index_lines: list[str] | None = 
     whole file), then its final name."""
     open_path = root / (key + OPEN_SUFFIX)
     if index_lines is None:
-        with open_path.open("rb") as written:
+        with os.fdopen(open_regular(open_path), "rb") as written:
             index_lines = sorted(_cdxj_lines(written, Path(key).name))
     index = root / cdxj_key(key)
     write_atomically(index, lambda handle: handle.write("".join(index_lines).encode("utf-8")))
@@ -245,18 +247,48 @@ def _finish(root: Path, key: str, records: int, index_lines: list[str] | None = 
     return WarcFile(root / key, key, index, cdxj_key(key), records)
 
 
+def open_regular(path: Path, flags: int = os.O_RDONLY, single_name: bool = False) -> int:
+    """A descriptor of ``path`` if it is a regular file (with no other name, if ``single_name``),
+    opened without following a link or waiting on a FIFO; else OSError. A spool is a folder others
+    may write to: a link planted at a name this code truncates or publishes would reach elsewhere."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and (info.st_nlink == 1 or not single_name):
+        return fd
+    os.close(fd)
+    what = "not a regular file" if not stat.S_ISREG(info.st_mode) else "a file with other names (hard links)"
+    raise OSError(errno.EPERM, f"{what}; not used", str(path))
+
+
+def _spooled_warcs(root: Path, suffix: str) -> list[tuple[Path, str]]:
+    """The files under ``root/_warc`` named ``<WARC key><suffix>``, with their WARC keys: none
+    through a link, none whose name is no WARC key (:func:`pipelines.publish` sets those aside)."""
+    folder = root / WARC_FOLDER
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob(f"*{suffix}")):
+        key = f"{WARC_FOLDER}/{path.name.removesuffix(suffix)}"
+        if is_key(key, "warc") and not path.is_symlink() and path.is_file():
+            found.append((path, key))
+    return found
+
+
 def finish_open_files(root: Path) -> list[WarcFile]:
     """Finish the files a killed crawl left open under ``root``: each is cut after its last
     whole record that reads back with its digests; one with no record past its ``warcinfo``
-    is removed."""
+    is removed. Only regular files with one name are cut (:func:`open_regular`)."""
     finished = []
-    for open_path in sorted((root / WARC_FOLDER).glob(f"*{OPEN_SUFFIX}")):
-        with open_path.open("r+b") as handle:
+    for open_path, key in _spooled_warcs(root, OPEN_SUFFIX):
+        try:
+            fd = open_regular(open_path, os.O_RDWR, single_name=True)
+        except OSError:
+            continue  # a link, a FIFO, a hard link: never cut
+        with os.fdopen(fd, "r+b") as handle:
             end, records = _valid_prefix(handle)
             handle.truncate(end)
             handle.flush()
             os.fsync(handle.fileno())
-        key = open_path.relative_to(root).as_posix().removesuffix(OPEN_SUFFIX)
         if records <= 1:
             open_path.unlink()
             continue
@@ -282,9 +314,7 @@ def _valid_prefix(handle: BinaryIO) -> tuple[int, int]:
 def finished_files(root: Path) -> list[WarcFile]:
     """The finished WARCs under ``root`` (record counts not known: 0)."""
     return [
-        WarcFile(path, key, root / cdxj_key(key), cdxj_key(key), 0)
-        for path in sorted((root / WARC_FOLDER).glob("*.warc.gz"))
-        for key in [path.relative_to(root).as_posix()]
+        WarcFile(path, key, root / cdxj_key(key), cdxj_key(key), 0) for path, key in _spooled_warcs(root, "")
     ]
 
 

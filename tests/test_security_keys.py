@@ -23,9 +23,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipelines.keys import LEASES, compacted_key, manifest_key, part_of
+from pipelines.schema import SCHEMA
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import CrawlRun, run_cli
 from tests.faultproxy import FaultProxy
+from tests.pipelines.test_compact import FORGERIES, planted_compaction
 from tests.test_archive_tools import PREFIX, STORES, Archive, placed
 
 
@@ -189,7 +191,8 @@ def test_supersedes_takes_out_only_parts_a_verified_compaction_replaced_in_its_p
         str(victim),
         "../beside.txt",
     ]
-    part = sorted(file["key"] for file in archive.manifest()["files"])[0]
+    entry = min(archive.manifest()["files"], key=lambda file: file["key"])
+    part, stated = entry["key"], {"rows": entry["rows"], "article_ids": entry["article_ids"]}
     data = (archive.source / part).read_bytes()
     plant(archive, "20990101T000001Z-crawl", files=[], supersedes=named)
     for run_id, content in (
@@ -200,7 +203,7 @@ def test_supersedes_takes_out_only_parts_a_verified_compaction_replaced_in_its_p
         key = compacted_key(part_of(part).partition, run_id, 1)
         if content is not None:
             archive.put(key, content)
-        plant(archive, run_id, compaction=True, files=[listed(key, data)], supersedes=named)
+        plant(archive, run_id, compaction=True, files=[{**listed(key, data), **stated}], supersedes=named)
     keys = crawled.held()
     outside = snapshot(tmp_path, archive.source, tmp_path / "after")
     run = archive.run("compact", archive.uri)
@@ -212,6 +215,56 @@ def test_supersedes_takes_out_only_parts_a_verified_compaction_replaced_in_its_p
     assert victim.read_text() == "not the archive's"
     run, rows = pulled(archive, tmp_path / "after")
     assert rows == legitimate, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("crawled", ["local", "seaweedfs"], indirect=True)
+def test_a_planted_compaction_deletes_and_hides_no_part_whose_rows_it_lacks(crawled, tmp_path):
+    """The reviewer's attack in general form: one planted compaction manifest with a file in each
+    partition, there with its true size and sha256, naming every part under ``supersedes``. Most
+    files are the reviewer's, empty and stating no rows: readers ignore the supersedes, and
+    compaction merges the empty file with the part, keeping its rows. The others state the
+    part's rows and article ids (readers take their word) but hold no rows, a row short, a row
+    twice and one missing, or a title, a text, a URL changed in one row. ``compact`` deletes no
+    part whose rows it lacks and names each; nothing else is touched; once the planted manifest
+    is removed, every legitimate row is pulled."""
+    archive = crawled.archive
+    _, legitimate = pulled(archive, tmp_path / "clean")
+    parts = sorted(archive.manifest()["files"], key=lambda file: (-file["rows"], file["key"]))
+    forged = [  # the forgeries on the parts of most rows (a row short of one row is no row)
+        (part, forge(pq.read_table(archive.source / part["key"])), True)
+        for part, forge in zip(parts, FORGERIES.values(), strict=False)
+    ]
+    replacing = forged + [(part, SCHEMA.empty_table(), False) for part in parts[len(forged) :]]
+    run_id = "20991231T000000Z-planted"
+    objects = planted_compaction(run_id, replacing)
+    for key, body in objects.items():
+        archive.put(key, body)
+    keys = crawled.held()
+    outside = snapshot(tmp_path, archive.source, tmp_path / "after")
+    run = archive.run("compact", archive.uri)
+    assert run.returncode == 1, run.stdout + run.stderr
+    planted = f"_manifests/{run_id}.json"
+    for part, _, stating in replacing:
+        named = (
+            f"{part['key']}: kept, though {planted}"
+            if stating
+            else f"{planted}: supersedes {part['key']} ignored"
+        )
+        assert named in run.stdout, run.stdout
+    merged = {part["key"] for part, _, stating in replacing if not stating}  # with the empty file
+    merged |= {
+        key
+        for key in objects
+        if part_of(key) and part_of(key).partition in {part_of(k).partition for k in merged}
+    }
+    assert keys - crawled.held() == {crawled.key(key) for key in merged}, run.stdout
+    for part, _, stating in replacing:
+        if stating:
+            assert crawled.read(part["key"]) == (archive.source / part["key"]).read_bytes()
+    assert snapshot(tmp_path, archive.source, tmp_path / "after") == outside
+    archive.delete(planted)
+    run, rows = pulled(archive, tmp_path / "after")
+    assert rows == legitimate and len(rows) == 30, run.stdout + run.stderr
 
 
 @pytest.fixture(params=STORES)

@@ -260,28 +260,48 @@ def _records(archive: Path) -> list:
 def test_no_credential_or_cookie_reaches_a_published_warc(mirror, tmp_path):
     """The requests carry an Authorization, a Proxy-Authorization and a Cookie header (as a run's
     DEFAULT_REQUEST_HEADERS, HttpAuthMiddleware, HttpProxyMiddleware or the cookie jar set them),
-    and the listing sets a cookie that the jar sends back on every article request."""
-    secret = {name: f"{name}-{n}-marker" for n, name in enumerate(("auth", "proxy", "cookie", "set"))}
+    and the listing sets a cookie that the jar sends back on every article request. The operator's
+    own credential headers, one sent and one answered, are named in WARC_HEADERS_REMOVED (in
+    another case)."""
+    names = ("auth", "proxy", "cookie", "set", "api", "token")
+    secret = {name: f"{name}-{n}-marker" for n, name in enumerate(names)}
     for (host, path), page in list(mirror.mirror.pages.items()):
         if host == "kjt.shanxi.gov.cn" and path.startswith("/zxzx/ywyl/index"):
-            cookie = ("Set-Cookie", f"session={secret['set']}; Path=/")
-            mirror.mirror.pages[(host, path)] = dataclasses.replace(page, headers=(*page.headers, cookie))
+            added = (
+                ("Set-Cookie", f"session={secret['set']}; Path=/"),
+                ("X-Upstream-Token", secret["token"]),
+            )
+            mirror.mirror.pages[(host, path)] = dataclasses.replace(page, headers=(*page.headers, *added))
     headers = {
         "Authorization": f"Basic {secret['auth']}",
         "Proxy-Authorization": f"Basic {secret['proxy']}",
         "Cookie": f"pref={secret['cookie']}",
+        "X-Api-Key": secret["api"],
     }
-    crawl(mirror, tmp_path, "-s", f"DEFAULT_REQUEST_HEADERS={json.dumps(headers)}")
+    crawl(
+        mirror,
+        tmp_path,
+        *("-s", f"DEFAULT_REQUEST_HEADERS={json.dumps(headers)}"),
+        *("-s", "WARC_HEADERS_REMOVED=X-API-KEY, x-upstream-token"),
+    )
     assert len(rows(tmp_path)) == 5
     records = _records(tmp_path)
     assert sum(kind == "request" for kind, _, _ in records) >= 6  # robots.txt, listings, articles
     kept = {name.lower() for _, _, headers in records for name, _ in headers}
-    assert not kept & {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+    assert not kept & {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-upstream-token",
+    }
     for value in secret.values():
         assert files_holding(tmp_path, value) == []
     with next(tmp_path.rglob("*.warc.gz")).open("rb") as handle:
         warcinfo = next(iter(ArchiveIterator(handle))).content_stream().read().decode()
     assert "http-headers-removed: authorization, cookie, proxy-authorization, set-cookie" in warcinfo
+    assert "x-api-key" in warcinfo and "x-upstream-token" in warcinfo
 
 
 def test_a_page_that_says_noarchive_is_in_no_published_object(mirror, tmp_path):

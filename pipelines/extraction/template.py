@@ -24,6 +24,7 @@ from hashlib import blake2b
 
 import lxml.html
 
+from pipelines.jsondata import is_count, loads_bounded
 from pipelines.keys import is_key
 
 BLOCK_CHARS = 400  # characters, white space aside; a longer element is a container: its blocks count
@@ -206,15 +207,19 @@ class SiteTemplate:
 
     @classmethod
     def from_json(cls, data: bytes) -> SiteTemplate:
-        """``ValueError`` when ``data`` is not what :meth:`to_json` writes."""
+        """``ValueError`` when ``data`` is not what :meth:`to_json` writes (its caller caps
+        ``data``): a count of pages, fingerprints with the articles they were seen on."""
         try:
-            kept = json.loads(data)
-            seen_on = {
-                int(k, 16): tuple(int(a) for a in v[:TEMPLATE_PAGES]) for k, v in kept["seen_on"].items()
-            }
-            return cls(int(kept["pages"]), seen_on)
-        except (KeyError, TypeError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            kept = loads_bounded(data, len(data), "JSON")
+            pages = kept["pages"]
+            seen_on = {int(k, 16): tuple(v[:TEMPLATE_PAGES]) for k, v in kept["seen_on"].items()}
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a site template: {exc}") from None
+        if not is_count(pages):
+            raise ValueError(f"not a site template: pages {str(pages)[:40]!r} is not a count")
+        if not all(is_count(article, 2**64) for articles in seen_on.values() for article in articles):
+            raise ValueError("not a site template: an article is not a fingerprint")
+        return cls(pages, seen_on)
 
 
 def newest_templates(keys: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:

@@ -121,6 +121,20 @@ def test_a_resolved_address_is_checked_unless_its_host_was_declared_internal_or_
     assert policy.may_connect("MIRROR.localhost.", loopback)
 
 
+def test_an_outlet_declared_by_a_name_declares_nothing_internal_and_by_address_does():
+    """The module's docstring: a name that resolves internal is refused as the crawl connects,
+    even the name of an outlet's own start URLs (DNS rebinding); an intranet outlet is declared
+    by its address."""
+    private = ipaddress.ip_address("10.1.2.3")
+    by_name = AddressPolicy(["http://intranet.corp/news/"])
+    assert by_name.refusal("http://intranet.corp/news/1.html") is None  # a name: judged on connecting
+    assert not by_name.may_connect("intranet.corp", private)
+    by_address = AddressPolicy(["http://10.1.2.3:8080/news/"])
+    assert by_address.refusal("http://10.1.2.3:8080/news/1.html") is None
+    assert by_address.may_connect("10.1.2.3", private)
+    assert not by_address.may_connect("intranet.corp", private)
+
+
 def test_ipv6_addresses_carrying_an_ipv4_one_are_judged_by_it():
     assert not is_internal(ipaddress.ip_address("::ffff:8.8.8.8"))
     assert is_internal(ipaddress.ip_address("::ffff:192.168.0.1"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -12,10 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from scrapy import Request, Spider
-from scrapy.http import Response
+from scrapy import Request
 from scrapy.utils.test import get_crawler
-from twisted.python.failure import Failure
 
 from crawler.redis_crawl import PREFIX, SecretUrl, crawl_scope
 from crawler.redis_state import (
@@ -26,25 +25,24 @@ from crawler.redis_state import (
     redis_client,
     request_from_entry,
 )
+from crawler.registry import Outlet, read_registry_file
+from crawler.spiders.outlets import OutletsSpider
 from pipelines.storage import LocalStore, S3Store
 from tests.conftest import FIXTURES, REPO
 
-HOST = "news.example"
+OUTLETS = FIXTURES / "redis" / "outlet.toml"
+OUTLET = read_registry_file(OUTLETS)[0]
+HOST = OUTLET.allowed_domains[0]
 MAX_BYTES = 64 * 1024
 
 
-class Handlers(Spider):
-    """The spider a queued request names its callbacks on."""
-
-    name = "handlers"
-    allowed_domains = (HOST,)
-
-    def parse_article(self, response: Response) -> None: ...
-
-    def article_failed(self, failure: Failure) -> None: ...
-
-    def start_points(self) -> list[Request]:
-        return []
+def outlets_spider() -> OutletsSpider:
+    """The crawl's spider, on the outlet of :data:`OUTLETS`: the one a queued request names its
+    callbacks on."""
+    crawler = get_crawler(
+        OutletsSpider, {"NEWSARCHIVE_OUTLETS_FILES": [str(OUTLETS)], "NEWSARCHIVE_OUTLETS": [OUTLET.id]}
+    )
+    return OutletsSpider.from_crawler(crawler)
 
 
 def pickle_creating(folder: Path) -> bytes:
@@ -57,11 +55,15 @@ def pickle_creating(folder: Path) -> bytes:
     return pickle.dumps(Payload())
 
 
-def malformed_entries(host: str, marker: Path, max_bytes: int) -> list[tuple[str, bytes]]:
-    """(reason, entry): the fixture's, for ``host``, and those that are no text."""
+def malformed_entries(outlet: Outlet, marker: Path, max_bytes: int) -> list[tuple[str, bytes]]:
+    """(reason, entry): the fixture's, for ``outlet`` (its host, id and first listing), and
+    those that are no text."""
+    host = outlet.allowed_domains[0]
     lines = (FIXTURES / "redis" / "malformed_requests.jsonl").read_text().splitlines()
+    names = {"listing": outlet.listings[0], "host": host, "outlet": outlet.id}
     cases = [
-        (case["reason"], case["entry"].replace("{host}", host).encode()) for case in map(json.loads, lines)
+        (case["reason"], re.sub(r"\{(\w+)\}", lambda name: names[name[1]], case["entry"]).encode())
+        for case in map(json.loads, lines)
     ]
     return [
         *cases,
@@ -163,23 +165,24 @@ def test_the_pickle_payload_of_these_tests_runs_code_when_unpickled(tmp_path):
 
 @pytest.mark.parametrize(
     ("reason", "entry"),
-    malformed_entries(HOST, Path("/nonexistent/marker"), MAX_BYTES),
+    malformed_entries(OUTLET, Path("/nonexistent/marker"), MAX_BYTES),
     ids=lambda v: repr(v)[:60],
 )
 def test_an_entry_that_is_no_request_of_this_crawl_is_refused_by_reason(reason: str, entry: bytes):
     with pytest.raises(MalformedRequest) as refused:
-        request_from_entry(entry, Handlers(), MAX_BYTES)
+        request_from_entry(entry, outlets_spider(), MAX_BYTES)
     assert refused.value.reason == reason
 
 
 def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself():
+    spider = outlets_spider()
     request = Request(
         f"https://{HOST}/a/1.html?x=\u00e9",
-        callback=Handlers().parse_article,
-        errback=Handlers().article_failed,
+        callback=spider.parse_listing,
+        errback=spider.article_failed,
         headers={b"If-None-Match": b'"\xff\x00etag"', "Proxy-Authorization": "Basic c2VjcmV0"},
         body=b"\x00\xffbytes",
-        cb_kwargs={"outlet_id": "x", "start": {"$b64": "not a tag"}},
+        cb_kwargs={"outlet_id": OUTLET.id, "start": OUTLET.listings[0]},
         meta={
             "depth": 2,
             "redirect_urls": ["https://news.example/old"],
@@ -190,13 +193,12 @@ def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself(
         priority=-3,
         dont_filter=True,
     )
-    spider = Handlers()
     fields = request.to_dict(spider=spider)
     del fields["headers"][b"Proxy-Authorization"]  # (HeldQueue's encoding leaves it out: below)
     again = request_from_entry(JsonRequests.dumps(fields), spider, MAX_BYTES)
     assert again.url == request.url and again.body == request.body and again.priority == -3
     assert again.headers[b"If-None-Match"] == b'"\xff\x00etag"' and again.dont_filter
-    assert again.callback == spider.parse_article and again.errback == spider.article_failed
+    assert again.callback == spider.parse_listing and again.errback == spider.article_failed
     assert again.cb_kwargs == request.cb_kwargs
     assert again.meta == {
         "depth": 2,
@@ -205,18 +207,46 @@ def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself(
     }
 
 
+def test_every_request_the_spider_queues_goes_through_the_queue_with_its_callback_and_arguments():
+    spider = outlets_spider()
+    listing = OUTLET.listings[0]
+    queued = [
+        *spider.start_points(),  # (a sitemap; a feed and a listing, each with its outlet and start)
+        Request(f"https://{HOST}/sitemap-1.xml", spider._parse_sitemap),  # (SitemapSpider's, a child)
+        Request(
+            f"https://{HOST}/list-2.html",
+            spider.parse_listing,
+            cb_kwargs={"outlet_id": OUTLET.id, "start": listing},
+        ),
+        spider._article_request(f"https://{HOST}/a/1.html"),
+    ]
+    assert {request.callback.__name__ for request in queued} == {
+        "parse_feed",
+        "parse_listing",
+        "_parse_sitemap",
+        "parse_article",
+    }
+    for request in queued:
+        again = request_from_entry(JsonRequests.dumps(request.to_dict(spider=spider)), spider, MAX_BYTES)
+        assert (again.url, again.callback, again.errback, again.cb_kwargs) == (
+            request.url,
+            request.callback,
+            request.errback,
+            request.cb_kwargs,
+        )
+
+
 def test_the_serializer_keeps_any_bytes_and_any_key(tmp_path):
     value = {"a": [b"\x00\xff", {"$b64": "x"}, {"$pairs": 1}], "b": {b"\xff": [b""]}, "c": None}
     assert JsonRequests.loads(JsonRequests.dumps(value)) == value
 
 
 def test_the_queue_drops_what_is_no_request_counts_it_and_hands_out_the_next(client, tmp_path):
-    crawler = get_crawler(Handlers)
     crawl, _ = join(client)
-    spider = Handlers()
-    queue = HeldQueue(crawl, spider, crawler.stats, MAX_BYTES)
+    spider = outlets_spider()
+    queue = HeldQueue(crawl, spider, spider.crawler.stats, MAX_BYTES)
     marker = tmp_path / "marker"
-    planted = malformed_entries(HOST, marker, MAX_BYTES)
+    planted = malformed_entries(OUTLET, marker, MAX_BYTES)
     for n, (_, entry) in enumerate(planted):
         client.zadd(crawl.key("requests"), {entry: -1 - n})  # taken first
     request = Request(
@@ -226,7 +256,7 @@ def test_the_queue_drops_what_is_no_request_counts_it_and_hands_out_the_next(cli
     taken = queue.pop()
     assert taken.url == request.url and b"Proxy-Authorization" not in taken.headers and queue.pop() is None
     assert not marker.exists()
-    counted = {k.removeprefix("redis/dropped/"): v for k, v in crawler.stats.get_stats().items()}
+    counted = {k.removeprefix("redis/dropped/"): v for k, v in spider.crawler.stats.get_stats().items()}
     assert counted == Counter(reason for reason, _ in planted)
     assert client.zcard(crawl.key(f"held:{crawl.worker}")) == 1  # what was dropped is not given back
 

@@ -47,8 +47,10 @@ def manifest(store_root: Path, crawl_id: str, **fields: object) -> None:
     path.write_text(json.dumps({"crawl_id": crawl_id, **fields}), encoding="utf-8")
 
 
-def entry(key: str) -> dict:
-    return {"key": key, "rows": 1, "bytes": 1, "sha256": "0" * 64}
+def entry(key: object, *holding: dict) -> dict:
+    """A manifest's entry for ``key``: one row of its own, or the rows of the entries ``holding``."""
+    ids = [i for held in holding for i in held["article_ids"]] if holding else [f"article of {key}"]
+    return {"key": key, "rows": len(ids), "bytes": 1, "sha256": "0" * 64, "article_ids": ids}
 
 
 PART_A = "outlet=gmw-cq/published=2024-03/part-c1-00001.parquet"
@@ -91,10 +93,11 @@ def test_supersedes_counts_only_from_a_compaction_and_only_in_its_files_partitio
     compacted = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
     (tmp_path / compacted).parent.mkdir(parents=True)
     (tmp_path / compacted).write_bytes(b"its rows")
-    manifest(tmp_path, "c1", files=[entry(PART_A), entry(PART_B), entry(PART_OTHER_OUTLET)])
+    crawled = [entry(PART_A), entry(PART_B), entry(PART_OTHER_OUTLET)]
+    manifest(tmp_path, "c1", files=crawled)
     manifest(tmp_path, "c2", files=[], supersedes=[PART_A, PART_B])  # a crawl's: no say
     named = [PART_A, PART_B, PART_OTHER_OUTLET, "_warc/c1-00001.warc.gz", "../x.parquet", compacted]
-    manifest(tmp_path, "c9", compaction=True, files=[entry(compacted)], supersedes=named)
+    manifest(tmp_path, "c9", compaction=True, files=[entry(compacted, *crawled)], supersedes=named)
     catalog = Catalog.read(LocalStore(tmp_path))
     assert catalog.superseded == {PART_A}
     assert sorted(file.key for file in catalog.files) == sorted([compacted, PART_B, PART_OTHER_OUTLET])
@@ -116,10 +119,63 @@ def test_a_compaction_replaced_in_turn_by_a_later_one_still_counts(tmp_path):
     (tmp_path / second).parent.mkdir(parents=True)
     (tmp_path / second).write_bytes(b"its rows")
     manifest(tmp_path, "c1", files=[entry(PART_A)])
-    manifest(tmp_path, "c8", compaction=True, files=[entry(first)], supersedes=[PART_A])
-    manifest(tmp_path, "c9", compaction=True, files=[entry(second)], supersedes=[first])
+    manifest(tmp_path, "c8", compaction=True, files=[entry(first, entry(PART_A))], supersedes=[PART_A])
+    manifest(tmp_path, "c9", compaction=True, files=[entry(second, entry(PART_A))], supersedes=[first])
     catalog = Catalog.read(LocalStore(tmp_path))
     assert [file.key for file in catalog.files] == [second] and catalog.problems == []
+
+
+COMPACTED_A = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
+NOT_STATED = "its files do not state the article ids of all its rows"
+
+
+@pytest.mark.parametrize(
+    "stated",
+    [
+        {"rows": 0, "article_ids": []},  # the reviewer's: an empty file
+        {"rows": 2},  # rows, but no ids
+        {"rows": 1, "article_ids": ["article of another part"]},
+        {"rows": 2, "article_ids": ["article of another part", f"article of {PART_A}"]},  # one short
+        {"rows": 1, "article_ids": [f"article of {PART_A}", f"article of {PART_A}"]},  # ids but rows
+    ],
+)
+def test_a_compaction_whose_files_do_not_state_a_part_s_rows_leaves_it_in_the_dataset(tmp_path, stated):
+    """A compaction's file that verifies, of the part's partition, naming the part: unless its
+    manifest states the part's article ids (every listing of it: here its crawl's says two rows),
+    as many as its rows, the part stays in the dataset and the supersedes is named."""
+    (tmp_path / COMPACTED_A).parent.mkdir(parents=True)
+    (tmp_path / COMPACTED_A).write_bytes(b"its rows")
+    two_rows = {**entry(PART_A), "rows": 2, "article_ids": [f"article of {PART_A}", "article two"]}
+    manifest(tmp_path, "c1", files=[two_rows])
+    manifest(tmp_path, "c9", compaction=True, files=[{**entry(COMPACTED_A), **stated}], supersedes=[PART_A])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert catalog.superseded == set() and PART_A in {file.key for file in catalog.files}
+    (problem,) = catalog.problems
+    assert problem == f"_manifests/c9.json: supersedes {PART_A} ignored: {NOT_STATED}"
+
+
+def test_each_article_id_a_compaction_states_covers_one_replaced_row(tmp_path):
+    """Two parts holding the same article, a compaction stating it once: one part is covered,
+    the other stays (a multiset, not a set); a part listed twice must be covered as each says."""
+    (tmp_path / COMPACTED_A).parent.mkdir(parents=True)
+    (tmp_path / COMPACTED_A).write_bytes(b"its rows")
+    twin = PART_A.replace("c1", "c2")
+    manifest(tmp_path, "c1", files=[entry(PART_A)])
+    manifest(tmp_path, "c2", files=[{**entry(twin), "article_ids": [f"article of {PART_A}"]}])
+    manifest(
+        tmp_path, "c9", compaction=True, files=[entry(COMPACTED_A, entry(PART_A))], supersedes=[PART_A, twin]
+    )
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert catalog.superseded == {PART_A} and twin in {file.key for file in catalog.files}
+    manifest(tmp_path, "c3", files=[{**entry(PART_A), "rows": 0, "article_ids": []}])  # planted beside
+    manifest(
+        tmp_path,
+        "c9",
+        compaction=True,
+        files=[{**entry(COMPACTED_A), "rows": 0, "article_ids": []}],
+        supersedes=[PART_A],
+    )
+    assert Catalog.read(LocalStore(tmp_path)).superseded == set()
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,22 @@ the archive consistent, and the run that follows finishes the work."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.archive import parquet_file
 from pipelines.catalog import Catalog
 from pipelines.compact import compact
+from pipelines.keys import compacted_key, manifest_key, part_of
 from pipelines.pull import Slice, pull
-from pipelines.schema import SCHEMA, statistics_columns
+from pipelines.schema import SCHEMA, SCHEMA_VERSION, statistics_columns
 from pipelines.storage import LocalStore
 from pipelines.verify import verify
 from tests.archives import DiesAfter, Killed, hourly_runs
@@ -95,3 +100,111 @@ def test_a_compacted_file_is_abandoned_only_when_its_run_has_no_manifest(mirror_
     shutil.copy(store.root / listed.key, store.root / died)  # a compaction that died before its manifest
     report = compact(store, tmp_path, "20260101T000003Z-again")
     assert report.abandoned == 1 and not (store.root / died).exists() and (store.root / stray).exists()
+
+
+def changed(column: str) -> Callable[[pa.Table], pa.Table]:
+    """The rows, but for one value of ``column`` (a string's) in the first: same article ids."""
+
+    def forge(table: pa.Table) -> pa.Table:
+        values = table.column(column).to_pylist()
+        values[0] = f"{values[0]} (forged)"
+        index = table.schema.get_field_index(column)
+        return table.set_column(
+            index, table.schema.field(index), pa.array(values, table.schema.field(index).type)
+        )
+
+    return forge
+
+
+FORGERIES: dict[str, Callable[[pa.Table], pa.Table]] = {
+    "no rows": lambda table: table.slice(0, 0),
+    "a row short": lambda table: table.slice(1),
+    "the first row twice, the last not": lambda table: pa.concat_tables(
+        [table.slice(0, 1), table.slice(0, -1 + table.num_rows)]
+    ),
+    "a title changed": changed("title"),
+    "a text changed": changed("text"),
+    "a url changed": changed("url"),
+}
+
+
+def planted_compaction(run_id: str, replacing: list[tuple[dict, pa.Table | bytes, bool]]) -> dict[str, bytes]:
+    """The objects of a compaction nobody ran: for each part (its crawl's manifest entry) a file
+    of its partition holding the table (or the bytes), there with its true size and sha256, and
+    the manifest naming the parts under ``supersedes``, stating (where asked) the part's rows and
+    article ids as its file's, as a compaction's manifest does, else no rows (as the reviewer's)."""
+    objects, files = {}, []
+    for serial, (part, table, stating) in enumerate(replacing, 1):
+        key = compacted_key(part_of(part["key"]).partition, run_id, serial)
+        objects[key] = table if isinstance(table, bytes) else parquet_file(table).to_pybytes()
+        stated = {"rows": part["rows"], "article_ids": part["article_ids"]} if stating else {"rows": 0}
+        files.append(
+            {
+                "key": key,
+                "bytes": len(objects[key]),
+                "sha256": hashlib.sha256(objects[key]).hexdigest(),
+                **stated,
+            }
+        )
+    manifest = {
+        "crawl_id": run_id,
+        "schema_version": SCHEMA_VERSION,
+        "compaction": True,
+        "files": files,
+        "supersedes": [part["key"] for part, _, _ in replacing],
+    }
+    return {**objects, manifest_key(run_id): json.dumps(manifest).encode()}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES)
+def test_a_replaced_part_is_deleted_only_when_every_row_of_it_whole_is_in_the_compaction(
+    mirror_crawl, tmp_path, forgery
+):
+    """A planted compaction whose manifest states the part's rows and article ids (so readers take
+    its word) and whose file verifies, but holds the part's rows other than they are: the part is
+    kept and named; with the rows as they are (in another order) it goes."""
+    store = LocalStore(
+        shutil.copytree(mirror_crawl.archive, tmp_path / "archive", ignore=shutil.ignore_patterns(".*"))
+    )
+    (manifest,) = (store.root / "_manifests").glob("*.json")
+    part = max(json.loads(manifest.read_text())["files"], key=lambda entry: entry["rows"])
+    data = (store.root / part["key"]).read_bytes()
+    table = pq.read_table(store.root / part["key"])
+    for key, body in planted_compaction(
+        "20990101T000000Z-forged", [(part, FORGERIES[forgery](table), True)]
+    ).items():
+        (store.root / key).write_bytes(body)
+    report = compact(store, tmp_path, "20990101T000001Z-again")
+    assert (store.root / part["key"]).read_bytes() == data, report.problems
+    assert [
+        p
+        for p in report.problems
+        if p.startswith(f"{part['key']}: kept, though _manifests/20990101T000000Z-forged.json replaces it")
+    ], report.problems
+    reversed_rows = table.take(list(reversed(range(table.num_rows))))
+    for key, body in planted_compaction("20990101T000002Z-true", [(part, reversed_rows, True)]).items():
+        (store.root / key).write_bytes(body)
+    report = compact(store, tmp_path, "20990101T000003Z-again")
+    assert not (store.root / part["key"]).exists(), report.problems
+
+
+@pytest.mark.parametrize("damaged", ["the compaction's file", "the replaced part"])
+def test_a_file_that_is_not_parquet_on_either_side_keeps_the_part_and_is_named(
+    mirror_crawl, tmp_path, damaged
+):
+    """A compaction's file that verifies but is no Parquet, or a replaced part damaged since it was
+    compacted: no rows can be compared, the part stays, the run goes on and names it."""
+    store = LocalStore(
+        shutil.copytree(mirror_crawl.archive, tmp_path / "archive", ignore=shutil.ignore_patterns(".*"))
+    )
+    (manifest,) = (store.root / "_manifests").glob("*.json")
+    part = max(json.loads(manifest.read_text())["files"], key=lambda entry: entry["rows"])
+    rows = pq.read_table(store.root / part["key"])
+    contents = b"PAR1 no rows" if damaged == "the compaction's file" else rows
+    for key, body in planted_compaction("20990101T000000Z-planted", [(part, contents, True)]).items():
+        (store.root / key).write_bytes(body)
+    if damaged == "the replaced part":
+        (store.root / part["key"]).write_bytes(b"PAR1 cut short")
+    report = compact(store, tmp_path, "20990101T000001Z-again")
+    assert (store.root / part["key"]).exists() and report.deleted == 0
+    assert any("not Parquet" in p and "kept" in p for p in report.problems), report.problems

@@ -89,8 +89,8 @@ def test_a_publication_cut_short_is_finished_once(store, spool):
 def test_a_torn_journal_line_is_not_an_entry(store, spool):
     crawl = spool.open_crawl("c1", ["xx"])
     (crawl.folder / "published.jsonl").write_text('{"key": "outlet=xx/publ')  # killed mid-line
-    crawl.record({"key": "k", "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"]})
-    assert list(crawl.journal()) == ["k"]
+    crawl.record({"key": KEY, "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"]})
+    assert list(crawl.journal()) == [KEY]
 
 
 def test_rows_archived_meanwhile_are_not_published_twice(store, spool, tmp_path):

@@ -104,3 +104,19 @@ def test_a_page_is_extracted_again_only_for_template_blocks_it_did_not_have_remo
     assert template.more_on_page(page, on_page) is None
     assert template.more_on_page(page, on_page - {min(on_page)}) == on_page
     assert SiteTemplate().more_on_page(page) is None  # nothing learned: nothing to take out
+
+
+@pytest.mark.parametrize(
+    "damaged", sorted((FIXTURES / "jsondata").glob("template_*.json")), ids=lambda p: p.stem
+)
+def test_a_damaged_template_is_a_value_error_never_another_exception(damaged):
+    with pytest.raises(ValueError, match="not a site template"):
+        SiteTemplate.from_json(damaged.read_bytes())
+
+
+def test_a_template_read_back_is_the_one_written():
+    learned = SiteTemplate()
+    for article in ("a", "b", "c"):
+        learned.learn([1, 2, 2**64 - 1], article)
+    again = SiteTemplate.from_json(learned.to_json())
+    assert again.pages == 3 and again.template() == learned.template() == {1, 2, 2**64 - 1}
