@@ -32,6 +32,7 @@ from redis.retry import Retry
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.exceptions import ScrapyDeprecationWarning
+from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 from scrapy.utils.request import request_from_dict
 from scrapy_redis.dupefilter import RFPDupeFilter
@@ -188,7 +189,12 @@ _META: dict[str, type | tuple[type, ...] | list[type | tuple[type, ...]]] = {
     "download_maxsize": int,
     "handle_httpstatus_list": [int],
 }
-_OWN_HEADERS = (b"Proxy-Authorization",)  # set by each worker from its environment; not shared
+# set by each worker's middlewares (its credentials, its cookie jar): never queued, never taken
+_OWN_HEADERS = (b"Proxy-Authorization", b"Authorization", b"Cookie")
+_REFUSED_HEADERS = {b"host", *(name.lower() for name in _OWN_HEADERS)}
+_HEADER_BREAK = re.compile(rb"[\r\n\x00]")  # (would end a header early, or start another)
+_COOKIE_FIELDS = {"name", "value", "domain", "path"}  # (in a list of cookies: name and value required)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # the callbacks and errbacks of the requests this crawl queues (crawler.spiders.outlets: its start
 # points, SitemapSpider's child sitemaps and articles, listings' next pages, article requests);
 # any other method of the spider, even one taking a response, is no callback
@@ -200,9 +206,9 @@ _MAX_PRIORITY = 2**53  # a Redis score (a double) holds it exactly; a request's 
 def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
     """The request a queued entry stands for, if it is one this crawl could have queued: at
     most ``max_bytes``, JSON of :data:`_FIELDS`, a GET or HEAD of an http(s) URL on the
-    spider's domains (whatever ``dont_filter`` says), to that host (no ``Host`` header), with a
-    callback and arguments of this crawl (:func:`_checked_handlers`). Raises
-    :class:`MalformedRequest` otherwise."""
+    spider's domains (whatever ``dont_filter`` says) and ports (:func:`_on_outlet_port`), to
+    that host (no ``Host`` header), with a callback and arguments of this crawl
+    (:func:`_checked_handlers`). Raises :class:`MalformedRequest` otherwise."""
     if len(data) > max_bytes:
         raise MalformedRequest("oversize", f"{len(data)} bytes, over {max_bytes}")
     fields = JsonRequests.loads(data)
@@ -219,19 +225,21 @@ def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
         raise MalformedRequest("bad_shape", "method, encoding or priority")
     if (
         not _well_formed_headers(fields.get("headers", {}))
+        or not _well_formed_cookies(fields.get("cookies", {}))
         or not all(isinstance(key, str) for key in fields.get("cb_kwargs", {}))
         or not all(isinstance(flag, str) for flag in fields.get("flags", ()))
     ):
-        raise MalformedRequest("bad_shape", "headers, cb_kwargs or flags")
-    fields["meta"] = _checked_meta(fields.get("meta", {}))
+        raise MalformedRequest("bad_shape", "headers, cookies, cb_kwargs or flags")
+    fields["meta"] = _checked_meta(fields.get("meta", {}), spider.settings)
     url = fields["url"]
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         raise MalformedRequest("bad_url", "unparsable") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise MalformedRequest("bad_url", f"{url[:120]!r}")
-    if not in_domains(url, spider.allowed_domains):
+    if not in_domains(url, spider.allowed_domains) or not _on_outlet_port(url, port, spider):
         raise MalformedRequest("offsite", f"{url[:120]!r}")
     _checked_handlers(fields, spider)
     try:
@@ -241,21 +249,72 @@ def request_from_entry(data: bytes, spider: Spider, max_bytes: int) -> Request:
 
 
 def _well_formed_headers(headers: dict[Any, Any]) -> bool:
-    """Names and values are bytes or text (a name may have a list of values); no ``Host``, which
-    would have the server answer for another site than the URL's."""
-    return all(
-        isinstance(name, (bytes, str))
-        and (name.encode() if isinstance(name, str) else name).lower() != b"host"
-        and all(
-            isinstance(value, (bytes, str)) for value in (values if isinstance(values, list) else [values])
-        )
-        for name, values in headers.items()
+    """Names and values are sendable (:func:`_header_bytes`; a name may have a list of values);
+    no ``Host``, which would have the server answer for another site than the URL's, and none of
+    :data:`_OWN_HEADERS`: an entry brings no credentials or cookies of its own."""
+    for name, values in headers.items():
+        sent = [_header_bytes(text) for text in [name, *(values if isinstance(values, list) else [values])]]
+        if None in sent or sent[0].lower() in _REFUSED_HEADERS:
+            return False
+    return True
+
+
+def _header_bytes(text: Any) -> bytes | None:
+    """The bytes Scrapy sends for a header's name or value (text in UTF-8); None when it is no
+    text, cannot be encoded, or holds a CR, LF or NUL."""
+    if isinstance(text, str):
+        try:
+            text = text.encode()
+        except UnicodeEncodeError:  # (a lone surrogate)
+            return None
+    return text if isinstance(text, bytes) and not _HEADER_BREAK.search(text) else None
+
+
+def _well_formed_cookies(cookies: dict[Any, Any] | list[Any]) -> bool:
+    """Cookies as ``Request.to_dict`` writes them: a dict of names to values, or a list of dicts
+    with a ``name`` and a ``value`` and maybe a ``domain`` and a ``path``; all text that can go
+    into a header (:func:`_header_bytes`)."""
+    if isinstance(cookies, dict):
+        texts = [*cookies.keys(), *cookies.values()]
+    elif all(
+        isinstance(cookie, dict) and {"name", "value"} <= cookie.keys() <= _COOKIE_FIELDS
+        for cookie in cookies
+    ):
+        texts = [text for cookie in cookies for text in cookie.values()]
+    else:
+        return False
+    return all(isinstance(text, str) and _header_bytes(text) is not None for text in texts)
+
+
+def _on_outlet_port(url: str, port: int | None, spider: Spider) -> bool:
+    """The URL's port is its scheme's default, or one that a start URL of an outlet on the URL's
+    domains names: an entry reaches no other service on an outlet's host."""
+    if port is None or port == _DEFAULT_PORTS[urlsplit(url).scheme]:
+        return True
+    return any(
+        urlsplit(start).port == port
+        for outlet in getattr(spider, "registry", {}).values()
+        if in_domains(url, outlet.allowed_domains)
+        for start in (*outlet.sitemaps, *outlet.feeds, *outlet.listings)
     )
 
 
-def _checked_meta(meta: dict[Any, Any]) -> dict[str, Any]:
-    """The meta of :data:`_META`, no more: a download as large as a sitemap's at most, and
-    only the 304s of a conditional request let through to the spider."""
+def _meta_bounds(settings: BaseSettings) -> dict[str, int]:
+    """The highest each count in a queued request's meta may be: what this crawl's middlewares
+    could have written. Above (or below zero) it would grant the entry more retries, redirects or
+    depth than the crawl's settings allow."""
+    return {
+        "depth": settings.getint("DEPTH_LIMIT") or _MAX_PRIORITY,  # (0: no limit)
+        "retry_times": settings.getint("RETRY_TIMES"),
+        "redirect_times": settings.getint("REDIRECT_MAX_TIMES"),
+        "redirect_ttl": settings.getint("REDIRECT_MAX_TIMES"),
+    }
+
+
+def _checked_meta(meta: dict[Any, Any], settings: BaseSettings) -> dict[str, Any]:
+    """The meta of :data:`_META`, no more: counts within :func:`_meta_bounds`, a download as
+    large as a sitemap's at most, and only the 304s of a conditional request let through to the
+    spider."""
     kept = {key: value for key, value in meta.items() if key in _META}
     for key, value in kept.items():
         expected = _META[key]
@@ -269,6 +328,9 @@ def _checked_meta(meta: dict[Any, Any]) -> dict[str, Any]:
         status != 304 for status in kept.get("handle_httpstatus_list", ())
     ):
         raise MalformedRequest("bad_shape", "meta widens the download")
+    for key, highest in _meta_bounds(settings).items():
+        if not 0 <= kept.get(key, 0) <= highest:
+            raise MalformedRequest("bad_shape", f"meta {key} out of bounds")
     return kept
 
 
@@ -531,7 +593,8 @@ class HeldQueue(PriorityQueue):
         return self.crawl.queue_new(fingerprint, -request.priority, self._encode_request(request))
 
     def _encode_request(self, request: Request) -> bytes:
-        """scrapy-redis's, without the proxy credentials a redirect's request carries."""
+        """scrapy-redis's, without the credentials and cookies a redirect's request carries
+        (:data:`_OWN_HEADERS`: the next worker's middlewares set its own)."""
         fields = request.to_dict(spider=self.spider)
         fields["headers"] = {k: v for k, v in fields["headers"].items() if k not in _OWN_HEADERS}
         return self.serializer.dumps(fields)

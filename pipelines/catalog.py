@@ -150,8 +150,38 @@ class Catalog:
             except (StoreError, ValueError) as exc:  # BadManifest, BadKey, Damaged, JSON's errors
                 catalog.unreadable.append(key)
                 catalog.problems.append(f"{shown(key)}: unreadable manifest ({type(exc).__name__}: {exc})")
+        catalog._drop_second_listings()
         catalog._drop_unbacked_supersedes(store)
         return catalog
+
+    def _drop_second_listings(self) -> None:
+        """A file listed more than once counts once: by the manifest of the run its key names (a
+        part names the crawl that wrote it, a compacted part its compaction), else by the first
+        manifest that lists it. Any other listing is left out and named: a manifest listing
+        another run's parts would have readers count their rows twice and compaction write them
+        twice."""
+        listings: dict[str, list[Run]] = defaultdict(list)
+        for run in self.runs:
+            for file in run.files:
+                listings[file.key].append(run)
+        keeper = {
+            key: next((run for run in runs if run.crawl_id == part_of(key).crawl_id), runs[0])
+            for key, runs in listings.items()
+            if len(runs) > 1
+        }
+        for i, run in enumerate(self.runs):
+            kept, seen = [], set()
+            for file in run.files:
+                if file.key in keeper and (keeper[file.key] is not run or file.key in seen):
+                    self.problems.append(
+                        f"{run.manifest}: files entry {shown(file.key)} left out: listed again, it counts "
+                        f"once, in {keeper[file.key].manifest}"
+                    )
+                else:
+                    kept.append(file)
+                    seen.add(file.key)
+            if len(kept) < len(run.files):
+                self.runs[i] = replace(run, files=tuple(kept))
 
     def _drop_unbacked_supersedes(self, store: Store) -> None:
         """A compaction's ``supersedes`` counts only while its own files are there (or replaced

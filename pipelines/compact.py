@@ -246,7 +246,7 @@ def _rows_held(
         unclaimed: Counter[bytes] | None = Counter()
         for file in (file for file in run.files if part_of(file.key).partition == partition):
             data, problems = read_verified(store, file) if file.key in present else (None, ["missing"])
-            rows = _row_digests(data) if data is not None else None
+            rows = _row_digests(data, exact=True) if data is not None else None
             if rows is None:
                 report.problems.append(
                     f"{run.manifest}: the files it replaces are kept: {file.key}: "
@@ -271,13 +271,19 @@ def _rows_held(
     return held
 
 
-def _row_digests(parquet: bytes) -> Counter[bytes] | None:
+def _row_digests(parquet: bytes, exact: bool = False) -> Counter[bytes] | None:
     """A digest of each row's values over the schema's columns, in the current schema as
     compaction writes it (equal rows, equal digests; sorting aside, compaction changes no value),
-    decoded a batch at a time; None when ``parquet`` is not a file of the archive's schema."""
+    decoded a batch at a time; None when ``parquet`` is not a file of the archive's schema, or,
+    ``exact`` (a compaction's file, which replaces parts), when its columns are not the schema's
+    names, types and nullability as compaction writes them: values cast to the schema compare
+    equal, but a file of other types is not the dataset the replaced parts were."""
     digests: Counter[bytes] = Counter()
     try:
-        for batch in pq.ParquetFile(io.BytesIO(parquet)).iter_batches(batch_size=DIGEST_BATCH_ROWS):
+        file = pq.ParquetFile(io.BytesIO(parquet))
+        if exact and not file.schema_arrow.equals(SCHEMA):
+            return None
+        for batch in file.iter_batches(batch_size=DIGEST_BATCH_ROWS):
             table = _in_schema(pa.Table.from_batches([batch]))
             hashes = [hashlib.blake2b(digest_size=16) for _ in range(table.num_rows)]
             for column in table.columns:

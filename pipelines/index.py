@@ -47,7 +47,7 @@ from pipelines.jsondata import DamagedJSON, loads_bounded
 from pipelines.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of, shown
 from pipelines.keys import delta_key as delta_key  # where publish and compact find it
 from pipelines.lock import ensure_held
-from pipelines.schema import INDEX_SCHEMA
+from pipelines.schema import INDEX_SCHEMA, SCHEMA
 from pipelines.storage import Store, StoreError, write_atomically
 
 logger = logging.getLogger(__name__)
@@ -459,12 +459,16 @@ def manifest_files(store: Store, key: str) -> dict[str, list[str]]:
 
 def read_part_entries(parquet: bytes | Path, name: str, crawl_id: str = "") -> list[dict]:
     """Index entries for a part's rows (``crawl_id``: the run that published it, if known);
-    none (and a warning) if it is unreadable."""
+    none (and a warning) if it is unreadable or a column it holds is of another type than the
+    schema's (a planted file's text timestamps would break the index file written from them)."""
     try:
         source = io.BytesIO(parquet) if isinstance(parquet, bytes) else parquet
         file = pq.ParquetFile(source)
         columns = [c for c in PART_COLUMNS if c in file.schema_arrow.names]
-        return part_entries(file.read(columns=columns), name, crawl_id)
+        table = file.read(columns=columns)
+        if any(table.schema.field(c).type not in (SCHEMA.field(c).type, pa.null()) for c in columns):
+            raise ValueError(f"{name}: a column is not of the archive schema's type (nor all null)")
+        return part_entries(table, name, crawl_id)
     except (pa.ArrowException, ValueError, KeyError, OSError):
         logger.warning("not a readable archive part, ignored: %s", name)
         return []

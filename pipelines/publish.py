@@ -48,6 +48,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
+from pipelines.catalog import BadManifest
+from pipelines.catalog import _file as manifest_file
+from pipelines.catalog import _run as manifest_run
+from pipelines.catalog import _warc as manifest_warc
 from pipelines.index import (
     MANIFEST_MAX_BYTES,
     PART_COLUMNS,
@@ -64,18 +68,19 @@ from pipelines.index import (
 from pipelines.jsondata import DamagedJSON, loads_bounded
 from pipelines.keys import (
     CRAWL,
+    OUTLET,
     WARC_FOLDER,
     BadKey,
-    checked,
     checked_crawl,
     checked_outlet,
     is_key,
     manifest_key,
     part_key,
+    part_of,
     shown,
 )
 from pipelines.lock import ensure_held
-from pipelines.schema import SCHEMA_VERSION
+from pipelines.schema import INDEX_SCHEMA, SCHEMA_VERSION
 from pipelines.storage import LocalStore, Store, StoreError, archive_identity, write_atomically
 from pipelines.warc import (
     OPEN_SUFFIX,
@@ -114,8 +119,13 @@ def _parts(folder: Path) -> list[Path]:
 def _read_spooled(path: Path, limit: int) -> bytes:
     """A file of the spool, at most ``limit`` bytes and one more (to tell it is longer), read
     only if it is a regular file, never through a link (:func:`pipelines.warc.open_regular`)."""
+    chunks, length = [], 0
     with os.fdopen(open_regular(path), "rb") as handle:
-        return handle.read(limit + 1)
+        # a megabyte at a time: read(limit + 1) would reserve the whole limit (1 GiB for a journal)
+        while length <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - length))):
+            chunks.append(chunk)
+            length += len(chunk)
+    return b"".join(chunks)
 
 
 class SpoolRefused(ValueError):
@@ -134,22 +144,78 @@ def _spooled_lines(path: Path) -> list[bytes]:
     return raw.splitlines()
 
 
-def _journal_key(entry: dict, path: Path) -> str:
+def _check_manifest_fields(info: dict) -> None:
+    """Each field of a crawl.json that :func:`_manifest` copies, as every reader of the manifest
+    checks it (:func:`pipelines.catalog._run`), and those the catalog does not read as the crawl
+    writes them (:meth:`Archive.close`); else :class:`BadManifest`."""
+    manifest_run(manifest_key(info["crawl_id"]), {"crawl_id": info["crawl_id"]} | _copied(info), [])
+    if not isinstance(info.get("stopped_early", False), bool):
+        raise BadManifest(f"stopped_early {shown(info['stopped_early'])} is not a bool")
+    discovery = info.get("discovery", {})
+    if not isinstance(discovery, dict) or not all(_is_discovery_page(*page) for page in discovery.items()):
+        raise BadManifest("discovery is no object of pages and their validators")
+    origin = info.get("reextracted_from", {})
+    if not (
+        isinstance(origin, dict)
+        and origin.keys() <= {"archive", "runs", "outlets"}
+        and isinstance(origin.get("archive", ""), str)
+        and isinstance(origin.get("runs", []), list)
+        and all(is_key(run, "manifest") for run in origin.get("runs", []))
+        and isinstance(origin.get("outlets", []), list)
+        and all(isinstance(outlet, str) and OUTLET.fullmatch(outlet) for outlet in origin.get("outlets", []))
+    ):
+        raise BadManifest("reextracted_from is not an archive with the runs and outlets read")
+
+
+def _copied(info: dict) -> dict:
+    """The fields of a crawl.json a manifest carries as they are."""
+    return {
+        "started_at": info["started_at"],
+        "finished_at": info.get("finished_at"),
+        "outlets": info.get("outlets", []),
+        "discovery": info.get("discovery", {}),
+        **({"reextracted_from": info["reextracted_from"]} if "reextracted_from" in info else {}),
+    }
+
+
+def _journal_key(entry: dict, path: Path, crawl_id: str, reextraction: bool) -> str:
     """The key of a journal entry, once it is a key of what the entry says it is (a part, or a
-    WARC with its index) and the entry has the counts a manifest sums; else :class:`SpoolRefused`."""
+    WARC with its index) written by this crawl (``crawl_id``; a ``reextraction`` copies its
+    source's WARCs under their keys), and the entry has the counts a manifest sums, each field as
+    a manifest's reader takes it, and index entries of its own part; else :class:`SpoolRefused`."""
     warc = entry.get("kind") == "warc"
     try:
         if "kind" in entry and not warc:
             raise BadKey(f"kind {shown(entry['kind'])} is no kind of file a crawl publishes")
-        key = checked(entry.get("key"), "warc" if warc else "part")
-        if warc:
-            checked(entry["cdxj"].get("key") if isinstance(entry.get("cdxj"), dict) else None, "cdxj")
-    except BadKey as exc:
+        key = manifest_warc(entry, crawl_id).key if warc else manifest_file(entry, crawl_id, "part").key
+    except (BadKey, BadManifest) as exc:
         raise SpoolRefused(f"{path}: {exc}") from None
-    for count in ("bytes", "records") if warc else ("rows", "bytes"):
-        if type(entry.get(count)) is not int or not 0 <= entry[count] < 1 << 63:
-            raise SpoolRefused(f"{path}: the entry of {key} has no {count} count")
+    own_warc = reextraction or key.startswith(f"{WARC_FOLDER}/{crawl_id}-")
+    if not (own_warc if warc else part_of(key).crawl_id == crawl_id):
+        raise SpoolRefused(f"{path}: {key} is another crawl's file, not {crawl_id}'s")
+    if not warc:
+        _index_entries(entry.get("index", []), path, key)
     return key
+
+
+def _index_entries(entries: object, path: Path, file: str | None = None) -> list[dict]:
+    """Index entries read from the spool, as a crawl writes them (:func:`to_json` of
+    :func:`part_entries`): objects of :data:`INDEX_SCHEMA`'s fields and types, each naming a part
+    (``file`` when they are a part's own); else :class:`SpoolRefused`."""
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise SpoolRefused(f"{path}: index entries that are not a list of objects")
+    for entry in entries:
+        if not entry.keys() <= set(INDEX_SCHEMA.names) or not isinstance(entry.get("article_id"), str):
+            raise SpoolRefused(f"{path}: an index entry of other fields, or no article id")
+        named = entry.get("file")
+        if not (named == file if file else is_key(named, "part")):
+            raise SpoolRefused(f"{path}: an index entry of {shown(named)}, not of {file or 'a part'}")
+    try:
+        parsed = from_json(entries)
+        pa.Table.from_pylist(parsed, schema=INDEX_SCHEMA)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise SpoolRefused(f"{path}: an index entry of the wrong types ({shown(str(exc))})") from None
+    return parsed
 
 
 class SpooledCrawl:
@@ -181,7 +247,8 @@ class SpooledCrawl:
                 raise SpoolRefused("no list of outlets, or no start time")
             for outlet in outlets:
                 checked_outlet(outlet)
-        except ValueError as exc:  # BadKey
+            _check_manifest_fields(info)
+        except ValueError as exc:  # BadKey, BadManifest
             raise SpoolRefused(f"{path}: {exc}") from None
         return info
 
@@ -201,8 +268,9 @@ class SpooledCrawl:
     def parts(self) -> list[Path]:
         return _parts(self.folder)
 
-    def journal(self) -> dict[str, dict]:
-        """Parts the store holds, by key (a line may repeat after a kill; the last one counts)."""
+    def journal(self, reextraction: bool = False) -> dict[str, dict]:
+        """Parts the store holds, by key (a line may repeat after a kill; the last one counts);
+        of a ``reextraction``, with the source's WARCs it copied."""
         path = self.folder / "published.jsonl"
         if not path.exists():
             return {}
@@ -213,7 +281,7 @@ class SpooledCrawl:
             with contextlib.suppress(ValueError):
                 entry = loads_bounded(line, MANIFEST_MAX_BYTES, str(path))
             if isinstance(entry, dict):
-                entries[_journal_key(entry, path)] = entry
+                entries[_journal_key(entry, path, self.crawl_id, reextraction)] = entry
         return entries
 
     def record(self, entry: dict) -> None:
@@ -243,7 +311,7 @@ class SpooledCrawl:
         for line in lines:
             with contextlib.suppress(ValueError):  # the last line, cut short by a kill
                 entries.append(loads_bounded(line, MANIFEST_MAX_BYTES, str(path)))
-        return from_json(entries)
+        return _index_entries(entries, path)
 
     def release(self) -> None:
         if self._lock_fd >= 0:
@@ -545,7 +613,10 @@ class Archive:
         signal, a limit) gets ``"interrupted": true`` like one that died. A run of
         ``newsarchive reextract`` says what it rebuilt the rows from (``reextracted_from``)."""
         if discovery or stopped_early or reextracted_from:
-            extra = {"discovery": discovery or {}, "stopped_early": stopped_early}
+            # a page's validators no request may carry (a server's ETag with a tab) are not kept:
+            # the crawl's record would be refused as forged, and its next run asks unconditionally
+            kept = {url: page for url, page in (discovery or {}).items() if _is_discovery_page(url, page)}
+            extra = {"discovery": kept, "stopped_early": stopped_early}
             if reextracted_from:
                 extra["reextracted_from"] = reextracted_from
             self.crawl.write_info(self.crawl.info | extra)
@@ -580,8 +651,10 @@ def _publish_crawl(
     columns: Mapping[str, pa.Table],
 ) -> None:
     _set_aside_strays(crawl, report)
-    info = crawl.info  # both checked before anything of the crawl is published
-    crawl.journal()
+    info = crawl.info  # all three checked before anything of the crawl is published
+    reextraction = "reextracted_from" in info
+    crawl.journal(reextraction)
+    crawl.notes()
     finish_open_files(crawl.folder)  # what a killed crawl was writing: cut to its whole records
     for warc in finished_files(crawl.folder):
         if not _publish_warc(store, crawl, warc, report):
@@ -589,7 +662,7 @@ def _publish_crawl(
     for part in crawl.parts():
         if not _publish_part(store, crawl, part, index, report, columns.get(_key(crawl, part))):
             return
-    journal = crawl.journal()
+    journal = crawl.journal(reextraction)
     delta_file = crawl.folder / ".index-delta.parquet"
     if not delta_file.exists():  # written once: a repeated publication sends the same bytes
         entries = [entry for part in journal.values() for entry in from_json(part.get("index", []))]
@@ -811,12 +884,8 @@ def _manifest(info: dict, journal: dict[str, dict], interrupted: bool) -> dict:
         "crawl_id": info["crawl_id"],
         "schema_version": SCHEMA_VERSION,
         "newsarchive_version": version("newsarchive"),
-        "started_at": info["started_at"],
-        "finished_at": info.get("finished_at"),
+        **_copied(info),
         "interrupted": interrupted,
-        "outlets": info.get("outlets", []),
-        "discovery": info.get("discovery", {}),
-        **({"reextracted_from": info["reextracted_from"]} if "reextracted_from" in info else {}),
         "extractor_versions": sorted({v for e in files for v in e.get("extractor_versions", [])}),
         "rows": sum(e["rows"] for e in files),
         "bytes": sum(e["bytes"] for e in files),

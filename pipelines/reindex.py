@@ -59,7 +59,13 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
         if data is None:
             report.problems += [f"{problem}; its rows are not in the new base" for problem in problems]
             continue
-        entries += read_part_entries(data, file.key, file.crawl_id)
+        part = read_part_entries(data, file.key, file.crawl_id)
+        if file.rows and not part:
+            report.problems.append(
+                f"{file.key}: not a part of the archive's schema; its rows are not in the new base"
+            )
+            continue
+        entries += part
         report.parts += 1
     index_files = [key for key in store.object_keys(f"{INDEX}/") if is_key(key, "delta", "base")]
     runs = [delta_key(run.crawl_id) for run in catalog.runs]

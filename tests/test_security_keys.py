@@ -27,7 +27,7 @@ from pipelines.schema import SCHEMA
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import CrawlRun, run_cli
 from tests.faultproxy import FaultProxy
-from tests.pipelines.test_compact import FORGERIES, planted_compaction
+from tests.pipelines.test_compact import FORGERIES, RETYPINGS, planted_compaction
 from tests.test_archive_tools import PREFIX, STORES, Archive, placed
 
 
@@ -217,6 +217,21 @@ def test_supersedes_takes_out_only_parts_a_verified_compaction_replaced_in_its_p
     assert rows == legitimate, run.stdout + run.stderr
 
 
+def compact_after_planting(crawled, tmp_path, run_id: str, replacing: list) -> tuple:
+    """Plant a compaction of ``replacing`` (part, its replacing table, whether its ids are stated),
+    then run ``compact``, which must exit 1: the planted objects, the keys held before it, what
+    lies outside the archive, and the run."""
+    archive = crawled.archive
+    objects = planted_compaction(run_id, replacing)
+    for key, body in objects.items():
+        archive.put(key, body)
+    keys = crawled.held()
+    outside = snapshot(tmp_path, archive.source, tmp_path / "after")
+    run = archive.run("compact", archive.uri)
+    assert run.returncode == 1, run.stdout + run.stderr
+    return objects, keys, outside, run
+
+
 @pytest.mark.parametrize("crawled", ["local", "seaweedfs"], indirect=True)
 def test_a_planted_compaction_deletes_and_hides_no_part_whose_rows_it_lacks(crawled, tmp_path):
     """The reviewer's attack in general form: one planted compaction manifest with a file in each
@@ -236,13 +251,7 @@ def test_a_planted_compaction_deletes_and_hides_no_part_whose_rows_it_lacks(craw
     ]
     replacing = forged + [(part, SCHEMA.empty_table(), False) for part in parts[len(forged) :]]
     run_id = "20991231T000000Z-planted"
-    objects = planted_compaction(run_id, replacing)
-    for key, body in objects.items():
-        archive.put(key, body)
-    keys = crawled.held()
-    outside = snapshot(tmp_path, archive.source, tmp_path / "after")
-    run = archive.run("compact", archive.uri)
-    assert run.returncode == 1, run.stdout + run.stderr
+    objects, keys, outside, run = compact_after_planting(crawled, tmp_path, run_id, replacing)
     planted = f"_manifests/{run_id}.json"
     for part, _, stating in replacing:
         named = (
@@ -265,6 +274,76 @@ def test_a_planted_compaction_deletes_and_hides_no_part_whose_rows_it_lacks(craw
     archive.delete(planted)
     run, rows = pulled(archive, tmp_path / "after")
     assert rows == legitimate and len(rows) == 30, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("crawled", ["local", "seaweedfs"], indirect=True)
+def test_a_planted_compaction_of_other_column_types_deletes_nothing_and_reindex_reads_around_it(
+    crawled, tmp_path
+):
+    """Review 2's attack in general form: a planted compaction whose files hold every part's rows,
+    values equal once cast to the schema, but a column stored as another type (text or float64
+    timestamps and confidences, wider integers, dictionary strings, nullable keys), stating the
+    parts' rows and article ids. ``compact`` deletes no part and names each file; ``reindex``
+    does not crash on them but names them; nothing outside the archive is touched; once the
+    planted manifest is removed, every legitimate row is pulled."""
+    archive = crawled.archive
+    _, legitimate = pulled(archive, tmp_path / "clean")
+    parts = sorted(archive.manifest()["files"], key=lambda file: file["key"])
+    retypings = list(RETYPINGS.values())
+    replacing = [
+        (part, retypings[n % len(retypings)](pq.read_table(archive.source / part["key"])), True)
+        for n, part in enumerate(parts)
+    ]
+    run_id = "20991231T000000Z-retyped"
+    objects, keys, outside, run = compact_after_planting(crawled, tmp_path, run_id, replacing)
+    planted_files = [key for key in objects if part_of(key)]
+    for key in planted_files:
+        assert f"_manifests/{run_id}.json: the files it replaces are kept: {key}" in run.stdout, run.stdout
+    assert crawled.held() == keys, run.stdout
+    for part in parts:
+        assert crawled.read(part["key"]) == (archive.source / part["key"]).read_bytes()
+    run = archive.run("reindex", archive.uri)
+    assert "Traceback" not in run.stderr, run.stderr
+    indexed = SCHEMA.field("fetched_at")  # the other retyped columns are none the index reads
+    off_index = [
+        key
+        for key in planted_files
+        if pq.read_schema(pa.BufferReader(objects[key])).field(indexed.name).type != indexed.type
+    ]
+    assert off_index
+    for key in off_index:
+        assert f"{key}: not a part of the archive's schema" in run.stdout, run.stdout + run.stderr
+    assert snapshot(tmp_path, archive.source, tmp_path / "after") == outside
+    archive.delete(manifest_key(run_id))
+    run, rows = pulled(archive, tmp_path / "after")
+    assert rows == legitimate and len(rows) == 30, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("crawled", ["local", "seaweedfs"], indirect=True)
+def test_parts_listed_again_by_other_manifests_are_read_once_and_compacted_once(crawled, tmp_path):
+    """Review 2's attack in general form: the crawl's parts listed again, with their true size,
+    sha256, rows and article ids, by a planted compaction that also names them under
+    ``supersedes``, and by a planted crawl's manifest (as a forged spool publishes). Readers count
+    each part once, in its own crawl's manifest (``ls`` 30 rows, ``pull`` 30), ``verify`` names
+    each other listing, ``compact`` writes every row once and deletes nothing it does not hold."""
+    archive = crawled.archive
+    _, legitimate = pulled(archive, tmp_path / "clean")
+    files = archive.manifest()["files"]
+    keys = [file["key"] for file in files]
+    compaction = plant(archive, "20991231T000000Z-evil01", compaction=True, files=files, supersedes=keys)
+    crawl = plant(archive, "20261101T000000Z-abcdef", files=files)
+    outside = snapshot(tmp_path, archive.source, tmp_path / "after", tmp_path / "pulled")
+    listing = archive.run("ls", archive.uri, "--json")
+    assert json.loads(listing.stdout)["rows"] == 30, listing.stdout + listing.stderr
+    verified = archive.run("verify", archive.uri)
+    for manifest, key in ((manifest, key) for manifest in (compaction, crawl) for key in keys):
+        assert f"{manifest}: files entry {key} left out: listed again" in verified.stdout, verified.stdout
+    run, rows = pulled(archive, tmp_path / "pulled")
+    assert rows == legitimate and len(rows) == 30, run.stdout + run.stderr
+    archive.run("compact", archive.uri)
+    run, rows = pulled(archive, tmp_path / "after")
+    assert rows == legitimate and len(rows) == 30, run.stdout + run.stderr
+    assert snapshot(tmp_path, archive.source, tmp_path / "after", tmp_path / "pulled") == outside
 
 
 @pytest.fixture(params=STORES)

@@ -159,7 +159,7 @@ def test_a_planted_folder_link_in_the_spool_is_never_followed(archive, outside, 
 
 
 def test_a_crawl_finds_the_reviewers_open_warc_link_and_leaves_its_target_whole(archive, outside, mirror):
-    """/tmp/review/repro_spool_link_crawl.sh: a crawl (not flush) meets the planted WARC."""
+    """The first review's attack: a crawl (not flush) meets the planted WARC."""
     before = [r["article_id"] for r in rows(archive)]
     folder = spool_planted_crawl(archive)
     (folder / "_warc").mkdir()
@@ -202,6 +202,40 @@ def test_a_forged_journal_line_is_set_aside_not_published(archive, line):
         [*manifests, f"{GOOD_CRAWL}.json"]
     )
     assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "published.jsonl").is_file()
+
+
+def test_a_journal_naming_another_crawls_published_files_is_set_aside(archive):
+    """The second review's attack: a journal listing every file of an archived crawl, each entry
+    as that crawl's manifest has it (right sha256, rows and ids), would publish them again under
+    the planted crawl's manifest; the dataset would double."""
+    before = [r["article_id"] for r in rows(archive)]
+    manifests = manifests_of(archive)
+    spooled = spool_good_crawl(archive)
+    archived = json.loads((archive / "_manifests" / manifests[0]).read_text())
+    entries = [*archived["files"], *({"kind": "warc"} | warc for warc in archived["warcs"])]
+    assert entries
+    journal = spool_planted_crawl(archive) / "published.jsonl"
+    journal.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    run = flush(archive)
+    assert_read_around(run, archive, before, spooled)
+    assert manifests_of(archive) == sorted([*manifests, f"{GOOD_CRAWL}.json"])
+    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "published.jsonl").is_file()
+    assert run_cli("compact", str(archive)).returncode == 0
+
+
+@pytest.mark.parametrize("line", (FIXTURES / "spool" / "notes.jsonl").read_text().splitlines())
+def test_a_forged_notes_line_is_set_aside_not_published(archive, line):
+    """The second review's attack: an index entry a crawl notes for an unchanged article, of
+    another shape or types, used to stop every flush and crawl (exit 5) with a traceback."""
+    before = [r["article_id"] for r in rows(archive)]
+    manifests = manifests_of(archive)
+    spooled = spool_good_crawl(archive)
+    (spool_planted_crawl(archive) / "notes.jsonl").write_text(line + "\n")
+    run = flush(archive)
+    assert_read_around(run, archive, before, spooled)
+    assert manifests_of(archive) == sorted([*manifests, f"{GOOD_CRAWL}.json"])
+    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "notes.jsonl").is_file()
+    assert flush(archive).returncode == 0  # nothing left to stop the next run
 
 
 def test_a_folder_in_the_spool_named_by_no_crawl_id_is_set_aside(archive, outside):

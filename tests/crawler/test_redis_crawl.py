@@ -180,11 +180,15 @@ def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself(
         f"https://{HOST}/a/1.html?x=\u00e9",
         callback=spider.parse_listing,
         errback=spider.article_failed,
-        headers={b"If-None-Match": b'"\xff\x00etag"', "Proxy-Authorization": "Basic c2VjcmV0"},
+        headers={b"If-None-Match": b'"\xff\tetag"', "Proxy-Authorization": "Basic c2VjcmV0"},
         body=b"\x00\xffbytes",
+        cookies=[{"name": "a", "value": "b", "path": "/"}, {"name": "c", "value": ""}],
         cb_kwargs={"outlet_id": OUTLET.id, "start": OUTLET.listings[0]},
         meta={
             "depth": 2,
+            "retry_times": spider.settings.getint("RETRY_TIMES"),
+            "redirect_times": 1,
+            "redirect_ttl": spider.settings.getint("REDIRECT_MAX_TIMES") - 1,
             "redirect_urls": ["https://news.example/old"],
             "proxy": "http://10.0.0.1:3128",
             "download_slot": "news.example",
@@ -197,11 +201,15 @@ def test_a_request_goes_through_json_whole_but_for_what_each_worker_sets_itself(
     del fields["headers"][b"Proxy-Authorization"]  # (HeldQueue's encoding leaves it out: below)
     again = request_from_entry(JsonRequests.dumps(fields), spider, MAX_BYTES)
     assert again.url == request.url and again.body == request.body and again.priority == -3
-    assert again.headers[b"If-None-Match"] == b'"\xff\x00etag"' and again.dont_filter
+    assert again.headers[b"If-None-Match"] == b'"\xff\tetag"' and again.dont_filter
+    assert again.cookies == request.cookies
     assert again.callback == spider.parse_listing and again.errback == spider.article_failed
     assert again.cb_kwargs == request.cb_kwargs
     assert again.meta == {
         "depth": 2,
+        "retry_times": spider.settings.getint("RETRY_TIMES"),
+        "redirect_times": 1,
+        "redirect_ttl": spider.settings.getint("REDIRECT_MAX_TIMES") - 1,
         "redirect_urls": ["https://news.example/old"],
         "handle_httpstatus_list": [304],
     }
@@ -236,6 +244,26 @@ def test_every_request_the_spider_queues_goes_through_the_queue_with_its_callbac
         )
 
 
+def test_a_port_is_the_schemes_default_or_one_an_outlets_start_urls_name():
+    crawler = get_crawler(
+        OutletsSpider, {"NEWSARCHIVE_OUTLETS_FILES": [str(FIXTURES / "redis" / "outlet_on_port.toml")]}
+    )
+    spider = OutletsSpider.from_crawler(crawler)
+    for url in (
+        "https://news.example:443/a/1.html",
+        "http://news.example:8443/a/1.html",
+        "https://www.news.example:8443/a/1.html",
+    ):
+        entry = JsonRequests.dumps({"url": url, "callback": "parse_article"})
+        assert request_from_entry(entry, spider, MAX_BYTES).url == url
+    for url in ("https://news.example:8444/a/1.html", "https://other.example:8443/a/1.html"):
+        with pytest.raises(MalformedRequest) as refused:
+            request_from_entry(
+                JsonRequests.dumps({"url": url, "callback": "parse_article"}), spider, MAX_BYTES
+            )
+        assert refused.value.reason == "offsite"
+
+
 def test_the_serializer_keeps_any_bytes_and_any_key(tmp_path):
     value = {"a": [b"\x00\xff", {"$b64": "x"}, {"$pairs": 1}], "b": {b"\xff": [b""]}, "c": None}
     assert JsonRequests.loads(JsonRequests.dumps(value)) == value
@@ -249,12 +277,11 @@ def test_the_queue_drops_what_is_no_request_counts_it_and_hands_out_the_next(cli
     planted = malformed_entries(OUTLET, marker, MAX_BYTES)
     for n, (_, entry) in enumerate(planted):
         client.zadd(crawl.key("requests"), {entry: -1 - n})  # taken first
-    request = Request(
-        f"https://{HOST}/a.html", spider.parse_article, headers={"Proxy-Authorization": "Basic x"}
-    )
+    own_headers = {"Proxy-Authorization": "Basic x", "Authorization": "Basic y", "Cookie": "s=1"}
+    request = Request(f"https://{HOST}/a.html", spider.parse_article, headers=own_headers)
     assert queue.push_new(request, "fp")
     taken = queue.pop()
-    assert taken.url == request.url and b"Proxy-Authorization" not in taken.headers and queue.pop() is None
+    assert taken.url == request.url and not own_headers.keys() & taken.headers.keys() and queue.pop() is None
     assert not marker.exists()
     counted = {k.removeprefix("redis/dropped/"): v for k, v in spider.crawler.stats.get_stats().items()}
     assert counted == Counter(reason for reason, _ in planted)

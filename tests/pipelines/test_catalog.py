@@ -125,6 +125,29 @@ def test_a_compaction_replaced_in_turn_by_a_later_one_still_counts(tmp_path):
     assert [file.key for file in catalog.files] == [second] and catalog.problems == []
 
 
+@pytest.mark.parametrize("planted", ["a0", "z9"])  # its manifest read before the crawl's, or after
+@pytest.mark.parametrize("compaction", [False, True])
+def test_a_part_listed_by_another_run_s_manifest_counts_once_in_its_own_run_s(tmp_path, planted, compaction):
+    crawled = [entry(PART_A), entry(PART_B)]
+    manifest(tmp_path, "c1", files=crawled)
+    manifest(tmp_path, planted, compaction=compaction, files=crawled, supersedes=[PART_A, PART_B])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert sorted((file.key, file.crawl_id) for file in catalog.files) == [(PART_A, "c1"), (PART_B, "c1")]
+    assert catalog.summary()["rows"] == 2 and catalog.superseded == set()
+    left_out = [p for p in catalog.problems if "left out: listed again" in p]
+    assert len(left_out) == 2 and all(
+        p.startswith(f"_manifests/{planted}.json") and p.endswith("in _manifests/c1.json") for p in left_out
+    ), catalog.problems
+
+
+def test_a_part_listed_twice_where_its_run_s_manifest_is_absent_counts_once(tmp_path):
+    manifest(tmp_path, "a0", files=[entry(PART_A), entry(PART_A)])
+    manifest(tmp_path, "b0", files=[entry(PART_A)])
+    catalog = Catalog.read(LocalStore(tmp_path))
+    assert [(file.key, file.crawl_id) for file in catalog.files] == [(PART_A, "a0")]
+    assert len(catalog.problems) == 2 and all("left out: listed again" in p for p in catalog.problems)
+
+
 COMPACTED_A = "outlet=gmw-cq/published=2024-03/part-c9-compacted-00001.parquet"
 NOT_STATED = "its files do not state the article ids of all its rows"
 

@@ -208,3 +208,52 @@ def test_a_file_that_is_not_parquet_on_either_side_keeps_the_part_and_is_named(
     report = compact(store, tmp_path, "20990101T000001Z-again")
     assert (store.root / part["key"]).exists() and report.deleted == 0
     assert any("not Parquet" in p and "kept" in p for p in report.problems), report.problems
+
+
+def retyped(column: str, type_: pa.DataType) -> Callable[[pa.Table], pa.Table]:
+    """The rows, values the same, but ``column`` stored as ``type_`` (cast back, they compare equal)."""
+
+    def forge(table: pa.Table) -> pa.Table:
+        index = table.schema.get_field_index(column)
+        return table.set_column(index, column, table.column(column).cast(type_))
+
+    return forge
+
+
+RETYPINGS: dict[str, Callable[[pa.Table], pa.Table]] = {
+    "fetched_at as text": retyped("fetched_at", pa.string()),
+    "fetched_at in nanoseconds": retyped("fetched_at", pa.timestamp("ns", tz="UTC")),
+    "language_confidence as float64": retyped("language_confidence", pa.float64()),
+    "language_confidence as text": retyped("language_confidence", pa.string()),
+    "http_status as int64": retyped("http_status", pa.int64()),
+    "title dictionary-encoded": retyped("title", pa.dictionary(pa.int32(), pa.string())),
+    "article_id nullable": lambda table: table.cast(
+        pa.schema([field.with_nullable(True) for field in table.schema], metadata=table.schema.metadata)
+    ),
+}
+
+
+@pytest.mark.parametrize("retyping", RETYPINGS)
+def test_a_compaction_file_holds_rows_only_in_the_archive_schema_exactly(mirror_crawl, tmp_path, retyping):
+    """A planted compaction stating the part's rows, its file holding them with a column of another
+    type (or nullability) than the archive's: cast to the schema they compare equal, but readers
+    would get other types (DuckDB a VARCHAR). The part is kept and the file named."""
+    store = LocalStore(
+        shutil.copytree(mirror_crawl.archive, tmp_path / "archive", ignore=shutil.ignore_patterns(".*"))
+    )
+    (manifest,) = (store.root / "_manifests").glob("*.json")
+    part = max(json.loads(manifest.read_text())["files"], key=lambda entry: entry["rows"])
+    data = (store.root / part["key"]).read_bytes()
+    forged = RETYPINGS[retyping](pq.read_table(store.root / part["key"]))
+    objects = planted_compaction("20990101T000000Z-retyped", [(part, forged, True)])
+    for key, body in objects.items():
+        (store.root / key).write_bytes(body)
+    report = compact(store, tmp_path, "20990101T000001Z-again")
+    assert (store.root / part["key"]).read_bytes() == data, report.problems
+    (planted,) = (key for key in objects if part_of(key))
+    assert [
+        p
+        for p in report.problems
+        if p.startswith("_manifests/20990101T000000Z-retyped.json: the files it replaces are kept")
+        and planted in p
+    ], report.problems

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.publish import SPOOL_ARCHIVE, Spool, SpoolMismatch, archived_ids, publish_spool, spool_for
+from pipelines.index import part_entries, read_index_file
+from pipelines.publish import (
+    SPOOL_ARCHIVE,
+    Archive,
+    Spool,
+    SpoolMismatch,
+    archived_ids,
+    publish_spool,
+    spool_for,
+)
 from pipelines.schema import SCHEMA
 from pipelines.storage import LocalStore, S3Store
 from tests.conftest import FIXTURES
@@ -48,6 +58,31 @@ def test_a_finished_crawl_is_published_then_sealed(store, spool):
     assert [f["article_ids"] for f in sealed["files"]] == [["a", "b"]]
     assert spool.crawl_ids() == []
     assert archived_ids(store) == {"a": KEY, "b": KEY}
+
+
+def test_what_a_crawl_writes_of_itself_passes_the_checks_and_reaches_the_manifest(store, spool):
+    """Every field a crawl records (crawl.json as :meth:`Archive.close` leaves it, its journal,
+    and the index entries it notes for unchanged articles) is checked before use: none of the
+    crawl's own is refused (the forged ones: tests/test_security_spool.py). A server's validator
+    no request may carry is not kept, or it would have the crawl's record refused."""
+    earlier = "outlet=xx/published=2024-03/part-c0-00001.parquet"
+    fetched = datetime(2024, 3, 2, tzinfo=UTC)
+    held = table("z").append_column("fetched_at", pa.array([fetched], pa.timestamp("us", tz="UTC")))
+    archive = Archive(store, spool)
+    archive.open("c1", ["xx"])
+    archive.write_part("outlet=xx/published=2024-03", table("a", "b"), publish=False)
+    archive.note_unchanged(part_entries(held, earlier, "c1"))
+    origin = {"archive": "s3://bucket/x", "runs": ["_manifests/c0.json"], "outlets": ["xx"]}
+    page = {"etag": '"abc"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
+    tabbed = {"etag": '"a\tb"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
+    discovery = {"https://xx.example/sitemap.xml": page, "https://xx.example/feed.xml": tabbed}
+    report = archive.close(discovery, stopped_early=True, reextracted_from=origin)
+    assert (report.files, report.quarantined, report.damaged) == (1, [], [])
+    sealed = manifest(store, "c1")
+    assert sealed["discovery"] == {"https://xx.example/sitemap.xml": page}
+    assert sealed["reextracted_from"] == origin and sealed["interrupted"] is True  # stopped early
+    entries, _ = read_index_file(store, sealed["index"])
+    assert {(e["article_id"], e["file"]) for e in entries} == {("a", KEY), ("b", KEY), ("z", earlier)}
 
 
 def test_parts_whose_columns_the_caller_holds_are_not_read_back(store, spool):
