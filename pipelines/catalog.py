@@ -141,7 +141,7 @@ class Catalog:
                 continue
             try:
                 catalog.runs.append(
-                    _run(
+                    manifest_run(
                         checked(key, "manifest"),
                         loads_bounded(read_capped(store, key, MANIFEST_MAX_BYTES), MANIFEST_MAX_BYTES, key),
                         catalog.problems,
@@ -307,14 +307,14 @@ class BadManifest(ValueError):
     """A manifest, or an entry of it, whose fields are not of their types: named, never used."""
 
 
-def _run(key: str, manifest: object, problems: list[str]) -> Run:
+def manifest_run(key: str, manifest: object, problems: list[str]) -> Run:
     """The run a manifest tells, each field checked here, once: :class:`BadManifest` when the
     manifest itself is not one; an entry naming a key of the wrong kind or holding a field of the
     wrong type is left out, and named in ``problems``."""
     manifest = _object(manifest, "the manifest")
     crawl_id = checked_crawl(manifest.get("crawl_id"))
-    files = _entries(key, manifest, "files", lambda entry: _file(entry, crawl_id, "part"), problems)
-    warcs = _entries(key, manifest, "warcs", lambda entry: _warc(entry, crawl_id), problems)
+    files = _entries(key, manifest, "files", lambda entry: manifest_file(entry, crawl_id, "part"), problems)
+    warcs = _entries(key, manifest, "warcs", lambda entry: manifest_warc(entry, crawl_id), problems)
     compaction = manifest.get("compaction") is True
     return Run(
         crawl_id=crawl_id,
@@ -343,7 +343,7 @@ def _entries(
     return tuple(parsed)
 
 
-def _file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
+def manifest_file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
     languages = _optional(entry, "languages", dict)
     if languages is not None and not all(isinstance(k, str) and is_count(n) for k, n in languages.items()):
         raise BadManifest(f"languages {shown(languages)} are not counts of rows by language")
@@ -365,9 +365,9 @@ def _article_ids(entry: dict) -> tuple[str, ...] | None:
     return None if ids is None else tuple(ids)
 
 
-def _warc(entry: dict, crawl_id: str) -> ArchivedWarc:
+def manifest_warc(entry: dict, crawl_id: str) -> ArchivedWarc:
     key = checked(entry.get("key"), "warc")
-    cdxj = _file(_object(entry.get("cdxj"), "its cdxj"), crawl_id, "cdxj")
+    cdxj = manifest_file(_object(entry.get("cdxj"), "its cdxj"), crawl_id, "cdxj")
     if cdxj.key != cdxj_key(key):
         raise BadKey(f"{cdxj.key} is not the CDXJ of {key}; not used")
     return ArchivedWarc(

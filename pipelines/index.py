@@ -45,10 +45,9 @@ from pipelines.archive import parquet_file
 from pipelines.dedup import url_key
 from pipelines.jsondata import DamagedJSON, loads_bounded
 from pipelines.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of, shown
-from pipelines.keys import delta_key as delta_key  # where publish and compact find it
 from pipelines.lock import ensure_held
 from pipelines.schema import INDEX_SCHEMA, SCHEMA
-from pipelines.storage import Store, StoreError, write_atomically
+from pipelines.storage import Store, StoreError, read_up_to, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -297,13 +296,11 @@ class Damaged(ValueError):
 def read_capped(store: Store, key: str, limit: int) -> bytes:
     """The object ``key``, refused (:class:`Damaged`) once it passes ``limit`` bytes: a megabyte
     is read at a time, so an object too big is never held whole."""
-    data = bytearray()
     with store.stream(key) as handle:
-        while chunk := handle.read(min(1 << 20, limit + 1 - len(data))):
-            data += chunk
-            if len(data) > limit:
-                raise Damaged(f"{key}: over {limit} bytes, not read (more than such a file can hold)")
-    return bytes(data)
+        data = read_up_to(handle, limit)
+    if len(data) > limit:
+        raise Damaged(f"{key}: over {limit} bytes, not read (more than such a file can hold)")
+    return data
 
 
 def read_index_file(store: Store, key: str) -> tuple[list[dict], list[str]]:

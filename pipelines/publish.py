@@ -48,16 +48,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.archive import parquet_file
-from pipelines.catalog import BadManifest
-from pipelines.catalog import _file as manifest_file
-from pipelines.catalog import _run as manifest_run
-from pipelines.catalog import _warc as manifest_warc
+from pipelines.catalog import BadManifest, manifest_file, manifest_run, manifest_warc
 from pipelines.index import (
     MANIFEST_MAX_BYTES,
     PART_COLUMNS,
     ArchiveIndex,
     compact,
-    delta_key,
     from_json,
     part_entries,
     read_capped,
@@ -73,6 +69,7 @@ from pipelines.keys import (
     BadKey,
     checked_crawl,
     checked_outlet,
+    delta_key,
     is_key,
     manifest_key,
     part_key,
@@ -81,7 +78,14 @@ from pipelines.keys import (
 )
 from pipelines.lock import ensure_held
 from pipelines.schema import INDEX_SCHEMA, SCHEMA_VERSION
-from pipelines.storage import LocalStore, Store, StoreError, archive_identity, write_atomically
+from pipelines.storage import (
+    LocalStore,
+    Store,
+    StoreError,
+    archive_identity,
+    read_up_to,
+    write_atomically,
+)
 from pipelines.warc import (
     OPEN_SUFFIX,
     WarcError,
@@ -119,13 +123,8 @@ def _parts(folder: Path) -> list[Path]:
 def _read_spooled(path: Path, limit: int) -> bytes:
     """A file of the spool, at most ``limit`` bytes and one more (to tell it is longer), read
     only if it is a regular file, never through a link (:func:`pipelines.warc.open_regular`)."""
-    chunks, length = [], 0
     with os.fdopen(open_regular(path), "rb") as handle:
-        # a megabyte at a time: read(limit + 1) would reserve the whole limit (1 GiB for a journal)
-        while length <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - length))):
-            chunks.append(chunk)
-            length += len(chunk)
-    return b"".join(chunks)
+        return read_up_to(handle, limit)
 
 
 class SpoolRefused(ValueError):
@@ -146,7 +145,7 @@ def _spooled_lines(path: Path) -> list[bytes]:
 
 def _check_manifest_fields(info: dict) -> None:
     """Each field of a crawl.json that :func:`_manifest` copies, as every reader of the manifest
-    checks it (:func:`pipelines.catalog._run`), and those the catalog does not read as the crawl
+    checks it (:func:`pipelines.catalog.manifest_run`), and those the catalog does not read as the crawl
     writes them (:meth:`Archive.close`); else :class:`BadManifest`."""
     manifest_run(manifest_key(info["crawl_id"]), {"crawl_id": info["crawl_id"]} | _copied(info), [])
     if not isinstance(info.get("stopped_early", False), bool):
@@ -675,9 +674,9 @@ def _publish_crawl(
         info, journal, interrupted=info.get("finished_at") is None or info.get("stopped_early", False)
     )
     manifest["index"] = delta_key(crawl.crawl_id)
-    manifest_file = crawl.folder / ".manifest.json"
-    _write_json(manifest_file, manifest)
-    if _published(store, manifest_file, sealed_by, report) is None:
+    spooled_manifest = crawl.folder / ".manifest.json"
+    _write_json(spooled_manifest, manifest)
+    if _published(store, spooled_manifest, sealed_by, report) is None:
         return
     report.manifests.append(sealed_by)
     shutil.rmtree(crawl.folder)

@@ -110,6 +110,20 @@ def manifests_of(archive: Path) -> list[str]:
     return sorted(p.name for p in (archive / "_manifests").iterdir())
 
 
+def flush_with_forged(archive: Path, name: str, text: str):
+    """A good spooled crawl and a planted one whose ``name`` holds ``text``, then ``flush``: the
+    good one is published, the planted one set aside whole with no manifest of it."""
+    before = [r["article_id"] for r in rows(archive)]
+    manifests = manifests_of(archive)
+    spooled = spool_good_crawl(archive)
+    (spool_planted_crawl(archive) / name).write_text(text)
+    run = flush(archive)
+    assert_read_around(run, archive, before, spooled)
+    assert manifests_of(archive) == sorted([*manifests, f"{GOOD_CRAWL}.json"])
+    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / name).read_text() == text
+    return run
+
+
 def flush(archive: Path):
     run = run_cli("flush", "--archive", str(archive))
     assert "Traceback" not in run.stderr, run.stderr
@@ -175,51 +189,25 @@ def test_a_crawl_finds_the_reviewers_open_warc_link_and_leaves_its_target_whole(
 def test_a_forged_crawl_record_is_set_aside_not_published(archive, line):
     """The reviewer's ``"crawl_id": "../../../../tmp/review/EVIL"`` and its variants: the id
     must be its folder's (it names the manifest), the fields of the form a crawl writes."""
-    before = [r["article_id"] for r in rows(archive)]
-    manifests = manifests_of(archive)
-    spooled = spool_good_crawl(archive)
-    (spool_planted_crawl(archive) / "crawl.json").write_text(line)
-    run = flush(archive)
-    assert_read_around(run, archive, before, spooled)
-    assert sorted(p.name for p in (archive / "_manifests").iterdir()) == sorted(
-        [*manifests, f"{GOOD_CRAWL}.json"]
-    )
+    flush_with_forged(archive, "crawl.json", line)
     for manifest in (archive / "_manifests").iterdir():
         assert json.loads(manifest.read_text())["crawl_id"] == manifest.stem
-    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "crawl.json").read_text() == line
     assert run_cli("compact", str(archive)).returncode == 0  # the reviewer's forged id blocked it
 
 
 @pytest.mark.parametrize("line", (FIXTURES / "spool" / "journal.jsonl").read_text().splitlines())
 def test_a_forged_journal_line_is_set_aside_not_published(archive, line):
-    before = [r["article_id"] for r in rows(archive)]
-    manifests = manifests_of(archive)
-    spooled = spool_good_crawl(archive)
-    (spool_planted_crawl(archive) / "published.jsonl").write_text(line + "\n")
-    run = flush(archive)
-    assert_read_around(run, archive, before, spooled)
-    assert sorted(p.name for p in (archive / "_manifests").iterdir()) == sorted(
-        [*manifests, f"{GOOD_CRAWL}.json"]
-    )
-    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "published.jsonl").is_file()
+    flush_with_forged(archive, "published.jsonl", line + "\n")
 
 
 def test_a_journal_naming_another_crawls_published_files_is_set_aside(archive):
     """The second review's attack: a journal listing every file of an archived crawl, each entry
     as that crawl's manifest has it (right sha256, rows and ids), would publish them again under
     the planted crawl's manifest; the dataset would double."""
-    before = [r["article_id"] for r in rows(archive)]
-    manifests = manifests_of(archive)
-    spooled = spool_good_crawl(archive)
-    archived = json.loads((archive / "_manifests" / manifests[0]).read_text())
+    archived = json.loads((archive / "_manifests" / manifests_of(archive)[0]).read_text())
     entries = [*archived["files"], *({"kind": "warc"} | warc for warc in archived["warcs"])]
     assert entries
-    journal = spool_planted_crawl(archive) / "published.jsonl"
-    journal.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-    run = flush(archive)
-    assert_read_around(run, archive, before, spooled)
-    assert manifests_of(archive) == sorted([*manifests, f"{GOOD_CRAWL}.json"])
-    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "published.jsonl").is_file()
+    flush_with_forged(archive, "published.jsonl", "".join(json.dumps(entry) + "\n" for entry in entries))
     assert run_cli("compact", str(archive)).returncode == 0
 
 
@@ -227,14 +215,7 @@ def test_a_journal_naming_another_crawls_published_files_is_set_aside(archive):
 def test_a_forged_notes_line_is_set_aside_not_published(archive, line):
     """The second review's attack: an index entry a crawl notes for an unchanged article, of
     another shape or types, used to stop every flush and crawl (exit 5) with a traceback."""
-    before = [r["article_id"] for r in rows(archive)]
-    manifests = manifests_of(archive)
-    spooled = spool_good_crawl(archive)
-    (spool_planted_crawl(archive) / "notes.jsonl").write_text(line + "\n")
-    run = flush(archive)
-    assert_read_around(run, archive, before, spooled)
-    assert manifests_of(archive) == sorted([*manifests, f"{GOOD_CRAWL}.json"])
-    assert (archive / ".spool" / QUARANTINE / f"{PLANTED_CRAWL}.refused" / "notes.jsonl").is_file()
+    flush_with_forged(archive, "notes.jsonl", line + "\n")
     assert flush(archive).returncode == 0  # nothing left to stop the next run
 
 

@@ -96,6 +96,15 @@ def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
     return sha256.hexdigest(), md5.hexdigest(), multipart
 
 
+def read_up_to(handle: BinaryIO, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``handle`` and one more (so a caller can tell it is longer),
+    a megabyte at a time: ``read(limit + 1)`` would reserve the whole limit at once."""
+    data = bytearray()
+    while len(data) <= limit and (chunk := handle.read(min(1 << 20, limit + 1 - len(data)))):
+        data += chunk
+    return bytes(data)
+
+
 def write_atomically(
     target: Path, write: Callable[[BinaryIO], object], place: Callable[[str, Path], None] = os.replace
 ) -> None:
