@@ -44,14 +44,14 @@ from xml.sax.saxutils import escape
 import pyarrow.parquet as pq
 
 from benchmarks.baselines import FETCH_SETTINGS
-from crawler.items import Article
 from crawler.settings import TEMPLATE_WARMUP_PAGES
-from pipelines.archive import parquet_file, partition_of, to_row, to_table
-from pipelines.dedup import Deduplicator
-from pipelines.extraction.template import SiteTemplate
-from pipelines.index import ArchiveIndex
-from pipelines.page import PageAnalyser
-from pipelines.warc import Exchange, WarcWriter
+from pipelines.archive.index import ArchiveIndex
+from pipelines.archive.rows import parquet_file, partition_of, to_row, to_table
+from pipelines.archive.warc import Exchange, WarcWriter
+from pipelines.article import Article
+from pipelines.stages.dedup import Deduplicator
+from pipelines.stages.extraction.template import SiteTemplate
+from pipelines.stages.page import PageAnalyser
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO.parent / "shared" / "eval"

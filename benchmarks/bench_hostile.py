@@ -40,10 +40,10 @@ from benchmarks.baselines import FETCH_SETTINGS
 from benchmarks.bench_crawl import REPO, Run, measure
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Mirror, MirroredArticle, Page, build_mirror
-from pipelines.keys import INDEX
-from pipelines.publish import Spool
-from pipelines.schema import INDEX_SCHEMA
-from pipelines.warc import Exchange, WarcWriter
+from pipelines.archive.keys import INDEX
+from pipelines.archive.publish import Spool
+from pipelines.archive.schema import INDEX_SCHEMA
+from pipelines.archive.warc import Exchange, WarcWriter
 
 LISTING, SITEMAP = "sxkjt", "hangzhou-net"  # an outlet found through listings, one through sitemaps
 LISTING_PATH = ("kjt.shanxi.gov.cn", "/zxzx/ywyl/index.shtml")
@@ -156,7 +156,7 @@ def nested(depth: int) -> Callable[[Mirror], set[str]]:
                 b"</body>", b"</div>" * depth + b"</body>", 1
             ),
         )
-        return set()  # past libxml2's limit too: read flattened (pipelines/extraction/nesting.py)
+        return set()  # past libxml2's limit too: read flattened (pipelines/stages/extraction/nesting.py)
 
     return spoil
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from crawler.mirror.sites import build_mirror
-from pipelines.extraction.extractor import extract
-from pipelines.language import LanguageDetector
+from pipelines.stages.extraction.extractor import extract
+from pipelines.stages.language import LanguageDetector
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipelines.storage import S3Store
+from pipelines.archive.storage import S3Store
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ Three extractors in the same run, each scored by the shared yardstick
 (``score_extract.py DATASET --outputs OUT.jsonl``): ours as users run it
 (``newsarchive extract --jsonl DATASET``, all cores), trafilatura's defaults and readability-lxml
 as the yardstick itself runs them. Times are milliseconds per page, one page at a time in this
-process, for all three; ours is :func:`pipelines.extraction.extractor.extract`, which the crawl and
+process, for all three; ours is :func:`pipelines.stages.extraction.extractor.extract`, which the crawl and
 ``newsarchive extract`` call.
 """
 
@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from dateutil.parser import UnknownTimezoneWarning
 
-from pipelines.extraction.extractor import extract
-from pipelines.extraction.template import TEMPLATE_PAGES, SiteTemplate
+from pipelines.stages.extraction.extractor import extract
+from pipelines.stages.extraction.template import TEMPLATE_PAGES, SiteTemplate
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 YARDSTICK = SHARED / "tools" / "score_extract.py"

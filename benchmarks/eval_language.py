@@ -1,5 +1,5 @@
 """Language identification on ``../shared/eval`` (daniel_zh, daniel_en): ``make eval`` prints it,
-``tests/pipelines/test_language.py`` holds the detector to its targets with it.
+``tests/pipelines/stages/test_language.py`` holds the detector to its targets with it.
 
 Each case is judged on its ground-truth text, its headline (``title``), and the text our
 extraction stage gets from the page (what the crawl archives). The expected language is the
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from dateutil.parser import UnknownTimezoneWarning
 
-from pipelines.extraction.extractor import extract
-from pipelines.language import LanguageDetector, chinese_script
+from pipelines.stages.extraction.extractor import extract
+from pipelines.stages.language import LanguageDetector, chinese_script
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 DATASETS = ("daniel_zh", "daniel_en")

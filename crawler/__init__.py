@@ -11,4 +11,4 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 # What the crawl's worker processes run (crawler.pipelines.page_pool); named here, where
 # crawler.__main__ finds it before anything heavy is imported.
-PAGE_WORKER = "pipelines.page:PageAnalyser"
+PAGE_WORKER = "pipelines.stages.page:PageAnalyser"

@@ -12,7 +12,7 @@ import os
 import sys
 
 from crawler import PAGE_WORKER
-from pipelines.pool import start_workers
+from pipelines.runtime.pool import start_workers
 
 
 def run() -> None:

@@ -1,7 +1,7 @@
 """``newsarchive ls / verify / pull / compact / reindex / card / reextract``: the archive for
-the people who read it (thin adapters over :mod:`pipelines.catalog`, :mod:`pipelines.verify`,
-:mod:`pipelines.pull`, :mod:`pipelines.compact`, :mod:`pipelines.reindex`, :mod:`pipelines.card`
-and :mod:`pipelines.reextract`).
+the people who read it (thin adapters over :mod:`pipelines.archive.catalog`, :mod:`pipelines.tools.verify`,
+:mod:`pipelines.tools.pull`, :mod:`pipelines.tools.compact`, :mod:`pipelines.tools.reindex`,
+:mod:`pipelines.tools.card` and :mod:`pipelines.tools.reextract`).
 
 Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
 75 (compact, reindex, reextract) a run holds the archive written to, or the store failed while
@@ -27,18 +27,18 @@ from scrapy.settings import Settings
 from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.registry import load_registry
 from crawler.spiders.outlets import new_crawl_id
-from pipelines.card import write_card
-from pipelines.catalog import ArchivedFile, Catalog
-from pipelines.compact import compact
-from pipelines.jsondata import one_line
-from pipelines.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
-from pipelines.publish import Archive
-from pipelines.pull import FORMATS, PullError, Slice, pull
-from pipelines.reextract import OutletHints, ReextractError, ReextractReport, reextract
-from pipelines.reindex import reindex
-from pipelines.storage import LocalStore, Store, StoreError
-from pipelines.uri import mask_uri
-from pipelines.verify import verify
+from pipelines.archive.catalog import ArchivedFile, Catalog
+from pipelines.archive.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
+from pipelines.archive.publish import Publisher
+from pipelines.archive.storage import LocalStore, Store, StoreError
+from pipelines.runtime.jsondata import one_line
+from pipelines.runtime.uri import mask_uri
+from pipelines.tools.card import write_card
+from pipelines.tools.compact import compact
+from pipelines.tools.pull import FORMATS, PullError, Slice, pull
+from pipelines.tools.reextract import OutletHints, ReextractError, ReextractReport, reextract
+from pipelines.tools.reindex import reindex
+from pipelines.tools.verify import verify
 
 Report = TypeVar("Report")
 
@@ -266,7 +266,7 @@ def reextract_command(args: argparse.Namespace) -> int:
     run_id = new_crawl_id()
     try:
         with _held(target, settings, run_id, False), _counter() as seen:
-            archive = Archive(target, spool_from_settings(settings, target))
+            archive = Publisher(target, spool_from_settings(settings, target))
             pool = page_pool(settings, args.jobs)
 
             async def in_pool() -> ReextractReport:

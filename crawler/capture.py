@@ -1,4 +1,4 @@
-"""The crawl's WARC capture: Scrapy adapters over :mod:`pipelines.warc`.
+"""The crawl's WARC capture: Scrapy adapters over :mod:`pipelines.archive.warc`.
 
 :class:`WarcCaptureMiddleware` sits next to the downloader, so it sees every response as
 received: before decompression (``HttpCompressionMiddleware``), before redirects and retries
@@ -33,8 +33,8 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 
 from crawler.extensions import ArchiveExtension, archive_extension
-from crawler.items import Article
-from pipelines.warc import Capture, Exchange, WarcFile, WarcWriter
+from pipelines.archive.warc import Capture, Exchange, WarcFile, WarcWriter
+from pipelines.article import Article
 
 CAPTURE_META = "warc_capture"  # (file, offset, length) of the response record, or the Exchange held
 JUDGED_META = "warc_judged"  # on article and listing requests: the record waits for the page's verdict
@@ -205,14 +205,14 @@ def _says_noarchive(robots_headers: list[bytes]) -> bool:
         return False
     # extraction's reading of the directives; imported when a site first sends one (its module
     # costs the crawl's start 30 ms otherwise)
-    from pipelines.extraction.metadata import noarchive_in
+    from pipelines.stages.extraction.metadata import noarchive_in
 
     return any(noarchive_in(value.decode("latin-1")) for value in robots_headers)
 
 
 def meta_says_noarchive(metas: Iterable[tuple[str, str]]) -> bool:
     """Whether robots meta tags, as (name, content), say noarchive to us, as extraction reads them."""
-    from pipelines.extraction.metadata import ROBOTS_NAMES, noarchive_in  # (see _says_noarchive)
+    from pipelines.stages.extraction.metadata import ROBOTS_NAMES, noarchive_in  # (see _says_noarchive)
 
     return any(name.lower() in ROBOTS_NAMES and noarchive_in(content) for name, content in metas)
 

@@ -34,11 +34,11 @@ from crawler.extensions import spool_from_settings, store_from_settings
 from crawler.redis_crawl import SecretUrl, crawl_scope
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.spiders.outlets import OutletsSpider, new_crawl_id, pages_found
-from pipelines.imports import unimportable
-from pipelines.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
-from pipelines.pool import StartedWorker, WorkerPool
-from pipelines.publish import publish_spool, spool_for
-from pipelines.storage import LocalStore, Store, write_atomically
+from pipelines.archive.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
+from pipelines.archive.publish import publish_spool, spool_for
+from pipelines.archive.storage import LocalStore, Store, write_atomically
+from pipelines.runtime.imports import unimportable
+from pipelines.runtime.pool import StartedWorker, WorkerPool
 
 PENDING_EXIT = 3  # the run went well, but parts wait in the spool for the store
 STOPPED_EXIT = 4  # stopped before its end (SIGTERM, SIGINT, a CLOSESPIDER_* limit): the rest next run
@@ -628,7 +628,7 @@ def outlets_command(args: argparse.Namespace) -> int:
 def extract_command(args: argparse.Namespace) -> int:
     """Exit 1 when a page could not be read or extracted; its record says why, the others print."""
     from crawler.pipelines import page_pool
-    from crawler.saved_pages import extract_pages, page_paths, read_urls_file
+    from pipelines.tools.saved_pages import extract_pages, page_paths, read_urls_file
 
     missing = [str(path) for path in args.paths if not path.exists()]
     if missing:

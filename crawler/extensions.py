@@ -13,10 +13,10 @@ from scrapy.crawler import Crawler
 from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
-from pipelines.archive import Part, to_table
-from pipelines.publish import Archive, PublishReport, Spool, spool_for
-from pipelines.storage import Store, store_for
-from pipelines.warc import WarcFile
+from pipelines.archive.publish import Publisher, PublishReport, Spool, spool_for
+from pipelines.archive.rows import Part, to_table
+from pipelines.archive.storage import Store, store_for
+from pipelines.archive.warc import WarcFile
 
 _T = TypeVar("_T")
 
@@ -38,23 +38,23 @@ def spool_from_settings(settings: BaseSettings, store: Store) -> Spool:
 
 
 class ArchiveExtension:
-    """One :class:`pipelines.publish.Archive` per crawl: one store client, one read of what the
+    """One :class:`pipelines.archive.publish.Publisher` per crawl: one store client, one read of what the
     archive holds, for dedup and the archive writer alike.
 
     Its blocking work (reading manifests, writing Parquet, uploads) runs in one thread of its
     own, in order, as Scrapy's feed storages do with theirs; the reactor only waits for it when
     more than ``ARCHIVE_MAX_PENDING_PARTS`` parts are queued, so memory stays bounded when the
-    store is slow. Counts ``publish/*`` (see :class:`pipelines.publish.PublishReport`),
+    store is slow. Counts ``publish/*`` (see :class:`pipelines.archive.publish.PublishReport`),
     ``archive/rows``, ``archive/files``, ``archive/bytes`` (spooled), ``outlet/<id>/archived``.
     """
 
-    def __init__(self, crawler: Crawler, archive: Archive, max_pending_parts: int = 4):
+    def __init__(self, crawler: Crawler, archive: Publisher, max_pending_parts: int = 4):
         self.crawler = crawler
         self.stats = crawler.stats
         self.archive = archive
         self.max_pending_parts = max_pending_parts
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="archive")
-        self._opened: asyncio.Future[Archive] | None = None
+        self._opened: asyncio.Future[Publisher] | None = None
         self._pending: list[asyncio.Future[Any]] = []
 
     @classmethod
@@ -63,18 +63,18 @@ class ArchiveExtension:
         store = store_from_settings(settings)
         return cls(
             crawler,
-            Archive(store, spool_from_settings(settings, store)),
+            Publisher(store, spool_from_settings(settings, store)),
             settings.getint("ARCHIVE_MAX_PENDING_PARTS", 4),
         )
 
-    async def opened(self) -> Archive:
+    async def opened(self) -> Publisher:
         """The archive, once its index is read and earlier runs' parts are published; the first
         caller opens it, later callers wait for the same opening."""
         if self._opened is None:
             self._opened = asyncio.ensure_future(self._open())
         return await asyncio.shield(self._opened)
 
-    async def _open(self) -> Archive:
+    async def _open(self) -> Publisher:
         spider = self.crawler.spider
         report = await self._in_thread(self.archive.open, spider.crawl_id, getattr(spider, "registry", {}))
         self._count(report)

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from crawler.confinement import AddressPolicy, host_of
 from crawler.extensions import ArchiveExtension, archive_extension
-from pipelines.index import ArchiveIndex
+from pipelines.archive.index import ArchiveIndex
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class ContactUserAgentMiddleware(UserAgentMiddleware):
 class KnownArticles:
     """Which article URLs to fetch, given what the archive holds; counts what it turns away.
 
-    The archive's index (:mod:`pipelines.index`, read once when the crawl opens) knows every URL
+    The archive's index (:mod:`pipelines.archive.index`, read once when the crawl opens) knows every URL
     that led to an archived row, so a run on a machine with no state of its own fetches only
     what is new. ``REFETCH_AFTER_DAYS`` (None: never; 0: every run) lets through the known
     articles last fetched longer ago than that: dedup then archives a changed text as a new

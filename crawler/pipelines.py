@@ -21,13 +21,13 @@ from scrapy.statscollectors import StatsCollector
 from crawler import PAGE_WORKER
 from crawler.capture import WarcExtension
 from crawler.extensions import ArchiveExtension, archive_extension
-from crawler.items import Article
 from crawler.redis_crawl import redis_extension
 from crawler.templates import TemplateLearning
-from pipelines.archive import PartBuffers, partition_of, to_row
-from pipelines.dedup import Deduplicator
-from pipelines.index import ArchiveIndex, unchanged_entries
-from pipelines.pool import TaskFailed, WorkerPool
+from pipelines.archive.index import ArchiveIndex, unchanged_entries
+from pipelines.archive.rows import PartBuffers, partition_of, to_row
+from pipelines.article import Article
+from pipelines.runtime.pool import TaskFailed, WorkerPool
+from pipelines.stages.dedup import Deduplicator
 
 if TYPE_CHECKING:
     from crawler.redis_state import RedisCrawl
@@ -37,7 +37,7 @@ FAILED_VERDICTS = ("too_deep",)  # analyser verdicts that are failures to read, 
 
 
 def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
-    """Worker processes running :class:`pipelines.page.PageAnalyser` as the settings say;
+    """Worker processes running :class:`pipelines.stages.page.PageAnalyser` as the settings say;
     ``newsarchive extract`` uses them too."""
     options = {
         "language_seed": settings.getint("LANGUAGE_SEED"),
@@ -65,7 +65,7 @@ def _drop(stats: StatsCollector, item: Article, stage: str, reason: str, message
 class ExtractPipeline:
     """Extraction and language detection of each page, in worker processes.
 
-    The workers run :class:`pipelines.page.PageAnalyser` (``newsarchive extract`` runs it too),
+    The workers run :class:`pipelines.stages.page.PageAnalyser` (``newsarchive extract`` runs it too),
     off the reactor and on every core. Settings: ``EXTRACT_WORKERS`` (0: one per core),
     ``EXTRACT_TIMEOUT`` (seconds a page may take; past it the worker is killed and replaced),
     ``EXTRACT_MIN_CHARS`` (pages with less paragraph text are not articles), ``LANGUAGE_SEED``,

@@ -45,8 +45,8 @@ from scrapy.core.scheduler import Scheduler as ScrapyScheduler
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider, NotConfigured
 
-from pipelines.storage import LocalStore, Store, archive_identity, store_for
-from pipelines.uri import mask_uri
+from pipelines.archive.storage import LocalStore, Store, archive_identity, store_for
+from pipelines.runtime.uri import mask_uri
 
 if TYPE_CHECKING:
     from crawler.redis_state import RedisCrawl

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", "Passing a 'spider' argument to StatsCollector", ScrapyDeprecationWarning)
 
 _T = TypeVar("_T")
-_ARTICLE_ID = re.compile(rb"[0-9a-f]{64}")  # sha256 hex (crawler.items.Article.article_id)
+_ARTICLE_ID = re.compile(rb"[0-9a-f]{64}")  # sha256 hex (pipelines.article.Article.article_id)
 
 # Every script can run twice: Redis may execute a call whose reply a restart then loses, and the
 # client retries it. So taking is idempotent per call (the same token gives the same request),

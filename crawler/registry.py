@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cssselect import GenericTranslator, SelectorError
 
 from crawler.confinement import FETCHED_SCHEMES
-from pipelines.keys import OUTLET  # the id names the outlet's partition and template keys
+from pipelines.archive.keys import OUTLET  # the id names the outlet's partition and template keys
 
 DEFAULT_REGISTRY = Path(__file__).with_name("outlets.toml")
 

@@ -127,7 +127,7 @@ ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many ro
 ARCHIVE_BYTES_PER_FILE = 32 * 1024 * 1024  # or this much row data (strings, roughly),
 ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seconds
 ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
-ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/lock.py): renewed every third of it
+ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/archive/lock.py): renewed every third of it
 # A bucket's lease needs a store that refuses a second If-None-Match: * create (asked at each start);
 # a store that does not is refused unless this is true (overlapping runs are then not kept apart).
 ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES = os.environ.get("NEWSARCHIVE_ACCEPT_UNCONDITIONAL_WRITES", "false")

@@ -1,4 +1,4 @@
-"""Each outlet's template (``pipelines/extraction/template.py``), learned while the crawl runs.
+"""Each outlet's template (``pipelines/stages/extraction/template.py``), learned while the crawl runs.
 
 Pages are extracted with what their outlet's template holds so far, and learned from. The first
 pages of an outlet would get less of it than the last, so until an outlet has
@@ -33,11 +33,11 @@ from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
 from crawler.extensions import note_damaged
-from pipelines.extraction.template import SiteTemplate, newest_templates
-from pipelines.keys import TEMPLATE_FOLDER, shown, template_key
-from pipelines.lock import ensure_held
-from pipelines.storage import Store, StoreError
-from pipelines.verify import read_template
+from pipelines.archive.keys import TEMPLATE_FOLDER, shown, template_key
+from pipelines.archive.lock import ensure_held
+from pipelines.archive.storage import Store, StoreError
+from pipelines.archive.templates import newest_templates, read_template
+from pipelines.stages.extraction.template import SiteTemplate
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.publish import languages_of
-from pipelines.storage import Store
+from pipelines.archive.publish import languages_of
+from pipelines.archive.storage import Store
 
 
 def hourly_runs(source: Path, target: Path) -> Path:

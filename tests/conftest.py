@@ -20,11 +20,11 @@ import pytest
 from scrapy.settings import Settings
 
 from benchmarks.eval_extraction import yardstick as load_yardstick
-from crawler.items import Article
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
 from crawler.pipelines import page_pool
-from crawler.saved_pages import extract_pages
+from pipelines.article import Article
+from pipelines.tools.saved_pages import extract_pages
 from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
 from tests.redis_server import RedisServer
 

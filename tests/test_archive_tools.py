@@ -21,9 +21,9 @@ import pyarrow.dataset as ds
 import pytest
 from PIL import Image
 
-from pipelines.pull import Slice, pull
-from pipelines.schema import SCHEMA
-from pipelines.storage import LocalStore
+from pipelines.archive.schema import SCHEMA
+from pipelines.archive.storage import LocalStore
+from pipelines.tools.pull import Slice, pull
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import ARCHIVED, REPO, run_cli
 from tests.faultproxy import FaultProxy
@@ -321,7 +321,7 @@ def test_a_compaction_killed_in_the_store_leaves_it_consistent_and_the_next_one_
     request, mirror_crawl, tmp_path, store_name, method, folder
 ):
     """``kill -9`` while the store holds the upload of the first new file, or of the manifest, or
-    the first deletion (tests/pipelines/test_compact.py stops it at every step in a folder)."""
+    the first deletion (tests/pipelines/tools/test_compact.py stops it at every step in a folder)."""
     hourly = placed(store_name, hourly_runs(mirror_crawl.archive, tmp_path / "hourly"), request)
     before = hourly.pulled(tmp_path / "before")
     with FaultProxy(hourly.env["AWS_ENDPOINT_URL"], holding_the_first(method, folder)) as proxy:

@@ -13,7 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.schema import INDEX_SCHEMA, SCHEMA, SCHEMA_VERSION
+from pipelines.archive.schema import INDEX_SCHEMA, SCHEMA, SCHEMA_VERSION
 from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, requested_as, run_cli
 
 FURNITURE = tomllib.loads((FIXTURES / "furniture.toml").read_text(encoding="utf-8"))

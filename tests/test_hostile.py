@@ -1,7 +1,7 @@
 """Hostile sites, crawled through the CLI on loopback: bounded work, and every page accounted for.
 
 (More hostile input: noarchive, listing traps, Retry-After, link budgets, SIGTERM in
-tests/test_incremental.py; pages and JSON-LD in tests/pipelines/test_extraction.py and
+tests/test_incremental.py; pages and JSON-LD in tests/pipelines/stages/test_extraction.py and
 test_fuzz.py; the same inputs at full size, with peak memory, in benchmarks/bench_hostile.py.)
 """
 

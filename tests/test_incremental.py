@@ -16,9 +16,9 @@ import pytest
 from crawler.cli import BUG_EXIT, STOPPED_EXIT
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
-from pipelines.dedup import article_id
-from pipelines.lock import BUSY_EXIT, archive_lock
-from pipelines.storage import LocalStore
+from pipelines.archive.lock import BUSY_EXIT, archive_lock
+from pipelines.archive.storage import LocalStore
+from pipelines.stages.dedup import article_id
 from tests.conftest import FIXTURES, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
 

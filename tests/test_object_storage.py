@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawler.mirror.server import MirrorServer
-from pipelines.lock import BUSY_EXIT
-from pipelines.warc import OPEN_SUFFIX, read_capture, records
+from pipelines.archive.lock import BUSY_EXIT
+from pipelines.archive.warc import OPEN_SUFFIX, read_capture, records
 from tests.conftest import ARCHIVED as ARCHIVED_ARTICLES
 from tests.conftest import MIRROR, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy

@@ -21,8 +21,8 @@ import pytest
 
 from benchmarks.bench_hostile import LATER, index_bombs, spool_bomb_warc
 from crawler.mirror.server import MirrorServer
-from pipelines.keys import INDEX, MANIFESTS, TEMPLATE_FOLDER, is_key
-from pipelines.schema import INDEX_SCHEMA
+from pipelines.archive.keys import INDEX, MANIFESTS, TEMPLATE_FOLDER, is_key
+from pipelines.archive.schema import INDEX_SCHEMA
 from tests.conftest import CrawlRun, run_cli
 from tests.objectstores import ObjectStore
 from tests.test_incremental import OUTLET, mirror

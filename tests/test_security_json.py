@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.keys import lease_key
+from pipelines.archive.keys import lease_key
 from tests.conftest import FIXTURES, run_cli
 
 HOSTILE = FIXTURES / "jsondata"

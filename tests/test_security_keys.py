@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from pipelines.keys import LEASES, compacted_key, manifest_key, part_of
-from pipelines.schema import SCHEMA
+from pipelines.archive.keys import LEASES, compacted_key, manifest_key, part_of
+from pipelines.archive.schema import SCHEMA
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import CrawlRun, run_cli
 from tests.faultproxy import FaultProxy
-from tests.pipelines.test_compact import FORGERIES, RETYPINGS, planted_compaction
+from tests.pipelines.tools.test_compact import FORGERIES, RETYPINGS, planted_compaction
 from tests.test_archive_tools import PREFIX, STORES, Archive, placed
 
 

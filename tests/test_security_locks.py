@@ -3,7 +3,8 @@ a store that ignores If-None-Match, a store that fails while the lock is taken, 
 sharing a spool, and credentials in an endpoint or an archive URI. Each attack is refused or read
 around, nothing outside the archive is touched, and every legitimate row is still there.
 
-(The lock and the spool unit by unit: tests/pipelines/test_lock.py, tests/pipelines/test_publish.py.)
+(The lock and the spool unit by unit: tests/pipelines/archive/test_lock.py and
+tests/pipelines/archive/test_publish.py.)
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import pytest
 
 from crawler.mirror.server import MirrorServer
-from pipelines.keys import lease_key
-from pipelines.lock import ACCEPT_ENV, BUSY_EXIT, PROBE_GENERATION
-from pipelines.publish import SPOOL_ARCHIVE
+from pipelines.archive.keys import lease_key
+from pipelines.archive.lock import ACCEPT_ENV, BUSY_EXIT, PROBE_GENERATION
+from pipelines.archive.publish import SPOOL_ARCHIVE
 from tests.conftest import run_cli
 from tests.faultproxy import FaultProxy
 from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore
-from tests.pipelines.test_lock import PLANTED, plant
+from tests.pipelines.archive.test_lock import PLANTED, plant
 from tests.test_incremental import OUTLET, crawl, mirror, rows
 from tests.test_object_storage import PREFIX, Bucket
 

@@ -26,9 +26,9 @@ import pytest
 
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
-from pipelines.archive import parquet_file
+from pipelines.archive.rows import parquet_file
 from tests.conftest import FIXTURES, run_cli
-from tests.pipelines.test_card import assert_only_text, rendered
+from tests.pipelines.tools.test_card import assert_only_text, rendered
 from tests.test_incremental import rows
 
 OUTLET = "sxkjt"

@@ -15,7 +15,7 @@ import redis
 
 from crawler.redis_crawl import PREFIX, crawl_scope
 from crawler.registry import load_registry
-from pipelines.storage import LocalStore
+from pipelines.archive.storage import LocalStore
 from tests.conftest import run_cli
 from tests.crawler.test_redis_crawl import malformed_entries, pickle_creating
 from tests.faultproxy import FaultProxy

@@ -4,7 +4,7 @@ records in it. None is ever followed, cut, appended to or published: each is set
 ``<spool>/quarantine`` (or, if harmless, left) and named by a PROBLEM line, nothing outside the
 archive changes, and every legitimate row is still there, or published.
 
-(The spool unit by unit: tests/pipelines/test_publish.py.)
+(The spool unit by unit: tests/pipelines/archive/test_publish.py.)
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
-from pipelines.keys import part_key, warc_key
-from pipelines.publish import QUARANTINE, spool_for
-from pipelines.storage import LocalStore
-from pipelines.warc import OPEN_SUFFIX
+from pipelines.archive.keys import part_key, warc_key
+from pipelines.archive.publish import QUARANTINE, spool_for
+from pipelines.archive.storage import LocalStore
+from pipelines.archive.warc import OPEN_SUFFIX
 from tests.conftest import FIXTURES, run_cli
-from tests.pipelines.test_lock import plant
+from tests.pipelines.archive.test_lock import plant
 from tests.test_incremental import OUTLET, crawl, rows
 
 PLANTED_CRAWL = "20261101T000000Z-abcdef"  # a crawl someone left in the spool

@@ -1,7 +1,7 @@
 """WARC beside the Parquet, as operators and archivists meet it: every exchange of the mirror
 crawl kept as received, each row pointing at its own response record; ``--no-warc``; ``verify``
 over the WARCs; ``reextract`` rebuilding the rows from the WARCs alone, on a local folder and in
-both real S3 stores. (The writer itself: tests/pipelines/test_warc.py; ``kill -9`` mid-WARC in
+both real S3 stores. (The writer itself: tests/pipelines/archive/test_warc.py; ``kill -9`` mid-WARC in
 SeaweedFS and Ceph RGW: tests/test_object_storage.py.)"""
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.registry import load_registry
-from pipelines.storage import LocalStore
-from pipelines.warc import RECORD_MAX_BYTES, check, read_capture
+from pipelines.archive.storage import LocalStore
+from pipelines.archive.warc import RECORD_MAX_BYTES, check, read_capture
 from tests.conftest import ARCHIVED, MIRROR, REPO, run_cli
 from tests.test_archive_tools import STORES, placed
 from tests.test_incremental import OUTLET, crawl, mirror, rows

@@ -42,14 +42,14 @@ from twisted.web._newclient import ResponseNeverReceived
 
 from crawler.capture import CAPTURE_META, JUDGED_META, WarcExtension, meta_says_noarchive
 from crawler.extensions import archive_extension
-from crawler.items import Article
 from crawler.middlewares import Confined, KnownArticles
 from crawler.redis_crawl import RedisCrawlExtension
 from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, host_in_domains, load_registry
 from crawler.spiders.frontier import Frontier
-from pipelines.charset import header_charset
-from pipelines.index import ArchiveIndex
-from pipelines.warc import Exchange
+from pipelines.archive.index import ArchiveIndex
+from pipelines.archive.warc import Exchange
+from pipelines.article import Article
+from pipelines.stages.charset import header_charset
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit: a larger one (uncompressed) is not read

@@ -9,7 +9,7 @@ from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
 from crawler.pipelines import ExtractPipeline
-from pipelines.pool import WorkerPool
+from pipelines.runtime.pool import WorkerPool
 from tests.conftest import fetched_article
 
 
@@ -25,7 +25,7 @@ from tests.conftest import fetched_article
 def test_a_page_the_workers_fail_on_is_counted_logged_and_dropped(target, reason, logged, caplog):
     crawler = get_crawler()
     stats = crawler.stats
-    pool = WorkerPool(f"tests.pipelines.pool_targets:{target}", {}, 1, timeout=2)
+    pool = WorkerPool(f"tests.pipelines.runtime.pool_targets:{target}", {}, 1, timeout=2)
     pipeline = ExtractPipeline(crawler, pool)
     item = fetched_article(body=b"<html></html>", outlet_timezone="UTC")
 
@@ -51,7 +51,7 @@ def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog)
     crawler = get_crawler()
     stats = crawler.stats
     pipeline = ExtractPipeline(
-        crawler, WorkerPool("tests.pipelines.pool_targets:TooDeepAnalyser", {}, 1, timeout=60)
+        crawler, WorkerPool("tests.pipelines.runtime.pool_targets:TooDeepAnalyser", {}, 1, timeout=60)
     )
     item = fetched_article(body=b"<html></html>")
 

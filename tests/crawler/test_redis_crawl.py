@@ -27,7 +27,7 @@ from crawler.redis_state import (
 )
 from crawler.registry import Outlet, read_registry_file
 from crawler.spiders.outlets import OutletsSpider
-from pipelines.storage import LocalStore, S3Store
+from pipelines.archive.storage import LocalStore, S3Store
 from tests.conftest import FIXTURES, REPO
 
 OUTLETS = FIXTURES / "redis" / "outlet.toml"

@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from crawler.mirror.server import MirrorServer
-from pipelines.extraction.template import SiteTemplate
-from pipelines.keys import TEMPLATE_FOLDER, template_key
+from pipelines.archive.keys import TEMPLATE_FOLDER, template_key
+from pipelines.stages.extraction.template import SiteTemplate
 from tests.conftest import FIXTURES, run_cli
 from tests.test_hostile import articles, key, stat
 from tests.test_incremental import OUTLET, crawl, mirror, rows

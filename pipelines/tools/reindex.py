@@ -1,0 +1,100 @@
+"""Rebuilding what the archive derives, from what it is made of: ``newsarchive reindex``.
+
+The index (:mod:`pipelines.archive.index`) is derived from the parts, so it is rebuilt from them, not
+repaired: every part the manifests list (the dataset, compactions applied) is read and checked
+against its manifest's size and sha256, and its rows become one new base, which names every index
+file there was (and the delta of every run) as replaced. Once it is published, those files are
+deleted, each only if its key is an index file's. A part that fails its check is left out and
+named: the crawl reads such a part itself, as one no index file covers.
+
+Templates are learned from pages, which parts do not keep: a damaged one is deleted (its key
+checked to be a template's), and the next crawl of its outlet learns it again. Manifests are
+what everything is rebuilt from: they are checked and their problems named, never rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.archive.catalog import Catalog, read_verified
+from pipelines.archive.index import (
+    INDEX,
+    Damaged,
+    manifest_files,
+    merge_entries,
+    read_part_entries,
+    write_index_file,
+)
+from pipelines.archive.keys import TEMPLATE_FOLDER, base_key, checked, delta_key, is_key, shown
+from pipelines.archive.lock import ensure_held
+from pipelines.archive.storage import Store, StoreError
+from pipelines.archive.templates import read_template
+
+
+@dataclass
+class ReindexReport:
+    parts: int = 0  # read into the new base
+    entries: int = 0
+    base: str | None = None
+    replaced: list[str] = field(default_factory=list)  # index files deleted
+    templates_removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
+    """A new index base of ``store`` from its parts, published as the run ``run_id`` (the caller
+    holds the archive's lock); then the index files it replaces and the damaged templates go.
+    Raises :class:`StoreError` if the store cannot be listed or the base cannot be published."""
+    catalog = Catalog.read(store)
+    report = ReindexReport(problems=list(catalog.problems))
+    for run in catalog.runs:
+        try:
+            manifest_files(store, run.manifest)
+        except Damaged as exc:
+            report.problems.append(f"{exc} (manifests are not rewritten; the new base covers its run)")
+    entries = []
+    for file in catalog.files:
+        data, problems = read_verified(store, file)
+        if data is None:
+            report.problems += [f"{problem}; its rows are not in the new base" for problem in problems]
+            continue
+        part = read_part_entries(data, file.key, file.crawl_id)
+        if file.rows and not part:
+            report.problems.append(
+                f"{file.key}: not a part of the archive's schema; its rows are not in the new base"
+            )
+            continue
+        entries += part
+        report.parts += 1
+    index_files = [key for key in store.object_keys(f"{INDEX}/") if is_key(key, "delta", "base")]
+    runs = [delta_key(run.crawl_id) for run in catalog.runs]
+    report.base = base_key(run_id)
+    merged = merge_entries(entries)
+    spooled = workdir / ".index-base.parquet"
+    write_index_file(spooled, merged, sorted(set(index_files) | set(runs)))
+    ensure_held(store)
+    store.publish(spooled, report.base)
+    spooled.unlink()
+    report.entries = len(merged)
+    for key in index_files:
+        ensure_held(store)
+        store.delete(checked(key, "delta", "base"))
+        report.replaced.append(key)
+    _remove_damaged_templates(store, report)
+    return report
+
+
+def _remove_damaged_templates(store: Store, report: ReindexReport) -> None:
+    for key in store.object_keys(f"{TEMPLATE_FOLDER}/"):
+        if not is_key(key, "template"):
+            report.problems.append(f"{shown(key)}: not a template's name; left alone")
+            continue
+        try:
+            read_template(store, key)
+        except ValueError:
+            ensure_held(store)
+            store.delete(checked(key, "template"))
+            report.templates_removed.append(key)
+        except StoreError as exc:
+            report.problems.append(f"{key}: cannot be read ({exc}); left alone")

@@ -1,0 +1,244 @@
+"""The spool and publication steps, on a local store: each step can be cut short and repeated."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.archive.index import part_entries, read_index_file
+from pipelines.archive.publish import (
+    SPOOL_ARCHIVE,
+    Publisher,
+    Spool,
+    SpoolMismatch,
+    archived_ids,
+    publish_spool,
+    spool_for,
+)
+from pipelines.archive.schema import SCHEMA
+from pipelines.archive.storage import LocalStore, S3Store
+from tests.conftest import FIXTURES
+
+KEY = "outlet=xx/published=2024-03/part-c1-00001.parquet"
+
+
+def table(*ids: str) -> pa.Table:
+    return pa.table({"article_id": list(ids), "text": [f"text of {i}" for i in ids]})
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(tmp_path / "archive")
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return Spool(tmp_path / "spool")
+
+
+def manifest(store: LocalStore, crawl_id: str) -> dict:
+    return json.loads(store.read(f"_manifests/{crawl_id}.json"))
+
+
+def test_a_finished_crawl_is_published_then_sealed(store, spool):
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a", "b"))
+    crawl.finish()
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.manifests, report.pending_files) == (1, ["_manifests/c1.json"], 0)
+    sealed = manifest(store, "c1")
+    assert sealed["rows"] == 2 and not sealed["interrupted"] and sealed["outlets"] == ["xx"]
+    assert sealed["schema_version"] == SCHEMA.metadata[b"newsarchive.schema_version"].decode()
+    assert [f["article_ids"] for f in sealed["files"]] == [["a", "b"]]
+    assert spool.crawl_ids() == []
+    assert archived_ids(store) == {"a": KEY, "b": KEY}
+
+
+def test_what_a_crawl_writes_of_itself_passes_the_checks_and_reaches_the_manifest(store, spool):
+    """Every field a crawl records (crawl.json as :meth:`Publisher.close` leaves it, its journal,
+    and the index entries it notes for unchanged articles) is checked before use: none of the
+    crawl's own is refused (the forged ones: tests/test_security_spool.py). A server's validator
+    no request may carry is not kept, or it would have the crawl's record refused."""
+    earlier = "outlet=xx/published=2024-03/part-c0-00001.parquet"
+    fetched = datetime(2024, 3, 2, tzinfo=UTC)
+    held = table("z").append_column("fetched_at", pa.array([fetched], pa.timestamp("us", tz="UTC")))
+    archive = Publisher(store, spool)
+    archive.open("c1", ["xx"])
+    archive.write_part("outlet=xx/published=2024-03", table("a", "b"), publish=False)
+    archive.note_unchanged(part_entries(held, earlier, "c1"))
+    origin = {"archive": "s3://bucket/x", "runs": ["_manifests/c0.json"], "outlets": ["xx"]}
+    page = {"etag": '"abc"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
+    tabbed = {"etag": '"a\tb"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
+    discovery = {"https://xx.example/sitemap.xml": page, "https://xx.example/feed.xml": tabbed}
+    report = archive.close(discovery, stopped_early=True, reextracted_from=origin)
+    assert (report.files, report.quarantined, report.damaged) == (1, [], [])
+    sealed = manifest(store, "c1")
+    assert sealed["discovery"] == {"https://xx.example/sitemap.xml": page}
+    assert sealed["reextracted_from"] == origin and sealed["interrupted"] is True  # stopped early
+    entries, _ = read_index_file(store, sealed["index"])
+    assert {(e["article_id"], e["file"]) for e in entries} == {("a", KEY), ("b", KEY), ("z", earlier)}
+
+
+def test_parts_whose_columns_the_caller_holds_are_not_read_back(store, spool):
+    """The crawl's last parts, just written, are published from the columns it kept of them (a
+    read back was a third of the close). Here the file no longer reads: it is still published."""
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a", "b"))
+    (crawl.folder / KEY).write_bytes((FIXTURES / "archive" / "not-a-part.parquet").read_bytes())
+    crawl.finish()
+    crawl.release()
+    report = publish_spool(store, spool, columns={KEY: table("a", "b").select(["article_id"])})
+    assert (report.files, report.quarantined) == (1, [])
+    assert [f["article_ids"] for f in manifest(store, "c1")["files"]] == [["a", "b"]]
+
+
+def test_a_running_crawl_is_left_alone(store, spool):
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a"))
+    report = publish_spool(store, spool)
+    assert report.busy_crawls == ["c1"] and list(store.object_keys()) == []
+    crawl.release()  # the process died: its lock went with it
+    report = publish_spool(store, spool)
+    assert report.files == 1 and manifest(store, "c1")["interrupted"] is True
+
+
+def test_a_publication_cut_short_is_finished_once(store, spool):
+    """Killed after the store took a part but before the journal said so: no second copy."""
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a", "b"))
+    crawl.release()
+    store.publish(spool.root / "c1" / KEY, KEY)  # what the killed run managed
+    assert archived_ids(store) == {"a": KEY, "b": KEY}  # an unsealed part still counts
+    report = publish_spool(store, spool)
+    assert (report.files, report.duplicate_rows) == (1, 0)
+    assert manifest(store, "c1")["rows"] == 2
+    assert [k for k in store.object_keys() if k.startswith("outlet=")] == [KEY]
+
+
+def test_a_torn_journal_line_is_not_an_entry(store, spool):
+    crawl = spool.open_crawl("c1", ["xx"])
+    (crawl.folder / "published.jsonl").write_text('{"key": "outlet=xx/publ')  # killed mid-line
+    crawl.record({"key": KEY, "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"]})
+    assert list(crawl.journal()) == [KEY]
+
+
+def test_rows_archived_meanwhile_are_not_published_twice(store, spool, tmp_path):
+    """A crawl that could not read the store at start may spool what is archived already."""
+    earlier = tmp_path / "earlier.parquet"
+    pq.write_table(table("a"), earlier)
+    store.publish(earlier, "outlet=xx/published=2024-03/part-c0-00001.parquet")
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a", "b"))
+    crawl.write_part(KEY.replace("00001", "00002"), table("a"))
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.duplicate_rows) == (1, 2)
+    assert pq.read_table(store.root / KEY).column("article_id").to_pylist() == ["b"]
+    assert sorted(archived_ids(store)) == ["a", "b"]
+
+
+JUNK = "outlet=xx/published=2024-03/part-junk-00001.parquet"  # a part's name, not its bytes
+
+
+def test_foreign_or_broken_files_in_the_archive_are_skipped_loudly(store, spool, caplog):
+    """Someone else's junk under the prefix must not stop the crawl that reads the archive."""
+    store.publish(FIXTURES / "archive" / "not-a-part.parquet", JUNK)
+    store.publish(FIXTURES / "archive" / "not-a-manifest.json", "_manifests/junk.json")
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a"))
+    crawl.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.errors) == (1, [])
+    assert archived_ids(store) == {"a": KEY}
+    assert f"not a readable archive part, ignored: {JUNK}" in caplog.text
+    assert [line.split(":")[0] for line in report.damaged] == ["_manifests/junk.json"]  # reported
+
+
+def test_an_unreadable_spooled_part_is_set_aside_and_the_rest_published(store, spool):
+    """One bad file left by an earlier crawl must not hold back that crawl or any later one."""
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a"))
+    broken = crawl.folder / KEY.replace("00001", "00002")
+    broken.write_bytes((FIXTURES / "archive" / "not-a-part.parquet").read_bytes())
+    crawl.release()
+    later = spool.open_crawl("c2", ["xx"])
+    later.write_part(KEY.replace("c1", "c2"), table("b"))
+    later.release()
+    report = publish_spool(store, spool)
+    assert (report.files, report.manifests, report.pending_crawls) == (
+        2,
+        ["_manifests/c1.json", "_manifests/c2.json"],
+        [],
+    )
+    assert [Path(p).name for p in report.quarantined] == [broken.name]
+    assert (
+        Path(report.quarantined[0]).read_bytes() == (FIXTURES / "archive" / "not-a-part.parquet").read_bytes()
+    )
+    assert sorted(archived_ids(store)) == ["a", "b"]
+
+
+# -- one spool per archive ----------------------------------------------------------------------
+
+
+def test_a_spool_records_its_archive_and_refuses_any_other(tmp_path):
+    folder = str(tmp_path / "spool")
+    first, other = LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
+    spool = spool_for(first, folder)
+    crawl = spool.open_crawl("c1", ["xx"])
+    crawl.write_part(KEY, table("a"))
+    crawl.release()
+    assert json.loads((tmp_path / "spool" / SPOOL_ARCHIVE).read_text()) == {
+        "archive": str(first.root.resolve())
+    }
+    with pytest.raises(SpoolMismatch, match=r"holds the crawls of the archive '.*/a', not of .*/b"):
+        spool_for(other, folder)
+    with pytest.raises(SpoolMismatch):  # flush too: an archive a spool records is never claimed
+        spool_for(other, folder, claim_unmarked=True)
+    (tmp_path / "spool" / SPOOL_ARCHIVE).write_text('{"archive": 5}')  # damaged: no archive's
+    with pytest.raises(SpoolMismatch, match="names no archive"):
+        spool_for(first, folder)
+    assert not other.root.exists()
+
+
+def test_each_bucket_gets_a_spool_of_its_own_by_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "key")
+    roots = {uri: spool_for(S3Store(uri)).root for uri in ("s3://a/news", "s3://b/news", "s3://a/other")}
+    assert len(set(roots.values())) == 3
+    assert all(root.parent == Path("output/.spools") for root in roots.values())
+    assert [spool_for(S3Store(uri)).root for uri in roots] == list(roots.values())  # stable
+    assert spool_for(LocalStore(tmp_path / "x")).root == tmp_path / "x" / ".spool"
+
+
+def test_an_older_spool_that_records_no_archive_is_claimed_only_when_safe(tmp_path, monkeypatch):
+    """Older versions spooled every bucket's crawls to output/.spool, recording none."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "key")
+    legacy = Spool(tmp_path / "output" / ".spool")
+    legacy.open_crawl("c0", ["xx"]).release()
+    bucket = S3Store("s3://a/news")
+    with pytest.raises(SpoolMismatch, match=r"older newsarchive.*newsarchive flush --archive s3://a/news"):
+        spool_for(bucket, str(legacy.root))  # a crawl: never
+    note = spool_for(bucket).unclaimed  # its own spool, with a word about the old one
+    assert "output/.spool holds 1 crawl(s)" in note and "--spool output/.spool" in note
+    assert spool_for(bucket, str(legacy.root), claim_unmarked=True).archive() == "s3://a/news"  # flush
+    assert spool_for(bucket).unclaimed is None
+    local = LocalStore(tmp_path / "local")
+    Spool(local.root / ".spool").open_crawl("c1", ["xx"]).release()
+    assert spool_for(local).archive() == str(local.root.resolve())  # inside the archive: its own
+
+
+def test_a_moved_folder_keeps_its_spool(tmp_path):
+    spool_for(LocalStore(tmp_path / "a")).open_crawl("c1", ["xx"]).release()
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = LocalStore(tmp_path / "b")
+    assert spool_for(moved).crawl_ids() == ["c1"]
+    assert spool_for(moved).archive() == str(moved.root.resolve())
