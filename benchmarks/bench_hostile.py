@@ -41,8 +41,8 @@ from benchmarks.bench_crawl import REPO, Run, measure
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Mirror, MirroredArticle, Page, build_mirror
 from pipelines.archive.keys import INDEX
-from pipelines.archive.publish import Spool
 from pipelines.archive.schema import INDEX_SCHEMA
+from pipelines.archive.spool import Spool
 from pipelines.archive.warc import Exchange, WarcWriter
 
 LISTING, SITEMAP = "sxkjt", "hangzhou-net"  # an outlet found through listings, one through sitemaps

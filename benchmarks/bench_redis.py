@@ -28,7 +28,8 @@ from scrapy_redis.dupefilter import RFPDupeFilter
 
 from benchmarks.baselines import FETCH_SETTINGS
 from benchmarks.bench_crawl import REPO, Site, build_site, registry
-from crawler.redis_state import JsonRequests, RedisCrawl, redis_client
+from crawler.shared.queue_entries import JsonRequests
+from crawler.shared.state import RedisCrawl, redis_client
 from tests.redis_server import RedisServer
 
 

@@ -1,4 +1,11 @@
-"""newsarchive's Scrapy project: settings, the outlet registry, the spider, the CLI."""
+"""newsarchive's Scrapy project and its command line; it may import ``pipelines``, never the reverse.
+
+``cli/`` (one module per command group), ``report.py`` (per-outlet figures), ``runs.py`` and
+``common_settings.py`` (what a run builds from its settings, without Scrapy); the Scrapy adapters over
+``pipelines/``: ``pipelines.py``, ``extensions.py``, ``capture.py``, ``middlewares.py``, ``templates.py``;
+``spiders/``, ``registry.py`` with ``outlets.toml``, ``settings.py``, ``confinement.py``, ``progress.py``;
+``shared/`` (one crawl over many machines, through Redis); ``mirror/``.
+"""
 
 import os
 
@@ -9,6 +16,6 @@ import os
 # an ARROW_DEFAULT_MEMORY_POOL of the operator's own wins.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-# What the crawl's worker processes run (crawler.pipelines.page_pool); named here, where
+# What the crawl's worker processes run (crawler.from_settings.page_pool); named here, where
 # crawler.__main__ finds it before anything heavy is imported.
 PAGE_WORKER = "pipelines.stages.page:PageAnalyser"

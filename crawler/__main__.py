@@ -18,7 +18,7 @@ from pipelines.runtime.pool import start_workers
 def run() -> None:
     argv = sys.argv[1:]
     started = start_workers(PAGE_WORKER, _workers_asked(argv)) if argv[:1] == ["crawl"] else []
-    from crawler.cli import run as run_command  # Scrapy, while the workers import their stages
+    from crawler.cli import run as run_command  # a crawl imports Scrapy while the workers import their stages
 
     run_command(argv, started)
 

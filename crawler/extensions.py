@@ -10,31 +10,14 @@ from typing import Any, TypeVar
 
 from scrapy import signals
 from scrapy.crawler import Crawler
-from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
-from pipelines.archive.publish import Publisher, PublishReport, Spool, spool_for
+from crawler.from_settings import spool_from_settings, store_from_settings
+from pipelines.archive.publish import Publisher, PublishReport
 from pipelines.archive.rows import Part, to_table
-from pipelines.archive.storage import Store, store_for
 from pipelines.archive.warc import WarcFile
 
 _T = TypeVar("_T")
-
-
-def store_from_settings(settings: BaseSettings) -> Store:
-    """The store of ``ARCHIVE_URI``, tuned by ``ARCHIVE_S3_*``."""
-    return store_for(
-        settings["ARCHIVE_URI"],
-        multipart_threshold=settings.getint("ARCHIVE_S3_MULTIPART_THRESHOLD"),
-        multipart_chunksize=settings.getint("ARCHIVE_S3_MULTIPART_CHUNKSIZE"),
-        connect_timeout=settings.getfloat("ARCHIVE_S3_CONNECT_TIMEOUT"),
-        read_timeout=settings.getfloat("ARCHIVE_S3_READ_TIMEOUT"),
-    )
-
-
-def spool_from_settings(settings: BaseSettings, store: Store) -> Spool:
-    """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
-    return spool_for(store, settings.get("ARCHIVE_SPOOL"))
 
 
 class ArchiveExtension:

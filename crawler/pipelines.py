@@ -10,18 +10,16 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 from typing import TYPE_CHECKING, NoReturn
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
-from scrapy.settings import BaseSettings
 from scrapy.statscollectors import StatsCollector
 
-from crawler import PAGE_WORKER
 from crawler.capture import WarcExtension
 from crawler.extensions import ArchiveExtension, archive_extension
-from crawler.redis_crawl import redis_extension
+from crawler.from_settings import page_pool
+from crawler.shared.extension import redis_extension
 from crawler.templates import TemplateLearning
 from pipelines.archive.index import ArchiveIndex, unchanged_entries
 from pipelines.archive.rows import PartBuffers, partition_of, to_row
@@ -30,30 +28,10 @@ from pipelines.runtime.pool import TaskFailed, WorkerPool
 from pipelines.stages.dedup import Deduplicator
 
 if TYPE_CHECKING:
-    from crawler.redis_state import RedisCrawl
+    from crawler.shared.state import RedisCrawl
 
 logger = logging.getLogger(__name__)
 FAILED_VERDICTS = ("too_deep",)  # analyser verdicts that are failures to read, not pages without articles
-
-
-def page_pool(settings: BaseSettings, workers: int | None = None) -> WorkerPool:
-    """Worker processes running :class:`pipelines.stages.page.PageAnalyser` as the settings say;
-    ``newsarchive extract`` uses them too."""
-    options = {
-        "language_seed": settings.getint("LANGUAGE_SEED"),
-        "language_sample_chars": settings.getint("LANGUAGE_SAMPLE_CHARS"),
-        "min_chars": settings.getint("EXTRACT_MIN_CHARS"),
-        "obey_noarchive": settings.getbool("ROBOTS_NOARCHIVE_OBEY"),
-        "max_links": settings.getint("EXTRACT_MAX_LINKS"),
-    }
-    return WorkerPool(
-        PAGE_WORKER,
-        options,
-        workers or settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1,
-        settings.getfloat("EXTRACT_TIMEOUT"),
-        cpu_limit=settings.getfloat("EXTRACT_CPU_LIMIT"),
-        started=settings.getlist("EXTRACT_STARTED_WORKERS"),
-    )
 
 
 def _drop(stats: StatsCollector, item: Article, stage: str, reason: str, message: str) -> None:

@@ -15,6 +15,8 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from crawler.report import outlet_figures
+
 if TYPE_CHECKING:
     from rich.live import Live
     from rich.table import Table
@@ -87,17 +89,13 @@ class ProgressExtension:
 
         stats = self.crawler.stats.get_stats()
         table = Table("outlet", "discovered", "fetched", "archived", "failed", box=None)
-        for outlet_id in self.crawler.settings.getlist("NEWSARCHIVE_OUTLETS"):
-
-            def count(key: str, outlet_id: str = outlet_id) -> int:
-                return int(stats.get(f"outlet/{outlet_id}/{key}", 0))
-
+        for figures in outlet_figures(stats, self.crawler.settings.getlist("NEWSARCHIVE_OUTLETS")):
             table.add_row(
-                outlet_id,
-                str(count("known") + count("article_pages")),
-                str(count("article_pages")),
-                str(count("archived")),
-                str(count("failed")),
+                figures.outlet_id,
+                str(figures.discovered),
+                str(figures.fetched),
+                str(figures.archived),
+                str(figures.failed),
             )
         return table
 

@@ -4,10 +4,12 @@ Every setting here can be overridden with ``-s NAME=VALUE`` (scrapy) or the CLI'
 Settings of our own components are documented in their classes and in the README.
 """
 
-import os
-
 from scrapy.settings.default_settings import DOWNLOAD_HANDLERS_BASE as _SCRAPY_HANDLERS
 from scrapy.settings.default_settings import EXTENSIONS_BASE as _SCRAPY_EXTENSIONS
+
+# The archive's (ARCHIVE_*) and the page workers' (EXTRACT_*, LANGUAGE_*, ROBOTS_NOARCHIVE_OBEY)
+# settings, documented there: the archivist commands read them without Scrapy.
+from crawler.common_settings import *  # noqa: F403
 
 BOT_NAME = "newsarchive"
 SPIDER_MODULES = ["crawler.spiders"]
@@ -36,9 +38,6 @@ DOWNLOAD_HANDLERS_BASE = {scheme: _SCRAPY_HANDLERS[scheme] for scheme in ("http"
 
 # Politeness: robots.txt, few parallel requests per site, adaptive delays.
 ROBOTSTXT_OBEY = True
-# A page that says noarchive (robots meta tag, X-Robots-Tag) is not archived; counted, not lost
-# silently. False archives it anyway (e.g. for an outlet that gave its permission).
-ROBOTS_NOARCHIVE_OBEY = True
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 DOWNLOAD_DELAY = 1.0
@@ -65,15 +64,6 @@ ITEM_PIPELINES = {
     "crawler.pipelines.DedupPipeline": 300,
     "crawler.pipelines.ArchivePipeline": 900,
 }
-EXTRACT_WORKERS = 0  # worker processes for extraction and language; 0: one per core
-# set by `newsarchive crawl` (crawler/__main__.py), not by hand: workers it started before Scrapy
-EXTRACT_STARTED_WORKERS: list = []
-EXTRACT_TIMEOUT = 60.0  # seconds one page may take; past it the worker is killed and the page failed
-EXTRACT_CPU_LIMIT = 20.0  # seconds of CPU one page may use; past it the worker stops it (failed, timeout)
-EXTRACT_MIN_CHARS = 80
-# A page of more links than this (news pages have up to 800) loses its link lists before
-# extraction: a link farm of 200,000 took 19 to 98 s of CPU and 1.2 GB; now 1 to 2 s.
-EXTRACT_MAX_LINKS = 2000
 # Each outlet's template (the blocks its pages share) is learned while the crawl runs and kept in
 # the archive (_templates/); an outlet's first pages wait until this many are learned, or until
 # this many bytes of pages wait, or until nothing else is left (checked this often, in seconds).
@@ -81,8 +71,6 @@ TEMPLATE_LEARNING = True
 TEMPLATE_WARMUP_PAGES = 10
 TEMPLATE_WARMUP_BYTES = 1_000_000  # half of SCRAPER_SLOT_MAX_ACTIVE_SIZE: see crawler/templates.py
 TEMPLATE_WARMUP_CHECK = 0.2
-LANGUAGE_SEED = 0
-LANGUAGE_SAMPLE_CHARS = 2000
 
 # Requests for articles the archive holds are dropped before they are scheduled (the archive's
 # index says which); known articles last fetched more than this many days ago are fetched again,
@@ -93,7 +81,7 @@ REFETCH_AFTER_DAYS: float | None = None
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).
 EXTENSIONS = {
-    "crawler.redis_crawl.RedisCrawlExtension": -10,  # only with REDIS_URL
+    "crawler.shared.extension.RedisCrawlExtension": -10,  # only with REDIS_URL
     "crawler.extensions.ArchiveExtension": 0,
     "crawler.capture.WarcExtension": 1,  # only with WARC_ENABLED
     "crawler.extensions.BugCounter": 5,
@@ -110,7 +98,7 @@ EXTENSIONS_BASE = {
 }
 PROGRESS = False
 PROGRESS_INTERVAL = 0.5
-# Many machines, one crawl (crawler/redis_crawl.py): every worker started with the same REDIS_URL,
+# Many machines, one crawl (crawler/shared/): every worker started with the same REDIS_URL,
 # archive and outlets shares one queue and seen-request filter (scrapy-redis). Empty: one process.
 # A worker whose heartbeat stops for REDIS_WORKER_TIMEOUT seconds is dead: its requests go back.
 REDIS_URL = ""
@@ -118,20 +106,7 @@ REDIS_WORKER_TIMEOUT = 60.0
 # Requests are queued as JSON (never pickle); an entry that is no request of this crawl (not JSON,
 # another shape, a URL off its outlets, over this size) is dropped unread: redis/dropped/<reason>.
 REDIS_REQUEST_MAX_BYTES = 1024 * 1024
-SCHEDULER = "crawler.redis_crawl.CrawlScheduler"  # Scrapy's own when REDIS_URL is empty
-ARCHIVE_URI = "output"  # a folder, file://... or s3://bucket/prefix
-# where parts wait for the store; empty: <archive>/.spool, or output/.spools/s3-<bucket>-<digest> for
-# s3://. A spool records its archive (archive.json): one recording another is refused.
-ARCHIVE_SPOOL = ""
-ARCHIVE_ROWS_PER_FILE = 5000  # a partition's rows become a part at this many rows,
-ARCHIVE_BYTES_PER_FILE = 32 * 1024 * 1024  # or this much row data (strings, roughly),
-ARCHIVE_PART_MAX_AGE = 600.0  # or when its oldest row has waited this many seconds
-ARCHIVE_BUFFER_BYTES = 32 * 1024 * 1024  # row data held across all partitions; past it the largest goes
-ARCHIVE_LEASE_SECONDS = 900.0  # a bucket's lock (pipelines/archive/lock.py): renewed every third of it
-# A bucket's lease needs a store that refuses a second If-None-Match: * create (asked at each start);
-# a store that does not is refused unless this is true (overlapping runs are then not kept apart).
-ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES = os.environ.get("NEWSARCHIVE_ACCEPT_UNCONDITIONAL_WRITES", "false")
-ARCHIVE_MAX_PENDING_PARTS = 4  # parts queued for the archive thread before the crawl waits for it
+SCHEDULER = "crawler.shared.scheduler.CrawlScheduler"  # Scrapy's own when REDIS_URL is empty
 # Every exchange (articles, listings, sitemaps, feeds, robots.txt) kept in WARC files beside the
 # Parquet, rows pointing at their response record (crawler/capture.py); `crawl --no-warc` turns it off.
 # Not kept: a page that says noarchive (with ROBOTS_NOARCHIVE_OBEY), and credential and cookie headers.
@@ -140,10 +115,6 @@ WARC_MAX_BYTES = 1_000_000_000  # a WARC rotates past this size (Heritrix's defa
 # more request and response headers no WARC record keeps (names, any case): an API key or token of
 # the operator's in DEFAULT_REQUEST_HEADERS (Authorization, Cookie and their kin are never kept)
 WARC_HEADERS_REMOVED: list[str] = []
-ARCHIVE_S3_MULTIPART_THRESHOLD = 8 * 1024 * 1024  # s3transfer's defaults
-ARCHIVE_S3_MULTIPART_CHUNKSIZE = 8 * 1024 * 1024
-ARCHIVE_S3_CONNECT_TIMEOUT = 10.0
-ARCHIVE_S3_READ_TIMEOUT = 60.0
 
 # The registry: the shipped file plus NEWSARCHIVE_OUTLETS_FILES; NEWSARCHIVE_OUTLETS restricts
 # the crawl to some ids (empty: all).

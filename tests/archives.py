@@ -14,7 +14,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.publish import languages_of
+from pipelines.archive.manifest import languages_of
 from pipelines.archive.storage import Store
 
 

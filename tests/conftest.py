@@ -20,12 +20,12 @@ import pytest
 from scrapy.settings import Settings
 
 from benchmarks.eval_extraction import yardstick as load_yardstick
+from crawler.from_settings import page_pool
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
-from crawler.pipelines import page_pool
 from pipelines.article import Article
 from pipelines.tools.saved_pages import extract_pages
-from tests.objectstores import CephRGW, ObjectStore, SeaweedFS
+from tests.objectstores import S3_STORES, CephRGW, ObjectStore, SeaweedFS
 from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,6 +103,16 @@ def extract_saved(
     return asyncio.run(collect())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test that would start Ceph RGW in ``make test-fast``: its Ceph run must be marked
+    ``second_store`` (``S3_STORES`` does it), or the fast tier starts both stores again."""
+    for item in items:
+        params = item.callspec.params.values() if hasattr(item, "callspec") else ()
+        uses_ceph = "ceph_rgw" in item.fixturenames or "ceph_rgw" in [p for p in params if isinstance(p, str)]
+        if uses_ceph and item.get_closest_marker("second_store") is None:
+            raise pytest.UsageError(f"{item.nodeid} runs on Ceph RGW unmarked: use objectstores.S3_STORES")
+
+
 @pytest.fixture(scope="session")
 def mirror_server():
     with MirrorServer() as server:
@@ -133,19 +143,19 @@ def yardstick():
 def seaweedfs(tmp_path_factory):
     server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
     yield server
-    server.stop()
+    server.stop(grace=0)  # its folder is thrown away
 
 
 @pytest.fixture(scope="session")
 def ceph_rgw(tmp_path_factory):
     server = CephRGW(tmp_path_factory.mktemp("ceph"))
     yield server
-    server.stop()
+    server.stop(grace=0)  # its folder is thrown away
 
 
-@pytest.fixture(params=["seaweedfs", "ceph_rgw"])
+@pytest.fixture(params=S3_STORES)
 def object_store(request) -> ObjectStore:
-    """Each S3 test runs against both real stores."""
+    """Each S3 test runs against both real stores (``make test-fast``: SeaweedFS only)."""
     return request.getfixturevalue(request.param)
 
 

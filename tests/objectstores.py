@@ -19,11 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
 
 ACCESS_KEY = "NEWSARCHIVETESTKEY"
 SECRET_KEY = "tEsT-s3cr3t-f0r-NEWSARCHIVE-never-print-me"  # tests grep every output for it
 STARTUP_TIMEOUT = 60.0
+
+S3_STORES = ("seaweedfs", pytest.param("ceph_rgw", marks=pytest.mark.second_store))
+"""The fixtures of the two stores, as a test's parameters: `make test-fast` runs SeaweedFS only."""
 
 
 def free_port() -> int:
@@ -86,12 +90,14 @@ class ObjectStore:
             return False
         return True
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds (a restart needs the data flushed; at the end
+        of the session nothing is kept, and SeaweedFS's volume server can take all 20 s to stop)."""
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    process.wait(timeout=20)
+                    process.wait(timeout=grace)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()

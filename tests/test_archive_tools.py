@@ -27,6 +27,9 @@ from pipelines.tools.pull import Slice, pull
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import ARCHIVED, REPO, run_cli
 from tests.faultproxy import FaultProxy
+from tests.objectstores import S3_STORES
+
+pytestmark = pytest.mark.slow  # each test runs the archivist commands in subprocesses; some kill them
 
 PREFIX = "news"
 
@@ -83,7 +86,7 @@ def placed(where: str, source: Path, request) -> Archive:
     )
 
 
-STORES = ["local", "seaweedfs", "ceph_rgw"]
+STORES = ["local", *S3_STORES]
 
 
 @pytest.fixture(params=STORES)
@@ -261,7 +264,7 @@ def holding_the_nth_file_read(n: int):
 
 
 @pytest.mark.parametrize(("output", "killed_at"), [("parquet", 1), ("parquet", 16), ("jsonl", 9)])
-@pytest.mark.parametrize("store_name", ["seaweedfs", "ceph_rgw"])
+@pytest.mark.parametrize("store_name", S3_STORES)
 def test_a_pull_killed_while_it_reads_from_the_store_resumes_to_the_same_slice(
     request, mirror_crawl, tmp_path, store_name, output, killed_at
 ):
@@ -316,7 +319,7 @@ def holding_the_first(method: str, folder: str):
         ("DELETE", "outlet="),
     ],  # a new file, the manifest, a deletion
 )
-@pytest.mark.parametrize("store_name", ["seaweedfs", "ceph_rgw"])
+@pytest.mark.parametrize("store_name", S3_STORES)
 def test_a_compaction_killed_in_the_store_leaves_it_consistent_and_the_next_one_finishes(
     request, mirror_crawl, tmp_path, store_name, method, folder
 ):

@@ -124,6 +124,7 @@ def test_printed_duckdb_command_runs(mirror_crawl):
         assert outlet in shown.stdout
 
 
+@pytest.mark.slow
 def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, mirror_server, tmp_path):
     archive = tmp_path / "archive"  # a copy: the session's archive stays as one run left it
     shutil.copytree(mirror_crawl.archive, archive, ignore=shutil.ignore_patterns(".*"))
@@ -138,6 +139,7 @@ def test_a_second_run_fetches_no_known_article_and_writes_no_row(mirror_crawl, m
     assert not asked & {requested_as(a.url) for a in ARCHIVED}
 
 
+@pytest.mark.slow
 def test_summary_is_loud_when_an_outlet_yields_nothing(tmp_path):
     # no mirror behind this URL: every request fails, so no outlet finds an article page
     run = run_cli(

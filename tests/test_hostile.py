@@ -12,12 +12,16 @@ import gzip
 import re
 from urllib.parse import urlsplit
 
+import pytest
+
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Page
 from tests.conftest import FIXTURES, requested_as, run_cli
 from tests.test_incremental import OUTLET, crawl, mirror, rows
 
 __all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
+
+pytestmark = pytest.mark.slow  # every test crawls in a subprocess
 
 SITEMAP_OUTLET = "hangzhou-net"
 SITEMAP = ("hznews.hangzhou.com.cn", "/sitemap/xinzheng.xml")

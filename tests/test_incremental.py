@@ -13,14 +13,16 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from crawler.cli import BUG_EXIT, STOPPED_EXIT
+from crawler.cli.exits import ExitCode
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
-from pipelines.archive.lock import BUSY_EXIT, archive_lock
+from pipelines.archive.lock import archive_lock
 from pipelines.archive.storage import LocalStore
 from pipelines.stages.dedup import article_id
 from tests.conftest import FIXTURES, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
+
+pytestmark = pytest.mark.slow  # every test crawls in a subprocess, most of them twice
 
 OUTLET = "sxkjt"
 
@@ -90,7 +92,7 @@ def test_a_second_run_on_a_held_archive_exits_at_once_or_waits(mirror, tmp_path)
     archive = tmp_path / "archive"
     with archive_lock(LocalStore(archive), "the-first-run"):
         busy = run_cli("crawl", "--mirror-url", mirror.url, "--archive", str(archive), "--outlet", OUTLET)
-        assert busy.returncode == BUSY_EXIT
+        assert busy.returncode == ExitCode.BUSY
         assert "is held by run the-first-run" in busy.stderr and "--wait" in busy.stderr
         assert not list(archive.glob("outlet=*"))
         waiting = subprocess.Popen(
@@ -197,7 +199,7 @@ def test_sigterm_stops_the_crawl_honestly_and_the_next_run_fetches_the_rest(mirr
         running.send_signal(signal.SIGTERM)  # what timeout, systemd and Kubernetes send
         proxy.release.set()
         out, err = running.communicate(timeout=300)
-    assert running.returncode == STOPPED_EXIT, out + err
+    assert running.returncode == ExitCode.STOPPED, out + err
     assert "PROBLEM the crawl was stopped before its end (shutdown)" in out
     [manifest] = [json.loads(p.read_text()) for p in (archive / "_manifests").glob("*.json")]
     assert manifest["interrupted"] is True and manifest["discovery"] == {}
@@ -219,7 +221,7 @@ def test_a_bug_of_ours_has_its_own_exit_code(mirror, tmp_path):
         *("crawl", "--mirror-url", mirror.url, "--archive", str(tmp_path / "archive"), "--outlet", OUTLET),
         *("-s", f"ITEM_PIPELINES={json.dumps(pipelines)}"),
     )
-    assert run.returncode == BUG_EXIT, run.stdout + run.stderr
+    assert run.returncode == ExitCode.BUG, run.stdout + run.stderr
     assert "PROBLEM our own code raised (pipeline: 1)" in run.stdout
     assert "ZeroDivisionError: a bug in our own code" in run.stderr
 

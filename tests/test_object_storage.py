@@ -22,13 +22,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from crawler.cli.exits import ExitCode
 from crawler.mirror.server import MirrorServer
-from pipelines.archive.lock import BUSY_EXIT
 from pipelines.archive.warc import OPEN_SUFFIX, read_capture, records
 from tests.conftest import ARCHIVED as ARCHIVED_ARTICLES
 from tests.conftest import MIRROR, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
 from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore, SeaweedFS, wait_until
+
+pytestmark = pytest.mark.slow  # every test crawls in a subprocess, many kill it or stop the store
 
 ARCHIVED = sorted(a.url for a in ARCHIVED_ARTICLES)  # their URLs
 PREFIX = "news"
@@ -280,7 +282,7 @@ def test_store_stopped_mid_run(tmp_path, mirror_server):
             mirror.release.set()
             out, _ = crawl.communicate(timeout=300)
         assert crawl.returncode == 3 and "wait in" in out
-        assert bucket.flush().returncode == BUSY_EXIT  # still down: no lease, not started, still pending
+        assert bucket.flush().returncode == ExitCode.BUSY  # still down: no lease, not started, still pending
         store.start()
         assert bucket.flush().returncode == 0
         bucket.assert_complete()

@@ -22,6 +22,8 @@ from crawler.mirror.sites import build_mirror
 from tests.conftest import REPO, run_cli
 from tests.faultproxy import FaultProxy
 
+pytestmark = pytest.mark.slow  # crawls in subprocesses, one killed, Redis restarted mid-crawl
+
 HELD = "/kjt.shanxi.gov.cn/zxzx/ywyl/"  # the first sxkjt article page asked for is held open
 
 

@@ -17,12 +17,15 @@ from string import Template
 from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
+import pytest
 
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Mirror, Page, build_mirror
 from tests.conftest import FIXTURES, run_cli
 from tests.test_hostile import SITEMAP_OUTLET, articles, key, stat
 from tests.test_incremental import mirror, rows
+
+pytestmark = pytest.mark.slow  # every test crawls in a subprocess
 
 __all__ = ["mirror"]  # the fixture, from tests/test_incremental.py
 

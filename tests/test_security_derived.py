@@ -29,6 +29,8 @@ from tests.test_incremental import OUTLET, mirror
 
 __all__ = ["mirror"]  # the fixture
 
+pytestmark = pytest.mark.slow  # crawls and commands in subprocesses, each test several
+
 ADDRESS_SPACE = 1 << 30
 
 

@@ -18,6 +18,8 @@ import pytest
 from pipelines.archive.keys import lease_key
 from tests.conftest import FIXTURES, run_cli
 
+pytestmark = pytest.mark.slow  # each test runs commands, most of them a crawl, in subprocesses
+
 HOSTILE = FIXTURES / "jsondata"
 OUTLET = "sxkjt"
 TEMPLATE = f"_templates/{OUTLET}/20261101T000000Z-aaaaaa.json"

@@ -27,8 +27,11 @@ from pipelines.archive.schema import SCHEMA
 from tests.archives import hourly_runs, row_keys
 from tests.conftest import CrawlRun, run_cli
 from tests.faultproxy import FaultProxy
+from tests.objectstores import S3_STORES
 from tests.pipelines.tools.test_compact import FORGERIES, RETYPINGS, planted_compaction
 from tests.test_archive_tools import PREFIX, STORES, Archive, placed
+
+pytestmark = pytest.mark.slow  # crawls, compactions and pulls in subprocesses, on three stores
 
 
 def snapshot(folder: Path, *leaving_out: Path) -> dict[str, tuple[str, int]]:
@@ -377,7 +380,7 @@ def test_a_manifest_that_does_not_parse_stops_compact_before_any_delete(compacte
     assert pulled(archive, tmp_path / "after")[1] == before
 
 
-@pytest.mark.parametrize("compacted", ["seaweedfs", "ceph_rgw"], indirect=True)
+@pytest.mark.parametrize("compacted", S3_STORES, indirect=True)
 def test_a_manifest_the_store_fails_to_read_stops_compact_before_any_delete(compacted, tmp_path):
     """Every GET of the compaction's manifest answered 503 SlowDown, as a store under load does:
     compact deletes nothing, and once the store answers again the archive is whole."""

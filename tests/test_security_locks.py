@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import pytest
 
+from crawler.cli.exits import ExitCode
 from crawler.mirror.server import MirrorServer
 from pipelines.archive.keys import lease_key
-from pipelines.archive.lock import ACCEPT_ENV, BUSY_EXIT, PROBE_GENERATION
-from pipelines.archive.publish import SPOOL_ARCHIVE
+from pipelines.archive.lock import ACCEPT_ENV, PROBE_GENERATION
+from pipelines.archive.spool import SPOOL_ARCHIVE
 from tests.conftest import run_cli
 from tests.faultproxy import FaultProxy
 from tests.objectstores import ACCESS_KEY, SECRET_KEY, ObjectStore
 from tests.pipelines.archive.test_lock import PLANTED, plant
 from tests.test_incremental import OUTLET, crawl, mirror, rows
 from tests.test_object_storage import PREFIX, Bucket
+
+pytestmark = pytest.mark.slow  # crawls and commands in subprocesses, against stores that fail or never answer
 
 __all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
 
@@ -125,7 +128,7 @@ def test_without_the_lease_a_crawl_only_spools_and_flush_and_compact_do_not_run(
             ("compact", bucket.uri),
         ):
             refused = run_cli(*command, env=bucket.env(proxy.url))
-            assert refused.returncode == BUSY_EXIT, refused.stdout + refused.stderr
+            assert refused.returncode == ExitCode.BUSY, refused.stdout + refused.stderr
             assert (
                 "the archive's lock could not be taken" in refused.stderr and "not started" in refused.stderr
             )

@@ -31,6 +31,8 @@ from tests.conftest import FIXTURES, run_cli
 from tests.pipelines.tools.test_card import assert_only_text, rendered
 from tests.test_incremental import rows
 
+pytestmark = pytest.mark.slow  # a crawl of a hostile page, then pull and card, in subprocesses
+
 OUTLET = "sxkjt"
 LEVELS = 100_000
 HOSTILE = tomllib.loads((FIXTURES / "outputs" / "hostile_strings.toml").read_text(encoding="utf-8"))

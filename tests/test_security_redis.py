@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from crawler.redis_crawl import PREFIX, crawl_scope
 from crawler.registry import load_registry
+from crawler.shared.extension import crawl_scope
+from crawler.shared.state import PREFIX
 from pipelines.archive.storage import LocalStore
 from tests.conftest import run_cli
-from tests.crawler.test_redis_crawl import malformed_entries, pickle_creating
+from tests.crawler.shared.test_queue_entries import malformed_entries, pickle_creating
 from tests.faultproxy import FaultProxy
 from tests.test_redis_crawl import HELD, archived, finished, holding_one_article, mirror, single_crawl, worker
+
+pytestmark = pytest.mark.slow  # crawls in subprocesses against a real redis-server
 
 __all__ = ["mirror", "single_crawl"]  # (fixtures)
 

@@ -20,12 +20,14 @@ import pytest
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import build_mirror
 from pipelines.archive.keys import part_key, warc_key
-from pipelines.archive.publish import QUARANTINE, spool_for
+from pipelines.archive.spool import QUARANTINE, spool_for
 from pipelines.archive.storage import LocalStore
 from pipelines.archive.warc import OPEN_SUFFIX
 from tests.conftest import FIXTURES, run_cli
 from tests.pipelines.archive.test_lock import plant
 from tests.test_incremental import OUTLET, crawl, rows
+
+pytestmark = pytest.mark.slow  # each case a flush or crawl in a subprocess
 
 PLANTED_CRAWL = "20261101T000000Z-abcdef"  # a crawl someone left in the spool
 GOOD_CRAWL = "20261101T000000Z-000001"  # a crawl that died after spooling a part: flush publishes it

@@ -80,6 +80,7 @@ def test_every_response_of_the_crawl_is_kept_and_each_row_points_to_its_own(mirr
     assert pointed <= {(int(e["offset"]), int(e["length"])) for e in entries}
 
 
+@pytest.mark.slow
 def test_a_content_encoded_page_is_kept_as_received_and_archived_decoded(mirror, tmp_path):
     article = next(a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived")
     parts = urlsplit(article.url)
@@ -99,6 +100,7 @@ def test_a_content_encoded_page_is_kept_as_received_and_archived_decoded(mirror,
     assert record.content_stream().read() == page.body
 
 
+@pytest.mark.slow
 def test_no_warc_keeps_only_the_text(mirror, tmp_path):
     crawl(mirror, tmp_path, "--no-warc")
     archived = rows(tmp_path)
@@ -131,6 +133,7 @@ def _pulled(archive, uri: str, dest: Path) -> list[dict]:
     return sorted(table.drop_columns(["outlet", "published"]).to_pylist(), key=lambda r: r["article_id"])
 
 
+@pytest.mark.slow
 def test_reextract_rebuilds_the_rows_from_the_warcs_alone(warc_archive, tmp_path):
     target = _sibling(warc_archive, "again", tmp_path)
     run = warc_archive.run("reextract", warc_archive.uri, "--to", target)
@@ -146,6 +149,7 @@ def test_reextract_rebuilds_the_rows_from_the_warcs_alone(warc_archive, tmp_path
     assert again.returncode == 2 and "holds an archive already" in again.stderr
 
 
+@pytest.mark.slow
 def test_reextract_of_one_outlet_records_where_it_came_from(mirror_crawl, tmp_path):
     target = tmp_path / "gmw"
     run = run_cli("reextract", str(mirror_crawl.archive), "--to", str(target), "--outlet", "gmw-cq")
@@ -162,6 +166,7 @@ def test_reextract_of_one_outlet_records_where_it_came_from(mirror_crawl, tmp_pa
     assert [w["key"] for w in manifest["warcs"]] == [w["key"] for w in source["warcs"]]
 
 
+@pytest.mark.slow
 def test_reextract_copies_a_row_whose_capture_is_damaged_and_names_it(mirror_crawl, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
@@ -178,6 +183,7 @@ def test_reextract_copies_a_row_whose_capture_is_damaged_and_names_it(mirror_cra
     assert len(rebuilt) == len(ARCHIVED) and rebuilt[victim["url"]]["text"] == victim["text"]
 
 
+@pytest.mark.slow
 def test_reextract_reads_no_range_longer_than_a_record_whatever_a_row_names(mirror_crawl, tmp_path):
     """Rows of a part (its manifest updated, as one who can write the archive would) name ranges
     no record has: past the WARC record cap, to the end of the store's object, negative, empty.
@@ -215,6 +221,7 @@ def test_reextract_reads_no_range_longer_than_a_record_whatever_a_row_names(mirr
     assert all(rebuilt[row["url"]]["text"] == row["text"] for row in damaged)
 
 
+@pytest.mark.slow
 def test_verify_names_a_damaged_warc_a_missing_index_and_a_stray_warc(warc_archive):
     manifest = warc_archive.manifest()
     (warc,) = manifest["warcs"]
@@ -257,6 +264,7 @@ def _records(archive: Path) -> list:
     return found
 
 
+@pytest.mark.slow
 def test_no_credential_or_cookie_reaches_a_published_warc(mirror, tmp_path):
     """The requests carry an Authorization, a Proxy-Authorization and a Cookie header (as a run's
     DEFAULT_REQUEST_HEADERS, HttpAuthMiddleware, HttpProxyMiddleware or the cookie jar set them),
@@ -304,6 +312,7 @@ def test_no_credential_or_cookie_reaches_a_published_warc(mirror, tmp_path):
     assert "x-api-key" in warcinfo and "x-upstream-token" in warcinfo
 
 
+@pytest.mark.slow
 def test_a_page_that_says_noarchive_is_in_no_published_object(mirror, tmp_path):
     """Three of sxkjt's five articles say noarchive: in a robots meta tag, in an X-Robots-Tag
     header, and as ``none`` in a meta tag named for us at the end of the body; so does its first

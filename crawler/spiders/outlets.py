@@ -14,9 +14,8 @@ page gave was archived, known or judged, and skipping it loses nothing.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,22 +42,18 @@ from twisted.web._newclient import ResponseNeverReceived
 from crawler.capture import CAPTURE_META, JUDGED_META, WarcExtension, meta_says_noarchive
 from crawler.extensions import archive_extension
 from crawler.middlewares import Confined, KnownArticles
-from crawler.redis_crawl import RedisCrawlExtension
 from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, host_in_domains, load_registry
+from crawler.report import pages_found
+from crawler.shared.extension import RedisCrawlExtension
 from crawler.spiders.frontier import Frontier
 from pipelines.archive.index import ArchiveIndex
+from pipelines.archive.keys import new_crawl_id
 from pipelines.archive.warc import Exchange
 from pipelines.article import Article
 from pipelines.stages.charset import header_charset
 
 _UNDONE = ("extract/failed/", "downloader/exception_type_count/")  # stats: work left for the next run
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024  # the sitemap protocol's limit: a larger one (uncompressed) is not read
-
-
-def new_crawl_id(now: datetime | None = None) -> str:
-    """Sortable and unique per run: ``20261123T041500Z-1a2b3c``."""
-    now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 class OutletsSpider(SitemapSpider):
@@ -406,13 +401,6 @@ class OutletsSpider(SitemapSpider):
         """:func:`pages_found` of each outlet, in this process so far."""
         stats = self.crawler.stats.get_stats()
         return {outlet_id: pages_found(stats, outlet_id) for outlet_id in self.registry}
-
-
-def pages_found(stats: Mapping[str, Any], outlet_id: str) -> int:
-    """Article pages the outlet's discovery led to: fetched, known already, or behind a 304."""
-    return sum(
-        int(stats.get(f"outlet/{outlet_id}/{what}", 0)) for what in ("article_pages", "known", "not_modified")
-    )
 
 
 def refusal_reason(error: BaseException) -> str:

@@ -8,7 +8,8 @@ moment that manifest exists. So ``newsarchive ls`` and
 ``pull``'s partition pruning open no Parquet file; ``verify`` (:mod:`pipelines.tools.verify`) checks
 the files against what the manifests say.
 
-A manifest may come from elsewhere or be damaged: each key it names is checked against its
+A manifest may come from elsewhere or be damaged: each is parsed by
+:meth:`pipelines.archive.manifest.Manifest.parse`, where each key it names is checked against its
 kind's grammar (:mod:`pipelines.archive.keys`) and an entry whose key fails is left out, named in the
 problems. ``supersedes`` is taken only from a compaction's manifest, only for parts of the
 partitions its own files are in, and only for a part whose rows its files hold by what the
@@ -20,117 +21,24 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
-from typing import TypeVar
 
-from pipelines.archive.index import MANIFEST_MAX_BYTES, PART_MAX_BYTES, Damaged, read_capped
-from pipelines.archive.keys import (
-    COMPACTED,
-    MANIFESTS,
-    UNKNOWN_MONTH,
-    BadKey,
-    cdxj_key,
-    checked,
-    checked_crawl,
-    part_of,
-    shown,
+from pipelines.archive.index import PART_MAX_BYTES, Damaged, read_capped
+from pipelines.archive.keys import MANIFESTS, checked, part_of, shown
+from pipelines.archive.manifest import (
+    MANIFEST_MAX_BYTES,
+    ArchivedFile,
+    ArchivedWarc,
+    Manifest,
+    discovery_of,
+    loads,
 )
 from pipelines.archive.storage import Store, StoreError
-from pipelines.runtime.jsondata import is_count, loads_bounded
-
-__all__ = ["COMPACTED", "ArchivedFile", "ArchivedWarc", "BadManifest", "Catalog", "Run"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ArchivedFile:
-    """One Parquet file as its run's manifest lists it."""
-
-    key: str  # relative to the archive root
-    crawl_id: str
-    rows: int
-    bytes: int
-    sha256: str
-    languages: dict[str, int] | None  # rows per language; None in manifests older than the field
-    article_ids: tuple[str, ...] | None = None  # its rows', as its manifest states them (None: not stated)
-
-    @property
-    def partition(self) -> dict[str, str]:
-        """``{"outlet": ..., "published": ...}``, read from the key."""
-        parts = dict(part.split("=", 1) for part in self.key.split("/")[:-1] if "=" in part)
-        return {"outlet": parts.get("outlet", ""), "published": parts.get("published", UNKNOWN_MONTH)}
-
-    @property
-    def outlet(self) -> str:
-        return self.partition["outlet"]
-
-    @property
-    def month(self) -> str:
-        return self.partition["published"]
-
-    def may_hold(
-        self,
-        outlets: set[str] | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        languages: set[str] | None = None,
-    ) -> bool:
-        """False when the key or the manifest rules out every row matching the filters (a row
-        without a publication date matches no date filter)."""
-        if outlets and self.outlet not in outlets:
-            return False
-        if since or until:
-            if self.month == UNKNOWN_MONTH:
-                return False
-            if since and self.month < f"{since:%Y-%m}":
-                return False
-            if until and self.month > f"{until:%Y-%m}":
-                return False
-        return not (languages and self.languages is not None and not languages & set(self.languages))
-
-
-@dataclass(frozen=True)
-class ArchivedWarc:
-    """One WARC file, and its CDXJ index, as its run's manifest lists them."""
-
-    key: str
-    crawl_id: str
-    bytes: int
-    sha256: str
-    records: int
-    cdxj: ArchivedFile  # rows 0: an index, not Parquet
-
-
-@dataclass(frozen=True)
-class Run:
-    """One crawl, as its manifest tells it."""
-
-    crawl_id: str
-    manifest: str  # its key
-    schema_version: str
-    started_at: str | None
-    finished_at: str | None
-    interrupted: bool
-    files: tuple[ArchivedFile, ...]
-    supersedes: tuple[str, ...] = ()  # a compaction's: the keys its files replace
-    compaction: bool = False  # a compaction's manifest, not a crawl's
-    warcs: tuple[ArchivedWarc, ...] = ()
-
-    @property
-    def rows(self) -> int:
-        return sum(file.rows for file in self.files)
-
-    @property
-    def bytes(self) -> int:
-        return sum(file.bytes for file in self.files)
 
 
 @dataclass
 class Catalog:
-    runs: list[Run]
+    runs: list[Manifest]  # one per manifest read, in the order of their keys
     problems: list[str] = field(default_factory=list)  # manifests or entries not taken, one line each
     unreadable: list[str] = field(default_factory=list)  # keys of manifests that could not be read
 
@@ -142,9 +50,9 @@ class Catalog:
                 continue
             try:
                 catalog.runs.append(
-                    manifest_run(
+                    Manifest.read(
                         checked(key, "manifest"),
-                        loads_bounded(read_capped(store, key, MANIFEST_MAX_BYTES), MANIFEST_MAX_BYTES, key),
+                        read_capped(store, key, MANIFEST_MAX_BYTES),
                         catalog.problems,
                     )
                 )
@@ -161,7 +69,7 @@ class Catalog:
         manifest that lists it. Any other listing is left out and named: a manifest listing
         another run's parts would have readers count their rows twice and compaction write them
         twice."""
-        listings: dict[str, list[Run]] = defaultdict(list)
+        listings: dict[str, list[Manifest]] = defaultdict(list)
         for run in self.runs:
             for file in run.files:
                 listings[file.key].append(run)
@@ -175,8 +83,8 @@ class Catalog:
             for file in run.files:
                 if file.key in keeper and (keeper[file.key] is not run or file.key in seen):
                     self.problems.append(
-                        f"{run.manifest}: files entry {shown(file.key)} left out: listed again, it counts "
-                        f"once, in {keeper[file.key].manifest}"
+                        f"{run.key}: files entry {shown(file.key)} left out: listed again, it counts "
+                        f"once, in {keeper[file.key].key}"
                     )
                 else:
                     kept.append(file)
@@ -200,13 +108,13 @@ class Catalog:
             run = self.runs[i]
             missing = [f.key for f in run.files if f.key not in present and f.key not in replaced]
             if run.supersedes and missing:
-                self.problems.append(f"{run.manifest}: supersedes ignored: its file {missing[0]} is missing")
+                self.problems.append(f"{run.key}: supersedes ignored: its file {missing[0]} is missing")
                 self.runs[i] = replace(run, supersedes=())
             elif run.supersedes:
                 self.runs[i] = replace(run, supersedes=self._covered(run, listings))
             replaced.update(self.runs[i].supersedes)
 
-    def _covered(self, run: Run, listings: dict[str, list[ArchivedFile]]) -> tuple[str, ...]:
+    def _covered(self, run: Manifest, listings: dict[str, list[ArchivedFile]]) -> tuple[str, ...]:
         """The keys ``run`` supersedes whose rows its files of the same partition hold, by what
         the manifests state (no data read): every listing of the part states as many article ids
         as rows (a part of no rows needs none), and those ids are among the ids its files state and
@@ -231,7 +139,7 @@ class Catalog:
                 covered.append(key)
             else:
                 self.problems.append(
-                    f"{run.manifest}: supersedes {shown(key)} ignored: its files do not state the article "
+                    f"{run.key}: supersedes {shown(key)} ignored: its files do not state the article "
                     "ids of all its rows"
                 )
         return tuple(covered)
@@ -304,142 +212,18 @@ class Catalog:
         }
 
 
-class BadManifest(ValueError):
-    """A manifest, or an entry of it, whose fields are not of their types: named, never used."""
-
-
-def manifest_run(key: str, manifest: object, problems: list[str]) -> Run:
-    """The run a manifest tells, each field checked here, once: :class:`BadManifest` when the
-    manifest itself is not one; an entry naming a key of the wrong kind or holding a field of the
-    wrong type is left out, and named in ``problems``."""
-    manifest = _object(manifest, "the manifest")
-    crawl_id = checked_crawl(manifest.get("crawl_id"))
-    files = _entries(key, manifest, "files", lambda entry: manifest_file(entry, crawl_id, "part"), problems)
-    warcs = _entries(key, manifest, "warcs", lambda entry: manifest_warc(entry, crawl_id), problems)
-    compaction = manifest.get("compaction") is True
-    return Run(
-        crawl_id=crawl_id,
-        manifest=key,
-        schema_version=_optional(manifest, "schema_version", str) or "",
-        started_at=_optional(manifest, "started_at", str),
-        finished_at=_optional(manifest, "finished_at", str),
-        interrupted=bool(_optional(manifest, "interrupted", bool)),
-        files=files,
-        supersedes=_supersedes(key, crawl_id, _list(manifest, "supersedes"), compaction, files, problems),
-        compaction=compaction,
-        warcs=warcs,
-    )
-
-
-def _entries(
-    manifest_key: str, manifest: dict, name: str, parse: Callable[[dict], T], problems: list[str]
-) -> tuple[T, ...]:
-    """The manifest's entries under ``name`` that ``parse`` takes; the others named in ``problems``."""
-    parsed = []
-    for entry in _list(manifest, name):
-        try:
-            parsed.append(parse(_object(entry, "the entry")))
-        except (BadKey, BadManifest) as exc:
-            problems.append(f"{manifest_key}: {name} entry left out: {exc}")
-    return tuple(parsed)
-
-
-def manifest_file(entry: dict, crawl_id: str, kind: str) -> ArchivedFile:
-    languages = _optional(entry, "languages", dict)
-    if languages is not None and not all(isinstance(k, str) and is_count(n) for k, n in languages.items()):
-        raise BadManifest(f"languages {shown(languages)} are not counts of rows by language")
-    return ArchivedFile(
-        key=checked(entry.get("key"), kind),
-        crawl_id=crawl_id,
-        rows=_count(entry, "rows") if kind == "part" else 0,
-        bytes=_count(entry, "bytes"),
-        sha256=_string(entry, "sha256"),
-        languages=languages,
-        article_ids=_article_ids(entry),
-    )
-
-
-def _article_ids(entry: dict) -> tuple[str, ...] | None:
-    ids = _optional(entry, "article_ids", list)
-    if ids is not None and not all(isinstance(article, str) for article in ids):
-        raise BadManifest("article_ids are not a list of strings")
-    return None if ids is None else tuple(ids)
-
-
-def manifest_warc(entry: dict, crawl_id: str) -> ArchivedWarc:
-    key = checked(entry.get("key"), "warc")
-    cdxj = manifest_file(_object(entry.get("cdxj"), "its cdxj"), crawl_id, "cdxj")
-    if cdxj.key != cdxj_key(key):
-        raise BadKey(f"{cdxj.key} is not the CDXJ of {key}; not used")
-    return ArchivedWarc(
-        key, crawl_id, _count(entry, "bytes"), _string(entry, "sha256"), _count(entry, "records"), cdxj
-    )
-
-
-def _object(value: object, what: str) -> dict:
-    if not isinstance(value, dict):
-        raise BadManifest(f"{what} is a {type(value).__name__}, not an object")
-    return value
-
-
-def _list(manifest: dict, name: str) -> list:
-    value = manifest.get(name, [])
-    if not isinstance(value, list):
-        raise BadManifest(f"{name} is a {type(value).__name__}, not a list")
-    return value
-
-
-def _optional(table: dict, name: str, kind: type[T]) -> T | None:
-    value = table.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise BadManifest(f"{name} {shown(value)} is not a {kind.__name__}")
-    return value
-
-
-def _string(table: dict, name: str) -> str:
-    value = table.get(name)
-    if not isinstance(value, str):
-        raise BadManifest(f"{name} {shown(value)} is not a string")
-    return value
-
-
-def _count(table: dict, name: str) -> int:
-    value = table.get(name)
-    if not is_count(value):
-        raise BadManifest(f"{name} {shown(value)} is not a count")
-    return value
-
-
-def _supersedes(
-    manifest_key: str,
-    crawl_id: str,
-    keys: list,
-    compaction: bool,
-    files: tuple[ArchivedFile, ...],
-    problems: list[str],
-) -> tuple[str, ...]:
-    """The keys a manifest may take out of the dataset: parts of the partitions its own files are
-    in, and only if it is a compaction's."""
-    own = {file.key for file in files}
-    partitions = {
-        part.partition
-        for part in map(part_of, own)
-        if part.compacted and part.crawl_id == crawl_id  # its own files, not another run's
-    }
-    honoured = []
-    for key in keys:
-        part = part_of(key)
-        if not compaction:
-            reason = "only a compaction's manifest replaces files"
-        elif part is None:
-            reason = "not a part's key"
-        elif part.partition not in partitions or key in own:
-            reason = "not a part of a partition its files are in"
-        else:
-            honoured.append(key)
-            continue
-        problems.append(f"{manifest_key}: supersedes {shown(key)} ignored: {reason}")
-    return tuple(honoured)
+def discovery_in(store: Store, key: str, damaged: list[str]) -> dict[str, dict]:
+    """The discovery validators the manifest ``key`` keeps (none if its run left any page
+    unread, or the store cannot read it; see :func:`pipelines.archive.manifest.discovery_of`); a
+    manifest that does not read is named in ``damaged``."""
+    try:
+        stated = loads(key, read_capped(store, key, MANIFEST_MAX_BYTES))
+    except StoreError:
+        return {}
+    except ValueError as exc:  # Damaged, DamagedJSON
+        damaged.append(f"{exc}; its discovery validators are not used")
+        return {}
+    return discovery_of(key, stated, damaged)
 
 
 def _languages(file: ArchivedFile) -> dict[str, int]:

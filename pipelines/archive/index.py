@@ -40,8 +40,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of, shown
+from pipelines.archive.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of
 from pipelines.archive.lock import ensure_held
+from pipelines.archive.manifest import MANIFEST_MAX_BYTES, BadManifest, listed_article_ids
 from pipelines.archive.rows import parquet_file
 from pipelines.archive.schema import INDEX_SCHEMA, SCHEMA
 from pipelines.archive.storage import Store, StoreError, read_up_to, write_atomically
@@ -56,9 +57,6 @@ _MERGED = b"newsarchive.index.merged"  # base metadata: JSON list of the index f
 # Caps on what is read of the archive into memory. An index entry takes about 105 bytes of
 # Parquet: 512 MiB is about 5 million URLs, whose index in memory would take several GB anyway.
 INDEX_MAX_BYTES = 512 << 20
-# A manifest lists each part's article ids (about 70 bytes each): 256 MiB is 3.5 million rows
-# in one run (a reextract's run holds the whole archive).
-MANIFEST_MAX_BYTES = 256 << 20
 # A part no manifest covers is read whole. Parts are smaller than the row data they hold: 32 MiB by
 # default for a crawl's (ARCHIVE_BYTES_PER_FILE), 128 MiB for a compaction's (compact.TARGET_BYTES);
 # past four times the biggest, it is no part this code wrote.
@@ -441,17 +439,13 @@ def _crawl_of(index_key: str) -> str:
 
 def manifest_files(store: Store, key: str) -> dict[str, list[str]]:
     """The parts a manifest lists, with their article ids; :class:`Damaged` when it is no
-    manifest (too big, not JSON, a field of another type)."""
+    manifest the index can read (too big, not JSON, a field of another type: see
+    :func:`pipelines.archive.manifest.listed_article_ids`)."""
     data = read_capped(store, key, MANIFEST_MAX_BYTES)
     try:
-        files = loads_bounded(data, MANIFEST_MAX_BYTES, key)["files"]
-        listed = {entry["key"]: entry["article_ids"] for entry in files}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise Damaged(f"{key}: not a manifest the index can read ({type(exc).__name__}: {exc})") from None
-    for part, ids in listed.items():
-        if not (isinstance(ids, list) and all(isinstance(article, str) for article in ids)):
-            raise Damaged(f"{key}: the article ids of {shown(part)} are not a list of strings")
-    return listed
+        return listed_article_ids(key, data)
+    except BadManifest as exc:
+        raise Damaged(str(exc)) from None
 
 
 def read_part_entries(parquet: bytes | Path, name: str, crawl_id: str = "") -> list[dict]:

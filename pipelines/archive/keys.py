@@ -20,6 +20,7 @@ and none holds ``..``, a leading ``/``, a backslash, a NUL or any character outs
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -169,3 +170,9 @@ def part_of(key: object) -> PartKey | None:
     if match is None:
         return None
     return PartKey(key, match["outlet"], match["month"], match["crawl"], bool(match["compacted"]))
+
+
+def new_crawl_id(now: datetime | None = None) -> str:
+    """Sortable and unique per run: ``20261123T041500Z-1a2b3c``."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

@@ -2,7 +2,7 @@
 
 Two runs on one archive would each read the index, fetch the same new articles and archive
 them twice. ``newsarchive crawl`` and ``flush`` hold the archive's lock while they run; a second
-invocation exits at once (:data:`BUSY_EXIT`) or, with ``--wait``, waits for it.
+invocation exits at once (exit 75, the CLI's ``ExitCode.BUSY``) or, with ``--wait``, waits for it.
 
 A local archive is locked with ``flock`` on ``<archive>/.newsarchive.lock``: the kernel releases
 it when the process dies, however it dies. A bucket is shared by machines, so it gets a lease:
@@ -46,7 +46,6 @@ from pipelines.runtime.jsondata import is_count, loads_bounded
 
 logger = logging.getLogger(__name__)
 
-BUSY_EXIT = 75  # EX_TEMPFAIL (sysexits.h): try again later
 LOCK_FILE = ".newsarchive.lock"
 _NOTE_BYTES = 4096  # a note of ours is far shorter; a longer lock file is none of ours
 # created twice with If-None-Match: * to learn whether the store honours it; below every real

@@ -31,25 +31,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
 from itertools import groupby
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.catalog import ArchivedFile, Catalog, Run, read_verified
+from pipelines.archive.catalog import Catalog, discovery_in, read_verified
 from pipelines.archive.index import PART_MAX_BYTES, Damaged, part_entries, read_capped, write_index_file
 from pipelines.archive.keys import compacted_key, delta_key, manifest_key, part_of, partition_key
 from pipelines.archive.lock import ensure_held
-from pipelines.archive.publish import discovery_in, languages_of
+from pipelines.archive.manifest import ArchivedFile, Manifest, languages_of
 from pipelines.archive.rows import parquet_options
-from pipelines.archive.schema import SCHEMA, SCHEMA_VERSION
+from pipelines.archive.schema import SCHEMA
 from pipelines.archive.storage import Store, StoreError, write_atomically
 
 TARGET_BYTES = 128 * 1024 * 1024  # files of at least this size are left alone; new ones stay below it
@@ -99,7 +97,7 @@ def compact(
         chosen = (not outlets or file.outlet in outlets) and (not months or file.month in months)
         if chosen and file.bytes < target_bytes:
             partitions[file.outlet, file.month].append(file)
-    written: list[dict] = []
+    written: list[ArchivedFile] = []
     entries: list[dict] = []
     replaced: list[str] = []
     for (outlet, month), files in sorted(partitions.items()):
@@ -113,7 +111,7 @@ def compact(
         for start in range(0, table.num_rows, step):
             key = compacted_key(partition_key(outlet, month), run_id, len(written) + 1)
             chunk = table.slice(start, step)
-            written.append(_publish(store, workdir, key, chunk))
+            written.append(_publish(store, workdir, key, chunk, run_id))
             entries += part_entries(chunk, key, run_id)
         replaced += [f.key for f in files]
         report.partitions += 1
@@ -156,8 +154,8 @@ def _in_schema(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SCHEMA)
 
 
-def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
-    """Write and publish one new file; its manifest entry."""
+def _publish(store: Store, workdir: Path, key: str, table: pa.Table, run_id: str) -> ArchivedFile:
+    """Write and publish one new file of the run ``run_id``; its manifest entry."""
     rows_per_group = max(1, int(ROW_GROUP_BYTES * table.num_rows / max(table.nbytes, 1)))
     spooled = workdir / f".{Path(key).name}"
     write_atomically(
@@ -168,14 +166,15 @@ def _publish(store: Store, workdir: Path, key: str, table: pa.Table) -> dict:
     )
     ensure_held(store)
     sha256 = store.publish(spooled, key)
-    entry = {
-        "key": key,
-        "rows": table.num_rows,
-        "bytes": spooled.stat().st_size,
-        "sha256": sha256,
-        "languages": languages_of(table),
-        "article_ids": table.column("article_id").to_pylist(),
-    }
+    entry = ArchivedFile(
+        key=key,
+        crawl_id=run_id,
+        rows=table.num_rows,
+        bytes=spooled.stat().st_size,
+        sha256=sha256,
+        languages=languages_of(table),
+        article_ids=tuple(table.column("article_id").to_pylist()),
+    )
     spooled.unlink()
     return entry
 
@@ -184,7 +183,7 @@ def _publish_manifest(
     store: Store,
     workdir: Path,
     run_id: str,
-    files: list[dict],
+    files: list[ArchivedFile],
     replaced: list[str],
     catalog: Catalog,
     problems: list[str],
@@ -193,30 +192,15 @@ def _publish_manifest(
     It keeps the newest crawl's discovery validators, which the next crawl reads from the newest
     manifest."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    newest = max((run.manifest for run in catalog.runs), default=None)
-    manifest = {
-        "crawl_id": run_id,
-        "compaction": True,
-        "schema_version": SCHEMA_VERSION,
-        "newsarchive_version": version("newsarchive"),
-        "started_at": now,
-        "finished_at": now,
-        "interrupted": False,
-        "outlets": sorted({part_of(key).outlet for key in replaced}),
-        "discovery": discovery_in(store, newest, problems) if newest else {},
-        "rows": sum(f["rows"] for f in files),
-        "bytes": sum(f["bytes"] for f in files),
-        "files": files,
-        "supersedes": replaced,
-        "index": delta_key(run_id),
-    }
-    key = manifest_key(run_id)
+    newest = max((run.key for run in catalog.runs), default=None)
+    discovery = discovery_in(store, newest, problems) if newest else {}
+    manifest = Manifest.of_compaction(run_id, files, replaced, discovery, at=now)
     spooled = workdir / f".{run_id}.json"
-    write_atomically(spooled, lambda handle: handle.write(json.dumps(manifest, indent=1).encode()))
+    write_atomically(spooled, lambda handle: handle.write(manifest.to_bytes()))
     ensure_held(store)
-    store.publish(spooled, key)
+    store.publish(spooled, manifest.key)
     spooled.unlink()
-    return key
+    return manifest.key
 
 
 def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report: CompactionReport) -> None:
@@ -234,7 +218,7 @@ def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report:
 
 
 def _rows_held(
-    store: Store, run: Run, keys: list[str], present: set[str], report: CompactionReport
+    store: Store, run: Manifest, keys: list[str], present: set[str], report: CompactionReport
 ) -> list[str]:
     """Of the parts ``keys`` the compaction ``run`` replaced, those whose every row, whole, is in
     its files of their partition, which are there with the size and sha256 its manifest gives:
@@ -248,7 +232,7 @@ def _rows_held(
             rows = _row_digests(data, exact=True) if data is not None else None
             if rows is None:
                 report.problems.append(
-                    f"{run.manifest}: the files it replaces are kept: {file.key}: "
+                    f"{run.key}: the files it replaces are kept: {file.key}: "
                     + "; ".join(problems or ["not Parquet of the archive's schema"])
                 )
                 unclaimed = None
@@ -266,7 +250,7 @@ def _rows_held(
                 continue
             if rows is not None:
                 why = f"its files lack {(rows - unclaimed).total()} of its {rows.total()} rows"
-            report.problems.append(f"{key}: kept, though {run.manifest} replaces it: {why}")
+            report.problems.append(f"{key}: kept, though {run.key} replaces it: {why}")
     return held
 
 

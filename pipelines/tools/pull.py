@@ -36,7 +36,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.catalog import ArchivedFile, Catalog, read_verified
+from pipelines.archive.catalog import Catalog, read_verified
+from pipelines.archive.manifest import ArchivedFile
 from pipelines.archive.rows import parquet_file
 from pipelines.archive.storage import Store, StoreError, confined, write_atomically
 from pipelines.runtime.jsondata import is_count, loads_bounded

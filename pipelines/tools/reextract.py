@@ -128,7 +128,7 @@ async def reextract(
         await asyncio.to_thread(_copy_warc, source, key, target.crawl.folder, report)
     origin = {
         "archive": source.uri,
-        "runs": [run.manifest for run in catalog.runs],
+        "runs": [run.key for run in catalog.runs],
         "outlets": sorted(outlets or ()),
     }
     report.published = await asyncio.to_thread(target.close, reextracted_from=origin)

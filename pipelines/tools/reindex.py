@@ -50,7 +50,7 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
     report = ReindexReport(problems=list(catalog.problems))
     for run in catalog.runs:
         try:
-            manifest_files(store, run.manifest)
+            manifest_files(store, run.key)
         except Damaged as exc:
             report.problems.append(f"{exc} (manifests are not rewritten; the new base covers its run)")
     entries = []

@@ -25,9 +25,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.archive.catalog import (
-    COMPACTED,
-    ArchivedFile,
-    ArchivedWarc,
     Catalog,
     digest_mismatch,
     digest_problems,
@@ -39,7 +36,8 @@ from pipelines.archive.index import (
     manifest_files,
     read_index_file,
 )
-from pipelines.archive.keys import TEMPLATE_FOLDER, WARC_FOLDER, is_key, manifest_key, shown
+from pipelines.archive.keys import COMPACTED, TEMPLATE_FOLDER, WARC_FOLDER, is_key, manifest_key, shown
+from pipelines.archive.manifest import ArchivedFile, ArchivedWarc
 from pipelines.archive.schema import SCHEMA_VERSIONS, VERSION_KEY
 from pipelines.archive.storage import Store, StoreError
 from pipelines.archive.templates import read_template
@@ -144,11 +142,11 @@ def derived_problems(store: Store, keys: set[str], catalog: Catalog) -> list[str
                 problems.append(f"{key}: cannot be read ({exc})")
     for run in catalog.runs:
         try:
-            manifest_files(store, run.manifest)
+            manifest_files(store, run.key)
         except Damaged as exc:
             problems.append(str(exc))
         except StoreError as exc:
-            problems.append(f"{run.manifest}: cannot be read ({exc})")
+            problems.append(f"{run.key}: cannot be read ({exc})")
     return problems
 
 
@@ -172,7 +170,7 @@ def verify(store: Store, checked: Callable[[ArchivedFile, int], None] | None = N
     for run in catalog.runs:
         if run.schema_version not in SCHEMA_VERSIONS:
             version = run.schema_version
-            result.problems.append(f"{run.manifest}: schema version {version!r} unknown to this newsarchive")
+            result.problems.append(f"{run.key}: schema version {version!r} unknown to this newsarchive")
     for file in files:
         result.files += 1
         result.rows += file.rows

@@ -16,7 +16,7 @@ from tests.conftest import fetched_article
 @pytest.mark.parametrize(
     ("target", "reason", "logged"),
     [
-        ("HangingAnalyser", "timeout", "no result within 2 s"),
+        pytest.param("HangingAnalyser", "timeout", "no result within 2 s", marks=pytest.mark.slow),
         ("CrashingAnalyser", "crashed", "exited with code 11"),
         ("RaisingAnalyser", "error", 'pool_targets.py", line'),  # the worker's traceback
         ("NoSuchAnalyser", "crashed", "did not start"),  # no worker could start: every page fails

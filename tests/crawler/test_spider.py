@@ -19,7 +19,8 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 from crawler.middlewares import Confined
-from crawler.spiders.outlets import new_crawl_id, refusal_reason
+from crawler.spiders.outlets import refusal_reason
+from pipelines.archive.keys import new_crawl_id
 from tests.conftest import REPO
 
 

@@ -20,80 +20,36 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from pipelines.archive.keys import shown
+from pipelines.archive.storage.base import (
+    KeyRefused,
+    KeyTaken,
+    Store,
+    StoreError,
+    checked_key,
+    file_digests,
+    refused_key,
+)
 from pipelines.runtime.uri import mask_uri
 
-
-class StoreError(Exception):
-    """The store refused or failed a request; what was being published stays where it was."""
-
-
-class KeyTaken(StoreError):
-    """Another object, with different bytes, already has this key."""
-
-
-class KeyRefused(StoreError):
-    """The key could name something outside the archive; no request was made with it."""
-
-
-def refused_key(key: object) -> str | None:
-    """Why a store takes no request with ``key`` (None: it may). Keys are data, never paths:
-    an absolute key, an empty, ``.`` or ``..`` segment, a backslash (a separator elsewhere) or a
-    NUL byte is refused by every back end, whatever the object store itself would allow."""
-    if not isinstance(key, str) or not key:
-        return "not a key"
-    if "\x00" in key or "\\" in key:
-        return "holds a NUL byte or a backslash"
-    if key.startswith("/"):
-        return "is absolute"
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        return "has an empty, . or .. part"
-    return None
-
-
-def checked_key(uri: str, key: object) -> str:
-    """``key`` if a store may take it, else :class:`KeyRefused` (naming it safely)."""
-    reason = refused_key(key)
-    if reason is not None:
-        raise KeyRefused(f"{uri}: key {shown(key)} {reason}; refused")
-    return key
-
-
-class Store(Protocol):
-    uri: str  # for messages: never holds credentials
-
-    def publish(self, source: Path, key: str) -> str:
-        """Make ``source`` the object ``key`` and return its sha256; raise :class:`KeyTaken`
-        rather than overwrite another object."""
-
-    def object_keys(self, prefix: str = "") -> Iterator[str]:
-        """Keys under ``prefix``, relative to the archive root."""
-
-    def read(self, key: str) -> bytes: ...
-
-    def read_range(self, key: str, offset: int, length: int) -> bytes:
-        """``length`` bytes of ``key`` from ``offset`` (fewer at its end): one record of a WARC."""
-
-    def stream(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        """``key`` to read bit by bit (``read(n)``): a WARC of a gigabyte, hashed or copied."""
-
-    def delete(self, key: str) -> None:
-        """Remove ``key`` (gone already is fine); only superseded index files are deleted."""
-
-
-def file_digests(path: Path, chunk_size: int) -> tuple[str, str, str]:
-    """sha256 of the file, its MD5, and the multipart ETag S3 computes for parts of ``chunk_size``."""
-    sha256, md5, part_md5s = hashlib.sha256(), hashlib.md5(), []
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            sha256.update(chunk)
-            md5.update(chunk)
-            part_md5s.append(hashlib.md5(chunk).digest())
-    multipart = f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{max(len(part_md5s), 1)}"
-    return sha256.hexdigest(), md5.hexdigest(), multipart
+__all__ = [
+    "KeyRefused",
+    "KeyTaken",
+    "LocalStore",
+    "Store",
+    "StoreError",
+    "archive_identity",
+    "checked_key",
+    "confined",
+    "file_digests",
+    "read_up_to",
+    "refused_key",
+    "store_for",
+    "write_atomically",
+]
 
 
 def read_up_to(handle: BinaryIO, limit: int) -> bytes:

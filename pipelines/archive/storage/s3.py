@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.utils import ChunksizeAdjuster
 
-from pipelines.archive.storage import KeyTaken, StoreError, checked_key, file_digests
+from pipelines.archive.storage.base import KeyTaken, StoreError, checked_key, file_digests
 from pipelines.runtime.uri import mask_uri
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}(-\d+)?$")

@@ -20,8 +20,9 @@ from pipelines.archive.index import (
     read_capped,
     read_index_file,
 )
-from pipelines.archive.publish import Spool, publish_spool
+from pipelines.archive.publish import publish_spool
 from pipelines.archive.schema import INDEX_SCHEMA
+from pipelines.archive.spool import Spool
 from pipelines.archive.storage import LocalStore, S3Store
 from pipelines.stages.dedup import article_id, text_hash
 from tests.conftest import FIXTURES

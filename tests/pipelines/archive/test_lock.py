@@ -23,7 +23,8 @@ from pipelines.archive.lock import (
     ensure_held,
     holder,
 )
-from pipelines.archive.publish import Spool, publish_spool
+from pipelines.archive.publish import publish_spool
+from pipelines.archive.spool import Spool
 from pipelines.archive.storage import KeyTaken, LocalStore, S3Store
 from pipelines.tools.compact import compact
 from pipelines.tools.reindex import reindex
@@ -258,6 +259,7 @@ def test_who_holds_the_archive_is_told_without_control_characters(tmp_path):
 
 
 @pytest.mark.parametrize("command", [compact, reindex])
+@pytest.mark.slow
 def test_a_lost_lease_stops_compact_and_reindex_before_they_publish_or_delete(
     bucket, mirror_crawl, tmp_path, command
 ):

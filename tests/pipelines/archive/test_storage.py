@@ -202,6 +202,7 @@ def test_s3_multipart_upload_is_verified(s3, tmp_path):
     assert store.read("big.parquet") == big.read_bytes()
 
 
+@pytest.mark.slow
 def test_s3_keys_pages_through_long_listings(s3, source):
     keys = [f"outlet=x/published=2024-{m:02d}/part-{i}.parquet" for m in range(1, 3) for i in range(501)]
     for key in keys[:3]:

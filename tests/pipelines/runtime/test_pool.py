@@ -21,6 +21,7 @@ from pipelines.runtime.pool import (
 )
 
 TARGET = "tests.pipelines.runtime.pool_targets:Behaviour"
+HANG_WAITED_OUT = pytest.param(("hang", None), "timeout", marks=pytest.mark.slow)  # the task timeout runs out
 
 
 def with_pool(
@@ -51,7 +52,7 @@ def test_printing_to_stdout_does_not_garble_the_results():
 
 
 @pytest.mark.parametrize("ahead", [False, True], ids=["spawned", "started-ahead"])
-@pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
+@pytest.mark.parametrize(("task", "reason"), [HANG_WAITED_OUT, (("exit", 9), "crashed")])
 def test_a_task_that_hangs_or_kills_its_worker_fails_and_the_worker_is_replaced(task, reason, ahead):
     started = start_workers(TARGET, 1) if ahead else []
 
@@ -106,7 +107,7 @@ def test_the_pipe_to_every_worker_holds_a_large_page():
     assert with_pool(use, workers=2, started=start_workers(TARGET, 1)) == [1 << 20] * 8
 
 
-@pytest.mark.parametrize(("task", "reason"), [(("hang", None), "timeout"), (("exit", 9), "crashed")])
+@pytest.mark.parametrize(("task", "reason"), [HANG_WAITED_OUT, (("exit", 9), "crashed")])
 def test_tasks_written_behind_one_that_hangs_or_kills_its_worker_are_run_by_its_replacement(task, reason):
     """A worker gets its next task before it is done with the one before: when that one takes the
     worker down, the next was never started, and does not fail with it."""

@@ -135,6 +135,7 @@ def test_furniture_inside_the_article_container_goes():
     assert not any(line in text for line in furniture)
 
 
+@pytest.mark.slow
 def test_eval_targets_on_the_shared_dev_pages(yardstick):
     """Issue 4's targets, page by page; with the pages grouped by site, issue 16's targets and no
     worse than page by page. ``make eval`` prints the same figures beside trafilatura and
@@ -210,6 +211,7 @@ def test_every_json_shape_at_every_field_keeps_the_article(field):
         assert "bus routes on Tuesday evening" in result.text, (field, shape)
 
 
+@pytest.mark.slow
 def test_readability_on_our_parse_gives_readabilitys_own_text():
     """``consensus._ParsedDocument`` skips readability's Cleaner: the text must not change."""
     for path in [*sorted(PAGES.glob("*.html")), *pages("daniel_zh")[::8], *pages("daniel_en")[::8]]:
@@ -260,6 +262,7 @@ def test_the_date_a_page_prints(case):
     assert printed_date(case["lines"]) == case.get("date")
 
 
+@pytest.mark.slow
 def test_publication_dates_on_the_shared_dev_pages():
     """The eval pages' file names carry the day they were collected; a news page's publication
     date is that day or one or two before. Measured when htmldate's extensive search (and

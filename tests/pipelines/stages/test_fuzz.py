@@ -64,6 +64,7 @@ def analyser() -> PageAnalyser:
 
 
 @pytest.mark.parametrize("seed", range(40))
+@pytest.mark.slow
 def test_broken_pages_never_raise(analyser, seed):
     rng = random.Random(seed)
     for page in rng.sample(PAGES, 8):

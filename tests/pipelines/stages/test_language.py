@@ -47,6 +47,7 @@ def test_traditional_and_mixed_texts(detector, case):
     assert sum(shares.values()) <= 1.0
 
 
+@pytest.mark.slow
 def test_targets_on_the_shared_eval_cases(detector):
     """Issue 5's targets, on the ground-truth texts and on what our extraction gets from each
     page; ``make eval`` prints the same figures with the times (measured there, not asserted)."""
@@ -84,6 +85,7 @@ def test_sample_is_bounded_and_spread(detector):
     assert any(f"paragraph {i} " in sample for i in range(150, 200))
 
 
+@pytest.mark.slow
 def test_sparse_profiles_hold_langdetects_own_probabilities():
     """The detector's factory stores langdetect's profiles sparse: same languages, same floats."""
     ours = _langdetect_factory()

@@ -42,6 +42,7 @@ def steps_of_a_whole_compaction(archive: Path, tmp_path: Path) -> int:
     return 10**6 - counter.steps
 
 
+@pytest.mark.slow
 def test_compaction_killed_at_any_step_loses_and_repeats_no_row(mirror_crawl, tmp_path):
     steps = steps_of_a_whole_compaction(mirror_crawl.archive, tmp_path)
     assert steps == 10 + 1 + 1 + 26  # 10 new files, the index delta, the manifest, 26 deletions

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.archive.catalog import ArchivedFile, ArchivedWarc, Catalog, read_verified
+from pipelines.archive.catalog import Catalog, read_verified
 from pipelines.archive.keys import cdxj_key
+from pipelines.archive.manifest import ArchivedFile, ArchivedWarc
 from pipelines.archive.storage import LocalStore
 from pipelines.tools.verify import _warc_problems, derived_problems, file_problems
 from tests.pipelines.archive.test_warc import _written

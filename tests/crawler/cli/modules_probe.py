@@ -1,5 +1,5 @@
 """An extension that writes, when the engine stops, the modules the crawl process imported (to
-``MODULES_PROBE_FILE``, one per line; for tests/crawler/test_cli.py)."""
+``MODULES_PROBE_FILE``, one per line; for tests/crawler/cli/test_crawl.py)."""
 
 from __future__ import annotations
 

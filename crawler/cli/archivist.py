@@ -3,8 +3,11 @@ the people who read it (thin adapters over :mod:`pipelines.archive.catalog`, :mo
 :mod:`pipelines.tools.pull`, :mod:`pipelines.tools.compact`, :mod:`pipelines.tools.reindex`,
 :mod:`pipelines.tools.card` and :mod:`pipelines.tools.reextract`).
 
-Exit codes: 0 all well; 1 problems (each named on a line); 2 bad arguments or no archive there;
-75 (compact, reindex, reextract) a run holds the archive written to, or the store failed while
+They import neither Scrapy nor Twisted: the settings they read (``ARCHIVE_S3_*``,
+``ARCHIVE_LEASE_SECONDS``, ``ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES``, ``ARCHIVE_SPOOL``, the page
+workers' ``EXTRACT_*``) are :mod:`crawler.common_settings`'s, as a crawl reads them. Exit codes
+(:class:`ExitCode`): OK; PROBLEMS, each named on a line; USAGE, bad arguments or no archive there;
+BUSY (compact, reindex, reextract), a run holds the archive written to, or the store failed while
 its lock was taken (they never run without it).
 """
 
@@ -22,13 +25,13 @@ from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from scrapy.settings import Settings
-
-from crawler.extensions import spool_from_settings, store_from_settings
+from crawler.cli.exits import ExitCode, UsageError
+from crawler.cli.locking import holding
+from crawler.from_settings import PlainSettings, page_pool, spool_from_settings, store_from_settings
 from crawler.registry import load_registry
-from crawler.spiders.outlets import new_crawl_id
-from pipelines.archive.catalog import ArchivedFile, Catalog
-from pipelines.archive.lock import ACCEPT_SETTING, BUSY_EXIT, ArchiveBusy, LockUnavailable, archive_lock
+from pipelines.archive.catalog import Catalog
+from pipelines.archive.keys import new_crawl_id
+from pipelines.archive.manifest import ArchivedFile
 from pipelines.archive.publish import Publisher
 from pipelines.archive.storage import LocalStore, Store, StoreError
 from pipelines.runtime.jsondata import one_line
@@ -113,12 +116,9 @@ def _archive_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", metavar="ARCHIVE", help="a folder, file://... or s3://bucket/prefix")
 
 
-def _settings(uri: str) -> Settings:
+def _settings(uri: str) -> PlainSettings:
     """A crawl's settings (``ARCHIVE_S3_*``, ``ARCHIVE_LEASE_SECONDS``) for the archive ``uri``."""
-    settings = Settings()
-    settings.setmodule("crawler.settings", priority="project")
-    settings.set("ARCHIVE_URI", uri, priority="cmdline")
-    return settings
+    return PlainSettings.of(ARCHIVE_URI=uri)
 
 
 def _store(uri: str) -> Store:
@@ -129,16 +129,16 @@ def _store(uri: str) -> Store:
 
 def _exists(store: Store, uri: str) -> None:
     if isinstance(store, LocalStore) and not store.root.is_dir():
-        raise ValueError(f"no archive at {mask_uri(uri)}: not a folder")
+        raise UsageError(f"no archive at {mask_uri(uri)}: not a folder")
 
 
-def ls_command(args: argparse.Namespace) -> int:
+def ls_command(args: argparse.Namespace) -> ExitCode:
     summary = Catalog.read(_store(args.archive)).summary()
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
         print(_listing(mask_uri(args.archive), summary))
-    return 1 if summary["problems"] else 0
+    return ExitCode.PROBLEMS if summary["problems"] else ExitCode.OK
 
 
 def _listing(uri: str, summary: dict) -> str:
@@ -175,7 +175,7 @@ def _listing(uri: str, summary: dict) -> str:
     return "\n".join(lines)
 
 
-def verify_command(args: argparse.Namespace) -> int:
+def verify_command(args: argparse.Namespace) -> ExitCode:
     store = _store(args.archive)
     with _progress("verifying") as advance:
         result = verify(store, advance)
@@ -190,27 +190,26 @@ def verify_command(args: argparse.Namespace) -> int:
         f"{mask_uri(args.archive)}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
         f"{_size(result.bytes)}{warcs}: {verdict}"
     )
-    return 1 if result.problems else 0
+    return ExitCode.PROBLEMS if result.problems else ExitCode.OK
 
 
-def pull_command(args: argparse.Namespace) -> int:
+def pull_command(args: argparse.Namespace) -> ExitCode:
     wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))
     try:
         with _progress("pulling") as advance:
             report = pull(_store(args.archive), args.dest, wanted, args.format, advance)
     except PullError as exc:
-        print(f"newsarchive: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     for problem in report.problems:
         print(f"PROBLEM {problem}")
     resumed = f" ({report.files_skipped} done by an earlier pull)" if report.files_skipped else ""
     print(f"{report.rows:,} rows from {report.files_read} files{resumed} into {args.dest}")
-    return 1 if report.problems else 0
+    return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
-def compact_command(args: argparse.Namespace) -> int:
+def compact_command(args: argparse.Namespace) -> ExitCode:
     report = _run_holding(args, "compaction", lambda *run: compact(*run, set(args.outlet), set(args.month)))
-    if isinstance(report, int):
+    if isinstance(report, ExitCode):
         return report
     for problem in report.problems:
         print(f"PROBLEM {problem}")
@@ -225,12 +224,12 @@ def compact_command(args: argparse.Namespace) -> int:
         print("nothing to compact: no partition holds two or more small files")
     if report.deleted:
         print(f"deleted {report.deleted} files replaced by compaction")
-    return 1 if report.problems else 0
+    return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
-def reindex_command(args: argparse.Namespace) -> int:
+def reindex_command(args: argparse.Namespace) -> ExitCode:
     report = _run_holding(args, "the index rebuild", reindex)
-    if isinstance(report, int):
+    if isinstance(report, ExitCode):
         return report
     for problem in report.problems:
         print(f"PROBLEM {problem}")
@@ -240,21 +239,19 @@ def reindex_command(args: argparse.Namespace) -> int:
     )
     for key in report.templates_removed:
         print(f"removed the damaged template {key} (the next crawl learns it again)")
-    return 1 if report.problems else 0
+    return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
-def card_command(args: argparse.Namespace) -> int:
+def card_command(args: argparse.Namespace) -> ExitCode:
     catalog = Catalog.read(_store(args.archive))
     for path in write_card(catalog, mask_uri(args.archive), args.out):
         print(path)
     for problem in catalog.problems:
         print(f"PROBLEM {problem}")
-    return 1 if catalog.problems else 0
+    return ExitCode.PROBLEMS if catalog.problems else ExitCode.OK
 
 
-def reextract_command(args: argparse.Namespace) -> int:
-    from crawler.pipelines import page_pool  # the crawl's worker pool, as the crawl configures it
-
+def reextract_command(args: argparse.Namespace) -> ExitCode:
     source = _store(args.archive)
     settings = _settings(args.to)
     target = store_from_settings(settings)
@@ -265,20 +262,20 @@ def reextract_command(args: argparse.Namespace) -> int:
     }
     run_id = new_crawl_id()
     try:
-        with _held(target, settings, run_id, False), _counter() as seen:
-            archive = Publisher(target, spool_from_settings(settings, target))
-            pool = page_pool(settings, args.jobs)
+        with holding(target, settings, run_id, False) as free:
+            if not free:
+                return ExitCode.BUSY
+            with _counter() as seen:
+                archive = Publisher(target, spool_from_settings(settings, target))
+                pool = page_pool(settings, args.jobs)  # the crawl's worker pool, as the crawl configures it
 
-            async def in_pool() -> ReextractReport:
-                async with pool:
-                    return await reextract(source, archive, pool, run_id, hints, set(args.outlet), seen)
+                async def in_pool() -> ReextractReport:
+                    async with pool:
+                        return await reextract(source, archive, pool, run_id, hints, set(args.outlet), seen)
 
-            report = asyncio.run(in_pool())
-    except (ArchiveBusy, LockUnavailable) as exc:
-        return _not_started(target, exc)
+                report = asyncio.run(in_pool())
     except ReextractError as exc:
-        print(f"newsarchive: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     for line in report.problems + report.failed:
         print(f"PROBLEM {line}")
     dropped = ", ".join(f"{reason} {count}" for reason, count in report.dropped.most_common())
@@ -290,19 +287,13 @@ def reextract_command(args: argparse.Namespace) -> int:
     )
     manifests = ", ".join(report.published.manifests) or "no manifest (the store failed: run flush)"
     print(f"{report.warcs} WARCs copied; sealed by {manifests}")
-    return 1 if report.problems or report.failed or not report.published.manifests else 0
-
-
-def _not_started(store: Store, exc: ArchiveBusy | LockUnavailable) -> int:
-    """Another run holds the archive, or its lock could not be taken: try again later."""
-    why = f" is held by {exc}" if isinstance(exc, ArchiveBusy) else f": {exc}"
-    print(f"newsarchive: {store.uri}{why}; not started (exit {BUSY_EXIT})", file=sys.stderr)
-    return BUSY_EXIT
+    problems = report.problems or report.failed or not report.published.manifests
+    return ExitCode.PROBLEMS if problems else ExitCode.OK
 
 
 def _run_holding(
     args: argparse.Namespace, what: str, work: Callable[[Store, Path, str], Report]
-) -> Report | int:
+) -> Report | ExitCode:
     """``work(store, workdir, run_id)`` on ``args.archive``, holding its lock; the exit code when
     it could not start, or when the store failed or the lease was lost (``what`` stopped: what
     it did is whole, and the next run goes on)."""
@@ -311,24 +302,14 @@ def _run_holding(
     _exists(store, args.archive)
     run_id = new_crawl_id()
     try:
-        with _held(store, settings, run_id, args.wait), _workdir(store, run_id) as workdir:
-            return work(store, workdir, run_id)
-    except (ArchiveBusy, LockUnavailable) as exc:
-        return _not_started(store, exc)
+        with holding(store, settings, run_id, args.wait) as free:
+            if not free:
+                return ExitCode.BUSY
+            with _workdir(store, run_id) as workdir:
+                return work(store, workdir, run_id)
     except StoreError as exc:
         print(f"PROBLEM {what} stopped: {exc}; nothing is lost, run it again")
-        return 1
-
-
-def _held(store: Store, settings: Settings, run_id: str, wait: bool) -> contextlib.AbstractContextManager:
-    """The archive's lock, as the settings tune it; never run without (:class:`LockUnavailable`)."""
-    return archive_lock(
-        store,
-        run_id,
-        wait,
-        settings.getfloat("ARCHIVE_LEASE_SECONDS"),
-        accept_unconditional_writes=settings.getbool(ACCEPT_SETTING),
-    )
+        return ExitCode.PROBLEMS
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ def test_the_program_starts_without_importing_scrapy():
         (("--set=EXTRACT_WORKERS=1",), 1, (os.cpu_count() or 1) - 1),  # unread here: the pool closes the rest
     ],
 )
+@pytest.mark.slow
 def test_a_crawls_pool_takes_over_the_workers_started_first(tmp_path, setting, taken, closed):
     run = run_cli(
         "crawl", "--mirror", "--outlet", "sxkjt", "--archive", str(tmp_path / "archive"),

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from crawler import settings
-from crawler.cli import BUG_EXIT
+from crawler.cli.exits import ExitCode
 from tests.conftest import REPO, run_cli
 
 NO_AWS = {
@@ -60,11 +60,12 @@ def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
     run = run_cli(
         "crawl", "--mirror", "--archive", str(tmp_path / "archive"), "-s", "SCHEDULER=builtins.object"
     )
-    assert run.returncode == BUG_EXIT
+    assert run.returncode == ExitCode.BUG
     assert "the crawl could not start" in run.stderr and "scheduler interface" in run.stderr
     assert "our own code raised (start: 1)" in run.stdout
 
 
+@pytest.mark.slow
 def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
     """pyarrow would import pandas (48 MB) to convert the parts' rows, when it is installed, as
     here; Scrapy's remote control, which is off, would import aiohttp (0.09 s); the extractor's
@@ -73,7 +74,7 @@ def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
     table, shown only on a terminal (18-24 ms of the start); pyarrow.compute is for
     ``newsarchive pull`` (24 ms of the start)."""
     probe = tmp_path / "modules"
-    extensions = json.dumps({**settings.EXTENSIONS, "tests.crawler.modules_probe.ModulesProbe": 0})
+    extensions = json.dumps({**settings.EXTENSIONS, "tests.crawler.cli.modules_probe.ModulesProbe": 0})
     run = run_cli(
         "crawl", "--mirror", "--archive", str(tmp_path / "archive"),
         "-s", f"EXTENSIONS={extensions}", "-s", f"MODULES_PROBE_FILE={probe}",
