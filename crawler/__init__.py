@@ -1,6 +1,6 @@
 """newsarchive's Scrapy project and its command line; it may import ``pipelines``, never the reverse.
 
-``cli/`` (one module per command group), ``report.py`` (per-outlet figures), ``runs.py`` and
+``cli/`` (one module per command group), ``report.py`` (per-outlet figures), ``from_settings.py`` and
 ``common_settings.py`` (what a run builds from its settings, without Scrapy); the Scrapy adapters over
 ``pipelines/``: ``pipelines.py``, ``extensions.py``, ``capture.py``, ``middlewares.py``, ``templates.py``;
 ``spiders/``, ``registry.py`` with ``outlets.toml``, ``settings.py``, ``confinement.py``, ``progress.py``;
