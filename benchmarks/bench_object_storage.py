@@ -52,8 +52,9 @@ def report(name: str, runs: list[float]) -> None:
 
 
 def bench_store(store: ObjectStore, folder: Path) -> None:
-    runs = [
-        crawl_seconds(f"s3://{store.create_bucket()}/news", folder / "spool", store.env) for _ in range(RUNS)
+    runs = [  # a spool serves one archive (it refuses another's crawls): one spool per bucket
+        crawl_seconds(f"s3://{store.create_bucket()}/news", folder / f"spool-{run}", store.env)
+        for run in range(RUNS)
     ]
     report(f"mirror crawl into {store.name}", runs)
     large = folder / "large.parquet"
