@@ -46,7 +46,7 @@ from pipelines.archive.index import PART_MAX_BYTES, Damaged, part_entries, read_
 from pipelines.archive.keys import compacted_key, delta_key, manifest_key, part_of, partition_key
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.manifest import ArchivedFile, Manifest, languages_of
-from pipelines.archive.rows import parquet_options
+from pipelines.archive.rows import parquet_options, read_parquet
 from pipelines.archive.schema import SCHEMA
 from pipelines.archive.storage import Store, StoreError, write_atomically
 
@@ -138,7 +138,7 @@ def _read(store: Store, files: list[ArchivedFile], report: CompactionReport) -> 
         if data is None:
             report.problems += problems
             return None
-        tables.append(_in_schema(pq.read_table(io.BytesIO(data))))
+        tables.append(_in_schema(read_parquet(data)))
     table = pa.concat_tables(tables)
     keys = [("published_at", "ascending", "at_end"), ("article_id", "ascending", "at_end")]
     return table.sort_by(keys)

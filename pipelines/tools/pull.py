@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipelines.archive.catalog import Catalog, read_verified
 from pipelines.archive.manifest import ArchivedFile
-from pipelines.archive.rows import parquet_file
+from pipelines.archive.rows import parquet_file, read_parquet
 from pipelines.archive.storage import Store, StoreError, confined, write_atomically
 from pipelines.runtime.jsondata import is_count, loads_bounded
 
@@ -150,7 +149,7 @@ def _pull_file(
     if data is None:
         report.problems += problems
         return
-    table = wanted.rows(pq.read_table(io.BytesIO(data)))
+    table = wanted.rows(read_parquet(data))
     try:
         length = writer.write(file, table)
     except StoreError as exc:  # a key that would lead out of DEST

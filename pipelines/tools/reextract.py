@@ -24,13 +24,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pipelines.archive.catalog import Catalog, read_verified
 from pipelines.archive.keys import MANIFESTS, BadKey, cdxj_key, checked, checked_outlet, shown
 from pipelines.archive.publish import Publisher, PublishReport
-from pipelines.archive.rows import PartBuffers, partition, to_row, to_table
+from pipelines.archive.rows import PartBuffers, partition, read_parquet, to_row, to_table
 from pipelines.archive.schema import SCHEMA
 from pipelines.archive.storage import Store, StoreError
 from pipelines.archive.warc import RECORD_MAX_BYTES, WarcError, read_body, read_capture
@@ -165,7 +162,7 @@ def _source_rows(source: Store, files: list, report: ReextractReport) -> Iterato
         if data is None:
             report.problems += [f"{p}; its rows are not in the new archive" for p in problems]
             continue
-        for row in pq.read_table(pa.BufferReader(data)).to_pylist():
+        for row in read_parquet(data).to_pylist():
             try:  # keys are data: the row's outlet names its partition, warc_file a source object
                 if checked_outlet(row.get("outlet_id")) != file.outlet:
                     raise BadKey(f"outlet id {shown(row['outlet_id'])} is not its file's")
