@@ -78,7 +78,7 @@ def store_from_settings(settings: SettingsReader) -> Store:
 
 
 def spool_from_settings(settings: SettingsReader, store: Store) -> Spool:
-    """``ARCHIVE_SPOOL``, by default ``.spool`` in a local archive, else ``output/.spool``."""
+    """``ARCHIVE_SPOOL``, by default the archive's own (:func:`pipelines.archive.spool.spool_for`)."""
     return spool_for(store, settings.get("ARCHIVE_SPOOL"))
 
 
