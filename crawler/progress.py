@@ -15,7 +15,9 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
-from crawler.report import outlet_figures
+from crawler.report import FIGURES, outlet_figures
+
+LIVE_COLUMNS = tuple(figure.name for figure in FIGURES if figure.in_live_table)
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -23,8 +25,9 @@ if TYPE_CHECKING:
 
 
 class ProgressExtension:
-    """On a terminal, a live table of each outlet's progress (discovered / fetched / archived /
-    failed) in place of Scrapy's log; warnings and errors still print, above it.
+    """On a terminal, a live table of each outlet's progress (:data:`LIVE_COLUMNS`: figures of the
+    run's summary, by the same names) in place of Scrapy's log; warnings and errors still print,
+    above it.
 
     Enabled by ``PROGRESS`` (``newsarchive crawl`` sets it when stderr is a terminal and the run
     is not ``--quiet``); refreshed every ``PROGRESS_INTERVAL`` seconds from the crawl's stats.
@@ -88,15 +91,9 @@ class ProgressExtension:
         from rich.table import Table
 
         stats = self.crawler.stats.get_stats()
-        table = Table("outlet", "discovered", "fetched", "archived", "failed", box=None)
+        table = Table("outlet", *LIVE_COLUMNS, box=None)
         for figures in outlet_figures(stats, self.crawler.settings.getlist("NEWSARCHIVE_OUTLETS")):
-            table.add_row(
-                figures.outlet_id,
-                str(figures.discovered),
-                str(figures.fetched),
-                str(figures.archived),
-                str(figures.failed),
-            )
+            table.add_row(figures.outlet_id, *(str(figures.figure(name)) for name in LIVE_COLUMNS))
         return table
 
     async def _refresh(self) -> None:

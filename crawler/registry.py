@@ -39,6 +39,8 @@ _OUTLET_KEYS = {
     "max_links_per_page",
     "max_sitemap_urls",
     "extraction",
+    "licence",
+    "crawl_policy",
 }
 _START_KEYS = {"sitemaps", "feeds", "listings"}
 _EXTRACTION_KEYS = {"drop", "body"}
@@ -88,6 +90,10 @@ class Outlet:
     max_links_per_page: int = MAX_LINKS_PER_PAGE
     max_sitemap_urls: int = MAX_SITEMAP_URLS
     extraction: ExtractionHints = field(default_factory=ExtractionHints)
+    # what the outlet states of its articles' reuse, and of crawling its site (robots.txt, terms);
+    # None: not stated in the registry (the dataset card says so rather than guess)
+    licence: str | None = None
+    crawl_policy: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -215,6 +221,7 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         if not isinstance(body, str):
             raise RegistryError(path, label, "extraction.body", "must be a CSS selector string")
         check.selector("extraction.body", body)
+    licence, crawl_policy = check.optional_string("licence"), check.optional_string("crawl_policy")
 
     return Outlet(
         id=outlet_id,
@@ -233,6 +240,8 @@ def _parse_outlet(path: Path, index: int, entry: dict[str, Any]) -> Outlet:
         max_links_per_page=max_page_links,
         max_sitemap_urls=max_sitemap_urls,
         extraction=ExtractionHints(drop=drop, body=body),
+        licence=licence,
+        crawl_policy=crawl_policy,
     )
 
 
@@ -265,6 +274,9 @@ class _Checker:
         if pattern is not None and not pattern.fullmatch(value):
             raise self.fail(key, f"{value!r} is not {hint}")
         return value
+
+    def optional_string(self, key: str) -> str | None:
+        return self.string(key) if key in self.entry else None
 
     def strings(self, key: str, pattern: re.Pattern[str] | None = None, hint: str = "") -> tuple[str, ...]:
         if key not in self.entry:

@@ -1,6 +1,7 @@
 """A crawl's report from its stats: each outlet's figures, computed once here, and what is made
 of them: the summary printed at the end (:func:`summary`), the ``--summary-json`` verdict
-(:func:`run_verdict`) and the live table on a terminal (:mod:`crawler.progress`).
+(:func:`run_verdict`) and the live table on a terminal (:mod:`crawler.progress`). The three show
+the figures of :data:`FIGURES`, by the same names and in the same order.
 
 Plain Python: a function of the stats dict and the outlets' ids, no Scrapy.
 """
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pipelines.archive.storage import LocalStore, Store
 
@@ -19,28 +21,101 @@ NOT_ARTICLE = ("empty", "too_short", "not_html")  # extraction's drops of pages 
 
 
 @dataclass(frozen=True)
+class Figure:
+    """One figure the run reports per outlet: ``name`` is the summary's column, the JSON's key and
+    the live table's column alike; ``meaning`` is what the operators' guide says of it (in its
+    table, which a test holds to this list)."""
+
+    name: str
+    meaning: str
+    in_summary: bool = True  # a column of the printed summary (the others have a line by reason there)
+    in_live_table: bool = False
+
+
+# Every per-outlet figure, in the order each output shows them.
+FIGURES = (
+    Figure(
+        "discovered",
+        "article pages discovery led to: `known` + `refused` + `fetched`",
+        in_summary=False,
+        in_live_table=True,
+    ),
+    Figure("known", "article pages not fetched: the archive holds their article"),
+    Figure(
+        "refused",
+        "article pages not fetched: an HTTP error, robots.txt, off-site, too large... (by reason: the "
+        "summary's line `article pages not fetched, by reason`)",
+        in_summary=False,
+    ),
+    Figure("fetched", "article pages fetched", in_live_table=True),
+    Figure("archived", "rows archived: new articles, their new versions and copies", in_live_table=True),
+    Figure(
+        "copies", "archived rows whose text the archive holds at another URL (`duplicate_of` names the first)"
+    ),
+    Figure("changed", "archived rows that are a known article's next version (its text changed)"),
+    Figure(
+        "unchanged",
+        "known articles fetched again (`--refetch-after`) with the text the archive holds: no row, the "
+        "index notes the fetch",
+    ),
+    Figure("not_article", "pages without an article (empty, too short, not HTML): no row"),
+    Figure(
+        "noarchive",
+        "pages that say `noarchive`: no row (the summary's line `not archived, the page says noarchive`)",
+        in_summary=False,
+    ),
+    Figure("duplicates", "the same article URL reached twice in one run: archived once"),
+    Figure(
+        "failed",
+        "pages extraction gave up on (a timeout, a worker that died, markup too deep...): no row, "
+        "fetched again next run",
+        in_live_table=True,
+    ),
+    Figure(
+        "seconds",
+        "from the outlet's first article page to its last (in `totals`: the whole run)",
+        in_summary=False,
+    ),
+)
+COUNTED_BY_REASON = ("refused", "failed")  # the JSON has their counts by reason too: <name>_by_reason
+# the version of the --summary-json document's shape; changed when a key goes or changes meaning
+VERDICT_SCHEMA = 2
+
+
+@dataclass(frozen=True)
 class OutletFigures:
-    """One outlet's ``outlet/<id>/...`` stats."""
+    """One outlet's :data:`FIGURES` from its ``outlet/<id>/...`` stats (an attribute per figure)."""
 
     outlet_id: str
-    known: int  # article pages not fetched: the archive holds them
-    fetched: int  # article pages fetched
-    archived: int  # rows archived
+    known: int
+    fetched: int
+    archived: int
     copies: int
-    changed: int  # fetched again, archived as a new version
-    unchanged: int  # fetched again, same text
-    not_article: int  # fetched, no article in it (NOT_ARTICLE)
-    noarchive: int  # the page says noarchive
-    duplicates: int  # a URL archived already in this crawl
-    failed: int  # pages that failed, all reasons
+    changed: int
+    unchanged: int
+    not_article: int  # extraction's NOT_ARTICLE drops
+    noarchive: int
+    duplicates: int
     failed_by_reason: dict[str, int]
-    refused: dict[str, int]  # article pages not fetched, by reason
-    found: int  # article pages discovery led to (see pages_found)
-    seconds: float  # from its first page to its last
+    refused_by_reason: dict[str, int]
+    found: int  # article pages discovery led to, as the run's health check counts them (pages_found)
+    seconds: float
+
+    @property
+    def refused(self) -> int:
+        return sum(self.refused_by_reason.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failed_by_reason.values())
 
     @property
     def discovered(self) -> int:
-        return self.known + self.fetched
+        return self.known + self.refused + self.fetched
+
+    def figure(self, name: str) -> int | float:
+        """The value of the figure ``name`` (one of :data:`FIGURES`)."""
+        return getattr(self, name)
 
 
 def pages_found(stats: Mapping[str, Any], outlet_id: str) -> int:
@@ -86,9 +161,8 @@ def _figures(stats: Mapping[str, Any], outlet_id: str, reasons: dict[str, dict[s
         not_article=sum(count(f"dropped/{reason}") for reason in NOT_ARTICLE),
         noarchive=count("dropped/noarchive"),
         duplicates=count("dropped/duplicate_url"),
-        failed=count("failed"),
         failed_by_reason=reasons.get("failed", {}),
-        refused=reasons.get("refused", {}),
+        refused_by_reason=reasons.get("refused", {}),
         found=pages_found(stats, outlet_id),
         seconds=round(last - first, 3) if first is not None and last is not None else 0.0,
     )
@@ -104,60 +178,45 @@ def by_reason(counts: dict[str, int]) -> str:
 
 
 def run_verdict(
-    outlet_ids: Iterable[str], stats: Mapping[str, Any], crawl_id: str, code: int
+    outlet_ids: Iterable[str], stats: Mapping[str, Any], crawl_id: str | None, code: int, reason: str
 ) -> dict[str, Any]:
-    """The run as ``--summary-json`` writes it, for scripts and alerting."""
-    outlets = {
-        figures.outlet_id: {
-            "discovered": figures.discovered,
-            "fetched": figures.fetched,
-            "skipped_known": figures.known,
-            "archived": figures.archived,
-            "copies": figures.copies,
-            "changed": figures.changed,
-            "unchanged": figures.unchanged,
-            "not_article": figures.not_article,
-            "noarchive": figures.noarchive,
-            "duplicates": figures.duplicates,
-            "failed": figures.failed_by_reason,
-            "refused": figures.refused,
-            "seconds": figures.seconds,
-        }
-        for figures in outlet_figures(stats, outlet_ids)
-    }
-    totals: dict[str, Any] = {}
+    """The run as ``--summary-json`` writes it, for scripts and alerting, on every exit: ``code``
+    and ``reason`` (made one line) say how it ended. A run that ended before its crawl began (a
+    usage error, the archive busy) has no times, and its figures are nought. ``schema`` is
+    :data:`VERDICT_SCHEMA`: scripts can tell a document of another shape."""
+    outlets = {figures.outlet_id: _verdict_figures(figures) for figures in outlet_figures(stats, outlet_ids)}
+    totals: dict[str, Any] = _verdict_figures(None)
     for figures in outlets.values():
         for name, value in figures.items():
             if isinstance(value, dict):
-                failed = totals.setdefault(name, {})
-                for reason, n in value.items():
-                    failed[reason] = failed.get(reason, 0) + n
+                for why, n in value.items():
+                    totals[name][why] = totals[name].get(why, 0) + n
             else:
-                totals[name] = totals.get(name, 0) + value
-    totals["seconds"] = round((stats["finish_time"] - stats["start_time"]).total_seconds(), 3)
+                totals[name] += value
+    started, finished = stats.get("start_time"), stats.get("finish_time")
+    totals["seconds"] = round((finished - started).total_seconds(), 3) if started and finished else 0.0
     return {
+        "schema": VERDICT_SCHEMA,
         "crawl_id": crawl_id,
-        "started_at": stats["start_time"].isoformat(),
-        "finished_at": stats["finish_time"].isoformat(),
+        "exit_code": int(code),
+        "reason": " ".join(reason.split()),
+        "started_at": started.isoformat() if started else None,
+        "finished_at": finished.isoformat() if finished else None,
         "outlets": outlets,
         "totals": totals,
         "pending_uploads": int(stats.get("publish/pending_files", 0)),
-        "exit_code": code,
     }
 
 
-_COLUMNS = (
-    "outlet",
-    "known",
-    "pages",
-    "archived",
-    "copies",
-    "changed",
-    "unchanged",
-    "not articles",
-    "duplicates",
-    "failed",
-)
+def _verdict_figures(figures: OutletFigures | None) -> dict[str, Any]:
+    """Every figure of :data:`FIGURES` by name, then the counts by reason (all nought for None)."""
+    return {figure.name: figures.figure(figure.name) if figures else 0 for figure in FIGURES} | {
+        f"{name}_by_reason": dict(getattr(figures, f"{name}_by_reason")) if figures else {}
+        for name in COUNTED_BY_REASON
+    }
+
+
+SUMMARY_COLUMNS = tuple(figure.name for figure in FIGURES if figure.in_summary)
 
 
 def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -> tuple[str, bool]:
@@ -165,27 +224,15 @@ def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -
     rows, problems = [], []
     for figures in outlet_figures(stats, outlet_ids):
         outlet_id = figures.outlet_id
-        rows.append(
-            (
-                outlet_id,
-                figures.known,
-                figures.fetched,
-                figures.archived,
-                figures.copies,
-                figures.changed,
-                figures.unchanged,
-                figures.not_article,
-                figures.duplicates,
-                figures.failed,
-            )
-        )
+        rows.append((outlet_id, *(figures.figure(name) for name in SUMMARY_COLUMNS)))
         found = figures.found
         if "redis/last_worker" in stats:  # a shared crawl: judged on all its workers, by the last
             found = stats.get(f"redis/crawl_found/{outlet_id}", 0) if stats["redis/last_worker"] else 1
         if found == 0:
-            problems.append(f"{outlet_id}: no article page found (discovery broken or site down?)")
-    totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(_COLUMNS))))
-    widths = [max(len(str(r[i])) for r in [_COLUMNS, *rows, totals]) for i in range(len(_COLUMNS))]
+            problems.append(f"{outlet_id}: no article page found{nothing_found_because(stats, outlet_id)}")
+    header = ("outlet", *SUMMARY_COLUMNS)
+    totals = ("total", *(sum(r[i] for r in rows) for i in range(1, len(header))))
+    widths = [max(len(str(r[i])) for r in [header, *rows, totals]) for i in range(len(header))]
 
     def line(row: Sequence[object]) -> str:
         return "  ".join(
@@ -194,8 +241,11 @@ def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -
         )
 
     if stats.get("finish_reason") not in ("finished", None):
+        why = stats["finish_reason"]
+        if why == "closespider_timeout":
+            why = "it reached its time bound, --max-runtime or CLOSESPIDER_TIMEOUT"
         problems.append(
-            f"the crawl was stopped before its end ({stats['finish_reason']}): what it fetched is archived, "
+            f"the crawl was stopped before its end ({why}): what it fetched is archived, "
             "its manifest says interrupted, the next run fetches the rest"
         )
     if bugs := under(stats, "bugs/"):
@@ -220,7 +270,7 @@ def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -
         for k, v in stats.items()
         if k.startswith("httperror/response_ignored_status_count/")
     }
-    lines = [line(_COLUMNS), *(line(r) for r in rows), line(totals), ""]
+    lines = [line(header), *(line(r) for r in rows), line(totals), ""]
     lines.append(
         published_line(
             *(stats.get(f"publish/{name}", 0) for name in ("files", "bytes", "manifests")),
@@ -272,6 +322,40 @@ def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -
         lines.append("query it with DuckDB: " + duckdb_command(store.uri))
     lines += [f"PROBLEM {p}" for p in problems]
     return "\n".join(lines), not problems
+
+
+def nothing_found_because(stats: Mapping[str, Any], outlet_id: str) -> str:
+    """Why an outlet's discovery led to no article page, from the spider's ``discovery/<id>/``
+    stats, to follow "no article page found": its start points unreachable, their links matching
+    no article pattern, or no links at all."""
+    mine = under(stats, f"discovery/{outlet_id}/")
+    pages, links = under(mine, "pages/"), under(mine, "links/")
+    reasons = []
+    if first := mine.get("first_unreachable"):
+        kind, url, reason = first["kind"], first["url"], first["reason"]
+        if reason == "dns":
+            said = f"start point unreachable: DNS lookup failed for {urlsplit(url).hostname} ({kind} {url})"
+        elif reason.startswith("http_"):
+            said = f"HTTP {reason.removeprefix('http_')} on the {kind} {url}"
+        else:
+            said = f"start point unreachable ({reason}): {kind} {url}"
+        more = sum(under(mine, "unreachable/").values()) - 1
+        reasons.append(said + (f", and {more} more discovery page(s) unreachable" if more > 0 else ""))
+    if pages:
+        read = " and ".join(f"{n} {kind} page(s)" for kind, n in sorted(pages.items()))
+        total = sum(links.values())
+        if not total:
+            reasons.append(f"no links on its {read}")
+        elif not links.get("article"):
+            elsewhere = f", {links['offsite']} of them off-site" if links.get("offsite") else ""
+            example = mine.get("unmatched_example")
+            reasons.append(
+                f"{read} gave {total} link(s){elsewhere}, none matched article_patterns"
+                + (f" (e.g. {example})" if example else "")
+            )
+        else:
+            reasons.append(f"{read} gave {links['article']} article link(s), none fetched")
+    return ": " + "; ".join(reasons) if reasons else " (discovery broken or site down?)"
 
 
 def published_line(

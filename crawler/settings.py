@@ -1,7 +1,7 @@
 """Scrapy settings of newsarchive: polite defaults for crawling live news sites.
 
 Every setting here can be overridden with ``-s NAME=VALUE`` (scrapy) or the CLI's options.
-Settings of our own components are documented in their classes and in the README.
+Settings of our own components are documented in their classes and in docs/architecture.md.
 """
 
 from scrapy.settings.default_settings import DOWNLOAD_HANDLERS_BASE as _SCRAPY_HANDLERS

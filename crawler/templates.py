@@ -59,6 +59,7 @@ class TemplateLearning:
         self.check_seconds = check_seconds
         self.only_held_left = only_held_left  # True when the crawl waits for nothing but N held pages
         self.templates: dict[str, SiteTemplate] = defaultdict(SiteTemplate)
+        self.learned: set[str] = set()  # outlets whose template learned a page this crawl
         self._held: dict[str, list[tuple[asyncio.Future[None], int]]] = defaultdict(list)
         self._held_bytes = 0
         self._check: asyncio.TimerHandle | None = None
@@ -112,7 +113,8 @@ class TemplateLearning:
             kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))[0]
         except StoreError:
             kept = {}
-        learned = [outlet_id for outlet_id, template in self.templates.items() if template.pages]
+        # a template that learned nothing this crawl is in the archive as it is: not written again
+        learned = [o for o, template in self.templates.items() if template.pages and o in self.learned]
         for done, outlet_id in enumerate(learned):
             with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
                 handle.write(self.templates[outlet_id].to_json())
@@ -139,6 +141,7 @@ class TemplateLearning:
 
     def learn(self, outlet_id: str, fingerprints: list[int], article: str) -> None:
         self.templates[outlet_id].learn(fingerprints, article)
+        self.learned.add(outlet_id)
         if not self.warming(outlet_id):
             self._release(outlet_id, "pages")
 

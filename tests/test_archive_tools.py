@@ -173,7 +173,7 @@ def test_pull_leaves_out_a_file_that_differs_from_its_manifest_and_says_so(archi
     assert f"PROBLEM {files[0]['key']}: sha256 differs" in run.stdout
     rows = [json.loads(line) for line in dest.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == len(ARCHIVED) - files[0]["rows"]
-    assert files[0]["key"] not in (dest.parent / "all.jsonl.pull.jsonl").read_text(encoding="utf-8")
+    assert files[0]["key"] not in (dest.parent / ".all.jsonl.pull.jsonl").read_text(encoding="utf-8")
 
 
 def test_pulled_csv_holds_every_row_with_lists_as_json(archive, tmp_path):
@@ -209,7 +209,7 @@ def test_the_card_describes_the_archive_in_markdown_and_one_self_contained_page(
     assert run.returncode == 0, run.stdout + run.stderr
     markdown = (tmp_path / "card" / "README.md").read_text(encoding="utf-8")
     page = (tmp_path / "card" / "card.html").read_text(encoding="utf-8")
-    assert f"{len(ARCHIVED)} articles in 14 Parquet files" in markdown
+    assert f"{len(ARCHIVED)} rows of {len(ARCHIVED)} articles in 14 Parquet files" in markdown
     for outlet in {a.outlet_id for a in ARCHIVED}:
         assert f"| {outlet} | " in markdown and f"<td>{outlet}</td>" in page
     for column in SCHEMA.names:

@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.archive.keys import delta_key
 from pipelines.archive.schema import INDEX_SCHEMA, SCHEMA, SCHEMA_VERSION
 from tests.conftest import ARCHIVED, FIXTURES, MIRROR, REPO, requested_as, run_cli
 
@@ -78,7 +79,7 @@ def test_files_follow_the_schema_and_partitioning(mirror_crawl):
     parquet = [f for f in files if f.suffix == ".parquet" and "_index" not in f.parts]
     assert parquet
     index = [f.relative_to(mirror_crawl.archive).as_posix() for f in files if f.parent.name == "_index"]
-    assert index == [f"_index/delta-{mirror_crawl.stdout.split()[1]}.parquet"]
+    assert index == [delta_key(mirror_crawl.stdout.split()[1])]
     assert pq.read_schema(mirror_crawl.archive / index[0]).remove_metadata() == INDEX_SCHEMA
     for path in parquet:
         outlet, month = path.parent.parent.name, path.parent.name

@@ -15,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.archive.keys import lease_key
+from pipelines.archive.keys import INDEX_SUFFIX, base_key, lease_key
 from tests.conftest import FIXTURES, run_cli
 
 pytestmark = pytest.mark.slow  # each test runs commands, most of them a crawl, in subprocesses
@@ -109,10 +109,10 @@ def test_a_newest_manifest_with_damaged_discovery_validators_is_named_and_every_
 def test_an_index_base_with_deeply_nested_metadata_is_read_around(mirror_server, tmp_path):
     archive = tmp_path / "archive"
     assert crawl(mirror_server, archive).returncode == 0
-    (delta,) = sorted((archive / "_index").glob("delta-*.parquet"))
+    (delta,) = sorted((archive / "_index").glob(f"delta-*{INDEX_SUFFIX}"))
     table = pq.read_table(delta)
     metadata = {**(table.schema.metadata or {}), b"newsarchive.index.merged": DEEP.encode()}
-    base = "_index/base-20991231T000000Z-zz0000.parquet"
+    base = base_key("20991231T000000Z-zz0000")
     pq.write_table(table.replace_schema_metadata(metadata), archive / base)
     again = crawl(mirror_server, archive)
     no_crash(again)

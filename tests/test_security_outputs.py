@@ -133,7 +133,8 @@ def test_pulled_csv_neutralises_every_formula_and_jsonl_keeps_every_string(crawl
     as_jsonl = run_cli("pull", str(archive), str(tmp_path / "rows.jsonl"), "--format", "jsonl")
     assert as_csv.returncode == 0 and as_jsonl.returncode == 0, as_csv.stdout + as_jsonl.stdout
     outputs = {
-        tmp_path / name for name in ("rows.csv", "rows.csv.pull.jsonl", "rows.jsonl", "rows.jsonl.pull.jsonl")
+        tmp_path / name
+        for name in ("rows.csv", ".rows.csv.pull.jsonl", "rows.jsonl", ".rows.jsonl.pull.jsonl")
     }
     assert files_in(tmp_path) == before | outputs  # nothing else written, nothing in the archive
     with (tmp_path / "rows.csv").open(encoding="utf-8", newline="") as handle:
@@ -173,7 +174,8 @@ def test_the_card_shows_the_archives_strings_as_text_never_as_markup(crawled, tm
     assert_only_text(page.body, markup)
     # every outlet and every row still counted
     assert (
-        f"{sum(e['rows'] for e in manifest['files'])} articles in {len(manifest['files'])} Parquet"
-        in markdown
+        f"{sum(e['rows'] for e in manifest['files'])} rows of "
+        f"{len({a for e in manifest['files'] for a in e['article_ids']})} articles in "
+        f"{len(manifest['files'])} Parquet" in markdown
     )
     assert f"| {OUTLET} | " in markdown

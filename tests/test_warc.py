@@ -243,9 +243,9 @@ def test_verify_names_a_damaged_warc_a_missing_index_and_a_stray_warc(warc_archi
     )
 
 
-def test_the_readmes_range_read_gives_the_page_as_served(mirror_crawl, monkeypatch):
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Raw captures (WARC)", 1)[1].split("\n## ", 1)[0]
+def test_the_archivists_guides_range_read_gives_the_page_as_served(mirror_crawl, monkeypatch):
+    page = (REPO / "docs" / "archivists.md").read_text(encoding="utf-8")
+    section = page.split("## Raw captures (WARC)", 1)[1].split("\n## ", 1)[0]
     (example,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     monkeypatch.chdir(mirror_crawl.archive.parent)
     scope: dict = {}

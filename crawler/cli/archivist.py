@@ -6,7 +6,8 @@ the people who read it (thin adapters over :mod:`pipelines.archive.catalog`, :mo
 They import neither Scrapy nor Twisted: the settings they read (``ARCHIVE_S3_*``,
 ``ARCHIVE_LEASE_SECONDS``, ``ARCHIVE_ACCEPT_UNCONDITIONAL_WRITES``, ``ARCHIVE_SPOOL``, the page
 workers' ``EXTRACT_*``) are :mod:`crawler.common_settings`'s, as a crawl reads them. Exit codes
-(:class:`ExitCode`): OK; PROBLEMS, each named on a line; USAGE, bad arguments or no archive there;
+(:class:`ExitCode`): OK; PROBLEMS, each named on a line; USAGE, bad arguments, no archive there
+(no manifest: see :func:`_exists`) or a store that cannot be read;
 BUSY (compact, reindex, reextract), a run holds the archive written to, or the store failed while
 its lock was taken (they never run without it).
 """
@@ -15,30 +16,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import calendar
 import contextlib
 import json
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from crawler.cli.exits import ExitCode, UsageError
 from crawler.cli.locking import holding
 from crawler.from_settings import PlainSettings, page_pool, spool_from_settings, store_from_settings
 from crawler.registry import load_registry
 from pipelines.archive.catalog import Catalog
-from pipelines.archive.keys import new_crawl_id
+from pipelines.archive.keys import MANIFESTS, UNKNOWN_MONTH, new_crawl_id
 from pipelines.archive.manifest import ArchivedFile
 from pipelines.archive.publish import Publisher
-from pipelines.archive.storage import LocalStore, Store, StoreError
+from pipelines.archive.storage import LocalStore, Store, StoreError, archive_identity
 from pipelines.runtime.jsondata import one_line
 from pipelines.runtime.uri import mask_uri
-from pipelines.tools.card import write_card
+from pipelines.tools.card import OutletTerms, write_card
 from pipelines.tools.compact import compact
-from pipelines.tools.pull import FORMATS, PullError, Slice, pull
+from pipelines.tools.pull import FORMATS, STDOUT, PullError, Slice, destination_format, pull
 from pipelines.tools.reextract import OutletHints, ReextractError, ReextractReport, reextract
 from pipelines.tools.reindex import reindex
 from pipelines.tools.verify import verify
@@ -49,6 +51,8 @@ _RUNS_LISTED = 10  # runs ls lists as text: a year of hourly runs is 8,760
 # strings of a manifest that ls shows as text, folded onto one line (see one_line) and cut
 _TIME_CHARS = 32
 _CODE_CHARS = 16
+_NAME_CHARS = 64  # an outlet id, a month or a language code a filter names, as a refusal shows it
+_HELD_LISTED = 20  # what a refusal lists of what the archive holds
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -61,23 +65,43 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     checking.set_defaults(command=verify_command)
     _archive_argument(checking)
 
-    taking = commands.add_parser("pull", help="copy the rows you want out of the archive")
+    taking = commands.add_parser(
+        "pull", help="copy the rows you want out of the archive; run again, it adds the rows not pulled yet"
+    )
     taking.set_defaults(command=pull_command)
     _archive_argument(taking)
-    taking.add_argument("dest", type=Path, metavar="DEST", help="a folder (parquet) or a file (jsonl, csv)")
+    taking.add_argument(
+        "dest",
+        metavar="DEST",
+        help="a folder or NAME.parquet (a Hive-partitioned Parquet dataset), NAME.jsonl or NAME.csv (one "
+        f"file); {STDOUT}: standard output (JSON lines, or CSV with --format csv; no journal: not resumable)",
+    )
     repeatable = {"action": "append", "default": []}
     taking.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
-    day = {"type": date.fromisoformat, "metavar": "DATE"}
-    taking.add_argument("--since", **day, help="published on or after this day (UTC)")
-    taking.add_argument("--until", **day, help="published on or before this day (UTC)")
+    taking.add_argument(
+        "--since",
+        type=_day(last=False),
+        metavar="DATE",
+        help="published on or after this day (YYYY-MM-DD), or the first of this month (YYYY-MM); UTC",
+    )
+    taking.add_argument(
+        "--until",
+        type=_day(last=True),
+        metavar="DATE",
+        help="published on or before this day, or the last of this month; UTC",
+    )
     taking.add_argument("--lang", **repeatable, metavar="CODE", help="this language (repeatable)")
-    taking.add_argument("--format", choices=FORMATS, default="parquet", help="default: Hive-partitioned")
+    taking.add_argument(
+        "--format", choices=FORMATS, help="for a DEST whose name does not say it (it may not contradict it)"
+    )
 
     compacting = commands.add_parser("compact", help="rewrite each partition's small files as one, sorted")
     compacting.set_defaults(command=compact_command)
     _archive_argument(compacting)
     compacting.add_argument("--outlet", **repeatable, metavar="ID", help="this outlet (repeatable)")
-    compacting.add_argument("--month", **repeatable, metavar="YYYY-MM", help="this month (repeatable)")
+    compacting.add_argument(
+        "--month", **repeatable, type=_month, metavar="YYYY-MM", help="this month (repeatable)"
+    )
     compacting.add_argument("--wait", action="store_true", help="if a run holds the archive, wait for it")
 
     reindexing = commands.add_parser(
@@ -92,6 +116,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _archive_argument(carding)
     carding.add_argument(
         "--out", type=Path, default=Path("dataset-card"), help="folder (default: dataset-card)"
+    )
+    carding.add_argument("--title", help="the card's title (default: the archive's folder, or bucket/prefix)")
+    carding.add_argument(
+        "--outlets-file",
+        **repeatable,
+        metavar="PATH",
+        help="extra registry file (the outlets' names, licences, crawl policies and time zones)",
     )
 
     rebuilding = commands.add_parser(
@@ -116,6 +147,33 @@ def _archive_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", metavar="ARCHIVE", help="a folder, file://... or s3://bucket/prefix")
 
 
+def _day(last: bool) -> Callable[[str], date]:
+    """``--since`` and ``--until``: a day (YYYY-MM-DD), or a month (YYYY-MM, as the archive is
+    partitioned), which stands for its first day, or its ``last``."""
+
+    def parse(text: str) -> date:
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(text)
+        try:
+            month = datetime.strptime(text, "%Y-%m").date()
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD) or month (YYYY-MM): {text!r}") from None
+        return month.replace(day=calendar.monthrange(month.year, month.month)[1]) if last else month
+
+    return parse
+
+
+def _month(text: str) -> str:
+    """``compact --month``: a month as the archive's partitions name it, YYYY-MM, or ``unknown``
+    (the rows without a publication date)."""
+    if text == UNKNOWN_MONTH:
+        return text
+    try:
+        return f"{datetime.strptime(text, '%Y-%m'):%Y-%m}"
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a month (YYYY-MM, or {UNKNOWN_MONTH}): {text!r}") from None
+
+
 def _settings(uri: str) -> PlainSettings:
     """A crawl's settings (``ARCHIVE_S3_*``, ``ARCHIVE_LEASE_SECONDS``) for the archive ``uri``."""
     return PlainSettings.of(ARCHIVE_URI=uri)
@@ -128,8 +186,19 @@ def _store(uri: str) -> Store:
 
 
 def _exists(store: Store, uri: str) -> None:
+    """Refuse what is no archive before reading it or taking its lock: a mistyped path must not
+    verify green, nor be left a lock file. An archive holds a manifest (every run that archived
+    something sealed its files with one); a store that cannot be listed raises its StoreError."""
     if isinstance(store, LocalStore) and not store.root.is_dir():
         raise UsageError(f"no archive at {mask_uri(uri)}: not a folder")
+    if not _lists_any(store, f"{MANIFESTS}/"):
+        raise UsageError(f"no archive at {mask_uri(uri)}: no manifest under {MANIFESTS}/ (no run sealed any)")
+
+
+def _lists_any(store: Store, prefix: str) -> bool:
+    """Whether ``store`` holds a key under ``prefix``: its first page of keys, no more."""
+    with contextlib.closing(store.object_keys(prefix)) as keys:
+        return next(keys, None) is not None
 
 
 def ls_command(args: argparse.Namespace) -> ExitCode:
@@ -194,20 +263,56 @@ def verify_command(args: argparse.Namespace) -> ExitCode:
 
 
 def pull_command(args: argparse.Namespace) -> ExitCode:
-    wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))
+    if args.since and args.until and args.until < args.since:
+        raise UsageError(f"--until {args.until} is before --since {args.since}: no day is in both")
+    to_stdout = args.dest == STDOUT
+    said = sys.stderr if to_stdout else sys.stdout  # standard output may be the rows
     try:
+        output = destination_format(args.dest, args.format)
+        store = _store(args.archive)
+        catalog = Catalog.read(store)
+        _refuse_unheld(catalog, args.archive, "outlet", args.outlet)
+        _refuse_unheld(catalog, args.archive, "language", args.lang)
+        wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))
+        dest = sys.stdout.buffer if to_stdout else Path(args.dest)
         with _progress("pulling") as advance:
-            report = pull(_store(args.archive), args.dest, wanted, args.format, advance)
+            report = pull(store, dest, wanted, output, advance, catalog)
     except PullError as exc:
         raise UsageError(str(exc)) from None
     for problem in report.problems:
-        print(f"PROBLEM {problem}")
-    resumed = f" ({report.files_skipped} done by an earlier pull)" if report.files_skipped else ""
-    print(f"{report.rows:,} rows from {report.files_read} files{resumed} into {args.dest}")
+        print(f"PROBLEM {problem}", file=said)
+    before = [f"{report.files_skipped} done by an earlier pull"] if report.files_skipped else []
+    before += [f"{report.rows_known:,} rows pulled before, left out"] if report.rows_known else []
+    where = "standard output" if to_stdout else args.dest
+    print(
+        f"{report.rows:,} rows from {report.files_read} files"
+        + (f" ({'; '.join(before)})" if before else "")
+        + f" into {where}",
+        file=said,
+    )
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
 
 
+def _refuse_unheld(
+    catalog: Catalog, uri: str, kind: Literal["outlet", "month", "language"], wanted: list[str]
+) -> None:
+    """A filter that names an outlet, month or language the archive holds no row of is a typo,
+    refused with what it holds (a bounded list); where that is not known, nothing is refused."""
+    held = catalog.held(kind)
+    missing = [name for name in wanted if name not in held] if held is not None else []
+    if held is None or not missing:
+        return
+    listed = ", ".join(one_line(name, _NAME_CHARS) for name in held[:_HELD_LISTED]) or "no rows"
+    more = f" and {len(held) - _HELD_LISTED} more (see newsarchive ls)" if len(held) > _HELD_LISTED else ""
+    name = one_line(missing[0], _NAME_CHARS)
+    raise UsageError(f"no {kind} '{name}' in {mask_uri(uri)}; it holds: {listed}{more}")
+
+
 def compact_command(args: argparse.Namespace) -> ExitCode:
+    if args.outlet or args.month:
+        catalog = Catalog.read(_store(args.archive))
+        _refuse_unheld(catalog, args.archive, "outlet", args.outlet)
+        _refuse_unheld(catalog, args.archive, "month", args.month)
     report = _run_holding(args, "compaction", lambda *run: compact(*run, set(args.outlet), set(args.month)))
     if isinstance(report, ExitCode):
         return report
@@ -243,8 +348,11 @@ def reindex_command(args: argparse.Namespace) -> ExitCode:
 
 
 def card_command(args: argparse.Namespace) -> ExitCode:
-    catalog = Catalog.read(_store(args.archive))
-    for path in write_card(catalog, mask_uri(args.archive), args.out):
+    store = _store(args.archive)
+    catalog = Catalog.read(store)
+    registry = load_registry([str(Path(p).resolve()) for p in args.outlets_file])
+    terms = {o.id: OutletTerms(o.name, o.timezone, o.licence, o.crawl_policy) for o in registry.values()}
+    for path in write_card(catalog, mask_uri(archive_identity(store)), args.out, args.title, terms):
         print(path)
     for problem in catalog.problems:
         print(f"PROBLEM {problem}")
@@ -253,8 +361,11 @@ def card_command(args: argparse.Namespace) -> ExitCode:
 
 def reextract_command(args: argparse.Namespace) -> ExitCode:
     source = _store(args.archive)
+    if args.outlet:  # before the new archive is touched: a typo must not seal an empty one
+        _refuse_unheld(Catalog.read(source), args.archive, "outlet", args.outlet)
     settings = _settings(args.to)
     target = store_from_settings(settings)
+    _lists_any(target, f"{MANIFESTS}/")  # an unreachable store is said before any work starts
     registry = load_registry([str(Path(p).resolve()) for p in args.outlets_file])
     hints = {
         outlet.id: OutletHints(outlet.timezone, outlet.extraction.drop, outlet.extraction.body)

@@ -6,39 +6,65 @@ Scrapy and Twisted are imported when a crawl or a flush runs, not when the parse
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import io
 import json
+import logging
+import math
 import os
+import re
 import sys
+import traceback
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawler.cli.exits import ExitCode
+from crawler.cli.exits import ExitCode, UsageError
 from crawler.cli.locking import holding
 from crawler.cli.registry import registry_arguments
 from crawler.from_settings import spool_from_settings, store_from_settings
-from crawler.registry import load_registry
+from crawler.registry import Registry, RegistryError, load_registry
 from crawler.report import pending_line, published_line, quarantined_line, run_verdict, summary
 from pipelines.archive.keys import new_crawl_id
+from pipelines.archive.lock import LockRefused
 from pipelines.archive.publish import publish_spool
 from pipelines.archive.spool import spool_for
-from pipelines.archive.storage import Store, write_atomically
+from pipelines.archive.storage import Store, StoreError, write_atomically
 from pipelines.runtime.imports import unimportable
+from pipelines.runtime.pool import TASK_RECORDS
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
     from scrapy.settings import Settings
     from twisted.python.failure import Failure
 
-MIRROR_SETTINGS = {
+# what --mirror and --mirror-url need: refused in -s with them
+MIRROR_NEEDS = {
     "DOWNLOAD_HANDLERS": {
         "http": "crawler.mirror.handler.MirrorDownloadHandler",
         "https": "crawler.mirror.handler.MirrorDownloadHandler",
     },
-    # a loopback server needs no politeness delays
-    "AUTOTHROTTLE_ENABLED": False,
-    "DOWNLOAD_DELAY": 0,
-    "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
 }
+# a loopback server needs no politeness delays; an explicit -s of these wins
+MIRROR_POLITENESS = {"AUTOTHROTTLE_ENABLED": False, "DOWNLOAD_DELAY": 0, "CONCURRENT_REQUESTS_PER_DOMAIN": 8}
+# -s of a component's list, or of a class by its import path (TWISTED_DNS_RESOLVER=pkg.Resolver):
+# the components it adds may read settings no one here knows, so with one of these on the command
+# line an unknown -s NAME is let through
+COMPONENT_SETTINGS = (
+    "ADDONS",
+    "DOWNLOAD_HANDLERS",
+    "DOWNLOADER_MIDDLEWARES",
+    "EXTENSIONS",
+    "ITEM_PIPELINES",
+    "SPIDER_MIDDLEWARES",
+)
+# pages a library logged about while the workers extracted them (their outcome, not the run's errors)
+LIBRARY_LOGGED = "extract/library_logged"
+_CLASS_PATH = re.compile(r"[A-Za-z_][\w.]*\.[A-Z]\w*")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)([smh]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -71,10 +97,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     crawl.add_argument(
         "--refetch-after",
-        type=float,
         metavar="DAYS",
         help="fetch known articles again when last fetched longer ago than this: a changed text is "
         "archived as the article's next version (default: never)",
+    )
+    crawl.add_argument(
+        "--max-runtime",
+        metavar="DURATION",
+        help="stop the crawl after this long (90s, 30m, 2h, or seconds) as an interrupted run, exit "
+        f"{ExitCode.STOPPED.value}: what it fetched is archived, the next run fetches the rest",
     )
     crawl.add_argument(
         "--no-warc",
@@ -87,14 +118,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override a Scrapy setting (repeatable)",
+        help="override a setting of Scrapy, newsarchive or scrapy-redis (repeatable); an unknown NAME "
+        "is refused, unless the same command line adds components (EXTENSIONS, ITEM_PIPELINES, ..., "
+        "or a class by its import path), whose settings cannot be known",
     )
     crawl.add_argument("--log-level", default="WARNING", help="Scrapy log level (default WARNING)")
     crawl.add_argument(
-        "--quiet", action="store_true", help="print the summary only when the run needs a look (for cron)"
+        "--quiet",
+        action="store_true",
+        help="print only when the run needs a look (for cron): nothing on exit 0, nor on exit "
+        f"{ExitCode.BUSY.value} (the previous run still going)",
     )
     crawl.add_argument(
-        "--summary-json", metavar="FILE", help="also write the run's figures and exit code as JSON to FILE"
+        "--summary-json",
+        metavar="FILE",
+        help="also write the run's figures, exit code and reason as JSON to FILE, on every exit once "
+        "the command line is read (-: to stdout, and the summary to stderr)",
     )
 
     flush = commands.add_parser("flush", help="publish the parts and manifests waiting in the spool")
@@ -154,10 +193,45 @@ def _lock_group(store: Store, settings: Settings) -> str | None:
 
 
 def crawl_command(args: argparse.Namespace) -> ExitCode:
-    from scrapy.crawler import CrawlerProcess
+    """A crawl run; its ``--summary-json`` written whatever the exit, so an alert never reads the
+    last run's verdict as this one's."""
+    crawl_id, started_at = new_crawl_id(), datetime.now(UTC)
 
-    from crawler.spiders.outlets import OutletsSpider
+    def record(
+        code: ExitCode, reason: str, outlet_ids: Iterable[str] = (), stats: dict[str, Any] | None = None
+    ) -> ExitCode:
+        """``stats`` None: no crawl ran, the verdict has the same shape, every figure nought."""
+        if args.summary_json:
+            stats = stats or {"start_time": started_at, "finish_time": datetime.now(UTC)}
+            _write_verdict(args.summary_json, run_verdict(outlet_ids, stats, crawl_id, code, reason))
+        return code
 
+    def bug(exc: Exception) -> ExitCode:  # said with its traceback, as the crawl says a bug of ours
+        traceback.print_exc()
+        return record(ExitCode.BUG, f"our own code raised ({type(exc).__name__}: {exc}); please report it")
+
+    with contextlib.ExitStack() as mirror:
+        try:
+            registry, settings, store = _prepared(args, crawl_id, mirror)
+        except (ValueError, KeyError, StoreError) as exc:  # main() says it on one line, exit 2
+            record(ExitCode.USAGE, _usage_reason(exc))
+            raise
+        except Exception as exc:
+            return bug(exc)
+        try:
+            return _crawl(args, registry, settings, store, started_at, record)
+        except LockRefused as exc:  # a lock that cannot be trusted: configuration, exit 2
+            record(ExitCode.USAGE, _usage_reason(exc))
+            raise
+        except Exception as exc:
+            return bug(exc)
+
+
+def _prepared(
+    args: argparse.Namespace, crawl_id: str, mirror: contextlib.ExitStack
+) -> tuple[Registry, Settings, Store]:
+    """The outlets, settings and store of the run: what the command line says, refused (exit 2)
+    before anything runs when it is wrong; the mirror server started (stopped with ``mirror``)."""
     outlet_files = [str(Path(p).resolve()) for p in args.outlets_file]
     registry = load_registry(outlet_files)
     if args.outlet:
@@ -165,7 +239,7 @@ def crawl_command(args: argparse.Namespace) -> ExitCode:
     overrides: dict[str, Any] = {
         "NEWSARCHIVE_OUTLETS_FILES": outlet_files,
         "NEWSARCHIVE_OUTLETS": list(registry),
-        "NEWSARCHIVE_CRAWL_ID": new_crawl_id(),
+        "NEWSARCHIVE_CRAWL_ID": crawl_id,
         "LOG_LEVEL": args.log_level.upper(),
     }
     if args.contact:
@@ -173,60 +247,181 @@ def crawl_command(args: argparse.Namespace) -> ExitCode:
     if args.no_warc:
         overrides["WARC_ENABLED"] = False
     if args.refetch_after is not None:
-        overrides["REFETCH_AFTER_DAYS"] = args.refetch_after
+        overrides["REFETCH_AFTER_DAYS"] = _days(args.refetch_after)
     if args.redis:
         overrides["REDIS_URL"] = args.redis
     if sys.stderr.isatty() and not args.quiet:
         overrides["PROGRESS"] = True
     if args.started_workers:
         overrides["EXTRACT_STARTED_WORKERS"] = args.started_workers
-    for assignment in args.set:
-        name, _, value = assignment.partition("=")
-        overrides[name] = value
-    server = None
+    assigned = _assignments(args.set)
+    if args.max_runtime is not None:
+        if "CLOSESPIDER_TIMEOUT" in assigned:
+            raise UsageError("--max-runtime and -s CLOSESPIDER_TIMEOUT: give one of them")
+        overrides["CLOSESPIDER_TIMEOUT"] = duration_seconds(args.max_runtime)
+    mirrored = args.mirror or args.mirror_url
+    if mirrored and (needed := sorted({*MIRROR_NEEDS, "MIRROR_URL"} & set(assigned))):
+        raise UsageError(f"-s {', '.join(needed)}: --mirror and --mirror-url set it themselves")
     if args.mirror:
         from crawler.mirror.server import MirrorServer
 
-        server = MirrorServer().start()
-        args.mirror_url = server.url
-    if args.mirror_url:
-        overrides.update(MIRROR_SETTINGS, MIRROR_URL=args.mirror_url)
+        args.mirror_url = mirror.enter_context(MirrorServer()).url
+    if mirrored:
+        overrides.update(MIRROR_NEEDS, **MIRROR_POLITENESS, MIRROR_URL=args.mirror_url)
+    overrides.update(assigned)
     settings = _settings(args, overrides)
     store = store_from_settings(settings)  # an unusable destination fails before any request (no client yet)
     spool_from_settings(settings, store)  # a spool of another archive's crawls, too
-    try:
-        with holding(
-            store,
-            settings,
-            _lock_run(settings),
-            args.wait,
-            shared=_lock_group(store, settings),
-            spool_only_without=True,
-            wait_hint=True,
-        ) as free:
-            if not free:
-                return ExitCode.BUSY
-            process = CrawlerProcess(settings)
-            crawler = process.create_crawler(OutletsSpider)
-            process.crawl(crawler).addErrback(_not_started, crawler)
-            # pyarrow imports pandas, when installed, the first time it converts Python objects
-            # (every part the crawl writes) only to ask whether they are pandas objects: 48 MB
-            # of the crawl's memory and 0.1 s, for a library no stage uses.
-            with unimportable("pandas"):
-                process.start()
-    finally:
-        if server is not None:
-            server.stop()
-    stats = crawler.stats.get_stats()
+    return registry, settings, store
+
+
+def _crawl(
+    args: argparse.Namespace,
+    registry: Registry,
+    settings: Settings,
+    store: Store,
+    started_at: datetime,
+    record: Callable[..., ExitCode],
+) -> ExitCode:
+    from scrapy.crawler import CrawlerProcess
+
+    from crawler.spiders.outlets import OutletsSpider
+
+    crawl_id = settings["NEWSARCHIVE_CRAWL_ID"]
+    output = sys.stderr if args.summary_json == "-" else sys.stdout
+    with contextlib.ExitStack() as running:
+        busy_said = io.StringIO()  # "held by ...": not said under --quiet, where 75 is routine
+        with contextlib.nullcontext() if args.wait else contextlib.redirect_stderr(busy_said):
+            free = running.enter_context(
+                holding(
+                    store,
+                    settings,
+                    _lock_run(settings),
+                    args.wait,
+                    shared=_lock_group(store, settings),
+                    spool_only_without=True,
+                    wait_hint=True,
+                )
+            )
+        said = busy_said.getvalue()
+        if not free:
+            if not args.quiet:
+                sys.stderr.write(said)
+            return record(ExitCode.BUSY, said.strip().removeprefix("newsarchive: "))
+        sys.stderr.write(said)  # the lock let the crawl run, and may have said how (spooling only)
+        process = CrawlerProcess(settings)
+        crawler = process.create_crawler(OutletsSpider)
+        library_logged = _LibraryLogged(crawler)
+        logging.getLogger().addHandler(library_logged)
+        running.callback(logging.getLogger().removeHandler, library_logged)
+        process.crawl(crawler).addErrback(_not_started, crawler)
+        # pyarrow imports pandas, when installed, the first time it converts Python objects
+        # (every part the crawl writes) only to ask whether they are pandas objects: 48 MB
+        # of the crawl's memory and 0.1 s, for a library no stage uses.
+        with unimportable("pandas"):
+            process.start()
+    # a crawl that could not start has no times of its own
+    stats = {"start_time": started_at, "finish_time": datetime.now(UTC), **crawler.stats.get_stats()}
     report, healthy = summary(registry, stats, store)
-    report = f"crawl {settings['NEWSARCHIVE_CRAWL_ID']}\n{report}"
+    report = f"crawl {crawl_id}\n{report}"
     if not (args.quiet and healthy):
-        print(report)
+        print(report, file=output)
     code = crawl_exit_code(stats, healthy)
-    if args.summary_json:
-        verdict = run_verdict(registry, stats, settings["NEWSARCHIVE_CRAWL_ID"], code)
-        write_atomically(Path(args.summary_json), lambda f: f.write(json.dumps(verdict, indent=1).encode()))
-    return code
+    problems = [line.removeprefix("PROBLEM ") for line in report.splitlines() if line.startswith("PROBLEM ")]
+    return record(code, "; ".join(problems) or "all well", registry, stats)
+
+
+class _LibraryLogged(logging.Handler):
+    """Counts the pages a library logged about while a worker extracted them
+    (:data:`pipelines.runtime.pool.TASK_RECORDS`): that page's outcome, at INFO, not an error of the run."""
+
+    def __init__(self, crawler: Crawler):
+        super().__init__(logging.INFO)
+        self.crawler = crawler  # its stats are there once the crawl starts, before any page
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, TASK_RECORDS):
+            self.crawler.stats.inc_value(LIBRARY_LOGGED)
+
+
+def _write_verdict(destination: str, verdict: dict[str, Any]) -> None:
+    """``--summary-json``: written whole or not at all (a new file renamed over the old), or to stdout."""
+    text = json.dumps(verdict, indent=1)
+    if destination == "-":
+        print(text)
+    else:
+        write_atomically(Path(destination), lambda f: f.write(text.encode()))
+
+
+def _usage_reason(exc: Exception) -> str:
+    """The one line :func:`crawler.cli.main` prints for what it exits 2 on."""
+    said = exc.args[0] if exc.args else exc
+    if isinstance(exc, RegistryError):
+        return f"registry error: {said}"
+    return f"the archive cannot be read: {said}" if isinstance(exc, StoreError) else str(said)
+
+
+def duration_seconds(text: str) -> float:
+    """``--max-runtime``'s DURATION: ``90s``, ``30m``, ``2h`` or plain seconds, more than none."""
+    matched = _DURATION.fullmatch(text.strip().lower())
+    seconds = float(matched[1]) * _SECONDS[matched[2]] if matched else 0.0
+    if not seconds:
+        raise UsageError(f"--max-runtime {text}: not a duration (90s, 30m, 2h, or seconds, more than 0)")
+    return seconds
+
+
+def _days(text: str) -> float:
+    """``--refetch-after``'s DAYS: a number, 0 or more (0: every known article, every run)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not (math.isfinite(days) and days >= 0):
+        raise UsageError(f"--refetch-after {text}: not a number of days (0 or more)")
+    return days
+
+
+def _assignments(texts: list[str]) -> dict[str, str]:
+    """``-s NAME=VALUE``s, each a setting someone declares (see :data:`COMPONENT_SETTINGS`)."""
+    assigned = {}
+    for text in texts:
+        name, equals, value = text.partition("=")
+        if not (equals and name):
+            raise UsageError(f"-s {text}: not NAME=VALUE")
+        assigned[name] = value
+    adds_components = any(
+        name in COMPONENT_SETTINGS or _CLASS_PATH.fullmatch(value) for name, value in assigned.items()
+    )
+    if not adds_components:
+        for name in assigned:
+            _check_setting_name(name)
+    return assigned
+
+
+def _check_setting_name(name: str) -> None:
+    """Refuses a name that is no setting of Scrapy, of newsarchive or of scrapy-redis (a typo
+    would otherwise change nothing, silently), naming the closest ones."""
+    import scrapy.settings.default_settings
+
+    import crawler.settings
+
+    known = {*_names(scrapy.settings.default_settings), *_names(crawler.settings), "MIRROR_URL"}
+    if name in known:
+        return
+    # scrapy-redis imports redis: only for a name that is neither Scrapy's nor ours
+    import scrapy_redis.connection
+    import scrapy_redis.defaults
+
+    known |= {*_names(scrapy_redis.defaults), *scrapy_redis.connection.SETTINGS_PARAMS_MAP}
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise UsageError(f"-s {name}: no setting of Scrapy, newsarchive or scrapy-redis has this name{hint}")
+
+
+def _names(module: object) -> set[str]:
+    return {name for name in vars(module) if name.isupper() and not name.startswith("_")}
 
 
 def _not_started(failure: Failure, crawler: Crawler) -> None:

@@ -116,7 +116,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # points, SitemapSpider's child sitemaps and articles, listings' next pages, article requests);
 # any other method of the spider, even one taking a response, is no callback
 _CALLBACKS = ("_parse_sitemap", "parse_feed", "parse_listing", "parse_article")
-_ERRBACKS = ("article_failed",)
+_ERRBACKS = ("article_failed", "discovery_failed")
 _MAX_PRIORITY = 2**53  # a Redis score (a double) holds it exactly; a request's re-queueing fails far above
 
 

@@ -3,6 +3,9 @@
 Discovery, per outlet: sitemaps (indexes and Google News sitemaps included, through Scrapy's
 SitemapSpider), RSS/Atom feeds, and listing pages with bounded pagination. A page is an article
 when its URL matches one of the outlet's article patterns; what it holds is the pipelines' call.
+Each link is judged by :func:`crawler.spiders.links.judge_link` (``newsarchive try`` shows those
+verdicts) and counted per outlet under ``discovery/<id>/``, with the discovery pages read and
+those that could not be: the summary of an outlet that found nothing says why from them.
 
 Discovery pages are read every run, conditionally: the last sealed run's manifest keeps each
 one's ETag and Last-Modified (and when each sitemap was read), so a page that has not changed
@@ -46,6 +49,7 @@ from crawler.registry import MAX_SITEMAP_URLS, Outlet, Registry, host_in_domains
 from crawler.report import pages_found
 from crawler.shared.extension import RedisCrawlExtension
 from crawler.spiders.frontier import Frontier
+from crawler.spiders.links import NO_PATTERN, LinkVerdict, judge_link
 from pipelines.archive.index import ArchiveIndex
 from pipelines.archive.keys import new_crawl_id
 from pipelines.archive.warc import Exchange
@@ -73,6 +77,7 @@ class OutletsSpider(SitemapSpider):
         self.known: KnownArticles | None = None
         self.frontier = Frontier()  # sitemaps' article URLs not yet handed to the scheduler
         self._sitemap_limit = MAX_SITEMAP_URLS
+        self._sitemap_page: tuple[Outlet | None, str] = (None, "")  # the sitemap sitemap_filter reads
         super().__init__(*args, **kwargs)
 
     @classmethod
@@ -149,15 +154,60 @@ class OutletsSpider(SitemapSpider):
         meta: dict[str, Any] = {"handle_httpstatus_list": [304], JUDGED_META: callback == self.parse_listing}
         if download_maxsize:
             meta["download_maxsize"] = download_maxsize
-        return Request(url, callback, headers=headers, cb_kwargs=cb_kwargs, meta=meta)
+        return Request(
+            url, callback, headers=headers, cb_kwargs=cb_kwargs, meta=meta, errback=self.discovery_failed
+        )
+
+    def discovery_failed(self, failure: Failure) -> None:
+        """A sitemap, feed or listing page that could not be read: counted for its outlets
+        (``discovery/<id>/unreachable/<reason>``, the first one kept in ``.../first_unreachable``),
+        so that the summary of an outlet that found nothing says why; then raised again, so Scrapy
+        logs and counts it as it does without an errback (an HTTP error, a network error)."""
+        request = failure.request
+        reason = refusal_reason(failure.value)
+        for outlet in self._owners(request.url):
+            stats = self.crawler.stats
+            stats.inc_value(f"discovery/{outlet.id}/unreachable/{reason}")
+            if stats.get_value(f"discovery/{outlet.id}/first_unreachable") is None:
+                stats.set_value(
+                    f"discovery/{outlet.id}/first_unreachable",
+                    {"kind": self.discovery_kind(request), "url": request.url, "reason": reason},
+                )
+        raise failure.value
+
+    def discovery_kind(self, request: Request) -> str:
+        """``sitemap``, ``feed`` or ``listing``: what a discovery request asks for (its callback
+        says it; a request from the shared queue keeps only its callback)."""
+        return {"_parse_sitemap": "sitemap", "parse_feed": "feed", "parse_listing": "listing"}.get(
+            getattr(request.callback, "__name__", ""), "discovery page"
+        )
+
+    def _owners(self, url: str) -> list[Outlet]:
+        return [outlet for outlet in self.registry.values() if outlet.owns(url)]
+
+    def _read(self, outlet: Outlet, response: Response) -> None:
+        """A discovery page of ``outlet`` read (``discovery/<id>/pages/<kind>``)."""
+        self.crawler.stats.inc_value(f"discovery/{outlet.id}/pages/{self.discovery_kind(response.request)}")
+
+    def _judge(self, outlet: Outlet, page: str, url: str) -> LinkVerdict:
+        """The verdict on a link of ``outlet``'s discovery page ``page``, counted by kind
+        (``discovery/<id>/links/<kind>``). Of the links on its domains that matched no pattern,
+        the longest is kept in ``.../unmatched_example``: the likeliest to be an article (the
+        site's home and sections are short)."""
+        verdict = judge_link(outlet, url)
+        stats = self.crawler.stats
+        stats.inc_value(f"discovery/{outlet.id}/links/{verdict.kind}")
+        example = f"discovery/{outlet.id}/unmatched_example"
+        if verdict.kind == NO_PATTERN and len(url) > len(stats.get_value(example, "")):
+            stats.set_value(example, url)
+        return verdict
 
     def _unchanged(self, response: Response) -> bool:
         """True for a 304; otherwise remembers the page's validators for the next run."""
         if response.status == 304:
             self.crawler.stats.inc_value("discovery/not_modified")
-            for outlet in self.registry.values():
-                if outlet.owns(response.url):
-                    self._count(outlet, "not_modified")
+            for outlet in self._owners(response.url):
+                self._count(outlet, "not_modified")
             return True
         self.read[response.url] = {
             "etag": response.headers.get("ETag", b"").decode("latin-1") or None,
@@ -172,11 +222,16 @@ class OutletsSpider(SitemapSpider):
         if self._unchanged(response):
             return
         shared_queue = bool(self.settings.get("REDIS_URL"))  # in Redis: the queue costs the crawl nothing
-        owner = next((o for o in self.registry.values() if o.owns(response.url)), None)
-        self._sitemap_limit = owner.max_sitemap_urls if owner else MAX_SITEMAP_URLS  # read by sitemap_filter
+        owner = next(iter(self._owners(response.url)), None)
+        if owner is not None:
+            self._read(owner, response)
+        # read by sitemap_filter
+        self._sitemap_limit = owner.max_sitemap_urls if owner else MAX_SITEMAP_URLS
+        self._sitemap_page = (owner, response.url)
         for request in super()._parse_sitemap(response):
             if request.callback != self.parse_article:
-                yield request.replace(meta={**request.meta, "download_maxsize": SITEMAP_MAX_BYTES})
+                meta = {**request.meta, "download_maxsize": SITEMAP_MAX_BYTES}
+                yield request.replace(meta=meta, errback=self.discovery_failed)
             elif shared_queue:
                 yield request.replace(errback=self.article_failed, meta={**request.meta, JUDGED_META: True})
             elif self.known is None or self.known.wanted(request.url):
@@ -248,6 +303,9 @@ class OutletsSpider(SitemapSpider):
             ):
                 self.crawler.stats.inc_value("discovery/sitemap_unchanged")
                 continue
+            owner, page = self._sitemap_page
+            if urlset and owner is not None:
+                self._judge(owner, page, loc)
             outlet = self.registry.outlet_for_article(loc) if urlset else None
             if outlet is not None and not self._take_link(outlet, loc):
                 continue
@@ -265,6 +323,7 @@ class OutletsSpider(SitemapSpider):
         if self._unchanged(response):
             return
         outlet = self.registry[outlet_id]
+        self._read(outlet, response)
         selector = Selector(text=response.text, type="xml")
         selector.remove_namespaces()
         links = self._links(
@@ -274,7 +333,8 @@ class OutletsSpider(SitemapSpider):
             "//item/link/text() | //entry/link[not(@rel) or @rel='alternate']/@href",
         )
         self._count(outlet, "feeds")
-        yield from self._article_requests(outlet, (response.urljoin(link.strip()) for link in links))
+        urls = _absolute(response, (link.strip() for link in links))
+        yield from self._article_requests(outlet, response.url, urls)
 
     def parse_listing(self, response: Response, outlet_id: str, start: str) -> Iterable[Request]:
         """A listing's articles, and its next pages: ``max_listing_pages`` from each start
@@ -290,10 +350,9 @@ class OutletsSpider(SitemapSpider):
             self.crawler.get_extension(WarcExtension).release(held, keep=not meta_says_noarchive(metas))
         outlet = self.registry[outlet_id]
         self._count(outlet, "listing_pages")
-        links = [
-            response.urljoin(href) for href in self._links(outlet, response, response.selector, "//a/@href")
-        ]
-        yield from self._article_requests(outlet, links)
+        self._read(outlet, response)
+        links = _absolute(response, self._links(outlet, response, response.selector, "//a/@href"))
+        yield from self._article_requests(outlet, response.url, links)
         if outlet.listing_pattern is None:
             return
         requested = self.listing_pages.setdefault(start, {start})  # (a start another worker queued)
@@ -308,6 +367,7 @@ class OutletsSpider(SitemapSpider):
                     self.parse_listing,
                     cb_kwargs={"outlet_id": outlet.id, "start": start},
                     meta={JUDGED_META: True},
+                    errback=self.discovery_failed,
                 )
 
     def parse_article(self, response: Response) -> Iterable[Article]:
@@ -361,10 +421,11 @@ class OutletsSpider(SitemapSpider):
             del links[limit:]
         return links
 
-    def _article_requests(self, outlet: Outlet, urls: Iterable[str]) -> Iterable[Request]:
-        """Requests for the absolute ``urls`` that are this outlet's articles."""
+    def _article_requests(self, outlet: Outlet, page: str, urls: Iterable[str]) -> Iterable[Request]:
+        """Requests for the absolute ``urls`` of discovery page ``page`` that are this outlet's
+        articles; each link judged and counted."""
         for url in urls:
-            if outlet.owns(url) and outlet.is_article(url) and self._take_link(outlet, url):
+            if self._judge(outlet, page, url).is_article and self._take_link(outlet, url):
                 yield self._article_request(url)
 
     def _article_request(self, url: str) -> Request:
@@ -401,6 +462,18 @@ class OutletsSpider(SitemapSpider):
         """:func:`pages_found` of each outlet, in this process so far."""
         stats = self.crawler.stats.get_stats()
         return {outlet_id: pages_found(stats, outlet_id) for outlet_id in self.registry}
+
+
+def _absolute(response: Response, hrefs: Iterable[str]) -> list[str]:
+    """The links as absolute URLs; one that is no URL at all (``http://[x``, which urljoin
+    refuses) is left out, as a browser leaves it."""
+    urls = []
+    for href in hrefs:
+        try:
+            urls.append(response.urljoin(href))
+        except ValueError:
+            continue
+    return urls
 
 
 def refusal_reason(error: BaseException) -> str:

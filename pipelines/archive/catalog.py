@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from pipelines.archive.index import PART_MAX_BYTES, Damaged, read_capped
 from pipelines.archive.keys import MANIFESTS, checked, part_of, shown
@@ -164,6 +165,17 @@ class Catalog:
         """The dataset: every file a manifest lists and no compaction superseded."""
         superseded = self.superseded
         return [file for run in self.runs for file in run.files if file.key not in superseded]
+
+    def held(self, kind: Literal["outlet", "month", "language"]) -> list[str] | None:
+        """The outlets, months or languages the dataset holds rows of, sorted: what a command's
+        filters may name. None when that is not known: a manifest could not be read, or (for
+        languages) one is older than its files' ``languages``."""
+        files = [file for file in self.files if file.rows]
+        if self.unreadable or (kind == "language" and any(file.languages is None for file in files)):
+            return None
+        if kind == "language":
+            return sorted({code for file in files for code, rows in (file.languages or {}).items() if rows})
+        return sorted({file.outlet if kind == "outlet" else file.month for file in files})
 
     def summary(self) -> dict:
         """Runs, outlets, months, languages, rows and bytes: what ``ls --json`` prints."""

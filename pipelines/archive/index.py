@@ -2,17 +2,24 @@
 
 A run reads it before it fetches anything, so a machine with no state of its own neither
 requests the article pages the archive holds nor archives them twice. It lives under
-``_index/`` as Parquet:
+``_index/`` as Parquet, named ``.parquet-index`` so that the data glob ``**/*.parquet`` does not
+read it (:data:`pipelines.archive.keys.INDEX_SUFFIX`):
 
-    _index/delta-<crawl id>.parquet   the entries one crawl added: a row per URL of each row it
-                                      published, and per article it fetched again unchanged
-    _index/base-<crawl id>.parquet    all entries up to some crawl, one per URL (or per article
-                                      where no URL is known); its metadata names the deltas in it
+    _index/delta-<crawl id>.parquet-index   the entries one crawl added: a row per URL of each
+                                            row it published, and per article it fetched again
+                                            unchanged
+    _index/base-<crawl id>.parquet-index    all entries up to some crawl, one per URL (or per
+                                            article where no URL is known); its metadata names
+                                            the deltas in it
+
+Index files an older newsarchive named ``.parquet`` are read all the same; the next run that
+seals a crawl merges them into a base of the new name at once, and deletes them.
 
 Its columns are declared in :mod:`pipelines.archive.schema`. A crawl's delta is published after its
 parts and before its manifest (which names it), with the same spool -> verify -> manifest
 safety. Once :data:`COMPACT_AFTER` deltas are not in the base, the run that seals a crawl
-merges them into a new base and deletes the files it supersedes, so a run reads one base and a
+merges them (and any index file of the former name) into a new base and deletes the files it
+supersedes, so a run reads one base and a
 few deltas: in proportion to the archive's size, not to its age. Manifests of crawls no index
 file covers (archives older than the index, crawls killed before their delta) and parts no
 entry or manifest covers are read as before, so nothing needs migrating.
@@ -40,7 +47,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.keys import INDEX, MANIFESTS, BadKey, base_key, checked, is_key, part_of
+from pipelines.archive.keys import (
+    INDEX,
+    MANIFESTS,
+    BadKey,
+    base_key,
+    checked,
+    former_index_name,
+    index_crawl,
+    is_key,
+    part_of,
+)
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.manifest import MANIFEST_MAX_BYTES, BadManifest, listed_article_ids
 from pipelines.archive.rows import parquet_file
@@ -191,7 +208,7 @@ class ArchiveIndex:
         covered_crawls: set[str] = set()
         covered_files: set[str] = set()
         for key, entries in self._index_files(store, keys):
-            covered_crawls.add(_crawl_of(key))
+            covered_crawls.add(index_crawl(key))
             for entry in entries:
                 covered_files.add(entry["file"])
                 self.add(entry)
@@ -248,7 +265,7 @@ class ArchiveIndex:
     def _index_files(self, store: Store, keys: list[str]) -> Iterator[tuple[str, list[dict]]]:
         """The newest readable base, then the deltas it does not hold, oldest first; each read
         once. A damaged one is noted in :attr:`damaged` and its crawls are left uncovered."""
-        bases = sorted(k for k in keys if is_key(k, "base"))
+        bases = _by_crawl(k for k in keys if is_key(k, "base"))
         for base in reversed([b for b in bases if b not in self._read]):
             self._read.add(base)
             try:
@@ -378,16 +395,19 @@ _STORED_SCHEMA = pa.schema(
 
 
 def compact_index(store: Store, workdir: Path, crawl_id: str, keep_deltas: int = COMPACT_AFTER) -> str | None:
-    """Merge the deltas into a new base once more than ``keep_deltas`` are outside the base;
-    the new base's key, or None when there was nothing to do. The merged files are deleted after
-    the base is published (a failed delete leaves files every reader ignores)."""
+    """Merge the deltas into a new base once more than ``keep_deltas`` are outside the base, or
+    at once when an index file has the former name (which the data glob reads); the new base's
+    key, or None when there was nothing to do. The merged files are deleted after the base is
+    published (a failed delete leaves files every reader of the index ignores)."""
     keys = list(store.object_keys(f"{INDEX}/"))
-    bases = sorted(k for k in keys if is_key(k, "base"))
+    bases = _by_crawl(k for k in keys if is_key(k, "base"))
     deltas = [k for k in keys if is_key(k, "delta")]
     try:
         entries, merged = read_index_file(store, bases[-1]) if bases else ([], [])
         deltas = sorted(k for k in deltas if k not in merged)
-        if len(deltas) < keep_deltas:
+        # the newest base and the deltas outside it: what a failed delete leaves is in its list
+        renamed = any(former_index_name(key) for key in (*bases[-1:], *deltas))
+        if len(deltas) < keep_deltas and not renamed:
             return None
         for key in deltas:
             entries.extend(read_index_file(store, key)[0])
@@ -396,7 +416,7 @@ def compact_index(store: Store, workdir: Path, crawl_id: str, keep_deltas: int =
         return None
     base = base_key(crawl_id)
     replaced = sorted(set(merged) | set(deltas) | set(bases))
-    spooled = workdir / ".index-base.parquet"
+    spooled = workdir / f".{Path(base).name}"
     write_index_file(spooled, merge_entries(entries), replaced)
     ensure_held(store)
     store.publish(spooled, base)
@@ -433,8 +453,10 @@ def _fetches(held: dict, entry: dict, name: str) -> list[datetime]:
 _FOLDER_KINDS = {INDEX: ("delta", "base"), MANIFESTS: ("manifest",)}  # what a key in each may be
 
 
-def _crawl_of(index_key: str) -> str:
-    return Path(index_key).stem.split("-", 1)[1]
+def _by_crawl(index_keys: Iterable[str]) -> list[str]:
+    """Index files oldest first, by the crawl each is named by (crawl ids sort by time), whatever
+    their suffix."""
+    return sorted(index_keys, key=lambda key: (index_crawl(key), key))
 
 
 def manifest_files(store: Store, key: str) -> dict[str, list[str]]:

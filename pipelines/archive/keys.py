@@ -12,9 +12,14 @@ and none holds ``..``, a leading ``/``, a backslash, a NUL or any character outs
     outlet=<outlet>/published=<month>/part-<crawl>-compacted-<n>.parquet    part (a compaction's)
     _warc/<crawl>-<n>.warc.gz, _warc/<crawl>-<n>.cdxj                       warc, cdxj
     _manifests/<crawl>.json                                                 manifest
-    _index/delta-<crawl>.parquet, _index/base-<crawl>.parquet               delta, base
+    _index/delta-<crawl>.parquet-index, _index/base-<crawl>.parquet-index   delta, base
     _templates/<outlet>/<crawl>.json                                        template
     _lock/lease-<n>.json                                                    lease
+
+Only parts end in ``.parquet``, so the glob readers are given, ``ARCHIVE/**/*.parquet``, reads the
+article rows and nothing else. Index files are Parquet too, named ``.parquet-index``; archives
+written before that named them ``.parquet``, which the grammars still take: the next compaction
+of the index (:func:`pipelines.archive.index.compact_index`) or ``newsarchive reindex`` replaces them.
 """
 
 from __future__ import annotations
@@ -31,11 +36,14 @@ TEMPLATE_FOLDER = "_templates"
 LEASES = "_lock"
 UNKNOWN_MONTH = "unknown"  # the published= value of rows without a publication date
 COMPACTED = "-compacted-"  # in the name of every file a compaction writes, and of no other
+INDEX_SUFFIX = ".parquet-index"  # Parquet, but not matched by the data glob ``**/*.parquet``
+FORMER_INDEX_SUFFIX = ".parquet"  # index files written before INDEX_SUFFIX: read, then replaced
 
 OUTLET_ID = r"[a-z0-9][a-z0-9-]{1,62}"  # the registry's outlet ids: lower-case letters, digits, dashes
 CRAWL_ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"  # new_crawl_id's 20261123T041500Z-1a2b3c, or one given
 _MONTH = rf"[0-9]{{4}}-(?:0[1-9]|1[0-2])|{UNKNOWN_MONTH}"
 _SERIAL = r"[0-9]{5,}"
+_INDEX_SUFFIXES = rf"(?:{re.escape(INDEX_SUFFIX)}|{re.escape(FORMER_INDEX_SUFFIX)})"
 
 OUTLET = re.compile(OUTLET_ID)
 CRAWL = re.compile(CRAWL_ID)
@@ -49,8 +57,8 @@ GRAMMARS: dict[str, re.Pattern[str]] = {
     "warc": re.compile(rf"{WARC_FOLDER}/{CRAWL_ID}-{_SERIAL}\.warc\.gz"),
     "cdxj": re.compile(rf"{WARC_FOLDER}/{CRAWL_ID}-{_SERIAL}\.cdxj"),
     "manifest": re.compile(rf"{MANIFESTS}/{CRAWL_ID}\.json"),
-    "delta": re.compile(rf"{INDEX}/delta-{CRAWL_ID}\.parquet"),
-    "base": re.compile(rf"{INDEX}/base-{CRAWL_ID}\.parquet"),
+    "delta": re.compile(rf"{INDEX}/delta-(?P<crawl>{CRAWL_ID}){_INDEX_SUFFIXES}"),
+    "base": re.compile(rf"{INDEX}/base-(?P<crawl>{CRAWL_ID}){_INDEX_SUFFIXES}"),
     "template": re.compile(rf"{TEMPLATE_FOLDER}/{OUTLET_ID}/{CRAWL_ID}\.json"),
     "lease": re.compile(rf"{LEASES}/lease-[0-9]{{12}}\.json"),
 }
@@ -95,12 +103,31 @@ def manifest_key(crawl_id: str) -> str:
     return f"{MANIFESTS}/{crawl_id}.json"
 
 
-def delta_key(crawl_id: str) -> str:
-    return f"{INDEX}/delta-{crawl_id}.parquet"
+def delta_key(crawl_id: str, suffix: str = INDEX_SUFFIX) -> str:
+    return f"{INDEX}/delta-{crawl_id}{suffix}"
+
+
+def delta_keys(crawl_id: str) -> tuple[str, str]:
+    """Every name a run's index delta may have: the one written now, and the former one."""
+    return delta_key(crawl_id), delta_key(crawl_id, FORMER_INDEX_SUFFIX)
 
 
 def base_key(crawl_id: str) -> str:
-    return f"{INDEX}/base-{crawl_id}.parquet"
+    return f"{INDEX}/base-{crawl_id}{INDEX_SUFFIX}"
+
+
+def index_crawl(key: str) -> str:
+    """The crawl an index file (a delta or a base, either name) is named by; BadKey for any other key."""
+    match = GRAMMARS["delta"].fullmatch(key) or GRAMMARS["base"].fullmatch(key)
+    if match is None:
+        raise BadKey(f"{shown(key)} is no delta or base key; not used")
+    return match["crawl"]
+
+
+def former_index_name(key: str) -> bool:
+    """True for an index file under the name written before :data:`INDEX_SUFFIX`, which the
+    data glob reads as if it held articles."""
+    return is_key(key, "delta", "base") and key.endswith(FORMER_INDEX_SUFFIX)
 
 
 def template_key(outlet_id: str, crawl_id: str) -> str:

@@ -159,12 +159,14 @@ class Publisher:
         self.crawl: SpooledCrawl | None = None
         self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0
+        self._noted = False  # index entries of articles fetched again unchanged (note_unchanged)
         self._publishing = True
         self._unpublished: dict[str, pa.Table] = {}  # PUBLISHED_COLUMNS of the parts close publishes
 
     def note_unchanged(self, entries: list[dict]) -> None:
         """Articles this crawl fetched again and found unchanged: the index notes the fetch."""
         self.crawl.note(entries)
+        self._noted = True
 
     def open(self, crawl_id: str, outlets: Iterable[str]) -> PublishReport:
         """Read the index, publish what earlier runs left in the spool, start this crawl's folder."""
@@ -202,9 +204,11 @@ class Publisher:
         return SpooledPart(key, table.num_rows, size, report)
 
     def publish_warc(self, warc: WarcFile) -> PublishReport:
-        """Publish a finished WARC and its index now (if the store works; else at close)."""
+        """Publish a finished WARC and its index now (if the store works; else at close). Not
+        before the crawl has a row or an index entry to seal: a run that finds nothing new keeps
+        no WARC (:func:`_publish_crawl`), which close decides."""
         report = PublishReport()
-        if self._publishing:
+        if self._publishing and (self._parts or self._noted):
             self._publishing = _publish_warc(self.store, self.crawl, warc, report)
         return report
 
@@ -264,6 +268,9 @@ def _publish_crawl(
     crawl.journal(reextraction)
     crawl.notes()
     finish_open_files(crawl.folder)  # what a killed crawl was writing: cut to its whole records
+    if _found_nothing_new(crawl, info, reextraction):
+        _discard(crawl, report)
+        return
     for warc in finished_files(crawl.folder):
         if not _publish_warc(store, crawl, warc, report):
             return
@@ -271,7 +278,7 @@ def _publish_crawl(
         if not _publish_part(store, crawl, part, index, report, columns.get(_key(crawl, part))):
             return
     journal = crawl.journal(reextraction)
-    delta_file = crawl.folder / ".index-delta.parquet"
+    delta_file = crawl.folder / f".{Path(delta_key(crawl.crawl_id)).name}"  # not named *.parquet
     if not delta_file.exists():  # written once: a repeated publication sends the same bytes
         entries = [entry for part in journal.values() for entry in from_json(part.get("index", []))]
         write_index_file(delta_file, entries + crawl.notes())
@@ -283,6 +290,31 @@ def _publish_crawl(
     if _published(store, spooled_manifest, manifest.key, report) is None:
         return
     report.manifests.append(manifest.key)
+    shutil.rmtree(crawl.folder)
+
+
+def _found_nothing_new(crawl: SpooledCrawl, info: dict, reextraction: bool) -> bool:
+    """A crawl that closed with no row and no index entry to publish (none published yet either) leaves
+    nothing in the archive: no WARC of its discovery pages, no empty index delta, no manifest.
+    An hourly run that finds nothing would otherwise add four objects, 35,000 a year of
+    nothing a reader needs, to list and keep. Its record is its summary (``--summary-json``).
+    What is given up: ``ls`` does not list it; its discovery validators are not kept, so the
+    next run asks with the last sealed run's and reads again what changed since (no article is
+    missed, the index knows every one); an interrupted run of nothing is not recorded as such
+    (the next run fetches the rest anyway). A reextraction is always sealed: its manifest names
+    its source. A crawl that never closed (killed: no ``finished_at``) is published as it was
+    left: its WARCs may hold the only capture of pages it fetched before it died."""
+    closed = info.get("finished_at") is not None
+    return closed and not (reextraction or crawl.parts() or crawl.journal() or crawl.notes())
+
+
+def _discard(crawl: SpooledCrawl, report: PublishReport) -> None:
+    """Remove the folder of a crawl that found nothing new, its WARCs unsent. A WARC with other
+    names (hard links) is no crawl's: set aside and named, as a stray is, not dropped unsaid."""
+    for warc in finished_files(crawl.folder):
+        if warc.path.lstat().st_nlink > 1:
+            why = "has other names (hard links)"
+            _set_aside(crawl.folder.parent, warc.path, f"{crawl.crawl_id}/{warc.key}", why, report)
     shutil.rmtree(crawl.folder)
 
 

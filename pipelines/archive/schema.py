@@ -69,7 +69,14 @@ _COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         "how the text was extracted: `trafilatura+readability` "
         "(trafilatura's lines checked against readability-lxml)",
     ),
-    ("extractor_version", pa.string(), False, "versions of both: `trafilatura 2.3.1, readability-lxml 0.9`"),
+    (
+        "extractor_version",
+        pa.string(),
+        False,
+        "newsarchive's version and the digest of its own extraction and language rules, then the "
+        "libraries': `newsarchive 0.1.0 rules 1a2b3c4d5e6f, trafilatura 2.3.1, readability-lxml 0.9` "
+        "(older rows: the libraries' only); rows not of today's value are those `reextract` may change",
+    ),
     (
         "version",
         pa.int32(),
@@ -166,7 +173,7 @@ for rows without a publication date. Readers that use Hive partitioning get two 
 `outlet` and `published`, from the directory names. Every file carries the schema version in its
 key-value metadata as `newsarchive.schema_version`, and each column's description as field
 metadata `doc`. Each run is sealed by `_manifests/<crawl_id>.json`, which lists the files it
-published, their rows, bytes, sha256, rows per language and article ids (see the README's
+published, their rows, bytes, sha256, rows per language and article ids (see docs/archivists.md,
 "Reading the archive"); a compaction's manifest also lists the files its own replace
 (`supersedes`), which are no longer part of the dataset. Its `warcs` list the run's WARC files
 under `_warc/` (key, bytes, sha256, records, and the `cdxj` index beside each): every HTTP
@@ -178,12 +185,15 @@ exchange of the run as received, which `warc_file`, `warc_offset` and `warc_leng
 
 ## The index
 
-`_index/` holds what the archive holds, for runs to read before they fetch anything (see the
-README's "Incremental runs"): `_index/delta-<crawl_id>.parquet`, one per run, published before
-its manifest, and `_index/base-<crawl_id>.parquet`, the deltas merged (its key-value metadata
-`newsarchive.index.merged` lists the index files it replaces). Readers of the articles ignore
-it: Hive-style readers skip folders that start with `_`, and the article files are all under
-`outlet=*/published=*/`.
+`_index/` holds what the archive holds, for runs to read before they fetch anything (see
+docs/operating.md, "Incremental runs"): `_index/delta-<crawl_id>.parquet-index`, one per run, published
+before its manifest, and `_index/base-<crawl_id>.parquet-index`, the deltas merged (its key-value
+metadata `newsarchive.index.merged` lists the index files it replaces). They are Parquet, named so
+that no `*.parquet` glob reads them: the article parts are the only files of the archive whose
+names end in `.parquet` (but for parts of an unfinished run waiting in a local archive's hidden
+`.spool/`), so `read_parquet('ARCHIVE/**/*.parquet')` reads the article rows alone. Archives
+written before that name hold `_index/*.parquet`, which such a glob reads too: the next crawl, or
+`newsarchive reindex`, renames them.
 
 | column | type | nullable | meaning |
 |---|---|---|---|

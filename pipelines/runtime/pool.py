@@ -6,7 +6,9 @@ with the options it is sent, says it is ready, then applies it to one task after
 Tasks and results travel pickled over the worker's stdin and stdout in length-prefixed frames;
 the worker first moves its stdout to stderr, so nothing a library prints can garble a frame.
 Warnings and errors logged in a worker travel back with the result and are logged here, in
-the caller's log.
+the caller's log, at INFO, as one record per task marked with :data:`TASK_RECORDS`: what a
+library (trafilatura, htmldate, ...) says about one page is that page's outcome, counted by the
+caller, not an error of the run that calls the pool.
 
 Each worker is served by a runner that keeps its next task written ahead of the one it works on,
 while there is a task for every worker: a worker that waited for the crawl process to read its
@@ -62,13 +64,15 @@ _AHEAD = 1
 # added to a worker's nice value: started early beside a crawl's own start (Python, Scrapy, its
 # settings and spider: 0.6 s on one core), workers at the same priority took a third of its core
 # and the crawl gained nothing; niced, the N crawl of make bench went +2.0, +2.4, +2.0 and -0.4 %
-# in four interleaved A/Bs of 8-14 rounds (README, Throughput and memory)
+# in four interleaved A/Bs of 8-14 rounds (docs/benchmarks.md, Throughput and memory)
 NICENESS = 5
 # the pipe to a worker holds this much (Linux; Linux's default is 64 KiB): a task written ahead
 # that did not fit (most news pages are larger) was finished only when the crawl process's loop
 # ran again, and the worker waited for it, 0.4 ms a page at the median and 5.7 ms at the 90th
 # percentile; 1 MiB is what Linux lets an unprivileged process ask (fs.pipe-max-size)
 _PIPE_BYTES = 1 << 20
+# the attribute of the log record that carries what a worker logged on one task: how many records
+TASK_RECORDS = "task_records"
 
 
 class TaskFailed(Exception):
@@ -306,8 +310,12 @@ class WorkerPool:
         job = _Job(task, asyncio.get_running_loop().create_future())
         self._jobs.put_nowait(job)
         status, value, records = await job.answer  # cancelled: the runner skips or drops it
-        for level, name, message in records:
-            logging.getLogger(name).log(level, "%s", message)
+        if records:  # a library's words about this one task: part of its outcome, not the run's errors
+            logger.info(
+                "a worker's libraries logged, on one task: %s",
+                "; ".join(f"{name} {logging.getLevelName(level)}: {text}" for level, name, text in records),
+                extra={TASK_RECORDS: len(records)},
+            )
         if status == "error":
             raise TaskFailed("error", *value)
         if status == "cpu_limit":

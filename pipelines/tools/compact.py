@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 
 from pipelines.archive.catalog import Catalog, discovery_in, read_verified
 from pipelines.archive.index import PART_MAX_BYTES, Damaged, part_entries, read_capped, write_index_file
-from pipelines.archive.keys import compacted_key, delta_key, manifest_key, part_of, partition_key
+from pipelines.archive.keys import compacted_key, delta_key, delta_keys, manifest_key, part_of, partition_key
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.manifest import ArchivedFile, Manifest, languages_of
 from pipelines.archive.rows import parquet_options, read_parquet
@@ -120,7 +120,7 @@ def compact(
     report.files_after = len(written)
     if not written:
         return report
-    spooled = workdir / f".{run_id}-index.parquet"
+    spooled = workdir / f".{Path(delta_key(run_id)).name}"
     write_index_file(spooled, entries)
     ensure_held(store)
     store.publish(spooled, delta_key(run_id))
@@ -157,7 +157,7 @@ def _in_schema(table: pa.Table) -> pa.Table:
 def _publish(store: Store, workdir: Path, key: str, table: pa.Table, run_id: str) -> ArchivedFile:
     """Write and publish one new file of the run ``run_id``; its manifest entry."""
     rows_per_group = max(1, int(ROW_GROUP_BYTES * table.num_rows / max(table.nbytes, 1)))
-    spooled = workdir / f".{Path(key).name}"
+    spooled = workdir / f".{Path(key).name}.unpublished"  # not read by the data glob in a local archive
     write_atomically(
         spooled,
         lambda handle: pq.write_table(
@@ -214,7 +214,8 @@ def _remove_abandoned(store: Store, catalog: Catalog, present: set[str], report:
             runs.add(part.crawl_id)
             _delete(store, [key], report, count=False)
             report.abandoned += 1
-    _delete(store, [delta_key(run) for run in sorted(runs) if delta_key(run) in present], report, count=False)
+    deltas = [key for run in sorted(runs) for key in delta_keys(run) if key in present]
+    _delete(store, deltas, report, count=False)
 
 
 def _rows_held(

@@ -5,7 +5,8 @@ repaired: every part the manifests list (the dataset, compactions applied) is re
 against its manifest's size and sha256, and its rows become one new base, which names every index
 file there was (and the delta of every run) as replaced. Once it is published, those files are
 deleted, each only if its key is an index file's. A part that fails its check is left out and
-named: the crawl reads such a part itself, as one no index file covers.
+named: the crawl reads such a part itself, as one no index file covers. Index files of the former
+name (``.parquet``, which the data glob reads) go the same way: the new base has the new name.
 
 Templates are learned from pages, which parts do not keep: a damaged one is deleted (its key
 checked to be a template's), and the next crawl of its outlet learns it again. Manifests are
@@ -26,7 +27,7 @@ from pipelines.archive.index import (
     read_part_entries,
     write_index_file,
 )
-from pipelines.archive.keys import TEMPLATE_FOLDER, base_key, checked, delta_key, is_key, shown
+from pipelines.archive.keys import TEMPLATE_FOLDER, base_key, checked, delta_keys, is_key, shown
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.storage import Store, StoreError
 from pipelines.archive.templates import read_template
@@ -68,10 +69,10 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
         entries += part
         report.parts += 1
     index_files = [key for key in store.object_keys(f"{INDEX}/") if is_key(key, "delta", "base")]
-    runs = [delta_key(run.crawl_id) for run in catalog.runs]
+    runs = [key for run in catalog.runs for key in delta_keys(run.crawl_id)]
     report.base = base_key(run_id)
     merged = merge_entries(entries)
-    spooled = workdir / ".index-base.parquet"
+    spooled = workdir / f".{Path(report.base).name}"
     write_index_file(spooled, merged, sorted(set(index_files) | set(runs)))
     ensure_held(store)
     store.publish(spooled, report.base)

@@ -45,6 +45,7 @@ def test_a_url_on_an_outlets_host_is_not_its_own_unless_http_or_https(scheme):
         ("bad_language.toml", "badlang", "languages", "ISO 639-1"),
         ("bad_id.toml", "bad-id\n", "id", "lower-case letters, digits and dashes"),
         ("bad_selector.toml", "badcss", "extraction.drop", "invalid CSS selector"),
+        ("bad_licence.toml", "badlicence", "licence", "must be a non-empty string"),
     ],
 )
 def test_bad_entry_is_one_clear_error(file, outlet, field, problem):
@@ -69,6 +70,14 @@ def test_outlets_file_replaces_and_adds():
     assert registry["example-daily"].languages == ("zh", "en")
     assert set(registry) == SEED_OUTLETS | {"example-daily"}
     assert list(load_registry(base=DEFAULT_REGISTRY)) == list(load_registry())
+
+
+def test_an_outlets_licence_and_crawl_policy_are_what_its_entry_states_or_none():
+    registry = load_registry([REGISTRY / "stated_terms.toml"])
+    stated = registry["example-daily"]
+    assert stated.licence == "CC BY 4.0 (example.cn/about, read 2026-11-01)"
+    assert stated.crawl_policy == "robots.txt allows /news/; terms of use silent on crawling"
+    assert all(registry[o].licence is None and registry[o].crawl_policy is None for o in SEED_OUTLETS)
 
 
 def test_cli_reports_registry_errors_before_crawling(tmp_path):

@@ -19,9 +19,11 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 from crawler.middlewares import Confined
-from crawler.spiders.outlets import refusal_reason
+from crawler.registry import load_registry
+from crawler.spiders.links import ARTICLE, LISTING, NO_PATTERN, NOT_HTTP, OFFSITE, LinkVerdict, judge_link
+from crawler.spiders.outlets import _absolute, refusal_reason
 from pipelines.archive.keys import new_crawl_id
-from tests.conftest import REPO
+from tests.conftest import FIXTURES, REPO, run_cli
 
 
 def test_scrapy_project_lists_the_spider():
@@ -74,3 +76,47 @@ def test_crawl_ids_sort_by_time_and_differ():
 )
 def test_why_an_article_page_was_not_fetched_is_one_word(error, reason):
     assert refusal_reason(error) == reason
+
+
+GMW = load_registry()["gmw-cq"]
+GMW_ARTICLE = "https://difang.gmw.cn/cq/2024-03/11/content_37197155.htm"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "pattern"),
+    [
+        (GMW_ARTICLE, ARTICLE, GMW.article_patterns[0].pattern),
+        ("https://difang.gmw.cn/cq/index_2.htm", LISTING, GMW.listing_pattern.pattern),
+        ("https://difang.gmw.cn/cq/preview/2024-03/12/content_37199999.htm", NO_PATTERN, None),
+        (GMW_ARTICLE.replace("difang.", "www."), OFFSITE, None),
+        ("mailto:news@difang.gmw.cn", NOT_HTTP, None),
+        (GMW_ARTICLE.replace("https:", "file:"), NOT_HTTP, None),
+    ],
+)
+def test_a_discovered_link_is_judged_by_the_outlets_patterns(url, kind, pattern):
+    assert judge_link(GMW, url) == LinkVerdict(url, kind, pattern)
+
+
+def test_a_link_that_is_no_url_is_left_out_of_a_listing_not_a_crash():
+    listing = HtmlResponse("https://difang.gmw.cn/cq/", body=b"")
+    assert _absolute(listing, ["http://[::1/", "index_2.htm"]) == ["https://difang.gmw.cn/cq/index_2.htm"]
+
+
+@pytest.mark.slow
+def test_a_crawl_whose_patterns_match_no_link_says_so_with_a_link(mirror_server, tmp_path):
+    run = run_cli(
+        "crawl",
+        "--mirror-url",
+        mirror_server.url,
+        "--outlet",
+        "gmw-cq",
+        "--outlets-file",
+        str(FIXTURES / "try" / "wrong_patterns.toml"),
+        "--archive",
+        str(tmp_path / "archive"),
+    )
+    assert run.returncode == 1
+    assert (
+        "PROBLEM gmw-cq: no article page found: 3 listing page(s) gave 23 link(s), 7 of them off-site, none "
+        "matched article_patterns (e.g. https://difang.gmw.cn/cq/preview/2024-03/12/content_37199999.htm)"
+    ) in run.stdout.splitlines()

@@ -65,7 +65,7 @@ class S3Store:
         if self._session.get_credentials() is None:
             raise ValueError(
                 f"{self.uri}: no AWS credentials found (environment, profile, or instance "
-                "role); see the README's object storage section"
+                "role); see docs/object-storage.md"
             )
         self._config = Config(connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._refuses_second_create: bool | None = None

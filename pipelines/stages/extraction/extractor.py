@@ -15,7 +15,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime
-from importlib.metadata import version
 from zoneinfo import ZoneInfo
 
 import lxml.etree
@@ -29,6 +28,7 @@ from pipelines.stages.extraction.consensus import agreed_text, readability_text
 from pipelines.stages.extraction.furniture import clean_lines, drop_link_lists, prune
 from pipelines.stages.extraction.metadata import PageMetadata, page_metadata, parse_published
 from pipelines.stages.extraction.nesting import flatten
+from pipelines.stages.extraction.provenance import EXTRACTOR_VERSION
 from pipelines.stages.extraction.template import (
     blocks,
     drop_template,
@@ -96,7 +96,6 @@ FLAT_DEPTH = 256
 
 MAX_LINKS = 2000  # links on a page past which its link lists are removed before anything else
 EXTRACTOR = "trafilatura+readability"
-EXTRACTOR_VERSION = f"trafilatura {version('trafilatura')}, readability-lxml {version('readability-lxml')}"
 
 
 @dataclass

@@ -1,15 +1,32 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 
 from crawler import settings
+from crawler.cli import main
+from crawler.cli.crawl import LIBRARY_LOGGED, duration_seconds
 from crawler.cli.exits import ExitCode
-from tests.conftest import REPO, run_cli
+from crawler.mirror.server import MirrorServer
+from pipelines.archive.lock import archive_lock
+from pipelines.archive.storage import LocalStore
+from tests.conftest import FIXTURES, REPO, run_cli
+from tests.faultproxy import FaultProxy
+from tests.test_hostile import stat
+from tests.test_incremental import OUTLET, mirror
+
+__all__ = ["mirror"]  # the fixture, shared with tests/test_incremental.py
+
+
+def verdict(path) -> dict:
+    return json.loads(path.read_text())
+
 
 NO_AWS = {
     "AWS_ACCESS_KEY_ID": "",
@@ -57,12 +74,33 @@ def test_the_crawl_process_gives_arrow_the_system_allocator():
 
 def test_a_crawl_that_cannot_start_says_why_and_exits_as_a_bug(tmp_path):
     """A setting naming a class that is no scheduler: Scrapy refuses to build the engine."""
+    summary_json = tmp_path / "last-run.json"
     run = run_cli(
-        "crawl", "--mirror", "--archive", str(tmp_path / "archive"), "-s", "SCHEDULER=builtins.object"
-    )
+        "crawl", "--mirror", "--archive", str(tmp_path / "archive"), "-s", "SCHEDULER=builtins.object",
+        "--summary-json", str(summary_json),
+    )  # fmt: skip
     assert run.returncode == ExitCode.BUG
     assert "the crawl could not start" in run.stderr and "scheduler interface" in run.stderr
     assert "our own code raised (start: 1)" in run.stdout
+    written = verdict(summary_json)
+    assert written["exit_code"] == ExitCode.BUG and "our own code raised (start: 1)" in written["reason"]
+
+
+def test_a_bug_of_ours_before_the_crawl_is_exit_5_with_its_traceback_and_verdict(
+    tmp_path, capsys, monkeypatch
+):
+    def broken(settings):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("crawler.cli.crawl.store_from_settings", broken)
+    summary_json = tmp_path / "last-run.json"
+    assert main(["crawl", "--summary-json", str(summary_json)]) == ExitCode.BUG
+    assert "Traceback" in capsys.readouterr().err
+    written = verdict(summary_json)
+    assert (written["exit_code"], written["reason"]) == (
+        5,
+        "our own code raised (RuntimeError: a bug); please report it",
+    )
 
 
 @pytest.mark.slow
@@ -88,3 +126,135 @@ def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
     assert "pyarrow.compute" not in imported
     assert "cdxj_indexer" in packages  # the WARC was indexed
     assert list((tmp_path / "archive").glob("outlet=*/published=*/*.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (("-s", "FOO"), "-s FOO: not NAME=VALUE"),  # as Scrapy refuses it
+        (("-s", "=1"), "-s =1: not NAME=VALUE"),
+        (("-s", "DOWNLAOD_DELAY=2"), "-s DOWNLAOD_DELAY: no setting of Scrapy, newsarchive or scrapy-redis "
+         "has this name; did you mean DOWNLOAD_DELAY or"),
+        (("-s", "NO_SUCH_THING=1"), "-s NO_SUCH_THING: no setting of Scrapy, newsarchive or scrapy-redis"),
+        (("--refetch-after", "-3"), "--refetch-after -3: not a number of days (0 or more)"),
+        (("--refetch-after", "nan"), "--refetch-after nan: not a number of days"),
+        (("--refetch-after", "inf"), "--refetch-after inf: not a number of days"),
+        (("--refetch-after", "a week"), "--refetch-after a week: not a number of days"),
+        (("--max-runtime", "0"), "--max-runtime 0: not a duration (90s, 30m, 2h, or seconds, more than 0)"),
+        (("--max-runtime=-5m",), "--max-runtime -5m: not a duration"),
+        (("--max-runtime", "10d"), "--max-runtime 10d: not a duration"),
+        (("--max-runtime", "5m", "-s", "CLOSESPIDER_TIMEOUT=60"), "--max-runtime and -s CLOSESPIDER_TIMEOUT"),
+        (("--mirror", "-s", "MIRROR_URL=http://127.0.0.1:9"), "-s MIRROR_URL: --mirror and --mirror-url"),
+        (("--mirror-url", "http://127.0.0.1:9", "-s", "DOWNLOAD_HANDLERS={}"), "-s DOWNLOAD_HANDLERS: "),
+        (("--outlet", "nosuch"), "unknown outlet id(s): nosuch (known: "),
+        (("--archive", "gs://bucket/prefix"), "archive 'gs://bucket/prefix': unsupported scheme gs://"),
+        (("--outlets-file", "tests/no-such-outlets.toml"), "registry error: "),
+    ],
+)  # fmt: skip
+def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_the_verdict_says_it(
+    arguments, said, tmp_path, capsys
+):
+    summary_json = tmp_path / "last-run.json"
+    summary_json.write_text('{"exit_code": 0, "reason": "the last run"}')
+    code = main(
+        ["crawl", "--archive", str(tmp_path / "archive"), *arguments, "--summary-json", str(summary_json)]
+    )
+    out, err = capsys.readouterr()
+    assert code == ExitCode.USAGE
+    assert out == "" and err.startswith(f"newsarchive: {said}") and err.count("\n") == 1
+    written = verdict(summary_json)
+    assert (
+        written["exit_code"] == ExitCode.USAGE
+        and written["reason"] == err.removeprefix("newsarchive: ").strip()
+    )
+    assert written["crawl_id"] and written["started_at"] <= written["finished_at"]
+    assert not (tmp_path / "archive").exists()
+
+
+def test_the_settings_of_scrapy_redis_and_of_an_added_component_are_not_refused(tmp_path, capsys):
+    """Refused instead for an archive nobody can write: the -s before it passed."""
+    for arguments in (
+        ("-s", "SCHEDULER_PERSIST=1", "-s", "REDIS_HOST=127.0.0.1"),  # scrapy-redis's
+        ("-s", "EXTENSIONS={}", "-s", "MY_EXTENSIONS_SETTING=1"),  # a component's, unknown here
+        ("-s", "TWISTED_DNS_RESOLVER=my.module.Resolver", "-s", "MY_RESOLVERS_SETTING=1"),
+    ):
+        assert main(["crawl", *arguments, "--archive", "gs://bucket/prefix"]) == ExitCode.USAGE
+        assert "unsupported scheme gs://" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("45", 45), ("1.5h", 5400)]
+)
+def test_max_runtime_takes_seconds_minutes_or_hours(text, seconds):
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("quiet", [(), ("--quiet",)])
+def test_a_busy_archive_exits_75_with_its_verdict_and_says_nothing_under_quiet(quiet, tmp_path, capsys):
+    archive, summary_json = tmp_path / "archive", tmp_path / "last-run.json"
+    with archive_lock(LocalStore(archive), "the-first-run"):
+        code = main(
+            ["crawl", "--mirror", "--archive", str(archive), "--summary-json", str(summary_json), *quiet]
+        )
+    out, err = capsys.readouterr()
+    assert code == ExitCode.BUSY
+    written = verdict(summary_json)
+    assert written["exit_code"] == ExitCode.BUSY and "is held by run the-first-run" in written["reason"]
+    assert out == "" and (err == "" if quiet else written["reason"] in err)
+    assert not list(archive.glob("outlet=*"))
+
+
+def test_summary_json_dash_is_stdout(tmp_path, capsys):
+    assert main(["crawl", "-s", "FOO", "--summary-json", "-"]) == ExitCode.USAGE
+    out, err = capsys.readouterr()
+    assert (
+        json.loads(out)["reason"] == "-s FOO: not NAME=VALUE"
+        and err == "newsarchive: -s FOO: not NAME=VALUE\n"
+    )
+
+
+def outlet_articles(mirror: MirrorServer) -> list:
+    return [a for a in mirror.mirror.articles if a.outlet_id == OUTLET and a.expect == "archived"]
+
+
+@pytest.mark.slow
+def test_what_a_library_logs_about_one_page_is_counted_not_an_error_of_the_run(mirror, tmp_path):
+    """trafilatura logs "ERROR parsed tree length: 1 ..." for a fragment served as a page: the
+    page is counted (not an article), and the run, otherwise clean, exits 0 and prints nothing."""
+    odd = urlsplit(outlet_articles(mirror)[0].url)
+    page = mirror.mirror.pages[(odd.netloc, odd.path)]
+    fragment = (FIXTURES / "crawl" / "fragment_page.html").read_bytes()
+    mirror.mirror.pages[(odd.netloc, odd.path)] = dataclasses.replace(page, body=fragment)
+    summary_json = tmp_path / "last-run.json"
+    run = run_cli(
+        "crawl", "--mirror-url", mirror.url, "--archive", str(tmp_path / "archive"), "--outlet", OUTLET,
+        "--quiet", "--log-level", "INFO", "--summary-json", str(summary_json),
+    )  # fmt: skip
+    assert (run.returncode, run.stdout) == (0, ""), run.stdout + run.stderr[-3000:]
+    said = "a worker's libraries logged, on one task: trafilatura.utils ERROR: parsed tree length: 1"
+    assert f"[pipelines.runtime.pool] INFO: {said}" in run.stderr
+    assert stat(run.stderr, LIBRARY_LOGGED) == 1 and stat(run.stderr, "log_count/ERROR") == 0
+    written = verdict(summary_json)
+    assert (written["exit_code"], written["reason"]) == (0, "all well")
+    assert written["outlets"][OUTLET]["archived"] == len(outlet_articles(mirror)) - 1
+
+
+@pytest.mark.slow
+def test_max_runtime_stops_the_run_as_interrupted_even_with_a_page_that_never_answers(mirror, tmp_path):
+    """The page held by the proxy outlives the bound and the run: the shutdown waits for it at
+    most DOWNLOAD_TIMEOUT; the run is sealed as interrupted, exit 4, said even under --quiet."""
+    archive, summary_json = tmp_path / "archive", tmp_path / "last-run.json"
+    held = urlsplit(outlet_articles(mirror)[-1].url).path
+    with FaultProxy(mirror.url, lambda method, path: "hold" if path.endswith(held) else "pass") as proxy:
+        run = run_cli(
+            "crawl", "--mirror-url", proxy.url, "--archive", str(archive), "--outlet", OUTLET,
+            "--max-runtime", "1s", "-s", "DOWNLOAD_TIMEOUT=3", "--summary-json", str(summary_json), "--quiet",
+        )  # fmt: skip
+        assert proxy.held.is_set() and not proxy.release.is_set()  # the crawl ended while it held the page
+    assert run.returncode == ExitCode.STOPPED, run.stdout + run.stderr[-3000:]
+    stopped = "the crawl was stopped before its end (it reached its time bound, --max-runtime or "
+    assert f"PROBLEM {stopped}" in run.stdout
+    written = verdict(summary_json)
+    assert written["exit_code"] == ExitCode.STOPPED and stopped in written["reason"]
+    [manifest] = [json.loads(p.read_text()) for p in (archive / "_manifests").glob("*.json")]
+    assert manifest["interrupted"] is True

@@ -20,6 +20,7 @@ from pipelines.archive.index import (
     read_capped,
     read_index_file,
 )
+from pipelines.archive.keys import FORMER_INDEX_SUFFIX, INDEX_SUFFIX, base_key, delta_key
 from pipelines.archive.publish import publish_spool
 from pipelines.archive.schema import INDEX_SCHEMA
 from pipelines.archive.spool import Spool
@@ -88,7 +89,7 @@ def spool(tmp_path):
 def test_each_crawl_publishes_its_delta_before_its_manifest(store, spool):
     crawl(store, spool, "c1", part("https://x.cn/1.html", redirected_from="https://x.cn/old/1"))
     manifest = json.loads(store.read("_manifests/c1.json"))
-    assert manifest["index"] == "_index/delta-c1.parquet"
+    assert manifest["index"] == delta_key("c1")
     assert "index" not in manifest["files"][0]  # the entries are in the delta, not the manifest
     entries = pq.read_table(store.root / manifest["index"]).to_pylist()
     assert sorted(e["url"] for e in entries) == ["https://x.cn/1.html", "https://x.cn/old/1"]
@@ -108,9 +109,7 @@ def test_a_later_version_and_an_unchanged_fetch(store, spool):
     crawl(store, spool, "c2", part("https://x.cn/1.html", version=2))
     later = datetime(2026, 11, 24, tzinfo=UTC)
     spooled = spool.open_crawl("c3", ["xx"])
-    spooled.note(
-        [{**pq.read_table(store.root / "_index/delta-c1.parquet").to_pylist()[1], "last_fetched": later}]
-    )
+    spooled.note([{**pq.read_table(store.root / delta_key("c1")).to_pylist()[1], "last_fetched": later}])
     spooled.finish()
     spooled.release()
     publish_spool(store, spool)
@@ -125,8 +124,8 @@ def test_compaction_keeps_what_the_index_says_and_reads_one_file(store, spool):
     crawl(store, spool, "c6", part("https://x.cn/1.html", version=2))
     before = index_of(store)
     assert compact_index(store, spool.root, "c6", keep_deltas=10) is None  # not yet: 6 deltas
-    assert compact_index(store, spool.root, "c6", keep_deltas=6) == "_index/base-c6.parquet"
-    assert sorted(store.object_keys("_index/")) == ["_index/base-c6.parquet"]
+    assert compact_index(store, spool.root, "c6", keep_deltas=6) == base_key("c6")
+    assert sorted(store.object_keys("_index/")) == [base_key("c6")]
     store.reads = 0
     after = index_of(store)
     assert store.reads == 1  # the base: no delta, no manifest, no part
@@ -134,7 +133,7 @@ def test_compaction_keeps_what_the_index_says_and_reads_one_file(store, spool):
     crawl(store, spool, "c7", part("https://x.cn/7.html"))
     store.reads = 0
     assert "https://x.cn/7.html" in {
-        e["url"] for e in pq.read_table(store.root / "_index/delta-c7.parquet").to_pylist()
+        e["url"] for e in pq.read_table(store.root / delta_key("c7")).to_pylist()
     }
     assert index_of(store).known_url("https://x.cn/7.html") is not None
     assert store.reads == 2  # the base and the new delta
@@ -142,7 +141,7 @@ def test_compaction_keeps_what_the_index_says_and_reads_one_file(store, spool):
 
 def test_an_archive_older_than_the_index_is_read_from_its_manifests(store, spool):
     crawl(store, spool, "c1", part("https://x.cn/1.html"))
-    store.delete("_index/delta-c1.parquet")  # as a crawl published before the index existed
+    store.delete(delta_key("c1"))  # as a crawl published before the index existed
     store.publish(FIXTURES / "archive" / "not-a-manifest.json", "_manifests/junk.json")
     index = index_of(store)
     assert article_id("https://x.cn/1.html") in index
@@ -156,8 +155,8 @@ def test_compaction_in_a_bucket_deletes_what_it_replaced(object_store, monkeypat
     spool = Spool(tmp_path / "spool")
     for n in range(1, 4):
         crawl(bucket, spool, f"c{n}", part(f"https://x.cn/{n}.html"))
-    assert compact_index(bucket, spool.root, "c3", keep_deltas=3) == "_index/base-c3.parquet"
-    assert list(bucket.object_keys("_index/")) == ["_index/base-c3.parquet"]
+    assert compact_index(bucket, spool.root, "c3", keep_deltas=3) == base_key("c3")
+    assert list(bucket.object_keys("_index/")) == [base_key("c3")]
     assert all(index_of(bucket).known_url(f"https://x.cn/{n}.html") for n in range(1, 4))
 
 
@@ -166,8 +165,8 @@ def planted_base(store, merged: list) -> str:
     table = pa.Table.from_pylist([], schema=INDEX_SCHEMA)
     table = table.replace_schema_metadata({b"newsarchive.index.merged": json.dumps(merged)})
     store.root.joinpath("_index").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, store.root / "_index/base-c0.parquet")
-    return "_index/base-c0.parquet"
+    pq.write_table(table, store.root / base_key("c0"))
+    return base_key("c0")
 
 
 @pytest.mark.parametrize(
@@ -188,7 +187,7 @@ def test_a_base_that_names_anything_but_index_files_deletes_nothing(store, spool
     crawl(store, spool, "c1", part("https://x.cn/1.html"))
     crawl(store, spool, "c2", part("https://x.cn/2.html"))
     before = sorted(store.object_keys())
-    base = planted_base(store, [named.format(victim=victim), "_index/delta-c1.parquet"])
+    base = planted_base(store, [named.format(victim=victim), delta_key("c1")])
     assert compact_index(store, spool.root, "c3", keep_deltas=1) is None  # the base is no index's: not merged
     assert victim.read_text() == "kept"
     assert sorted(store.object_keys()) == sorted([*before, base])
@@ -200,10 +199,10 @@ def test_a_base_that_names_anything_but_index_files_deletes_nothing(store, spool
 def test_a_damaged_index_file_is_read_around_from_the_parts(store, spool):
     crawl(store, spool, "c1", part("https://x.cn/1.html", redirected_from="https://x.cn/old/1"))
     crawl(store, spool, "c2", part("https://x.cn/2.html"))
-    delta = store.root / "_index/delta-c1.parquet"
+    delta = store.root / delta_key("c1")
     delta.write_bytes(delta.read_bytes()[:-20])  # cut short: no footer
     index = index_of(store)
-    assert [line.split(":")[0] for line in index.damaged] == ["_index/delta-c1.parquet"]
+    assert [line.split(":")[0] for line in index.damaged] == [delta_key("c1")]
     for url in ("https://x.cn/1.html", "https://x.cn/old/1", "https://x.cn/2.html"):
         assert index.known_url(url) is not None  # from the part, URLs and all
 
@@ -255,9 +254,9 @@ def _zeros(size: int) -> pa.Table:
 )
 def test_an_index_file_is_refused_before_it_is_decoded_past_what_its_size_allows(store, data, why):
     store.root.joinpath("_index").mkdir(parents=True)
-    store.root.joinpath("_index/delta-c1.parquet").write_bytes(data())
+    store.root.joinpath(delta_key("c1")).write_bytes(data())
     with pytest.raises(Damaged, match=why):
-        read_index_file(store, "_index/delta-c1.parquet")
+        read_index_file(store, delta_key("c1"))
 
 
 def test_an_object_over_its_cap_is_refused_before_it_is_read_whole(store):
@@ -271,7 +270,7 @@ def test_an_object_over_its_cap_is_refused_before_it_is_read_whole(store):
 @pytest.mark.parametrize("ids", [5, "5", None, {"a": 1}, [5], ["a", None]])
 def test_a_manifests_article_ids_of_another_type_are_damage_not_a_crash(store, spool, ids):
     crawl(store, spool, "c1", part("https://x.cn/1.html"))
-    store.delete("_index/delta-c1.parquet")  # as a crawl published before the index existed
+    store.delete(delta_key("c1"))  # as a crawl published before the index existed
     manifest = json.loads(store.read("_manifests/c1.json"))
     manifest["files"][0]["article_ids"] = ids
     (store.root / "_manifests/c1.json").write_text(json.dumps(manifest))
@@ -300,7 +299,7 @@ def test_keys_that_are_no_index_file_manifest_or_part_are_named_once_and_never_r
     """Each holds a part of a URL the archive does not have: read, it would become known."""
     crawl(store, spool, "c1", part("https://x.cn/1.html"))
     crawl(store, spool, "c2", part("https://x.cn/2.html"))
-    store.delete("_index/delta-c2.parquet")
+    store.delete(delta_key("c2"))
     stranger = spool.root / "stranger.parquet"
     pq.write_table(part("https://x.cn/planted.html"), stranger)
     for key in STRANGERS:
@@ -316,7 +315,7 @@ def test_keys_that_are_no_index_file_manifest_or_part_are_named_once_and_never_r
 def test_a_part_no_manifest_covers_past_its_cap_is_damage_never_read_whole(store, spool, monkeypatch):
     crawl(store, spool, "c1", part("https://x.cn/1.html"))
     crawl(store, spool, "c2", part(*(f"https://x.cn/{n}.html" for n in range(2, 200))))
-    for key in ("_index/delta-c2.parquet", "_manifests/c2.json"):
+    for key in (delta_key("c2"), "_manifests/c2.json"):
         store.delete(key)  # published by a crawl that died before its manifest
     (big,) = (key for key in store.object_keys() if "part-c2" in key)
     monkeypatch.setattr("pipelines.archive.index.PART_MAX_BYTES", store.root.joinpath(big).stat().st_size - 1)
@@ -326,3 +325,46 @@ def test_a_part_no_manifest_covers_past_its_cap_is_damage_never_read_whole(store
         "(more than such a file can hold); its rows are not known to this run"
     ]
     assert article_id("https://x.cn/2.html") not in index and index.known_url("https://x.cn/1.html")
+
+
+def as_former_names(store) -> list[str]:
+    """The store's index files renamed as an older newsarchive named them (``.parquet``)."""
+    renamed = []
+    for key in list(store.object_keys("_index/")):
+        former = key.removesuffix(INDEX_SUFFIX) + FORMER_INDEX_SUFFIX
+        store.root.joinpath(key).rename(store.root / former)
+        renamed.append(former)
+    return sorted(renamed)
+
+
+def test_index_files_of_the_former_name_are_read_then_replaced_by_the_next_compaction(store, spool):
+    for n in (1, 2):
+        crawl(store, spool, f"c{n}", part(f"https://x.cn/{n}.html"))
+    assert compact_index(store, spool.root, "c2", keep_deltas=2) == base_key("c2")
+    crawl(store, spool, "c3", part("https://x.cn/3.html"))
+    former = as_former_names(store)
+    assert former == ["_index/base-c2.parquet", "_index/delta-c3.parquet"]
+    store.reads = 0
+    index = index_of(store)
+    assert store.reads == 2 and not index.damaged  # the base and the delta, not the parts
+    assert all(index.known_url(f"https://x.cn/{n}.html") for n in (1, 2, 3))
+    # one delta outside the base is far below keep_deltas: the former names alone make it compact
+    assert compact_index(store, spool.root, "c4", keep_deltas=16) == base_key("c4")
+    assert list(store.object_keys("_index/")) == [base_key("c4")]
+    assert set(former) <= set(read_index_file(store, base_key("c4"))[1])  # named as replaced
+    assert compact_index(store, spool.root, "c5", keep_deltas=16) is None  # nothing left to rename
+    assert index_of(store).urls == index.urls
+
+
+def test_the_newest_base_is_the_newest_crawls_whatever_its_name(store, spool):
+    crawl(store, spool, "r", part("https://x.cn/1.html"))
+    assert compact_index(store, spool.root, "r", keep_deltas=1) == base_key("r")
+    (older,) = as_former_names(store)  # _index/base-r.parquet: by key, after base-r-2.parquet-index
+    kept = store.read(older)
+    crawl(store, spool, "r-2", part("https://x.cn/2.html"))
+    assert compact_index(store, spool.root, "r-2", keep_deltas=1) == base_key("r-2")
+    store.root.joinpath(older).write_bytes(kept)  # as a delete that failed leaves it
+    store.reads = 0
+    index = index_of(store)
+    assert store.reads == 1  # base-r-2 alone: it replaces base-r
+    assert index.known_url("https://x.cn/1.html") and index.known_url("https://x.cn/2.html")

@@ -4,10 +4,12 @@ path outside the archive, another kind of object, or another partition does."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from fnmatch import fnmatch
 
 import pytest
 
 from pipelines.archive.keys import (
+    FORMER_INDEX_SUFFIX,
     BadKey,
     base_key,
     cdxj_key,
@@ -15,6 +17,9 @@ from pipelines.archive.keys import (
     checked_outlet,
     compacted_key,
     delta_key,
+    delta_keys,
+    former_index_name,
+    index_crawl,
     is_key,
     lease_key,
     manifest_key,
@@ -71,6 +76,10 @@ HOSTILE = [
     "_manifests/../x.json",
     "_manifests/.json",
     "_index/delta-../../x.parquet",
+    "_index/delta-c1.parquet-index/../../x",
+    "_index/delta-c1.parquet-index.tmp",
+    "_index/delta-c1.parquet-indexx",
+    "_index/base-c1.index",
     "_templates/gmw-cq/../../x.json",
     "C:\\archive\\x",
     "file:///etc/passwd",
@@ -83,6 +92,32 @@ def test_every_key_the_naming_functions_make_is_in_its_grammar_and_no_other(kind
     for key in NAMED[kind]:
         assert checked(key, kind) == key
         assert [other for other in NAMED if is_key(key, other)] == [kind]
+
+
+@pytest.mark.parametrize("kind", NAMED)
+def test_only_parts_end_in_parquet_so_the_data_glob_reads_articles_alone(kind):
+    """``read_parquet('ARCHIVE/**/*.parquet')`` matches by the name's end, in every folder."""
+    for key in NAMED[kind]:
+        assert fnmatch(key, "*.parquet") == (kind == "part"), key
+
+
+def test_index_files_of_the_former_name_are_still_index_files_of_their_crawl():
+    former, current = delta_key(CRAWL, FORMER_INDEX_SUFFIX), delta_key(CRAWL)
+    assert delta_keys(CRAWL) == (current, former)
+    assert former == f"_index/delta-{CRAWL}.parquet" and current == f"_index/delta-{CRAWL}.parquet-index"
+    old_base = base_key(CRAWL).removesuffix("-index")
+    assert [is_key(key, "delta") for key in (former, current, old_base)] == [True, True, False]
+    assert is_key(old_base, "base")
+    assert [index_crawl(key) for key in (former, current, old_base, base_key(CRAWL))] == [CRAWL] * 4
+    assert [former_index_name(key) for key in (former, current, old_base, base_key(CRAWL))] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert not former_index_name(part_key(PARTITION, CRAWL, 1))  # ends in .parquet, but a part
+    with pytest.raises(BadKey):
+        index_crawl(manifest_key(CRAWL))
 
 
 @pytest.mark.parametrize("key", HOSTILE)

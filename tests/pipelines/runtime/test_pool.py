@@ -13,6 +13,7 @@ import pytest
 
 from pipelines.runtime.pool import (
     NICENESS,
+    TASK_RECORDS,
     StartedWorker,
     TaskFailed,
     WorkerPool,
@@ -133,11 +134,12 @@ def test_an_exception_is_a_failure_with_its_message_and_traceback():
     assert "pool_targets.py" in failure.traceback
 
 
-def test_warnings_logged_in_a_worker_reach_our_log(caplog):
-    caplog.set_level(logging.WARNING)
+def test_warnings_logged_in_a_worker_reach_our_log_at_info_as_the_tasks_outcome(caplog):
+    caplog.set_level(logging.INFO)
     assert with_pool(lambda pool: pool.run(("warn", "odd page"))) == "odd page"
-    assert [(r.name, r.levelno) for r in caplog.records] == [("tests.pool_targets", logging.WARNING)]
-    assert caplog.records[0].getMessage() == "careful: odd page"
+    assert [(r.name, r.levelno) for r in caplog.records] == [("pipelines.runtime.pool", logging.INFO)]
+    assert caplog.records[0].getMessage().endswith("tests.pool_targets WARNING: careful: odd page")
+    assert getattr(caplog.records[0], TASK_RECORDS) == 1
 
 
 def test_a_worker_imports_only_what_its_target_needs():

@@ -1,13 +1,19 @@
-"""A pull stopped at any point, then run again, gives the slice a pull in one go gives."""
+"""A pull stopped at any point, then run again, gives the slice a pull in one go gives: also when
+the archive was compacted in between, and when a kill cut the pull's journal short."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
+import pyarrow.dataset as ds
 import pytest
 
 from pipelines.archive.storage import LocalStore
+from pipelines.tools.compact import compact
 from pipelines.tools.pull import FORMATS, PullError, Slice, pull
+from tests.archives import hourly_runs
 
 
 class Stop(Exception):
@@ -29,10 +35,26 @@ def destination(folder: Path, output: str) -> Path:
     return folder / ("slice" if output == "parquet" else f"slice.{output}")
 
 
+def journal(dest: Path, output: str) -> Path:
+    return dest / ".pull.jsonl" if output == "parquet" else dest.with_name(f".{dest.name}.pull.jsonl")
+
+
 def content(dest: Path, output: str) -> dict[str, bytes]:
     if output == "parquet":
         return {p.relative_to(dest).as_posix(): p.read_bytes() for p in sorted(dest.rglob("*.parquet"))}
     return {dest.name: dest.read_bytes()}
+
+
+def versions(dest: Path, output: str) -> list[tuple[str, str, str]]:
+    """Each row pulled as (article_id, version, text_hash), repeats kept."""
+    if output == "parquet":
+        rows = ds.dataset(dest, format="parquet", partitioning="hive").to_table().to_pylist()
+    elif output == "jsonl":
+        rows = [json.loads(line) for line in dest.read_bytes().splitlines()]
+    else:
+        with dest.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    return sorted((row["article_id"], str(row["version"]), row["text_hash"]) for row in rows)
 
 
 @pytest.mark.parametrize("output", FORMATS)
@@ -48,9 +70,30 @@ def test_a_pull_stopped_after_any_file_resumes_to_the_same_slice(mirror_crawl, t
         if output != "parquet":  # killed after writing a file's rows, before the journal noted them
             with dest.open("ab") as handle:
                 handle.write(b'{"half": "a row')
+        with journal(dest, output).open("ab") as handle:  # killed while the journal noted the next file
+            handle.write(b'{"key": "outlet=gmw-cq/published=2024-05/part-x-00001.parquet", "rows": "AAAA')
         report = pull(store, dest, Slice(), output)
         assert (report.files_skipped, report.files_read) == (stop, files - stop)
         assert content(dest, output) == content(whole, output)
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_a_pull_stopped_inside_a_partition_then_compacted_resumes_without_repeating_a_row(
+    mirror_crawl, tmp_path, output
+):
+    """The compacted file holds rows the stopped pull wrote and rows it did not: only those go."""
+    hourly = hourly_runs(mirror_crawl.archive, tmp_path / "hourly")
+    whole = destination(tmp_path / "whole", output)
+    pull(LocalStore(hourly), whole, Slice(), output)
+    dest = destination(tmp_path / "stopped", output)
+    with pytest.raises(Stop):
+        pull(LocalStore(hourly), dest, Slice(), output, stopping_after(9))
+    assert 0 < len(versions(dest, output)) < len(versions(whole, output))
+    assert compact(LocalStore(hourly), tmp_path, "20260101T000000Z-compact").deleted == 26
+    report = pull(LocalStore(hourly), dest, Slice(), output)
+    assert report.rows_known > 0  # rows of a compacted file that the stopped pull wrote
+    assert versions(dest, output) == versions(whole, output)
+    assert len(set(versions(whole, output))) == len(versions(whole, output)) == 30
 
 
 def test_a_pull_of_another_slice_into_the_same_place_is_refused(mirror_crawl, tmp_path):
@@ -58,3 +101,22 @@ def test_a_pull_of_another_slice_into_the_same_place_is_refused(mirror_crawl, tm
     pull(store, tmp_path / "slice", Slice(languages=("zh",)))
     with pytest.raises(PullError, match="another slice or format"):
         pull(store, tmp_path / "slice", Slice(languages=("en",)))
+
+
+def test_a_journal_of_the_former_layout_is_refused_not_trusted(mirror_crawl, tmp_path):
+    """It noted files, not rows: resumed from it, a compacted file would be pulled twice."""
+    dest = tmp_path / "slice"
+    dest.mkdir()
+    (dest / ".pull.jsonl").write_text(json.dumps({"slice": Slice().to_json(), "format": "parquet"}) + "\n")
+    with pytest.raises(PullError, match="older newsarchive"):
+        pull(LocalStore(mirror_crawl.archive), dest, Slice())
+
+
+def test_a_journal_damaged_in_the_middle_is_refused_not_trusted(mirror_crawl, tmp_path):
+    store = LocalStore(mirror_crawl.archive)
+    dest = tmp_path / "slice.jsonl"
+    pull(store, dest, Slice(), "jsonl")
+    lines = journal(dest, "jsonl").read_bytes().splitlines(keepends=True)
+    journal(dest, "jsonl").write_bytes(b"".join([*lines[:2], b'{"key": 1, "length": 2}\n', *lines[2:]]))
+    with pytest.raises(PullError, match="is no journal of a pull"):
+        pull(store, dest, Slice(), "jsonl")

@@ -1,0 +1,46 @@
+"""``reindex``: a new base from the parts, replacing every index file there was, of either name."""
+
+from __future__ import annotations
+
+import shutil
+
+from pipelines.archive.index import ArchiveIndex, read_index_file
+from pipelines.archive.keys import (
+    FORMER_INDEX_SUFFIX,
+    INDEX_SUFFIX,
+    base_key,
+    delta_keys,
+    index_crawl,
+    is_key,
+)
+from pipelines.archive.storage import LocalStore
+from pipelines.tools.reindex import reindex
+from tests.conftest import ARCHIVED
+
+
+def test_index_files_of_either_name_are_replaced_by_one_base_of_the_new_name(mirror_crawl, tmp_path):
+    archive = tmp_path / "archive"
+    shutil.copytree(mirror_crawl.archive, archive, ignore=shutil.ignore_patterns(".*"))
+    store = LocalStore(archive)
+    (delta,) = store.object_keys("_index/")
+    former = delta.removesuffix(INDEX_SUFFIX) + FORMER_INDEX_SUFFIX
+    shutil.copyfile(archive / delta, archive / former)  # as a run of an older newsarchive left it
+    stray = "_index/notes.parquet"  # no index file's name: never deleted on the grammar's word
+    (archive / stray).write_bytes(b"kept")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    report = reindex(store, workdir, "r1")
+
+    assert sorted(report.replaced) == sorted([delta, former])
+    assert sorted(store.object_keys("_index/")) == sorted([base_key("r1"), stray])
+    assert report.base == base_key("r1") and report.base.endswith(INDEX_SUFFIX)
+    merged = read_index_file(store, report.base)[1]
+    assert set(delta_keys(index_crawl(delta))) <= set(
+        merged
+    )  # the run's delta, by either name, is covered by the base
+    assert all(is_key(key, "delta", "base") for key in merged)
+    assert not list(workdir.iterdir())
+    index = ArchiveIndex()
+    index.refresh(store)
+    assert all(index.known_url(article.url) for article in ARCHIVED)
