@@ -131,7 +131,7 @@ class WarcExtension:
         if not keep:
             self.stats.inc_value("warc/noarchive")
             return
-        write = asyncio.ensure_future(self.capture(exchange))
+        write = asyncio.ensure_future(self._keep_judged(exchange))
         self._writes.add(write)
         write.add_done_callback(self._writes.discard)
 
@@ -151,6 +151,11 @@ class WarcExtension:
                     self._publish(last)
         finally:
             self._thread.shutdown()
+
+    async def _keep_judged(self, exchange: Exchange) -> Capture:
+        """A judged page's record, kept: the archive seals the crawl for it (a run of no row too)."""
+        (await self.archive.opened()).keep_capture()
+        return await self.capture(exchange)
 
     def _publish(self, warc: WarcFile) -> None:
         self.stats.inc_value("warc/files")

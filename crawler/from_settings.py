@@ -82,6 +82,15 @@ def spool_from_settings(settings: SettingsReader, store: Store) -> Spool:
     return spool_for(store, settings.get("ARCHIVE_SPOOL"))
 
 
+def extract_workers(settings: SettingsReader, jobs: int | None = None) -> int:
+    """How many page workers: ``jobs`` (``--jobs``), else ``EXTRACT_WORKERS``, else every core
+    (0 or unset). Fewer than one is refused (ValueError, exit 2): such a pool would wait for ever."""
+    count = jobs if jobs is not None else settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1
+    if count < 1:
+        raise ValueError(f"{count} page workers (--jobs or EXTRACT_WORKERS): give 1 or more")
+    return count
+
+
 def page_pool(settings: SettingsReader, workers: int | None = None) -> WorkerPool:
     """Worker processes running :class:`pipelines.stages.page.PageAnalyser` as the settings say:
     the crawl's (:class:`crawler.pipelines.ExtractPipeline`), ``newsarchive extract``'s and
@@ -96,7 +105,7 @@ def page_pool(settings: SettingsReader, workers: int | None = None) -> WorkerPoo
     return WorkerPool(
         PAGE_WORKER,
         options,
-        workers or settings.getint("EXTRACT_WORKERS") or os.cpu_count() or 1,
+        extract_workers(settings, workers),
         settings.getfloat("EXTRACT_TIMEOUT"),
         cpu_limit=settings.getfloat("EXTRACT_CPU_LIMIT"),
         started=settings.getlist("EXTRACT_STARTED_WORKERS"),

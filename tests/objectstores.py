@@ -75,7 +75,9 @@ class ObjectStore:
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name="us-east-1",
-            config=Config(retries={"max_attempts": 1}),
+            # the tests' own setup and reads: a store's transient 500 under load (SeaweedFS's
+            # InternalError on a PutObject) is retried, as any client would, not a failed setup
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}),
         )
 
     def create_bucket(self, name: str | None = None) -> str:

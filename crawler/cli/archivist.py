@@ -29,7 +29,13 @@ from typing import Literal, TypeVar
 
 from crawler.cli.exits import ExitCode, UsageError
 from crawler.cli.locking import holding
-from crawler.from_settings import PlainSettings, page_pool, spool_from_settings, store_from_settings
+from crawler.from_settings import (
+    PlainSettings,
+    extract_workers,
+    page_pool,
+    spool_from_settings,
+    store_from_settings,
+)
 from crawler.registry import load_registry
 from pipelines.archive.catalog import Catalog
 from pipelines.archive.keys import MANIFESTS, UNKNOWN_MONTH, new_crawl_id
@@ -263,6 +269,8 @@ def verify_command(args: argparse.Namespace) -> ExitCode:
 
 
 def pull_command(args: argparse.Namespace) -> ExitCode:
+    if not args.dest:
+        raise UsageError("DEST is empty: name a folder, a file, or - for standard output")
     if args.since and args.until and args.until < args.since:
         raise UsageError(f"--until {args.until} is before --since {args.since}: no day is in both")
     to_stdout = args.dest == STDOUT
@@ -270,6 +278,8 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
     try:
         output = destination_format(args.dest, args.format)
         store = _store(args.archive)
+        if not to_stdout:
+            _refuse_overlap(store, Path(args.dest))
         catalog = Catalog.read(store)
         _refuse_unheld(catalog, args.archive, "outlet", args.outlet)
         _refuse_unheld(catalog, args.archive, "language", args.lang)
@@ -291,6 +301,16 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
         file=said,
     )
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
+
+
+def _refuse_overlap(store: Store, dest: Path) -> None:
+    """A pull written into the archive it reads (or around it) would rewrite or add parts that no
+    manifest names: refused."""
+    if not isinstance(store, LocalStore):
+        return
+    archive, target = store.root.resolve(), dest.resolve()
+    if target == archive or archive in target.parents or target in archive.parents:
+        raise UsageError(f"DEST {dest} overlaps the archive {store.root}: pull into another place")
 
 
 def _refuse_unheld(
@@ -364,6 +384,7 @@ def reextract_command(args: argparse.Namespace) -> ExitCode:
     if args.outlet:  # before the new archive is touched: a typo must not seal an empty one
         _refuse_unheld(Catalog.read(source), args.archive, "outlet", args.outlet)
     settings = _settings(args.to)
+    extract_workers(settings, args.jobs)  # refused before the new archive is touched
     target = store_from_settings(settings)
     _lists_any(target, f"{MANIFESTS}/")  # an unreachable store is said before any work starts
     registry = load_registry([str(Path(p).resolve()) for p in args.outlets_file])

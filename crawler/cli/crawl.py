@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from crawler.cli.exits import ExitCode, UsageError
 from crawler.cli.locking import holding
 from crawler.cli.registry import registry_arguments
-from crawler.from_settings import spool_from_settings, store_from_settings
+from crawler.from_settings import extract_workers, spool_from_settings, store_from_settings
 from crawler.registry import Registry, RegistryError, load_registry
 from crawler.report import pending_line, published_line, quarantined_line, run_verdict, summary
 from pipelines.archive.keys import new_crawl_id
@@ -201,9 +201,13 @@ def crawl_command(args: argparse.Namespace) -> ExitCode:
         code: ExitCode, reason: str, outlet_ids: Iterable[str] = (), stats: dict[str, Any] | None = None
     ) -> ExitCode:
         """``stats`` None: no crawl ran, the verdict has the same shape, every figure nought."""
-        if args.summary_json:
+        if args.summary_json and _writable_file(args.summary_json):
             stats = stats or {"start_time": started_at, "finish_time": datetime.now(UTC)}
-            _write_verdict(args.summary_json, run_verdict(outlet_ids, stats, crawl_id, code, reason))
+            try:
+                _write_verdict(args.summary_json, run_verdict(outlet_ids, stats, crawl_id, code, reason))
+            except OSError as exc:  # said, the run's own exit code kept
+                said = f"newsarchive: --summary-json {args.summary_json}: {exc.strerror or exc}"
+                print(said, file=sys.stderr)
         return code
 
     def bug(exc: Exception) -> ExitCode:  # said with its traceback, as the crawl says a bug of ours
@@ -270,6 +274,9 @@ def _prepared(
         overrides.update(MIRROR_NEEDS, **MIRROR_POLITENESS, MIRROR_URL=args.mirror_url)
     overrides.update(assigned)
     settings = _settings(args, overrides)
+    extract_workers(settings)  # fewer than one page worker would wait for ever
+    if not _writable_file(args.summary_json):
+        raise UsageError(f"--summary-json {args.summary_json}: not a file in an existing folder")
     store = store_from_settings(settings)  # an unusable destination fails before any request (no client yet)
     spool_from_settings(settings, store)  # a spool of another archive's crawls, too
     return registry, settings, store
@@ -351,6 +358,14 @@ def _write_verdict(destination: str, verdict: dict[str, Any]) -> None:
         print(text)
     else:
         write_atomically(Path(destination), lambda f: f.write(text.encode()))
+
+
+def _writable_file(summary_json: str | None) -> bool:
+    """``--summary-json`` can be written: none asked, ``-``, or a file in an existing folder."""
+    if summary_json in (None, "-"):
+        return True
+    path = Path(summary_json)
+    return not path.is_dir() and path.parent.is_dir()
 
 
 def _usage_reason(exc: Exception) -> str:

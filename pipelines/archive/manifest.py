@@ -344,8 +344,9 @@ def check_crawl_record(record: dict) -> None:
     else :class:`BadManifest`."""
     crawl_id = record["crawl_id"]
     Manifest.parse(manifest_key(crawl_id), {"crawl_id": crawl_id} | _copied(record), [])
-    if not isinstance(record.get("stopped_early", False), bool):
-        raise BadManifest(f"stopped_early {shown(record['stopped_early'])} is not a bool")
+    for flag in ("stopped_early", "captures_kept"):
+        if not isinstance(record.get(flag, False), bool):
+            raise BadManifest(f"{flag} {shown(record[flag])} is not a bool")
     discovery = record.get("discovery", {})
     if not isinstance(discovery, dict) or not all(is_discovery_page(*page) for page in discovery.items()):
         raise BadManifest("discovery is no object of pages and their validators")

@@ -160,6 +160,7 @@ class Publisher:
         self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0
         self._noted = False  # index entries of articles fetched again unchanged (note_unchanged)
+        self._captured = False  # a page judged no article, captured all the same (keep_capture)
         self._publishing = True
         self._unpublished: dict[str, pa.Table] = {}  # PUBLISHED_COLUMNS of the parts close publishes
 
@@ -167,6 +168,11 @@ class Publisher:
         """Articles this crawl fetched again and found unchanged: the index notes the fetch."""
         self.crawl.note(entries)
         self._noted = True
+
+    def keep_capture(self) -> None:
+        """A page judged no article is captured all the same: its WARC is the only copy a later
+        ``reextract`` can recover it from, so the crawl is sealed even with no row."""
+        self._captured = True
 
     def open(self, crawl_id: str, outlets: Iterable[str]) -> PublishReport:
         """Read the index, publish what earlier runs left in the spool, start this crawl's folder."""
@@ -208,7 +214,7 @@ class Publisher:
         before the crawl has a row or an index entry to seal: a run that finds nothing new keeps
         no WARC (:func:`_publish_crawl`), which close decides."""
         report = PublishReport()
-        if self._publishing and (self._parts or self._noted):
+        if self._publishing and (self._parts or self._noted or self._captured):
             self._publishing = _publish_warc(self.store, self.crawl, warc, report)
         return report
 
@@ -224,13 +230,15 @@ class Publisher:
         crawl's manifest, for the next run's conditional requests; a crawl ``stopped_early`` (a
         signal, a limit) gets ``"interrupted": true`` like one that died. A run of
         ``newsarchive reextract`` says what it rebuilt the rows from (``reextracted_from``)."""
+        extra: dict = {"captures_kept": True} if self._captured else {}
         if discovery or stopped_early or reextracted_from:
             # a page's validators no request may carry (a server's ETag with a tab) are not kept:
             # the crawl's record would be refused as forged, and its next run asks unconditionally
             kept = {url: page for url, page in (discovery or {}).items() if is_discovery_page(url, page)}
-            extra = {"discovery": kept, "stopped_early": stopped_early}
+            extra |= {"discovery": kept, "stopped_early": stopped_early}
             if reextracted_from:
                 extra["reextracted_from"] = reextracted_from
+        if extra:
             self.crawl.write_info(self.crawl.info | extra)
         self.crawl.finish()
         self.crawl.release()
@@ -295,7 +303,8 @@ def _publish_crawl(
 
 def _found_nothing_new(crawl: SpooledCrawl, info: dict, reextraction: bool) -> bool:
     """A crawl that closed with no row and no index entry to publish (none published yet either) leaves
-    nothing in the archive: no WARC of its discovery pages, no empty index delta, no manifest.
+    nothing in the archive: no WARC of its discovery pages (unless it captured a page judged no
+    article, :meth:`Publisher.keep_capture`), no empty index delta, no manifest.
     An hourly run that finds nothing would otherwise add four objects, 35,000 a year of
     nothing a reader needs, to list and keep. Its record is its summary (``--summary-json``).
     What is given up: ``ls`` does not list it; its discovery validators are not kept, so the
@@ -304,8 +313,8 @@ def _found_nothing_new(crawl: SpooledCrawl, info: dict, reextraction: bool) -> b
     (the next run fetches the rest anyway). A reextraction is always sealed: its manifest names
     its source. A crawl that never closed (killed: no ``finished_at``) is published as it was
     left: its WARCs may hold the only capture of pages it fetched before it died."""
-    closed = info.get("finished_at") is not None
-    return closed and not (reextraction or crawl.parts() or crawl.journal() or crawl.notes())
+    closed, captured = info.get("finished_at") is not None, info.get("captures_kept") is True
+    return closed and not (reextraction or captured or crawl.parts() or crawl.journal() or crawl.notes())
 
 
 def _discard(crawl: SpooledCrawl, report: PublishReport) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from scrapy.settings import BaseSettings, Settings
 
 from crawler import common_settings
-from crawler.from_settings import PlainSettings, page_pool, store_from_settings
+from crawler.from_settings import PlainSettings, extract_workers, page_pool, store_from_settings
 
 NAMES = sorted(name for name in dir(common_settings) if name.isupper())
 
@@ -60,3 +62,14 @@ def test_the_page_pool_is_sized_alike():
     crawl, plain = page_pool(crawl_settings()), page_pool(PlainSettings.of())
     for attribute in ("target", "options", "size", "timeout", "cpu_limit", "start_timeout", "_started"):
         assert getattr(plain, attribute) == getattr(crawl, attribute), attribute
+
+
+@pytest.mark.parametrize(("jobs", "setting", "count"), [(None, 0, os.cpu_count()), (3, 0, 3), (None, 2, 2)])
+def test_the_page_workers_are_jobs_else_the_setting_else_every_core(jobs, setting, count):
+    assert extract_workers(PlainSettings.of(EXTRACT_WORKERS=setting), jobs) == count
+
+
+@pytest.mark.parametrize(("jobs", "setting"), [(0, 0), (-3, 0), (None, -1)])
+def test_fewer_than_one_page_worker_is_refused_not_a_pool_that_waits_for_ever(jobs, setting):
+    with pytest.raises(ValueError, match=r"page workers .*: give 1 or more"):
+        extract_workers(PlainSettings.of(EXTRACT_WORKERS=setting), jobs)

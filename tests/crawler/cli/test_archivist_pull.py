@@ -201,6 +201,19 @@ def test_the_format_follows_the_name_and_no_journal_is_left_in_sight(
 
 
 @pytest.mark.parametrize(
+    "dest", ["{archive}", "{archive}/outlet=gmw-cq", "{archive}/rows.jsonl", "{tmp}", ""]
+)
+def test_a_destination_in_or_around_the_archive_or_none_is_refused(archive, tmp_path, capsys, dest):
+    """A pull written into the archive it reads would rewrite parts that no manifest names."""
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, out, err = run(capsys, "pull", str(archive), dest.format(archive=archive, tmp=tmp_path))
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert "overlaps the archive" in err or "DEST is empty" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert main(["verify", str(archive)]) == 0
+
+
+@pytest.mark.parametrize(
     ("argv", "why"),
     [
         (["rows.jsonl", "--format", "csv"], "--format csv contradicts {tmp}/rows.jsonl, which names jsonl"),

@@ -149,6 +149,7 @@ def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
         (("--outlet", "nosuch"), "unknown outlet id(s): nosuch (known: "),
         (("--archive", "gs://bucket/prefix"), "archive 'gs://bucket/prefix': unsupported scheme gs://"),
         (("--outlets-file", "tests/no-such-outlets.toml"), "registry error: "),
+        (("-s", "EXTRACT_WORKERS=-1"), "-1 page workers (--jobs or EXTRACT_WORKERS): give 1 or more"),
     ],
 )  # fmt: skip
 def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_the_verdict_says_it(
@@ -168,6 +169,14 @@ def test_a_mistake_on_the_command_line_is_one_line_exit_2_and_the_verdict_says_i
         and written["reason"] == err.removeprefix("newsarchive: ").strip()
     )
     assert written["crawl_id"] and written["started_at"] <= written["finished_at"]
+    assert not (tmp_path / "archive").exists()
+
+
+def test_a_summary_json_that_cannot_be_written_is_refused_before_the_crawl(tmp_path, capsys):
+    code = main(["crawl", "--archive", str(tmp_path / "archive"), "--summary-json", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == ExitCode.USAGE and out == ""
+    assert err == f"newsarchive: --summary-json {tmp_path}: not a file in an existing folder\n"
     assert not (tmp_path / "archive").exists()
 
 

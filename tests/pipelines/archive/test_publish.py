@@ -15,6 +15,7 @@ from pipelines.archive.publish import Publisher, archived_ids, publish_spool
 from pipelines.archive.schema import SCHEMA
 from pipelines.archive.spool import Spool
 from pipelines.archive.storage import LocalStore
+from pipelines.archive.warc import Exchange, WarcWriter
 from tests.conftest import FIXTURES
 
 KEY = "outlet=xx/published=2024-03/part-c1-00001.parquet"
@@ -167,3 +168,40 @@ def test_an_unreadable_spooled_part_is_set_aside_and_the_rest_published(store, s
         Path(report.quarantined[0]).read_bytes() == (FIXTURES / "archive" / "not-a-part.parquet").read_bytes()
     )
     assert sorted(archived_ids(store)) == ["a", "b"]
+
+
+@pytest.mark.parametrize("captured", [False, True])
+def test_a_run_of_no_row_is_sealed_only_for_a_page_it_captured(store, spool, captured):
+    """A run that found nothing new publishes nothing, not even the WARC of its listing pages;
+    one that captured a page judged no article keeps that capture (a later reextract's only copy)."""
+    archive = Publisher(store, spool)
+    archive.open("c1", ["xx"])
+    writer = WarcWriter(archive.crawl.folder, "c1", 1 << 20, {"software": "newsarchive test"})
+    writer.write(
+        Exchange(
+            url="https://xx.example/gallery.html",
+            method="GET",
+            request_headers=[],
+            request_body=b"",
+            protocol="HTTP/1.1",
+            status=200,
+            response_headers=[("Content-Type", "text/html")],
+            body=b"<html><body><img src=a.jpg></body></html>",
+            ip_address="127.0.0.1",
+            fetched_at=datetime(2024, 3, 2, tzinfo=UTC),
+        )
+    )
+    if captured:
+        archive.keep_capture()
+    archive.publish_warc(writer.finish())
+    archive.close()
+    held = sorted(store.object_keys(""))
+    if captured:
+        assert held == ["_index/delta-c1.parquet-index", "_manifests/c1.json", *warc_keys("c1")]
+    else:
+        assert held == []
+    assert spool.crawl_ids() == []
+
+
+def warc_keys(crawl_id: str) -> list[str]:
+    return [f"_warc/{crawl_id}-00001.cdxj", f"_warc/{crawl_id}-00001.warc.gz"]
