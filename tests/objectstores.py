@@ -8,6 +8,7 @@ Both are started from scratch in a temporary folder on free ports and stopped by
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from botocore.config import Config
 ACCESS_KEY = "NEWSARCHIVETESTKEY"
 SECRET_KEY = "tEsT-s3cr3t-f0r-NEWSARCHIVE-never-print-me"  # tests grep every output for it
 STARTUP_TIMEOUT = 60.0
+SEAWEEDFS_MASTER = Path(__file__).parent / "fixtures" / "seaweedfs" / "master.toml"
 
 S3_STORES = ("seaweedfs", pytest.param("ceph_rgw", marks=pytest.mark.second_store))
 """The fixtures of the two stores, as a test's parameters: `make test-fast` runs SeaweedFS only."""
@@ -146,6 +148,7 @@ class SeaweedFS(ObjectStore):
             }
         weed = Path(sys.executable).parent / "weed"
         (self.folder / "data").mkdir(exist_ok=True)
+        shutil.copy(SEAWEEDFS_MASTER, self.folder / "master.toml")  # read from its working folder
         command = [
             str(weed),
             "mini",
@@ -161,6 +164,9 @@ class SeaweedFS(ObjectStore):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
+            # volumes are sparse files: a count that does not depend on the disk's free space
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=600",
             *(f"-{name}={port}" for name, port in self.ports.items()),
         ]
         with (self.folder / "weed.log").open("ab") as log:
