@@ -40,7 +40,7 @@ from benchmarks.baselines import FETCH_SETTINGS
 from benchmarks.bench_crawl import REPO, Run, measure
 from crawler.mirror.server import MirrorServer
 from crawler.mirror.sites import Mirror, MirroredArticle, Page, build_mirror
-from pipelines.archive.keys import INDEX
+from pipelines.archive.keys import delta_key
 from pipelines.archive.schema import INDEX_SCHEMA
 from pipelines.archive.spool import Spool
 from pipelines.archive.warc import Exchange, WarcWriter
@@ -331,7 +331,7 @@ def index_bombs(scale: int) -> dict[str, bytes]:
             [f.with_type(columns[f.name].type) if f.name in columns else f for f in INDEX_SCHEMA]
         )
         table = pa.table([columns.get(f.name, pa.nulls(length, f.type)) for f in schema], schema=schema)
-        files[f"{INDEX}/delta-{LATER[:-1]}{n}.parquet"] = _parquet(table, use_dictionary=name != "zeros")
+        files[delta_key(f"{LATER[:-1]}{n}")] = _parquet(table, use_dictionary=name != "zeros")
     return files
 
 

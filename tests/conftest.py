@@ -52,7 +52,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, limit: int | None = N
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        # under a cap on address space, glibc's arena per thread (64 MiB reserved, little used)
+        # would count as memory: two arenas, so that the cap measures what the process uses
+        env={**os.environ, **({} if limit is None else {"MALLOC_ARENA_MAX": "2"}), **(env or {})},
         preexec_fn=None if limit is None else lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
     )
     archive = Path(args[args.index("--archive") + 1]) if "--archive" in args else REPO / "output"
