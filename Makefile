@@ -8,7 +8,7 @@ ARCHIVE ?= output
 # the venv gets a newer pip before anything else is installed.
 PIP_VERSION := 25.3
 
-.PHONY: run test test-fast lint bench eval clean test-services
+.PHONY: run test test-fast lint bench bench-archive eval clean test-services
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ bench: $(VENV)/.installed test-services
 	$(BIN)/python -m benchmarks.bench_redis
 	$(BIN)/python -m benchmarks.bench_mirror_crawl
 	$(BIN)/python -m benchmarks.bench_object_storage
+
+# A run's cost against the archive's size and age: crawls finding nothing new on synthetic archives
+# (entries / runs, built once into /tmp/newsarchive-bench-archive) beside a fresh one, local and on
+# SeaweedFS; BENCH_ARCHIVE_ARGS="--full" adds 5M entries.
+bench-archive: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.bench_archive $(BENCH_ARCHIVE_ARGS)
 
 # Scores on ../shared/eval: extraction (F1, P, R, ms/page beside trafilatura and readability-lxml),
 # then language identification (text, headlines, extracted pages, times).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
 from crawler.from_settings import spool_from_settings, store_from_settings
+from pipelines.archive.index import visit_entries
 from pipelines.archive.publish import Publisher, PublishReport
 from pipelines.archive.rows import Part, to_table
 from pipelines.archive.warc import WarcFile
@@ -96,9 +98,17 @@ class ArchiveExtension:
             lambda done: None if done.cancelled() or done.exception() else self._count(done.result())
         )
 
-    def note_unchanged(self, entries: list[dict]) -> None:
-        """Index entries of an article fetched again and found unchanged (queued, not awaited)."""
-        self._in_thread(self.archive.note_unchanged, entries)
+    def note(self, entries: list[dict]) -> None:
+        """Index entries of no part (see :meth:`Publisher.note`), queued, not awaited."""
+        self._in_thread(self.archive.note, entries)
+
+    def note_visit(self, url: str, redirected_from: str | None, outcome: str) -> None:
+        """An article page fetched or refused that archived no row: the index remembers why
+        (``outcome``, one of :data:`pipelines.archive.index.VISIT_OUTCOMES`), which says when it
+        is fetched again (:class:`crawler.middlewares.KnownArticles`). Counts ``visits/<outcome>``."""
+        self.stats.inc_value(f"visits/{outcome}")
+        now = datetime.now(UTC)
+        self.note(visit_entries(url, redirected_from, outcome, now, self.crawler.spider.crawl_id))
 
     async def close(self) -> None:
         """Wait for every queued part, then publish what is left and seal the run."""

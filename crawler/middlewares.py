@@ -38,43 +38,78 @@ class ContactUserAgentMiddleware(UserAgentMiddleware):
 
 
 class KnownArticles:
-    """Which article URLs to fetch, given what the archive holds; counts what it turns away.
+    """Which article URLs to fetch, given what the archive holds and what earlier fetches found;
+    counts what it turns away.
 
     The archive's index (:mod:`pipelines.archive.index`, read once when the crawl opens) knows every URL
     that led to an archived row, so a run on a machine with no state of its own fetches only
     what is new. ``REFETCH_AFTER_DAYS`` (None: never; 0: every run) lets through the known
     articles last fetched longer ago than that: dedup then archives a changed text as a new
-    version and notes an unchanged one. Counts ``discovery/known``, ``discovery/refetch`` and
-    ``outlet/<id>/known``. Used by :class:`KnownArticlesMiddleware` and by the spider's frontier.
+    version and notes an unchanged one.
+
+    It also remembers the article pages whose last fetch archived no row (a visit, with its
+    outcome): a ``failed`` one is fetched again next run; one that was ``not_article``,
+    ``noarchive`` or ``refused`` once ``REVISIT_AFTER_DAYS`` (30) have passed, or
+    ``REFETCH_AFTER_DAYS`` if fewer (``--refetch-after 0`` fetches every page again). Counts
+    ``discovery/known`` and ``discovery/revisit_later`` (with ``outlet/<id>/...``, the pages not
+    fetched), ``discovery/refetch``, ``discovery/revisit`` and ``discovery/revisit_failed`` (the
+    pages fetched again). Used by :class:`KnownArticlesMiddleware` and by the spider's frontier.
     """
+
+    HELD_BACK = ("known", "revisit_later")  # what _verdict says of a page not to be fetched now
 
     def __init__(self, crawler: Crawler, index: ArchiveIndex):
         self.crawler = crawler
         self.stats = crawler.stats
         self.index = index
-        days = crawler.settings.get("REFETCH_AFTER_DAYS")
-        self.refetch_after = None if days is None else timedelta(days=float(days))
+        self.refetch_after = _days(crawler.settings.get("REFETCH_AFTER_DAYS"))
+        revisit_after = _days(crawler.settings.get("REVISIT_AFTER_DAYS"))
+        self.revisit_after = min(
+            (d for d in (revisit_after, self.refetch_after) if d is not None), default=None
+        )
 
     def wanted(self, url: str) -> bool:
-        held = self.index.known_url(url)
-        if held is None:
-            return True
-        if not self._due(held.last_fetched):
-            self._count(url, "known")
+        verdict = self._verdict(url)
+        if verdict in self.HELD_BACK:
+            self._count(url, verdict)
             return False
-        self.stats.inc_value("discovery/refetch")
+        if verdict is not None:
+            self.stats.inc_value(f"discovery/{verdict}")
         return True
 
-    def _due(self, last_fetched: datetime | None) -> bool:
-        if self.refetch_after is None:
-            return False
-        return last_fetched is None or datetime.now(UTC) - last_fetched > self.refetch_after
+    def held_back(self, url: str) -> bool:
+        """Not to be fetched now (nothing counted)."""
+        return self._verdict(url) in self.HELD_BACK
+
+    def _verdict(self, url: str) -> str | None:
+        """``known`` or ``revisit_later`` for a page not to fetch now; ``refetch``, ``revisit``
+        or ``revisit_failed`` for one fetched again; None for a page never fetched."""
+        held = self.index.known_url(url)
+        if held is not None:
+            return "refetch" if _due(held.last_fetched, self.refetch_after) else "known"
+        visit = self.index.visit(url)
+        if visit is None:
+            return None
+        if visit.outcome == "failed":
+            return "revisit_failed"
+        return "revisit" if _due(visit.last_fetched, self.revisit_after) else "revisit_later"
 
     def _count(self, url: str, what: str) -> None:
         self.stats.inc_value(f"discovery/{what}")
         outlet = self.crawler.spider.registry.outlet_for_article(url)
         if outlet is not None:
             self.stats.inc_value(f"outlet/{outlet.id}/{what}")
+
+
+def _days(setting: float | str | None) -> timedelta | None:
+    return None if setting is None else timedelta(days=float(setting))
+
+
+def _due(last_fetched: datetime | None, after: timedelta | None) -> bool:
+    """Fetched longer ago than ``after`` (None: never due), or at a time not known."""
+    if after is None:
+        return False
+    return last_fetched is None or datetime.now(UTC) - last_fetched > after
 
 
 class KnownArticlesMiddleware:

@@ -48,7 +48,9 @@ class ExtractPipeline:
     ``EXTRACT_TIMEOUT`` (seconds a page may take; past it the worker is killed and replaced),
     ``EXTRACT_MIN_CHARS`` (pages with less paragraph text are not articles), ``LANGUAGE_SEED``,
     ``LANGUAGE_SAMPLE_CHARS``. Counts ``extract/ok``, ``extract/dropped/<reason>``,
-    ``extract/failed/<timeout|crashed|error>`` (logged as errors), ``language/<code>``.
+    ``extract/failed/<timeout|crashed|error>`` (logged as errors), ``language/<code>``. A page it
+    drops is remembered in the crawl's ``archive`` (:meth:`ArchiveExtension.note_visit`) as
+    ``not_article``, ``noarchive`` or ``failed``: that says when the page is fetched again.
     """
 
     def __init__(
@@ -56,11 +58,13 @@ class ExtractPipeline:
         crawler: Crawler,
         pool: WorkerPool,
         templates: TemplateLearning | None = None,
+        archive: ArchiveExtension | None = None,
     ):
         self.crawler = crawler
         self.stats = crawler.stats
         self.pool = pool
         self.templates = templates
+        self.archive = archive  # None: the pages dropped are not remembered (a pipeline on its own)
         self._started: asyncio.Future[None] | None = None
         self._templates_loaded: asyncio.Future[None] | None = None
 
@@ -69,7 +73,7 @@ class ExtractPipeline:
         templates = (
             TemplateLearning.from_crawler(crawler) if crawler.settings.getbool("TEMPLATE_LEARNING") else None
         )
-        return cls(crawler, page_pool(crawler.settings), templates)
+        return cls(crawler, page_pool(crawler.settings), templates, archive_extension(crawler))
 
     async def open_spider(self) -> None:
         # the workers import and load their models while the crawl fetches its first pages
@@ -94,6 +98,7 @@ class ExtractPipeline:
         if not isinstance(item, Article):
             return item
         if item.content_type and "html" not in item.content_type and "xml" not in item.content_type:
+            self._remember(item, "not_article")
             _drop(self.stats, item, "extract", "not_html", f"not an article (not_html): {item.url}")
         try:
             item = await self._analysed(item)
@@ -103,6 +108,7 @@ class ExtractPipeline:
         if item.not_article in FAILED_VERDICTS:  # the page may hold an article we could not read
             self._failed(item, item.not_article)
         if item.not_article:
+            self._remember(item, "noarchive" if item.not_article == "noarchive" else "not_article")
             _drop(
                 self.stats,
                 item,
@@ -115,11 +121,16 @@ class ExtractPipeline:
 
     def _failed(self, item: Article, reason: str, detail: str = "") -> NoReturn:
         """Counts and logs a page extraction could not read, and drops it (fetched again next run)."""
+        self._remember(item, "failed")
         self.stats.inc_value(f"extract/failed/{reason}")
         self.stats.inc_value(f"outlet/{item.outlet_id}/failed")
         self.stats.inc_value(f"outlet/{item.outlet_id}/failed/{reason}")
         logger.error("extraction failed (%s), not archived this run: %s%s", reason, item.url, detail)
         raise DropItem(f"extraction failed ({reason}): {item.url}")
+
+    def _remember(self, item: Article, outcome: str) -> None:
+        if self.archive is not None:
+            self.archive.note_visit(item.url, item.redirected_from, outcome)
 
     async def _analysed(self, item: Article) -> Article:
         try:
@@ -190,7 +201,7 @@ class DedupPipeline:
             return item
         reason = self.dedup.duplicate(item)
         if reason == "unchanged":
-            self.archive.note_unchanged(unchanged_entries(item, self.index.articles[item.article_id]))
+            self.archive.note(unchanged_entries(item, self.index.held(item.article_id)))
         if reason is None and self.shared is not None:
             reason = self._shared_duplicate(item)
         if reason is not None:

@@ -36,11 +36,17 @@ class Figure:
 FIGURES = (
     Figure(
         "discovered",
-        "article pages discovery led to: `known` + `refused` + `fetched`",
+        "article pages discovery led to: `known` + `revisit_later` + `refused` + `fetched`",
         in_summary=False,
         in_live_table=True,
     ),
     Figure("known", "article pages not fetched: the archive holds their article"),
+    Figure(
+        "revisit_later",
+        "article pages not fetched: their last fetch archived no row (not an article, noarchive, "
+        "refused) and is less than `REVISIT_AFTER_DAYS` old (the summary's line `not fetched again yet`)",
+        in_summary=False,
+    ),
     Figure(
         "refused",
         "article pages not fetched: an HTTP error, robots.txt, off-site, too large... (by reason: the "
@@ -88,6 +94,7 @@ class OutletFigures:
 
     outlet_id: str
     known: int
+    revisit_later: int  # held back: their last fetch archived no row, and is not old enough
     fetched: int
     archived: int
     copies: int
@@ -111,7 +118,7 @@ class OutletFigures:
 
     @property
     def discovered(self) -> int:
-        return self.known + self.refused + self.fetched
+        return self.known + self.revisit_later + self.refused + self.fetched
 
     def figure(self, name: str) -> int | float:
         """The value of the figure ``name`` (one of :data:`FIGURES`)."""
@@ -119,9 +126,11 @@ class OutletFigures:
 
 
 def pages_found(stats: Mapping[str, Any], outlet_id: str) -> int:
-    """Article pages the outlet's discovery led to: fetched, known already, or behind a 304."""
+    """Article pages the outlet's discovery led to: fetched, known already (held or fetched lately
+    with no row), or behind a 304."""
     return sum(
-        int(stats.get(f"outlet/{outlet_id}/{what}", 0)) for what in ("article_pages", "known", "not_modified")
+        int(stats.get(f"outlet/{outlet_id}/{what}", 0))
+        for what in ("article_pages", "known", "revisit_later", "not_modified")
     )
 
 
@@ -153,6 +162,7 @@ def _figures(stats: Mapping[str, Any], outlet_id: str, reasons: dict[str, dict[s
     return OutletFigures(
         outlet_id=outlet_id,
         known=count("known"),
+        revisit_later=count("revisit_later"),
         fetched=count("article_pages"),
         archived=count("archived"),
         copies=count("copies"),
@@ -314,6 +324,11 @@ def summary(outlet_ids: Iterable[str], stats: Mapping[str, Any], store: Store) -
         )
     if stats.get("discovery/sitemap_cut"):
         lines.append(f"sitemaps cut at max_sitemap_urls, the rest not read: {stats['discovery/sitemap_cut']}")
+    if stats.get("discovery/revisit_later"):
+        lines.append(
+            "not fetched again yet, their last fetch archived no row (not an article, noarchive, "
+            f"refused): {stats['discovery/revisit_later']}"
+        )
     if stats.get("extract/dropped/noarchive"):
         lines.append(f"not archived, the page says noarchive: {stats['extract/dropped/noarchive']}")
     if stats.get("robotstxt/forbidden"):

@@ -77,6 +77,10 @@ TEMPLATE_WARMUP_CHECK = 0.2
 # and a changed text archived as a new version (None: never; 0: every run). `crawl --refetch-after`.
 SPIDER_MIDDLEWARES = {"crawler.middlewares.KnownArticlesMiddleware": 100}
 REFETCH_AFTER_DAYS: float | None = None
+# An article page whose last fetch archived no row is fetched again next run if it failed (a 5xx,
+# a timeout, an extraction that gave up); if it was no article, said noarchive or was refused
+# (robots.txt, a 404, too large...), once this many days have passed, or REFETCH_AFTER_DAYS if fewer.
+REVISIT_AFTER_DAYS: float = 30
 
 # The archive: one connection per crawl (store, spool, index of what it holds), shared by the
 # stages; and on a terminal, a live table per outlet instead of Scrapy's log (`crawl` sets PROGRESS).

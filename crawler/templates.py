@@ -41,6 +41,27 @@ from pipelines.stages.extraction.template import SiteTemplate
 
 logger = logging.getLogger(__name__)
 
+# An outlet's templates a store that refuses deletes may keep (the newest is read): a crawl writes
+# one per outlet it learned, which a year of hourly runs would make 8,760 without this bound.
+TEMPLATES_PER_OUTLET = 4
+
+
+def outlet_template_keys(store: Store, outlet_ids: list[str]) -> list[str]:
+    """The keys under these outlets' template folders: one listing each, none of the others'."""
+    return [key for outlet_id in outlet_ids for key in store.object_keys(f"{TEMPLATE_FOLDER}/{outlet_id}/")]
+
+
+def _delete_older(store: Store, older: list[str]) -> bool:
+    """Delete an outlet's older templates; False once the store refuses (they stay, and count)."""
+    for key in older:
+        try:
+            ensure_held(store)
+            store.delete(key)
+        except StoreError as exc:
+            logger.warning("%s not deleted (%s): older templates stay", key, exc)
+            return False
+    return True
+
 
 class TemplateLearning:
     """The crawl's outlets' templates, and the gate that holds an outlet's first pages."""
@@ -85,9 +106,10 @@ class TemplateLearning:
         )
 
     def load(self, store: Store, outlet_ids: list[str]) -> None:
-        """Earlier crawls' templates of these outlets (blocking: run it in a thread)."""
+        """Earlier crawls' templates of these outlets (blocking: run it in a thread). Only their
+        folders are listed: a crawl of one outlet costs the same in an archive of a thousand."""
         try:
-            kept, refused = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))
+            kept, refused = newest_templates(outlet_template_keys(store, outlet_ids))
         except StoreError as exc:
             logger.warning("templates not read (%s); learned again", exc)
             return
@@ -107,23 +129,31 @@ class TemplateLearning:
 
     def save(self, store: Store, spool: Path, crawl_id: str) -> None:
         """Each learned outlet's template into the archive, then the older ones out (blocking);
-        those that cannot be written are learned again next time."""
+        those that cannot be written are learned again next time. A store that refuses deletes
+        keeps the older ones: past :data:`TEMPLATES_PER_OUTLET` of an outlet, no more is written
+        (the newest stays the one read), so its folder stays bounded whatever the store allows."""
         spool.mkdir(parents=True, exist_ok=True)
-        try:
-            kept = newest_templates(store.object_keys(f"{TEMPLATE_FOLDER}/"))[0]
-        except StoreError:
-            kept = {}
         # a template that learned nothing this crawl is in the archive as it is: not written again
         learned = [o for o, template in self.templates.items() if template.pages and o in self.learned]
+        try:
+            kept = newest_templates(outlet_template_keys(store, learned))[0]
+        except StoreError:
+            kept = {}
+        deletes = True  # until the store refuses one: then none is asked again this crawl
         for done, outlet_id in enumerate(learned):
+            if len(kept.get(outlet_id, [])) >= TEMPLATES_PER_OUTLET:
+                logger.warning(
+                    "the template of %s not kept: %d of its templates stay (the store refused their "
+                    "deletes); the newest is read, and learned from, by the next crawl",
+                    outlet_id,
+                    len(kept[outlet_id]),
+                )
+                continue
             with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
                 handle.write(self.templates[outlet_id].to_json())
             try:
                 ensure_held(store)
                 store.publish(Path(handle.name), template_key(outlet_id, crawl_id))
-                for older in kept.get(outlet_id, []):
-                    ensure_held(store)
-                    store.delete(older)
             except StoreError as exc:
                 # the rest are not tried: each would wait out the same failing store (its
                 # timeouts and retries) before the crawl could end
@@ -132,6 +162,7 @@ class TemplateLearning:
                 return
             finally:
                 Path(handle.name).unlink(missing_ok=True)
+            deletes = deletes and _delete_older(store, kept.get(outlet_id, []))
 
     def template(self, outlet_id: str) -> frozenset[int]:
         return self.templates[outlet_id].template()

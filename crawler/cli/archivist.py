@@ -38,7 +38,7 @@ from crawler.from_settings import (
 )
 from crawler.registry import load_registry
 from pipelines.archive.catalog import Catalog
-from pipelines.archive.keys import MANIFESTS, UNKNOWN_MONTH, new_crawl_id
+from pipelines.archive.keys import CRAWL, MANIFESTS, UNKNOWN_MONTH, new_crawl_id
 from pipelines.archive.manifest import ArchivedFile
 from pipelines.archive.publish import Publisher
 from pipelines.archive.storage import LocalStore, Store, StoreError, archive_identity
@@ -49,7 +49,7 @@ from pipelines.tools.compact import compact
 from pipelines.tools.pull import FORMATS, STDOUT, PullError, Slice, destination_format, pull
 from pipelines.tools.reextract import OutletHints, ReextractError, ReextractReport, reextract
 from pipelines.tools.reindex import reindex
-from pipelines.tools.verify import verify
+from pipelines.tools.verify import LAST, VERIFY_MARK, Since, verify, verify_since_last
 
 Report = TypeVar("Report")
 
@@ -70,6 +70,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     checking = commands.add_parser("verify", help="check every file against its manifest")
     checking.set_defaults(command=verify_command)
     _archive_argument(checking)
+    checking.add_argument(
+        "--since",
+        type=_runs_since,
+        metavar="RUN",
+        help="read the files of only the runs since RUN: a crawl id, or a day (YYYY-MM-DD) or month "
+        f"(YYYY-MM) they started on or after (UTC); {LAST}: the runs after the last clean pass of --since "
+        f"{LAST} (its mark is kept in the archive's spool; none yet: every run). Every manifest is still "
+        "read, and the archive listed: every file of every run must be there, none in no manifest",
+    )
+    checking.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing when every file matches (for cron: mail only problems)",
+    )
 
     taking = commands.add_parser(
         "pull", help="copy the rows you want out of the archive; run again, it adds the rows not pulled yet"
@@ -169,6 +183,18 @@ def _day(last: bool) -> Callable[[str], date]:
     return parse
 
 
+def _runs_since(text: str) -> Since | str:
+    """``verify --since``: ``last``, a crawl id, or a day or month as ``pull``'s, which stands for
+    the crawl ids of the runs started since (they begin with their UTC start: 20261123T041500Z-...)."""
+    if text == LAST:
+        return text
+    with contextlib.suppress(argparse.ArgumentTypeError):
+        return Since(f"{_day(last=False)(text):%Y%m%d}")
+    if CRAWL.fullmatch(text) and not set(text) <= set("0123456789-"):  # 2025-13 is a typo, not an id
+        return Since(text)
+    raise argparse.ArgumentTypeError(f"not a crawl id, a day, a month or {LAST}: {text!r}")
+
+
 def _month(text: str) -> str:
     """``compact --month``: a month as the archive's partitions name it, YYYY-MM, or ``unknown``
     (the rows without a publication date)."""
@@ -208,7 +234,7 @@ def _lists_any(store: Store, prefix: str) -> bool:
 
 
 def ls_command(args: argparse.Namespace) -> ExitCode:
-    summary = Catalog.read(_store(args.archive)).summary()
+    summary = Catalog.read(_store(args.archive), checkpoint=True, outlets=()).summary()  # figures only
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -253,7 +279,13 @@ def _listing(uri: str, summary: dict) -> str:
 def verify_command(args: argparse.Namespace) -> ExitCode:
     store = _store(args.archive)
     with _progress("verifying") as advance:
-        result = verify(store, advance)
+        if args.since == LAST:
+            mark = spool_from_settings(_settings(args.archive), store).root / VERIFY_MARK
+            result = verify_since_last(store, mark, advance)
+        else:
+            result = verify(store, advance, args.since)
+    if args.quiet and not result.problems:
+        return ExitCode.OK
     for line in result.problems + result.notes:
         print(line)
     count = len(result.problems)
@@ -261,9 +293,10 @@ def verify_command(args: argparse.Namespace) -> ExitCode:
     warcs = (
         f", {result.warcs:,} WARCs ({_size(result.warc_bytes)} with their indexes)" if result.warcs else ""
     )
+    read = f"; the {result.runs_read} runs {result.since} read:" if result.since else ","
     print(
-        f"{mask_uri(args.archive)}: {result.runs} manifests, {result.files:,} files, {result.rows:,} rows, "
-        f"{_size(result.bytes)}{warcs}: {verdict}"
+        f"{mask_uri(args.archive)}: {result.runs} manifests{read} {result.files:,} files, "
+        f"{result.rows:,} rows, {_size(result.bytes)}{warcs}: {verdict}"
     )
     return ExitCode.PROBLEMS if result.problems else ExitCode.OK
 
@@ -280,7 +313,7 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
         store = _store(args.archive)
         if not to_stdout:
             _refuse_overlap(store, Path(args.dest))
-        catalog = Catalog.read(store)
+        catalog = Catalog.read(store, checkpoint=True, outlets=args.outlet or None)  # their files only
         _refuse_unheld(catalog, args.archive, "outlet", args.outlet)
         _refuse_unheld(catalog, args.archive, "language", args.lang)
         wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))

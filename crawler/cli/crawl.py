@@ -99,7 +99,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--refetch-after",
         metavar="DAYS",
         help="fetch known articles again when last fetched longer ago than this: a changed text is "
-        "archived as the article's next version (default: never)",
+        "archived as the article's next version (default: never); also the pages whose last fetch "
+        "archived no row, when this is shorter than REVISIT_AFTER_DAYS (30)",
     )
     crawl.add_argument(
         "--max-runtime",
@@ -259,6 +260,9 @@ def _prepared(
     if args.started_workers:
         overrides["EXTRACT_STARTED_WORKERS"] = args.started_workers
     assigned = _assignments(args.set)
+    for name in ("REFETCH_AFTER_DAYS", "REVISIT_AFTER_DAYS"):
+        if name in assigned:
+            assigned[name] = _days(assigned[name], f"-s {name}")
     if args.max_runtime is not None:
         if "CLOSESPIDER_TIMEOUT" in assigned:
             raise UsageError("--max-runtime and -s CLOSESPIDER_TIMEOUT: give one of them")
@@ -385,14 +389,15 @@ def duration_seconds(text: str) -> float:
     return seconds
 
 
-def _days(text: str) -> float:
-    """``--refetch-after``'s DAYS: a number, 0 or more (0: every known article, every run)."""
+def _days(text: str, said: str = "--refetch-after") -> float:
+    """``--refetch-after``'s DAYS (or a setting's, ``said`` so): a number, 0 or more (0: every
+    known article, every run)."""
     try:
         days = float(text)
     except ValueError:
         days = math.nan
     if not (math.isfinite(days) and days >= 0):
-        raise UsageError(f"--refetch-after {text}: not a number of days (0 or more)")
+        raise UsageError(f"{said} {text}: not a number of days (0 or more)")
     return days
 
 

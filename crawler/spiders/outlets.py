@@ -275,12 +275,22 @@ class OutletsSpider(SitemapSpider):
             self._refused(request, "redirect_loop")
 
     def _refused(self, request: Request, reason: str) -> None:
+        """An article page not fetched, counted by reason and remembered: ``refused`` when the
+        next run would meet the same (:func:`_permanent`: robots.txt, a 404, too large...),
+        else ``failed`` (a 5xx, a timeout, DNS: fetched again next run)."""
         self.crawler.stats.inc_value(f"refused/{reason}")
         url = next(iter(request.meta.get("redirect_urls", ())), request.url)  # as linked
         outlet = self.registry.outlet_for_article(url)
         if outlet is not None:
             self._count(outlet, f"refused/{reason}")
         self.logger.info("article page not fetched (%s): %s", reason, url)
+        self._remember(url, "refused" if _permanent(reason) else "failed")
+
+    def _remember(self, url: str, outcome: str) -> None:
+        """An article link that archived no row, remembered in the index (not by ``try``, which
+        opens no archive)."""
+        if self.index is not None:
+            archive_extension(self.crawler).note_visit(url, None, outcome)
 
     def sitemap_filter(self, entries: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
         """Bounded: at most ``max_sitemap_urls`` entries of a sitemap (its outlet's, set by
@@ -375,6 +385,7 @@ class OutletsSpider(SitemapSpider):
         if outlet is None:
             self.crawler.stats.inc_value("discovery/redirected_off_pattern")
             self.logger.info("redirected away from the article patterns: %s", response.url)
+            self._remember(next(iter(response.meta.get("redirect_urls", [])), response.url), "not_article")
             return
         self._count(outlet, "article_pages")
         now = time.time()
@@ -434,8 +445,9 @@ class OutletsSpider(SitemapSpider):
 
     def _take_link(self, outlet: Outlet, url: str) -> bool:
         """Counts a new article link against the outlet's ``max_article_links`` for this run
-        (a known one is free: KnownArticlesMiddleware drops it), False past the budget."""
-        if self.index is not None and self.index.known_url(url) is not None:
+        (a known one is free: KnownArticles drops it, or fetches it again to refresh what the
+        archive holds; so is one fetched lately that archived no row), False past the budget."""
+        if self.index is not None and (self.index.known_url(url) is not None or self.known.held_back(url)):
             return True
         taken = self.article_links.get(outlet.id, 0)
         self.article_links[outlet.id] = taken + 1

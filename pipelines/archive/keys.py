@@ -13,7 +13,9 @@ and none holds ``..``, a leading ``/``, a backslash, a NUL or any character outs
     _warc/<crawl>-<n>.warc.gz, _warc/<crawl>-<n>.cdxj                       warc, cdxj
     _manifests/<crawl>.json                                                 manifest
     _index/delta-<crawl>.parquet-index, _index/base-<crawl>.parquet-index   delta, base
+    _index/open-<crawl>.json                                                marker (parts unsealed)
     _templates/<outlet>/<crawl>.json                                        template
+    _catalog/checkpoint-<crawl>.parquet-catalog                             checkpoint (catalog)
     _lock/lease-<n>.json                                                    lease
 
 Only parts end in ``.parquet``, so the glob readers are given, ``ARCHIVE/**/*.parquet``, reads the
@@ -34,6 +36,7 @@ INDEX = "_index"
 WARC_FOLDER = "_warc"  # Hive readers skip folders that start with _
 TEMPLATE_FOLDER = "_templates"
 LEASES = "_lock"
+CATALOG = "_catalog"  # the catalog's checkpoints (pipelines.archive.catalog)
 UNKNOWN_MONTH = "unknown"  # the published= value of rows without a publication date
 COMPACTED = "-compacted-"  # in the name of every file a compaction writes, and of no other
 INDEX_SUFFIX = ".parquet-index"  # Parquet, but not matched by the data glob ``**/*.parquet``
@@ -59,8 +62,10 @@ GRAMMARS: dict[str, re.Pattern[str]] = {
     "manifest": re.compile(rf"{MANIFESTS}/{CRAWL_ID}\.json"),
     "delta": re.compile(rf"{INDEX}/delta-(?P<crawl>{CRAWL_ID}){_INDEX_SUFFIXES}"),
     "base": re.compile(rf"{INDEX}/base-(?P<crawl>{CRAWL_ID}){_INDEX_SUFFIXES}"),
+    "marker": re.compile(rf"{INDEX}/open-(?P<crawl>{CRAWL_ID})\.json"),
     "template": re.compile(rf"{TEMPLATE_FOLDER}/{OUTLET_ID}/{CRAWL_ID}\.json"),
     "lease": re.compile(rf"{LEASES}/lease-[0-9]{{12}}\.json"),
+    "checkpoint": re.compile(rf"{CATALOG}/checkpoint-(?P<crawl>{CRAWL_ID})\.parquet-catalog"),
 }
 _SHOWN = 120  # characters of a refused key a message shows
 
@@ -116,6 +121,21 @@ def base_key(crawl_id: str) -> str:
     return f"{INDEX}/base-{crawl_id}{INDEX_SUFFIX}"
 
 
+def open_marker_key(crawl_id: str) -> str:
+    """What a crawl publishes before its first part and deletes once its manifest is published:
+    while it is there and the crawl has neither index file nor manifest, its parts may be in no
+    index file (:mod:`pipelines.archive.index`)."""
+    return f"{INDEX}/open-{crawl_id}.json"
+
+
+def marker_crawl(key: str) -> str:
+    """The crawl an open marker is named by; BadKey for any other key."""
+    match = GRAMMARS["marker"].fullmatch(key)
+    if match is None:
+        raise BadKey(f"{shown(key)} is no marker key; not used")
+    return match["crawl"]
+
+
 def index_crawl(key: str) -> str:
     """The crawl an index file (a delta or a base, either name) is named by; BadKey for any other key."""
     match = GRAMMARS["delta"].fullmatch(key) or GRAMMARS["base"].fullmatch(key)
@@ -133,6 +153,19 @@ def former_index_name(key: str) -> bool:
 def template_key(outlet_id: str, crawl_id: str) -> str:
     """An outlet's template as a crawl left it (crawl ids sort by time: the newest is read)."""
     return f"{TEMPLATE_FOLDER}/{outlet_id}/{crawl_id}.json"
+
+
+def checkpoint_key(crawl_id: str) -> str:
+    """The catalog's checkpoint of every manifest up to ``crawl_id``'s (not ``.parquet``: not a part)."""
+    return f"{CATALOG}/checkpoint-{crawl_id}.parquet-catalog"
+
+
+def checkpoint_through(key: str) -> str:
+    """The manifest a checkpoint's key names as the newest it covers; BadKey for any other key."""
+    match = GRAMMARS["checkpoint"].fullmatch(key)
+    if match is None:
+        raise BadKey(f"{shown(key)} is no checkpoint key; not used")
+    return manifest_key(match["crawl"])
 
 
 def lease_key(generation: int) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import shutil
@@ -31,7 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.catalog import discovery_in
+from pipelines.archive.catalog import discovery_in, drop_stale_checkpoints, seal_checkpoint
 from pipelines.archive.index import (
     PART_COLUMNS,
     ArchiveIndex,
@@ -41,7 +42,7 @@ from pipelines.archive.index import (
     to_json,
     write_index_file,
 )
-from pipelines.archive.keys import WARC_FOLDER, delta_key, is_key, part_key, shown
+from pipelines.archive.keys import WARC_FOLDER, delta_key, is_key, open_marker_key, part_key, shown
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.manifest import ArchivedFile, Manifest, is_discovery_page, languages_of
 from pipelines.archive.spool import QUARANTINE, Spool, SpooledCrawl, SpoolRefused, spooled_entries
@@ -56,7 +57,7 @@ def archived_ids(store: Store) -> dict[str, str]:
     """Every article id the store holds, mapped to the key of the file with its latest version."""
     index = ArchiveIndex()
     index.refresh(store)
-    return {article: held.file for article, held in index.articles.items()}
+    return {article: index.held(article).file for article in index.held_index}
 
 
 @dataclass
@@ -159,13 +160,18 @@ class Publisher:
         self.crawl: SpooledCrawl | None = None
         self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0
-        self._noted = False  # index entries of articles fetched again unchanged (note_unchanged)
+        self._noted = False  # index entries of no part: unchanged articles, visits (note)
         self._captured = False  # a page judged no article, captured all the same (keep_capture)
         self._publishing = True
+        self._marked = False  # its open marker published (before its first part)
         self._unpublished: dict[str, pa.Table] = {}  # PUBLISHED_COLUMNS of the parts close publishes
 
-    def note_unchanged(self, entries: list[dict]) -> None:
-        """Articles this crawl fetched again and found unchanged: the index notes the fetch."""
+    def note(self, entries: list[dict]) -> None:
+        """Index entries of no part: articles this crawl fetched again and found unchanged
+        (:func:`~pipelines.archive.index.unchanged_entries`), and article pages it fetched or
+        refused that archived no row (:func:`~pipelines.archive.index.visit_entries`: their
+        outcome says when to fetch them again). A run whose only news they are is sealed all the
+        same: its index delta remembers them."""
         self.crawl.note(entries)
         self._noted = True
 
@@ -203,7 +209,9 @@ class Publisher:
         size = self.crawl.write_part(key, table)
         report = PublishReport()
         if publish and self._publishing:
-            _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report, table)
+            self._marked = self._marked or _mark_open(self.store, self.crawl, report)
+            if self._marked:
+                _publish_part(self.store, self.crawl, self.crawl.folder / key, self.index, report, table)
             self._publishing = not report.errors
         elif not publish:  # the crawl's last parts, which close publishes: not read back then
             self._unpublished[key] = table.select([c for c in PUBLISHED_COLUMNS if c in table.column_names])
@@ -243,21 +251,25 @@ class Publisher:
         self.crawl.finish()
         self.crawl.release()
         report = PublishReport()
-        _refresh(self.index, self.store, report)  # only what others published meanwhile
+        _refresh(self.index, self.store, report, self.crawl.crawl_id)  # what others published meanwhile
         report.add(publish_spool(self.store, self.spool, self.index, self._unpublished))
         self._unpublished = {}
         if self.crawl.crawl_id not in report.pending_crawls:
             try:
-                compact_index(self.store, self.spool.root, self.crawl.crawl_id)
+                compact_index(self.store, self.spool.root, self.crawl.crawl_id, self.index)
             except StoreError as exc:  # the deltas stay; a later run compacts them
                 logger.warning("index not compacted: %s", exc)
+            try:
+                seal_checkpoint(self.store, self.spool.root)
+            except StoreError as exc:  # readers read the manifests since the last one; a later run writes it
+                logger.warning("catalog checkpoint not written: %s", exc)
         return report
 
 
-def _refresh(index: ArchiveIndex, store: Store, report: PublishReport) -> None:
+def _refresh(index: ArchiveIndex, store: Store, report: PublishReport, own_crawl: str = "") -> None:
     known = len(index.damaged)
     try:
-        index.refresh(store)
+        index.refresh(store, own_crawl)
     except StoreError as exc:
         report.errors.append(str(exc))
     report.damaged += index.damaged[known:]
@@ -282,7 +294,10 @@ def _publish_crawl(
     for warc in finished_files(crawl.folder):
         if not _publish_warc(store, crawl, warc, report):
             return
-    for part in crawl.parts():
+    parts = crawl.parts()
+    if parts and not _mark_open(store, crawl, report):
+        return
+    for part in parts:
         if not _publish_part(store, crawl, part, index, report, columns.get(_key(crawl, part))):
             return
     journal = crawl.journal(reextraction)
@@ -295,10 +310,40 @@ def _publish_crawl(
     manifest = Manifest.of_crawl(info, journal)
     spooled_manifest = crawl.folder / ".manifest.json"
     write_atomically(spooled_manifest, lambda handle: handle.write(manifest.to_bytes()))
+    try:  # a crawl sealed late, under an older id: no checkpoint may claim to cover it
+        drop_stale_checkpoints(store, manifest.key)
+    except StoreError as exc:  # the next checkpoint covers it; until then ls and pull miss it
+        logger.warning("catalog checkpoint not dropped before %s: %s", manifest.key, exc)
     if _published(store, spooled_manifest, manifest.key, report) is None:
         return
     report.manifests.append(manifest.key)
+    if (crawl.folder / _MARKER).exists():
+        _unmark(store, crawl.crawl_id)
     shutil.rmtree(crawl.folder)
+
+
+_MARKER = ".open.json"  # a crawl's open marker, in its folder of the spool
+
+
+def _mark_open(store: Store, crawl: SpooledCrawl, report: PublishReport) -> bool:
+    """Publish the crawl's open marker before its first part: until its manifest is published,
+    the marker tells the next runs (on any spool) that parts of it may be in no index file, so
+    they list the archive for them (:meth:`ArchiveIndex.refresh`). False when the store failed."""
+    marker = crawl.folder / _MARKER
+    if not marker.exists():  # the same bytes every time: a repeated publication is a no-op
+        data = json.dumps({"crawl_id": crawl.crawl_id}).encode()
+        write_atomically(marker, lambda handle: handle.write(data))
+    return _published(store, marker, open_marker_key(crawl.crawl_id), report) is not None
+
+
+def _unmark(store: Store, crawl_id: str) -> None:
+    """Delete a sealed crawl's open marker; one a store keeps (no delete permission) is ignored
+    by every reader, and the next merge of the index deletes it or names it as replaced."""
+    try:
+        ensure_held(store)
+        store.delete(open_marker_key(crawl_id))
+    except StoreError as exc:
+        logger.info("the open marker of %s stays (readers ignore it: the crawl is sealed): %s", crawl_id, exc)
 
 
 def _found_nothing_new(crawl: SpooledCrawl, info: dict, reextraction: bool) -> bool:
@@ -489,7 +534,7 @@ def _distinct(table: pa.Table, column: str) -> list[str]:
 
 def _fresh(index: ArchiveIndex, article_id: str, version: int, key: str) -> bool:
     """Not held by another file at this version or a later one."""
-    held = index.articles.get(article_id)
+    held = index.held(article_id)
     return held is None or held.file == key or held.version < version
 
 

@@ -127,7 +127,12 @@ SCHEMA = pa.schema(
 _INDEX_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
     ("url_key", pa.string(), True, "sha256 hex of the canonicalised URL; null when no URL is known"),
     ("url", pa.string(), True, "the URL: a row's url, or its redirected_from"),
-    ("article_id", pa.string(), False, "the article the URL led to"),
+    (
+        "article_id",
+        pa.string(),
+        True,
+        "the article the URL led to; null when its fetch archived no row (`outcome`)",
+    ),
     ("canonical_url", pa.string(), True, "the article's canonical URL"),
     ("text_hash", pa.string(), True, "text_hash of that version"),
     (
@@ -136,13 +141,33 @@ _INDEX_COLUMNS: list[tuple[str, pa.DataType, bool, str]] = [
         True,
         "the version of the article that row holds (earlier versions keep their entries)",
     ),
-    ("file", pa.string(), False, "key of the part that holds that version, relative to the archive root"),
+    (
+        "file",
+        pa.string(),
+        True,
+        "key of the part that holds that version, relative to the archive root; null with an `outcome`",
+    ),
     ("first_fetched", _UTC, True, "first fetch of the article through this URL"),
     ("last_fetched", _UTC, True, "last fetch, including fetches that found the text unchanged"),
     ("crawl_id", pa.string(), True, "the run that wrote the entry"),
+    (
+        "outcome",
+        pa.string(),
+        True,
+        "null: the URL led to an archived row; else why its last fetch archived none "
+        "(`not_article`, `noarchive`, `refused`, `failed`), which sets when it is fetched again",
+    ),
 ]
 INDEX_SCHEMA = pa.schema(
     [pa.field(name, type_, nullable, metadata={"doc": doc}) for name, type_, nullable, doc in _INDEX_COLUMNS]
+)
+# The index's columns before `outcome` was added (article_id and file then never null): still read.
+FORMER_INDEX_SCHEMA = pa.schema(
+    [
+        field.with_nullable(field.name not in ("article_id", "file"))
+        for field in INDEX_SCHEMA
+        if field.name != "outcome"
+    ]
 )
 
 
@@ -187,8 +212,12 @@ exchange of the run as received, which `warc_file`, `warc_offset` and `warc_leng
 
 `_index/` holds what the archive holds, for runs to read before they fetch anything (see
 docs/operating.md, "Incremental runs"): `_index/delta-<crawl_id>.parquet-index`, one per run, published
-before its manifest, and `_index/base-<crawl_id>.parquet-index`, the deltas merged (its key-value
-metadata `newsarchive.index.merged` lists the index files it replaces). They are Parquet, named so
+before its manifest, and `_index/base-<crawl_id>.parquet-index`, deltas and smaller bases merged in
+tiers (its key-value metadata `newsarchive.index.merged` lists the index files it replaces, and
+`newsarchive.index.through` the newest manifest it accounts for: a run lists only the manifests
+after it). A row with an `outcome` is no article: a URL whose last fetch archived no row, kept so
+that it is not fetched again before its time. `_index/open-<crawl_id>.json` marks a run that has
+published parts and is not sealed yet. They are Parquet, named so
 that no `*.parquet` glob reads them: the article parts are the only files of the archive whose
 names end in `.parquet` (but for parts of an unfinished run waiting in a local archive's hidden
 `.spool/`), so `read_parquet('ARCHIVE/**/*.parquet')` reads the article rows alone. Archives

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.archive.index import from_json, read_part_entries, to_json
+from pipelines.archive.index import VISIT_OUTCOMES, from_json, read_part_entries, to_json
 from pipelines.archive.keys import (
     CRAWL,
     WARC_FOLDER,
@@ -56,6 +56,7 @@ from pipelines.archive.schema import INDEX_SCHEMA
 from pipelines.archive.storage import LocalStore, Store, archive_identity, read_up_to, write_atomically
 from pipelines.archive.warc import open_regular
 from pipelines.runtime.jsondata import DamagedJSON, loads_bounded
+from pipelines.stages.dedup import url_key
 
 
 def _now() -> str:
@@ -124,13 +125,20 @@ def _journal_key(entry: dict, path: Path, crawl_id: str, reextraction: bool) -> 
 
 def _index_entries(entries: object, path: Path, file: str | None = None) -> list[dict]:
     """Index entries read from the spool, as a crawl writes them (:func:`to_json` of
-    :func:`part_entries`): objects of :data:`INDEX_SCHEMA`'s fields and types, each naming a part
-    (``file`` when they are a part's own); else :class:`SpoolRefused`."""
+    :func:`part_entries`, :func:`unchanged_entries`, :func:`visit_entries`): objects of
+    :data:`INDEX_SCHEMA`'s fields and types, each naming a part (``file`` when they are a part's
+    own), or (in the notes only) a visit: a URL, its key, an outcome, no article nor part; else
+    :class:`SpoolRefused`."""
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise SpoolRefused(f"{path}: index entries that are not a list of objects")
     for entry in entries:
-        if not entry.keys() <= set(INDEX_SCHEMA.names) or not isinstance(entry.get("article_id"), str):
-            raise SpoolRefused(f"{path}: an index entry of other fields, or no article id")
+        if not entry.keys() <= set(INDEX_SCHEMA.names):
+            raise SpoolRefused(f"{path}: an index entry of other fields")
+        if file is None and entry.get("outcome") is not None:
+            _check_visit(entry, path)
+            continue
+        if not isinstance(entry.get("article_id"), str) or entry.get("outcome") is not None:
+            raise SpoolRefused(f"{path}: an index entry of no article id, or an outcome in a part's entries")
         named = entry.get("file")
         if not (named == file if file else is_key(named, "part")):
             raise SpoolRefused(f"{path}: an index entry of {shown(named)}, not of {file or 'a part'}")
@@ -140,6 +148,25 @@ def _index_entries(entries: object, path: Path, file: str | None = None) -> list
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise SpoolRefused(f"{path}: an index entry of the wrong types ({shown(str(exc))})") from None
     return parsed
+
+
+def _check_visit(entry: dict, path: Path) -> None:
+    """A visit as :func:`visit_entries` writes it, or :class:`SpoolRefused`: one of
+    :data:`VISIT_OUTCOMES`, a URL of at most :data:`_VISIT_URL_CHARS` under its own key (a wrong
+    key would hold back another page), and no article, version or part."""
+    url = entry.get("url")
+    if entry["outcome"] not in VISIT_OUTCOMES:
+        raise SpoolRefused(f"{path}: a visit of outcome {shown(str(entry['outcome']))}")
+    try:
+        own_key = (
+            isinstance(url, str) and len(url) <= _VISIT_URL_CHARS and entry.get("url_key") == url_key(url)
+        )
+    except ValueError:  # no URL canonicalisation takes (a port out of range, a broken IPv6 host)
+        own_key = False
+    if not own_key:
+        raise SpoolRefused(f"{path}: a visit whose URL is not under its own key")
+    if any(entry.get(name) is not None for name in ("article_id", "file", "version", "text_hash")):
+        raise SpoolRefused(f"{path}: a visit naming an article or a part")
 
 
 class SpooledCrawl:
@@ -247,6 +274,7 @@ QUARANTINE = "quarantine"  # <spool>/quarantine/<crawl id>/...: unreadable parts
 SPOOL_ARCHIVE = "archive.json"  # <spool>/archive.json: {"archive": the archive its crawls are for}
 _SPOOL_ARCHIVE_BYTES = 65536
 _JOURNAL_BYTES = 1 << 30  # a crawl's published.jsonl or notes.jsonl: index entries of all its rows
+_VISIT_URL_CHARS = 64 * 1024  # a URL longer than any server takes (most refuse past 8 KiB)
 LEGACY_SPOOL = Path("output") / ".spool"  # where older versions spooled for every bucket
 
 

@@ -101,8 +101,9 @@ def trusted_canonical(url: str, canonical: str | None) -> str:
 class Archived(Protocol):
     """What dedup asks of the archive (:class:`pipelines.archive.index.ArchiveIndex` answers)."""
 
-    def latest(self, article_id: str) -> tuple[int, str | None] | None:
-        """The latest version the archive holds of an article, and its text hash."""
+    def latest(self, article_id: str, text_hash: str) -> tuple[int, bool] | None:
+        """The latest version the archive holds of an article, and whether it has this text (True
+        too for an old archive that kept no text hash)."""
 
     def first_with_text(self, text_hash: str) -> str | None:
         """The article first archived with this text."""
@@ -129,10 +130,10 @@ class Deduplicator:
         item.text_hash = text_hash(item.text or "")
         if item.article_id in self.seen_ids:
             return "duplicate_url"
-        latest = self.archived.latest(item.article_id)
+        latest = self.archived.latest(item.article_id, item.text_hash)
         if latest is not None:
-            held_version, held_text = latest
-            if held_text in (item.text_hash, None):  # None: an old archive that kept no hash
+            held_version, same_text = latest
+            if same_text:
                 return "unchanged"
             item.version = held_version + 1
         first = self.first_texts.get(item.text_hash) or self.archived.first_with_text(item.text_hash)

@@ -41,7 +41,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.catalog import Catalog, discovery_in, read_verified
+from pipelines.archive.catalog import Catalog, discovery_in, read_verified, seal_checkpoint
 from pipelines.archive.index import PART_MAX_BYTES, Damaged, part_entries, read_capped, write_index_file
 from pipelines.archive.keys import compacted_key, delta_key, delta_keys, manifest_key, part_of, partition_key
 from pipelines.archive.lock import ensure_held
@@ -127,6 +127,10 @@ def compact(
     spooled.unlink()
     report.manifest = _publish_manifest(store, workdir, run_id, written, replaced, catalog, report.problems)
     _delete(store, replaced, report)
+    try:  # its supersedes would have every reader read every manifest until the next checkpoint
+        seal_checkpoint(store, workdir, every=1)
+    except StoreError as exc:
+        report.problems.append(f"catalog checkpoint not written ({exc}); ls and pull read every manifest")
     return report
 
 

@@ -164,12 +164,13 @@ def pull(
 ) -> PullReport:
     """Write the rows of ``wanted`` to ``dest`` (a path, or a stream: no journal) in ``output``
     format, each version once across every pull into the same path; ``read`` is called after each
-    file (a progress bar), ``catalog`` is the store's when the caller read it already. A file whose
+    file (a progress bar), ``catalog`` is the store's when the caller read it already (through its
+    checkpoint, with the files of the slice's outlets: see :mod:`pipelines.archive.catalog`). A file whose
     bytes differ from its manifest's is left out and named in the report's problems (a later
     pull tries it again)."""
     if output not in FORMATS:
         raise PullError(f"unknown format {output!r}: one of {', '.join(FORMATS)}")
-    catalog = catalog or Catalog.read(store)
+    catalog = catalog or Catalog.read(store, checkpoint=True, outlets=wanted.outlets or None)
     files = wanted.files(catalog)
     journal = _Journal.of(dest, output)
     header = {"journal": _JOURNAL, "slice": wanted.to_json(), "format": output}

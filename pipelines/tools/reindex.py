@@ -3,9 +3,10 @@
 The index (:mod:`pipelines.archive.index`) is derived from the parts, so it is rebuilt from them, not
 repaired: every part the manifests list (the dataset, compactions applied) is read and checked
 against its manifest's size and sha256, and its rows become one new base, which names every index
-file there was (and the delta of every run) as replaced. Once it is published, those files are
-deleted, each only if its key is an index file's. A part that fails its check is left out and
-named: the crawl reads such a part itself, as one no index file covers. Index files of the former
+file there was (and the delta of every run) as replaced, and accounts for every manifest up to
+the first it cannot read (its ``through``: a crawl lists only the manifests after it). Once it
+is published, those files are deleted, each only if its key is an index file's. A part that fails
+its check is left out and named (no crawl reads it: its run is covered). Index files of the former
 name (``.parquet``, which the data glob reads) go the same way: the new base has the new name.
 
 Templates are learned from pages, which parts do not keep: a damaged one is deleted (its key
@@ -49,11 +50,13 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
     Raises :class:`StoreError` if the store cannot be listed or the base cannot be published."""
     catalog = Catalog.read(store)
     report = ReindexReport(problems=list(catalog.problems))
+    unread = list(catalog.unreadable)
     for run in catalog.runs:
         try:
             manifest_files(store, run.key)
         except Damaged as exc:
             report.problems.append(f"{exc} (manifests are not rewritten; the new base covers its run)")
+            unread.append(run.key)
     entries = []
     for file in catalog.files:
         data, problems = read_verified(store, file)
@@ -73,7 +76,11 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
     report.base = base_key(run_id)
     merged = merge_entries(entries)
     spooled = workdir / f".{Path(report.base).name}"
-    write_index_file(spooled, merged, sorted(set(index_files) | set(runs)))
+    # the manifests up to the first one not read: a crawl reads those after it, parts and all
+    first_unread = min(unread, default=None)
+    read = [run.key for run in catalog.runs if not first_unread or run.key < first_unread]
+    through = max(read, default=None)
+    write_index_file(spooled, merged, sorted(set(index_files) | set(runs)), through)
     ensure_held(store)
     store.publish(spooled, report.base)
     spooled.unlink()

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pyarrow.parquet as pq
 import pytest
+from scrapy import Spider
 from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
+from crawler.extensions import ArchiveExtension
 from crawler.pipelines import ExtractPipeline
+from pipelines.archive.keys import delta_key, new_crawl_id
 from pipelines.runtime.pool import WorkerPool
 from tests.conftest import fetched_article
 
@@ -71,3 +75,35 @@ def test_a_page_too_deep_to_read_is_a_failure_not_a_page_without_article(caplog)
     assert (
         "extraction failed (too_deep), not archived this run: https://news.example.cn/a/1.html" in caplog.text
     )
+
+
+def test_the_pages_extraction_drops_are_remembered_and_seal_a_run_of_no_row(tmp_path):
+    """A page that is no article and one extraction failed on: each URL (the redirect's too) gets
+    a visit with its outcome, in the delta of a run sealed for them alone."""
+    crawler = get_crawler(settings_dict={"ARCHIVE_URI": str(tmp_path / "archive")})
+    crawler.spider = Spider("outlets", crawl_id=new_crawl_id())
+    archive = ArchiveExtension.from_crawler(crawler)
+    pool = WorkerPool("tests.pipelines.runtime.pool_targets:CrashingAnalyser", {}, 1, timeout=2)
+    pipeline = ExtractPipeline(crawler, pool, archive=archive)
+    pdf = fetched_article(url="https://news.example.cn/a/2.pdf", content_type="application/pdf")
+    crashing = fetched_article(body=b"<html></html>", redirected_from="https://news.example.cn/a?id=1")
+
+    async def run() -> None:
+        await archive.opened()
+        await pipeline.open_spider()
+        try:
+            for item in (pdf, crashing):
+                with pytest.raises(DropItem):
+                    await pipeline.process_item(item)
+        finally:
+            await pipeline.close_spider()
+            await archive.close()
+
+    asyncio.run(run())
+    delta = pq.read_table(tmp_path / "archive" / delta_key(crawler.spider.crawl_id)).to_pylist()
+    assert {entry["url"]: entry["outcome"] for entry in delta} == {
+        "https://news.example.cn/a/2.pdf": "not_article",
+        "https://news.example.cn/a/1.html": "failed",
+        "https://news.example.cn/a?id=1": "failed",
+    }
+    assert (crawler.stats.get_value("visits/not_article"), crawler.stats.get_value("visits/failed")) == (1, 1)

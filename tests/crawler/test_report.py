@@ -54,6 +54,7 @@ def test_each_outlets_figures_from_the_stats(stats):
     assert alpha == OutletFigures(
         outlet_id="alpha",
         known=12,
+        revisit_later=6,  # fetched lately with no row: held back
         fetched=30,
         archived=24,
         copies=2,
@@ -64,10 +65,10 @@ def test_each_outlets_figures_from_the_stats(stats):
         duplicates=2,
         failed_by_reason={"timeout": 2, "crashed": 1},
         refused_by_reason={"http_404": 4, "robots": 1},
-        found=42,
+        found=48,  # a page held back was found all the same
         seconds=109.623,
     )
-    assert (alpha.failed, alpha.refused, alpha.discovered) == (3, 5, 12 + 5 + 30)
+    assert (alpha.failed, alpha.refused, alpha.discovered) == (3, 5, 12 + 6 + 5 + 30)
     assert (beta.fetched, beta.archived, beta.failed, beta.failed_by_reason) == (5, 5, 1, {"error": 1})
     assert (beta.seconds, beta.found) == (0.0, 5)  # no first and last page: no time
     assert (gamma.discovered, gamma.found) == (0, 0)

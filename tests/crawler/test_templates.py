@@ -8,7 +8,10 @@ import shutil
 import pytest
 
 from crawler.mirror.server import MirrorServer
+from crawler.templates import TEMPLATES_PER_OUTLET, TemplateLearning
 from pipelines.archive.keys import TEMPLATE_FOLDER, template_key
+from pipelines.archive.storage import StoreError
+from pipelines.archive.storage.s3 import S3Store
 from pipelines.stages.extraction.template import SiteTemplate
 from tests.conftest import FIXTURES, run_cli
 from tests.test_hostile import articles, key, stat
@@ -104,3 +107,36 @@ def test_a_key_under_templates_that_is_no_templates_name_is_named_never_read_nor
     assert f"{TEMPLATE_FOLDER}/{OUTLET}/{name}" in problem and "not a template's name" in problem
     assert planted.read_bytes() == b'{"pages": "many"'
     assert not any(STRAP_TEXT in text for text in texts(tmp_path / "a"))
+
+
+@pytest.fixture
+def undeletable(ceph_rgw, monkeypatch) -> S3Store:
+    """A bucket whose policy denies every delete: Ceph RGW enforces it, as AWS does."""
+    for name, value in ceph_rgw.env.items():
+        monkeypatch.setenv(name, value)
+    bucket = ceph_rgw.create_bucket()
+    policy = (FIXTURES / "object-storage" / "deny-deletes.json").read_text(encoding="utf-8")
+    ceph_rgw.client().put_bucket_policy(Bucket=bucket, Policy=policy.replace("BUCKET", bucket))
+    return S3Store(f"s3://{bucket}/archive")
+
+
+def learning(*outlets: str) -> TemplateLearning:
+    """Templates that each learned a page this crawl, as a crawl leaves them to save."""
+    learned = TemplateLearning(None, 5, 1 << 20, 1.0, lambda held: False)
+    for outlet_id in outlets:
+        learned.templates[outlet_id].learn([1, 2, 3], "https://example.cn/a.html")
+        learned.learned.add(outlet_id)
+    return learned
+
+
+@pytest.mark.second_store
+def test_a_store_that_refuses_deletes_keeps_a_bounded_number_of_templates(undeletable, tmp_path):
+    """Each crawl writes its own key: where the older ones cannot go, an outlet stops at the bound,
+    and one outlet's refused delete does not cost another its template."""
+    for n in range(TEMPLATES_PER_OUTLET + 2):
+        learning("aa-one", "bb-two").save(undeletable, tmp_path, f"20260101T00000{n}Z-000000")
+    for outlet_id in ("aa-one", "bb-two"):
+        kept = list(undeletable.object_keys(f"{TEMPLATE_FOLDER}/{outlet_id}/"))
+        assert len(kept) == TEMPLATES_PER_OUTLET, kept
+    with pytest.raises(StoreError):  # the policy holds: the bound is the crawl's doing
+        undeletable.delete(kept[0])

@@ -150,14 +150,17 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"{self.uri}: cannot read {key}: {exc.strerror or exc}") from None
 
-    def object_keys(self, prefix: str = "") -> Iterator[str]:
+    def object_keys(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
         base = self._path(prefix.removesuffix("/")) if prefix else self.root
         if not base.is_dir() or base.is_symlink():
             return
-        for path in sorted(base.rglob("*")):  # rglob enters no linked folder
+        keys = []
+        for path in base.rglob("*"):  # rglob enters no linked folder
             relative = path.relative_to(self.root)
             if path.is_file() and not path.is_symlink() and not _hidden(relative):
-                yield relative.as_posix()
+                keys.append(relative.as_posix())
+        # as S3 orders keys (code points sort as UTF-8 bytes do): not folder by folder
+        yield from sorted(key for key in keys if start_after is None or key > start_after)
 
     def read(self, key: str) -> bytes:
         try:

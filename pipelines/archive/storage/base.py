@@ -57,8 +57,11 @@ class Store(Protocol):
         """Make ``source`` the object ``key`` and return its sha256; raise :class:`KeyTaken`
         rather than overwrite another object."""
 
-    def object_keys(self, prefix: str = "") -> Iterator[str]:
-        """Keys under ``prefix``, relative to the archive root."""
+    def object_keys(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        """Keys under ``prefix``, relative to the archive root, in the order S3 lists them (by
+        their UTF-8 bytes within a folder; SeaweedFS lists a folder's keys before those of a
+        folder whose name is longer); with ``start_after``, only the keys after it: a listing of
+        what is new since a key seen before costs requests for the new keys, not the old ones."""
 
     def read(self, key: str) -> bytes: ...
 

@@ -144,11 +144,12 @@ class S3Store:
             raise
         return True
 
-    def object_keys(self, prefix: str = "") -> Iterator[str]:
+    def object_keys(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
         root = f"{self.prefix}/" if self.prefix else ""
+        after = {"StartAfter": root + start_after} if start_after else {}
         with self._errors("list", prefix or "/"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=root + prefix
+                Bucket=self.bucket, Prefix=root + prefix, **after
             )
             for page in pages:
                 for entry in page.get("Contents", []):

@@ -3,10 +3,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from urllib.parse import urlsplit
 
+import pyarrow.parquet as pq
 import pytest
 
 from crawler import settings
@@ -14,9 +16,10 @@ from crawler.cli import main
 from crawler.cli.crawl import LIBRARY_LOGGED, duration_seconds
 from crawler.cli.exits import ExitCode
 from crawler.mirror.server import MirrorServer
+from pipelines.archive.keys import delta_key
 from pipelines.archive.lock import archive_lock
 from pipelines.archive.storage import LocalStore
-from tests.conftest import FIXTURES, REPO, run_cli
+from tests.conftest import FIXTURES, REPO, requested_as, run_cli
 from tests.faultproxy import FaultProxy
 from tests.test_hostile import stat
 from tests.test_incremental import OUTLET, mirror
@@ -140,6 +143,7 @@ def test_the_crawl_process_never_imports_what_it_does_not_use(tmp_path):
         (("--refetch-after", "nan"), "--refetch-after nan: not a number of days"),
         (("--refetch-after", "inf"), "--refetch-after inf: not a number of days"),
         (("--refetch-after", "a week"), "--refetch-after a week: not a number of days"),
+        (("-s", "REVISIT_AFTER_DAYS=-1"), "-s REVISIT_AFTER_DAYS -1: not a number of days (0 or more)"),
         (("--max-runtime", "0"), "--max-runtime 0: not a duration (90s, 30m, 2h, or seconds, more than 0)"),
         (("--max-runtime=-5m",), "--max-runtime -5m: not a duration"),
         (("--max-runtime", "10d"), "--max-runtime 10d: not a duration"),
@@ -267,3 +271,95 @@ def test_max_runtime_stops_the_run_as_interrupted_even_with_a_page_that_never_an
     assert written["exit_code"] == ExitCode.STOPPED and stopped in written["reason"]
     [manifest] = [json.loads(p.read_text()) for p in (archive / "_manifests").glob("*.json")]
     assert manifest["interrupted"] is True
+
+
+def article_requests(server: MirrorServer, since: int = 0) -> list[str]:
+    """The article pages of the mirror requested after the first ``since`` requests, in order."""
+    pages = {requested_as(article.url) for article in server.mirror.articles}
+    return [path for path in server.requested[since:] if path in pages]
+
+
+def discovery_pages_changed(server: MirrorServer) -> None:
+    """Every sitemap, feed and listing page of the mirror served with other bytes (another ETag),
+    as a live site's change between two runs: discovery reads them all again and judges every
+    link on them again."""
+    articles = {
+        (urlsplit(article.url).netloc, urlsplit(article.url).path) for article in server.mirror.articles
+    }
+    for place, page in list(server.mirror.pages.items()):
+        if place not in articles and page.status == 200 and "text/plain" not in page.content_type:
+            server.mirror.pages[place] = dataclasses.replace(page, body=page.body + b"\n<!-- changed -->\n")
+
+
+@pytest.mark.slow
+def test_run_2_on_an_unchanged_site_fetches_no_article_page(mirror_crawl, mirror, tmp_path):
+    """Every discovery page read again, every link judged again: of the article pages, the
+    archived ones are known and the one that was no article and the one robots.txt refused are
+    remembered (``revisit_later``), so none is requested."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    archive, summary_json = shutil.copytree(mirror_crawl.archive, tmp_path / "archive"), tmp_path / "run.json"
+    discovery_pages_changed(mirror)
+    run = run_cli(
+        "crawl", "--mirror-url", mirror.url, "--archive", str(archive), "--summary-json", str(summary_json)
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert mirror.requested and not mirror.not_modified  # every discovery page read whole
+    assert article_requests(mirror) == []
+    totals = verdict(summary_json)["totals"]
+    archived = [a for a in mirror.mirror.articles if a.expect == "archived"]
+    # each counted once per link to it (a page can be in a sitemap and a feed)
+    assert totals["fetched"] == 0 and totals["known"] >= len(archived) and totals["revisit_later"] >= 2
+    assert "not fetched again yet, their last fetch archived no row" in run.stdout
+    assert "published: 0 file(s), 0 bytes" in run.stdout  # no row (the listings' new captures are kept)
+
+
+@pytest.mark.slow
+def test_a_failed_page_is_fetched_next_run_and_one_of_no_row_after_revisit_after_days(mirror, tmp_path):
+    """Run 1 remembers each article page that archived no row with its outcome; run 2 fetches
+    only the one that failed; run 3, with REVISIT_AFTER_DAYS=0, the others again."""
+    archive, summary_json = tmp_path / "archive", tmp_path / "run.json"
+    outlet = "gmw-cq"
+    pages = mirror.mirror.pages
+    articles = [a for a in mirror.mirror.articles if a.outlet_id == outlet]
+    (not_article,) = [a.url for a in articles if a.expect == "dropped"]
+    noarchive, failing = [a.url for a in articles if a.expect == "archived"][:2]
+    places = {url: (urlsplit(url).netloc, urlsplit(url).path) for url in (noarchive, failing)}
+    served = pages[places[failing]]
+    pages[places[noarchive]] = dataclasses.replace(
+        pages[places[noarchive]], headers=(("X-Robots-Tag", "noarchive"),)
+    )
+    pages[places[failing]] = dataclasses.replace(served, status=500)
+
+    def crawl(*extra: str) -> tuple[dict, list[str], str]:
+        since = len(mirror.requested)
+        command = ("crawl", "--mirror-url", mirror.url, "--archive", str(archive), "--outlet", outlet)
+        run = run_cli(*command, "--summary-json", str(summary_json), *extra)
+        assert run.returncode in (ExitCode.OK, ExitCode.PROBLEMS), run.stdout + run.stderr
+        return (
+            verdict(summary_json)["outlets"][outlet],
+            sorted(set(article_requests(mirror, since))),
+            run.stdout,
+        )
+
+    first, fetched, said = crawl()
+    assert first["archived"] == len(articles) - 3 and requested_as(failing) in fetched
+    delta = pq.read_table(archive / delta_key(said.split()[1])).to_pylist()
+    visits = {entry["url"]: entry["outcome"] for entry in delta if entry["outcome"]}
+    assert visits == {not_article: "not_article", noarchive: "noarchive", failing: "failed"}
+    assert all(entry["article_id"] is None and entry["file"] is None for entry in delta if entry["outcome"])
+
+    pages[places[failing]] = served
+    discovery_pages_changed(mirror)
+    second, fetched, _ = crawl()
+    assert fetched == [requested_as(failing)]
+    assert (second["archived"], second["revisit_later"], second["known"]) == (1, 2, len(articles) - 3)
+
+    discovery_pages_changed(mirror)
+    third, fetched, said = crawl("-s", "REVISIT_AFTER_DAYS=0")
+    assert fetched == sorted(requested_as(url) for url in (not_article, noarchive))
+    assert (third["revisit_later"], third["not_article"], third["noarchive"]) == (0, 1, 1)
+    delta = pq.read_table(archive / delta_key(said.split()[1])).to_pylist()  # no row, sealed all the same
+    assert {entry["url"]: entry["outcome"] for entry in delta} == {
+        not_article: "not_article",
+        noarchive: "noarchive",
+    }

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from pipelines.archive.catalog import Catalog
-from pipelines.archive.keys import shown
-from pipelines.archive.storage import LocalStore
+from crawler.cli import main
+from pipelines.archive import catalog as catalog_module
+from pipelines.archive.catalog import Catalog, drop_stale_checkpoints, seal_checkpoint
+from pipelines.archive.keys import CATALOG, new_crawl_id, shown
+from pipelines.archive.publish import Publisher, publish_spool
+from pipelines.archive.spool import Spool
+from pipelines.archive.storage import LocalStore, store_for
+from tests.archives import hourly_runs
 from tests.conftest import FIXTURES
 
 # two manifests: one written before manifests counted languages, one cut short by a kill
@@ -233,3 +244,272 @@ def test_fields_of_the_wrong_type_are_named_problems_of_their_manifest_never_a_c
     assert [f.key for f in catalog.files] == [good["files"][0]["key"], entries["files"][0]["key"]]
     assert (summary["rows"], summary["bytes"], summary["warcs"]) == (5, 20, 2)
     assert summary["languages"] == {"en": 3, "zh": 2}
+
+
+# The checkpoint: what ls and pull read instead of every manifest
+
+
+class CountingStore(LocalStore):
+    """A local store that counts its reads (whole or streamed) and its listings."""
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.reads: list[str] = []
+        self.listings: list[str] = []
+
+    def object_keys(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        self.listings.append(prefix)
+        return super().object_keys(prefix, start_after)
+
+    def read(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().read(key)
+
+    @contextlib.contextmanager
+    def stream(self, key: str) -> Iterator[BinaryIO]:
+        self.reads.append(key)
+        with super().stream(key) as handle:
+            yield handle
+
+
+def run(capsys, *argv: str) -> tuple[int, str]:
+    """``newsarchive ARGV`` in this process: its exit code and standard output."""
+    code = main(list(argv))
+    return code, capsys.readouterr().out
+
+
+def checkpoint_of(archive: Path) -> Path:
+    (path,) = (archive / CATALOG).glob("checkpoint-*")
+    return path
+
+
+def rewritten(path: Path, rows=None, footer=None) -> None:
+    """The checkpoint at ``path`` with its rows or its footer changed as a forger would."""
+    table = pq.read_table(path)
+    stated = json.loads(table.schema.metadata[b"newsarchive.catalog"])
+    table = rows(table) if rows else table
+    stated = footer(stated) or stated if footer else stated
+    path.unlink()
+    pq.write_table(table.replace_schema_metadata({b"newsarchive.catalog": json.dumps(stated)}), path)
+
+
+@pytest.fixture
+def archive(mirror_crawl, tmp_path) -> Path:
+    """A copy of the mirror crawl's archive: one run, 14 files."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    return shutil.copytree(mirror_crawl.archive, tmp_path / "archive")
+
+
+@pytest.fixture
+def hourly(mirror_crawl, tmp_path) -> Path:
+    """The same rows as 30 hourly runs would leave them: 30 files of one row, 30 manifests."""
+    assert mirror_crawl.returncode == 0, mirror_crawl.stdout + mirror_crawl.stderr
+    return hourly_runs(mirror_crawl.archive, tmp_path / "hourly")
+
+
+@pytest.mark.parametrize("made", ["archive", "hourly"])
+def test_through_its_checkpoint_ls_and_pull_say_what_every_manifest_says(request, tmp_path, capsys, made):
+    archive = request.getfixturevalue(made)
+    before = run(capsys, "ls", "--json", str(archive)), run(capsys, "ls", str(archive))
+    assert run(capsys, "pull", "--outlet", "gmw-cq", str(archive), str(tmp_path / "before.jsonl"))[0] == 0
+    key = seal_checkpoint(LocalStore(archive), tmp_path, every=1)
+    assert key == checkpoint_of(archive).relative_to(archive).as_posix()
+    assert (run(capsys, "ls", "--json", str(archive)), run(capsys, "ls", str(archive))) == before
+    assert run(capsys, "pull", "--outlet", "gmw-cq", str(archive), str(tmp_path / "after.jsonl"))[0] == 0
+    assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
+    store = CountingStore(archive)
+    Catalog.read(store, checkpoint=True, outlets=()).summary()
+    assert store.reads == [key]  # no manifest read
+    assert sorted(store.listings) == [f"{CATALOG}/", "_manifests/"]
+
+
+def test_pull_reads_the_files_of_its_outlets_only_and_the_same_as_every_manifest_says(hourly, tmp_path):
+    full = [file for file in Catalog.read(LocalStore(hourly)).files if file.outlet == "gmw-cq"]
+    seal_checkpoint(LocalStore(hourly), tmp_path, every=1)
+    catalog = Catalog.read(LocalStore(hourly), checkpoint=True, outlets=["gmw-cq"])
+    assert sorted(catalog.files, key=lambda f: f.key) == sorted(
+        (replace(file, article_ids=None) for file in full), key=lambda f: f.key
+    )
+    assert catalog.held("outlet") == Catalog.read(LocalStore(hourly)).held("outlet")  # all, by the figures
+
+
+def test_the_manifests_after_the_checkpoint_are_read_and_counted(hourly, tmp_path):
+    aside = sorted((hourly / "_manifests").glob("*.json"))[-5:]
+    for path in aside:
+        path.rename(tmp_path / path.name)
+    seal_checkpoint(LocalStore(hourly), tmp_path, every=1)
+    for path in aside:
+        (tmp_path / path.name).rename(path)
+    store = CountingStore(hourly)
+    summary = Catalog.read(store, checkpoint=True, outlets=()).summary()
+    assert store.reads == [checkpoint_of(hourly).relative_to(hourly).as_posix()] + [
+        f"_manifests/{path.name}" for path in aside
+    ]
+    assert summary == Catalog.read(LocalStore(hourly)).summary()
+    assert len(summary["runs"]) == 30 and summary["rows"] == 30
+
+
+@pytest.mark.parametrize("dropped", [True, False], ids=["checkpoint dropped", "a store that refuses deletes"])
+def test_a_crawl_sealed_late_under_an_older_id_is_not_missed(hourly, tmp_path, dropped):
+    """A crawl killed before it sealed is sealed by a later run under its own, older crawl id:
+    its publication drops the checkpoints through later manifests; where the store refused, the
+    next checkpoint, written from every manifest listed, covers it."""
+    late = sorted((hourly / "_manifests").glob("*.json"))[10]
+    late.rename(tmp_path / late.name)
+    store = LocalStore(hourly)
+    seal_checkpoint(store, tmp_path, every=1)
+    if dropped:
+        drop_stale_checkpoints(store, f"_manifests/{late.name}")
+        assert not list(store.object_keys(f"{CATALOG}/"))
+    else:
+        manifest(hourly, "20250102T000000Z-later")  # and a run since
+    (tmp_path / late.name).rename(late)
+    assert seal_checkpoint(store, tmp_path, every=1)
+    assert Catalog.read(store, checkpoint=True).summary() == Catalog.read(store).summary()
+
+
+def _more_rows(table):
+    return table.set_column(2, "rows", pa.array([r + 1 for r in table["rows"].to_pylist()], pa.int64()))
+
+
+def _foreign_key(table):
+    return table.set_column(0, "key", pa.array(["../x.parquet", *table["key"].to_pylist()[1:]]))
+
+
+def _fewer_rows(footer):
+    name = min(name for name in footer["partitions"] if name.startswith("outlet=gmw-cq/"))  # one pull reads
+    footer["partitions"][name]["rows"] -= 1
+
+
+def _no_run(footer):
+    footer["runs"]["crawl_id"][0] = "../run"
+
+
+def _no_warc(footer):
+    footer["warcs"]["records"][0] = -1
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:-100]), "ArrowInvalid"),
+        (lambda path: path.write_bytes(b"not parquet"), "ArrowInvalid"),
+        (lambda path: rewritten(path, rows=_more_rows), "are not those of its files"),
+        (lambda path: rewritten(path, rows=_foreign_key), "is no part key"),
+        (lambda path: rewritten(path, footer=_fewer_rows), "are not those of its files"),
+        (lambda path: rewritten(path, footer=_no_run), "crawl id"),
+        (lambda path: rewritten(path, footer=_no_warc), "WARC"),
+        (lambda path: rewritten(path, footer=lambda f: {**f, "through": "_manifests/x.json"}), "newest"),
+    ],
+    ids=["cut", "no parquet", "rows", "a key", "figures", "a run", "a WARC", "through"],
+)
+def test_a_damaged_or_lying_checkpoint_is_read_around_and_named(hourly, tmp_path, damage, why):
+    seal_checkpoint(LocalStore(hourly), tmp_path, every=1)
+    path = checkpoint_of(hourly)
+    damage(path)
+    full = Catalog.read(LocalStore(hourly)).summary()
+    summary = Catalog.read(LocalStore(hourly), checkpoint=True, outlets=["gmw-cq"]).summary()
+    first, *rest = summary["problems"]
+    assert first.startswith(f"{CATALOG}/{path.name}: catalog checkpoint read around") and why in first, first
+    assert {**summary, "problems": rest} == full
+    manifest(hourly, "20250102T000000Z-later")  # a run of no file, and the next seal replaces it
+    assert seal_checkpoint(LocalStore(hourly), tmp_path, every=1) is not None
+    full = Catalog.read(LocalStore(hourly)).summary()
+    assert Catalog.read(LocalStore(hourly), checkpoint=True).summary() == full
+
+
+def test_the_next_checkpoint_is_written_from_every_manifest_when_one_it_covered_is_gone(hourly, tmp_path):
+    store = LocalStore(hourly)
+    seal_checkpoint(store, tmp_path, every=1)
+    old = checkpoint_of(hourly)
+    (hourly / "_manifests" / "20250101T000100Z-hourly.json").unlink()
+    manifest(hourly, "20250102T000000Z-later")
+    assert seal_checkpoint(store, tmp_path, every=1) and not old.exists()
+    summary = Catalog.read(store, checkpoint=True).summary()
+    assert summary == Catalog.read(store).summary() and len(summary["runs"]) == 30
+
+
+def test_a_checkpoint_over_its_cap_is_not_read(hourly, tmp_path, monkeypatch):
+    seal_checkpoint(LocalStore(hourly), tmp_path, every=1)
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_MAX_BYTES", checkpoint_of(hourly).stat().st_size - 1)
+    store = CountingStore(hourly)
+    (problem, *_) = Catalog.read(store, checkpoint=True, outlets=()).problems
+    assert "catalog checkpoint read around (Damaged" in problem and "over" in problem
+    assert len(store.reads) == 31  # it, then every manifest
+
+
+def test_a_sealing_run_writes_one_once_enough_manifests_are_new_and_deletes_the_older(hourly, tmp_path):
+    store = LocalStore(hourly)
+    summary = Catalog.read(store, checkpoint=True).summary()  # an archive from before: as it was
+    assert seal_checkpoint(store, tmp_path, every=31) is None and not (hourly / CATALOG).exists()
+    first = seal_checkpoint(store, tmp_path, every=30)
+    assert first and seal_checkpoint(store, tmp_path, every=1) is None  # nothing new since
+    manifest(hourly, "20250102T000000Z-later")  # a run of no file
+    second = seal_checkpoint(store, tmp_path, every=1)
+    assert second > first and list(store.object_keys(f"{CATALOG}/")) == [second]
+    assert Catalog.read(store, checkpoint=True).summary()["runs"][:-1] == summary["runs"]
+
+
+def test_publisher_close_writes_the_checkpoint_when_due(hourly, tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_module, "CHECKPOINT_EVERY", 30)
+    publisher = Publisher(LocalStore(hourly), Spool(tmp_path / "spool"))
+    publisher.open(new_crawl_id(), ["gmw-cq"])
+    publisher.close()
+    assert checkpoint_of(hourly).exists()
+
+
+def test_a_compaction_since_the_checkpoint_is_read_from_every_manifest_and_compact_writes_one(
+    hourly, tmp_path, capsys
+):
+    seal_checkpoint(LocalStore(hourly), tmp_path, every=1)
+    old = checkpoint_of(hourly)
+    kept = old.read_bytes()
+    assert run(capsys, "compact", str(hourly))[0] == 0
+    new = checkpoint_of(hourly)  # the older one deleted
+    assert new != old and Catalog.read(LocalStore(hourly), checkpoint=True) == Catalog.read(
+        LocalStore(hourly), checkpoint=True, outlets=None
+    )
+    full = Catalog.read(LocalStore(hourly)).summary()
+    assert Catalog.read(LocalStore(hourly), checkpoint=True).summary() == full
+    new.unlink()
+    old.write_bytes(kept)  # only the checkpoint from before the compaction
+    store = CountingStore(hourly)
+    assert Catalog.read(store, checkpoint=True, outlets=()).summary() == full
+    # the compaction's manifest, then every manifest: its supersedes needs their article ids
+    assert sum(key.startswith("_manifests/") for key in store.reads) == 1 + 31
+
+
+@pytest.mark.slow
+def test_on_s3_ls_and_pull_through_the_checkpoint_say_what_every_manifest_says(
+    hourly, object_store, monkeypatch, tmp_path, capsys
+):
+    bucket, client = object_store.create_bucket(), object_store.client()
+    for variable, value in object_store.env.items():
+        monkeypatch.setenv(variable, value)
+    for path in sorted(p for p in hourly.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        client.put_object(
+            Bucket=bucket, Key=f"news/{path.relative_to(hourly).as_posix()}", Body=path.read_bytes()
+        )
+    uri = f"s3://{bucket}/news"
+    before = run(capsys, "ls", "--json", uri)
+    assert run(capsys, "pull", "--outlet", "gmw-cq", uri, str(tmp_path / "before.jsonl"))[0] == 0
+    assert seal_checkpoint(store_for(uri), tmp_path, every=1)
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=f"news/{CATALOG}/")["Contents"]
+    assert len(listed) == 1 and run(capsys, "ls", "--json", uri) == before
+    assert run(capsys, "pull", "--outlet", "gmw-cq", uri, str(tmp_path / "after.jsonl"))[0] == 0
+    assert (tmp_path / "after.jsonl").read_bytes() == (tmp_path / "before.jsonl").read_bytes()
+
+
+def test_a_crawl_sealed_by_a_later_run_drops_the_checkpoints_through_later_manifests(tmp_path):
+    """The spool of a crawl killed before it sealed is published by the next run, its manifest
+    under its own, older id: readers would not list it after the checkpoint's manifest."""
+    store, spool = LocalStore(tmp_path / "archive"), Spool(tmp_path / "spool")
+    manifest(store.root, "c9")  # a run sealed since the killed crawl began
+    seal_checkpoint(store, tmp_path, every=1)
+    crawl = spool.open_crawl("c1", ["gmw-cq"])
+    crawl.write_part(PART_A, pa.table({"article_id": ["a"], "text": ["text of a"]}))
+    crawl.finish()
+    crawl.release()
+    assert publish_spool(store, spool).manifests == ["_manifests/c1.json"]
+    assert not list(store.object_keys(f"{CATALOG}/"))
+    assert [run.crawl_id for run in Catalog.read(store, checkpoint=True, outlets=()).runs] == ["c1", "c9"]

@@ -65,7 +65,7 @@ def test_what_a_crawl_writes_of_itself_passes_the_checks_and_reaches_the_manifes
     archive = Publisher(store, spool)
     archive.open("c1", ["xx"])
     archive.write_part("outlet=xx/published=2024-03", table("a", "b"), publish=False)
-    archive.note_unchanged(part_entries(held, earlier, "c1"))
+    archive.note(part_entries(held, earlier, "c1"))
     origin = {"archive": "s3://bucket/x", "runs": ["_manifests/c0.json"], "outlets": ["xx"]}
     page = {"etag": '"abc"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
     tabbed = {"etag": '"a\tb"', "last_modified": None, "read_at": "2024-03-02T00:00:00+00:00"}
@@ -75,7 +75,7 @@ def test_what_a_crawl_writes_of_itself_passes_the_checks_and_reaches_the_manifes
     sealed = manifest(store, "c1")
     assert sealed["discovery"] == {"https://xx.example/sitemap.xml": page}
     assert sealed["reextracted_from"] == origin and sealed["interrupted"] is True  # stopped early
-    entries, _ = read_index_file(store, sealed["index"])
+    entries = read_index_file(store, sealed["index"]).entries.to_pylist()
     assert {(e["article_id"], e["file"]) for e in entries} == {("a", KEY), ("b", KEY), ("z", earlier)}
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipelines.archive.spool import SPOOL_ARCHIVE, Spool, SpoolMismatch, spool_for
+from pipelines.archive.index import visit_entries
+from pipelines.archive.spool import SPOOL_ARCHIVE, Spool, SpoolMismatch, SpoolRefused, spool_for
 from pipelines.archive.storage import LocalStore, S3Store
+from tests.conftest import FIXTURES
 from tests.pipelines.archive.test_publish import KEY, table
 
 
@@ -22,6 +25,37 @@ def test_a_torn_journal_line_is_not_an_entry(spool):
     (crawl.folder / "published.jsonl").write_text('{"key": "outlet=xx/publ')  # killed mid-line
     crawl.record({"key": KEY, "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"]})
     assert list(crawl.journal()) == [KEY]
+
+
+def test_visits_are_noted_and_read_back_with_their_outcome(spool):
+    crawl = spool.open_crawl("c1", ["xx"])
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    crawl.note(visit_entries("https://x.example/b", "https://x.example/a", "noarchive", fetched, "c1"))
+    notes = crawl.notes()
+    assert [(n["url"], n["outcome"], n["last_fetched"]) for n in notes] == [
+        ("https://x.example/b", "noarchive", fetched),
+        ("https://x.example/a", "noarchive", fetched),
+    ]
+    assert all(n.get("article_id") is n.get("file") is None for n in notes)
+
+
+@pytest.mark.parametrize("line", (FIXTURES / "spool" / "visits.jsonl").read_text().splitlines())
+def test_a_forged_visit_is_refused(spool, line):
+    """A visit holds back its URL for weeks: one under another URL's key, of no outcome a crawl
+    writes, naming an article or a part, or of other fields or types is no visit of ours."""
+    crawl = spool.open_crawl("c1", ["xx"])
+    (crawl.folder / "notes.jsonl").write_text(line + "\n")
+    with pytest.raises(SpoolRefused):
+        crawl.notes()
+
+
+def test_an_outcome_among_a_parts_own_entries_is_refused(spool):
+    crawl = spool.open_crawl("c1", ["xx"])
+    entry = {"url_key": "k", "url": "https://x.example/a", "article_id": "a", "file": KEY}
+    entry["outcome"] = "failed"
+    crawl.record({"key": KEY, "rows": 1, "bytes": 1, "sha256": "0", "article_ids": ["a"], "index": [entry]})
+    with pytest.raises(SpoolRefused, match="an outcome in a part's entries"):
+        crawl.journal()
 
 
 # -- one spool per archive ----------------------------------------------------------------------

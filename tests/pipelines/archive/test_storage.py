@@ -213,6 +213,45 @@ def test_s3_keys_pages_through_long_listings(s3, source):
     assert list(s3.object_keys("outlet=x/published=2024-02/")) == sorted(k for k in keys if "2024-02" in k)
 
 
+MANIFESTS = ["_manifests/c1.json", "_manifests/c1.json.bak", "_manifests/c2.json", "_manifests/c10.json"]
+
+
+def listed_after(store) -> list[list[str]]:
+    """What ``store`` lists of a folder from its start, after a key it holds, after one it does
+    not, and after its last."""
+    return [
+        list(store.object_keys("_manifests/", start_after=after))
+        for after in (None, "_manifests/c1.json", "_manifests/c11.json", "_manifests/c2.json")
+    ]
+
+
+# by their bytes ("c10" before "c2"), strictly after the key
+EXPECTED_AFTER = [
+    ["_manifests/c1.json", "_manifests/c1.json.bak", "_manifests/c10.json", "_manifests/c2.json"],
+    ["_manifests/c1.json.bak", "_manifests/c10.json", "_manifests/c2.json"],
+    ["_manifests/c2.json"],
+    [],
+]
+
+
+def test_a_local_listing_starts_after_a_key_as_s3_does(tmp_path, source):
+    store = LocalStore(tmp_path / "archive")
+    for key in [*MANIFESTS, "a/x", "a-b/x", "_index/base-c1.parquet-index"]:
+        store.publish(source, key)
+    assert listed_after(store) == EXPECTED_AFTER
+    # the whole store in the order AWS S3 gives: "a-b/x" before "a/x", not folder by folder
+    listed = list(store.object_keys())
+    assert listed == sorted(listed) and listed[-2:] == ["a-b/x", "a/x"]
+    assert list(store.object_keys(start_after="a-b/x")) == ["a/x"]
+
+
+def test_an_s3_listing_starts_after_a_key(s3, source):
+    for key in [*MANIFESTS, "_index/base-c1.parquet-index", "a/x"]:
+        s3.client.put_object(Bucket=s3.bucket, Key=f"archive/{key}", Body=b"x")
+    s3.client.put_object(Bucket=s3.bucket, Key="archive-2/_manifests/c3.json", Body=b"x")  # another prefix
+    assert listed_after(s3) == EXPECTED_AFTER
+
+
 def test_s3_errors_carry_no_secret(object_store, monkeypatch, source):
     for name, value in object_store.env.items():
         monkeypatch.setenv(name, value)

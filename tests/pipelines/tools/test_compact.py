@@ -45,7 +45,8 @@ def steps_of_a_whole_compaction(archive: Path, tmp_path: Path) -> int:
 @pytest.mark.slow
 def test_compaction_killed_at_any_step_loses_and_repeats_no_row(mirror_crawl, tmp_path):
     steps = steps_of_a_whole_compaction(mirror_crawl.archive, tmp_path)
-    assert steps == 10 + 1 + 1 + 26  # 10 new files, the index delta, the manifest, 26 deletions
+    # 10 new files, the index delta, the manifest, 26 deletions, the catalog checkpoint
+    assert steps == 10 + 1 + 1 + 26 + 1
     before = None
     hourly = hourly_runs(mirror_crawl.archive, tmp_path / "hourly")
     for step in range(steps):

@@ -35,7 +35,7 @@ def test_index_files_of_either_name_are_replaced_by_one_base_of_the_new_name(mir
     assert sorted(report.replaced) == sorted([delta, former])
     assert sorted(store.object_keys("_index/")) == sorted([base_key("r1"), stray])
     assert report.base == base_key("r1") and report.base.endswith(INDEX_SUFFIX)
-    merged = read_index_file(store, report.base)[1]
+    merged = read_index_file(store, report.base).merged
     assert set(delta_keys(index_crawl(delta))) <= set(
         merged
     )  # the run's delta, by either name, is covered by the base
