@@ -92,7 +92,15 @@ class Bucket:
         files = [k.removeprefix(f"{PREFIX}/") for k in self.parts()]
         assert sorted(sealed) == files
         keys = self.object_keys()
-        assert all(f"{PREFIX}/{m['index']}" in keys for m in self.manifests())  # each run's index delta
+        merged = {  # what the bases hold: a run's delta is there, or merged into one
+            key
+            for base in keys
+            if base.startswith(f"{PREFIX}/_index/base-")
+            for key in json.loads(
+                pq.read_schema(io.BytesIO(self.read(base))).metadata[b"newsarchive.index.merged"]
+            )
+        }
+        assert all(f"{PREFIX}/{m['index']}" in keys or m["index"] in merged for m in self.manifests())
         assert not list(self.spool.rglob("*.parquet"))
         self.assert_captured()
 

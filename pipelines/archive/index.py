@@ -240,6 +240,7 @@ class LiveBase:
 
     entries: int
     through: str | None
+    rewrite: bool = False  # of row groups bigger than a reader decodes at once: merged at the next seal
 
 
 class ArchiveIndex:
@@ -422,7 +423,9 @@ class ArchiveIndex:
                     self._lost(exc, base)
                     continue
                 self._merged.update(checked_file.merged)
-                self.bases[base] = LiveBase(checked_file.rows, checked_file.through)
+                self.bases[base] = LiveBase(
+                    checked_file.rows, checked_file.through, checked_file.group_rows > _INDEX_BATCH
+                )
                 read.insert(0, (base, path))
             self.through = max((b.through for b in self.bases.values() if b.through), default=None)
             for key in sorted(k for k in index_keys if is_key(k, "delta")):
@@ -530,6 +533,7 @@ class CheckedIndexFile:
     rows: int
     merged: list[str]
     through: str | None
+    group_rows: int  # rows of its biggest row group, which a reader decodes whole
 
 
 def checked_index_file(source: bytes | Path, key: str) -> CheckedIndexFile:
@@ -543,7 +547,8 @@ def checked_index_file(source: bytes | Path, key: str) -> CheckedIndexFile:
         merged, through = _merged_keys(metadata, _size(source)), _through(metadata)
         for _ in index_batches(source, set(), (*HELD_COLUMNS, *_STRING_COLUMNS), decode=False):
             pass  # every string counted, and every column a crawl reads decoded once
-        return CheckedIndexFile(file.metadata.num_rows, merged, through)
+        groups = [file.metadata.row_group(g).num_rows for g in range(file.metadata.num_row_groups)]
+        return CheckedIndexFile(file.metadata.num_rows, merged, through, max(groups, default=0))
     except Damaged as exc:
         raise Damaged(f"{key}: {exc}") from None
     except (pa.ArrowException, OSError, ValueError, TypeError, KeyError) as exc:
@@ -841,13 +846,15 @@ def merge_plan(index: ArchiveIndex, keep_deltas: int | None = None) -> list[str]
     manifests or parts of crawls no index file covers (:meth:`ArchiveIndex.uncovered`: an
     archive written before ``through``; the new base keeps them; a young
     archive of a few deltas waits for COMPACT_AFTER), or when an index file has the former
-    name. The new base is put in its tier (:func:`tier`): while that tier holds
+    name or a base has row groups of more than :data:`_INDEX_BATCH` entries (written before:
+    rewritten once). The new base is put in its tier (:func:`tier`): while that tier holds
     ``TIER_FANOUT - 1`` other bases, they are merged in too, and the next tier is looked at. An
     entry is so rewritten once per tier it climbs: O(log n) times, never all of them every few
     runs. Damaged files are neither merged nor a reason to merge: the run reads around them,
     ``newsarchive reindex`` rebuilds them."""
     deltas, uncovered = _by_crawl(index.deltas), len(index.uncovered())
-    former = [key for key in index.bases if former_index_name(key)]
+    # written before: the data glob reads them, or each run would decode a million entries at once
+    former = [key for key, base in index.bases.items() if former_index_name(key) or base.rewrite]
     if not (
         len(deltas) >= (COMPACT_AFTER if keep_deltas is None else keep_deltas)
         or (index.through is None and (index.bases or uncovered))

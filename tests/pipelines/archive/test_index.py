@@ -175,13 +175,19 @@ def test_an_archive_older_than_the_index_is_read_from_its_manifests(store, spool
     assert index.known_url("https://x.cn/1.html") is None  # manifests list ids, not URLs
 
 
-def test_compaction_in_a_bucket_deletes_what_it_replaced(object_store, monkeypatch, tmp_path):
+def three_crawls_in_a_bucket(object_store, monkeypatch, tmp_path) -> tuple[S3Store, Spool]:
+    """A new bucket of the store, and three crawls of one article each published into it."""
     for name, value in object_store.env.items():
         monkeypatch.setenv(name, value)
     bucket = S3Store(f"s3://{object_store.create_bucket()}/archive")
     spool = Spool(tmp_path / "spool")
     for n in range(1, 4):
         crawl(bucket, spool, f"c{n}", part(f"https://x.cn/{n}.html"))
+    return bucket, spool
+
+
+def test_compaction_in_a_bucket_deletes_what_it_replaced(object_store, monkeypatch, tmp_path):
+    bucket, spool = three_crawls_in_a_bucket(object_store, monkeypatch, tmp_path)
     assert compact_index(bucket, spool.root, "c3", keep_deltas=3) == base_key("c3")
     assert list(bucket.object_keys("_index/")) == [base_key("c3")]
     assert all(index_of(bucket).known_url(f"https://x.cn/{n}.html") for n in range(1, 4))
@@ -508,12 +514,7 @@ def test_a_runs_listings_do_not_grow_with_the_archive(listing, spool, small_tier
 
 
 def test_a_run_on_s3_lists_only_the_index_and_the_new_manifests(object_store, monkeypatch, tmp_path):
-    for name, value in object_store.env.items():
-        monkeypatch.setenv(name, value)
-    bucket = S3Store(f"s3://{object_store.create_bucket()}/archive")
-    spool = Spool(tmp_path / "spool")
-    for n in range(1, 4):
-        crawl(bucket, spool, f"c{n}", part(f"https://x.cn/{n}.html"))
+    bucket, spool = three_crawls_in_a_bucket(object_store, monkeypatch, tmp_path)
     assert compact_index(bucket, spool.root, "c3", keep_deltas=1) == base_key("c3")
     lists = []
     bucket.client.meta.events.register(
@@ -806,3 +807,19 @@ def test_bases_stop_climbing_short_of_what_a_reader_takes(listing, spool, small_
     index = index_of(listing)
     assert index.damaged == [] and all(base.entries <= 4 for base in index.bases.values())
     assert all(index.known_url(f"https://x.cn/{n}.html") for n in range(1, 21))
+
+
+def test_a_base_of_big_row_groups_is_rewritten_once_by_the_next_seal(listing, spool, monkeypatch):
+    """Written before the index was read a row group at a time: a reader decodes a group whole."""
+    monkeypatch.setattr("pipelines.archive.index._INDEX_BATCH", 2)
+    for n in range(1, 4):
+        crawl(listing, spool, f"c{n}", part(f"https://x.cn/{n}.html"))
+    assert compact_index(listing, spool.root, "c3", keep_deltas=1) == base_key("c3")
+    old = pq.read_table(listing.root / base_key("c3"))
+    pq.write_table(old, listing.root / base_key("c3"))  # as the former writer did: one row group
+    assert pq.ParquetFile(listing.root / base_key("c3")).metadata.num_row_groups == 1
+    run(listing, spool, "c4", "https://x.cn/4.html")
+    (base,) = (key for key in listing.object_keys("_index/") if is_key(key, "base"))
+    assert base == base_key("c4")
+    assert pq.ParquetFile(listing.root / base).metadata.num_row_groups > 1
+    assert all(index_of(listing).known_url(f"https://x.cn/{n}.html") for n in range(1, 5))
