@@ -2,8 +2,9 @@
 
 ``make bench-archive`` (``python -m benchmarks.bench_archive [--full] [--sizes 10k/100,1M/100]
 [--stores local,s3] [--cache DIR] [--rebuild]``). Each archive is built once from a real crawl:
-``newsarchive crawl --mirror`` into a fresh folder, whose parts, WARCs, templates and manifest are
-copied (hard links) under N hourly crawl ids, with index entries up to M in ``INDEX_SCHEMA``,
+``newsarchive crawl --mirror`` into a fresh folder, whose parts, WARCs and manifest are copied
+(hard links) under N hourly crawl ids (its templates under the last one only, as each crawl deletes
+the older ones), with index entries up to M in ``INDEX_SCHEMA``,
 written as today's code leaves them: a base (naming the deltas it replaces) and the 8 deltas since.
 Archives are kept under ``--cache`` (default /tmp/newsarchive-bench-archive), one folder per index
 schema, and reused; ``--rebuild`` (or deleting the folder) builds them again.
@@ -46,7 +47,7 @@ import pyarrow.parquet as pq
 
 import pipelines
 from benchmarks.bench_crawl import descendants, rss_kb
-from pipelines.archive.keys import base_key, delta_key, manifest_key
+from pipelines.archive.keys import TEMPLATE_FOLDER, base_key, delta_key, manifest_key
 from pipelines.archive.rows import parquet_file
 from pipelines.archive.schema import INDEX_SCHEMA
 from tests.objectstores import ObjectStore, SeaweedFS
@@ -144,6 +145,8 @@ def build_archive(source: Path, target: Path, size: Size) -> None:
     for run in range(size.runs):
         new = run_id(run)
         for name in files:
+            if name.startswith(f"{TEMPLATE_FOLDER}/") and run < size.runs - 1:
+                continue  # each crawl deletes the older templates: the newest run's alone are left
             copy = target / name.replace(crawl, new)
             if copy.parent not in made:
                 copy.parent.mkdir(parents=True, exist_ok=True)

@@ -105,15 +105,17 @@ logger = logging.getLogger(__name__)
 COMPACT_AFTER = 16  # deltas in no base that make the sealing run merge them into a base
 TIER_FANOUT = 4  # bases of one tier that the sealing run merges into one base of the next
 TIER_ENTRIES = 4096  # a base of fewer entries is of tier 0; each tier up holds TIER_FANOUT times more
-# Bases stop climbing short of what a reader takes (INDEX_MAX_BYTES at about 105 bytes an entry):
-# past it, an archive keeps several top bases (one per 2M entries) rather than one nobody reads.
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MERGED = b"newsarchive.index.merged"  # base metadata: JSON list of the keys it replaces
 _THROUGH = b"newsarchive.index.through"  # base metadata: the newest manifest it accounts for
-# Caps on what is read of the archive into memory. An index entry takes about 105 bytes of
-# Parquet: 512 MiB is about 5 million URLs, whose index in memory would take several GB anyway.
-INDEX_MAX_BYTES = 512 << 20
-TIER_MAX_ENTRIES = INDEX_MAX_BYTES // 2 // 128
+# Caps on what is read of the archive. An index entry takes about 105 bytes of Parquet: 2 GiB is
+# about 20 million entries, the most the first run after upgrading writes into one base (every
+# entry of an archive written before tiers). A crawl copies an index file to a temporary file and
+# reads it a row group at a time; a merge, verify or reindex holds it whole.
+INDEX_MAX_BYTES = 2 << 30
+# Bases stop climbing at this many entries (about 200 MB): a bigger archive keeps one such base
+# per 2 million entries, and no merge rewrites more than that of it.
+TIER_MAX_ENTRIES = 2_000_000
 # A part no manifest covers is read whole. Parts are smaller than the row data they hold: 32 MiB by
 # default for a crawl's (ARCHIVE_BYTES_PER_FILE), 128 MiB for a compaction's (compact.TARGET_BYTES);
 # past four times the biggest, it is no part this code wrote.
