@@ -54,7 +54,8 @@ bench: $(VENV)/.installed test-services
 bench-archive: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench_archive $(BENCH_ARCHIVE_ARGS)
 
-# Scores on ../shared/eval: extraction (F1, P, R, ms/page beside trafilatura and readability-lxml),
+# Scores on ../shared/eval: extraction (F1, P, R, cross-validated F1 by site folds, ms/page and CPU
+# beside trafilatura and readability-lxml; --quick, --datasets: python -m benchmarks.eval_extraction -h),
 # then language identification (text, headlines, extracted pages, times).
 eval: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.eval_extraction

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import functools
 import logging
 from typing import TYPE_CHECKING, NoReturn
 
@@ -50,7 +50,9 @@ class ExtractPipeline:
     ``LANGUAGE_SAMPLE_CHARS``. Counts ``extract/ok``, ``extract/dropped/<reason>``,
     ``extract/failed/<timeout|crashed|error>`` (logged as errors), ``language/<code>``. A page it
     drops is remembered in the crawl's ``archive`` (:meth:`ArchiveExtension.note_visit`) as
-    ``not_article``, ``noarchive`` or ``failed``: that says when the page is fetched again.
+    ``not_article``, ``noarchive`` or ``failed``: that says when the page is fetched again. With
+    ``TEMPLATE_LEARNING``, each page is extracted with its outlet's template as the crawl opened,
+    and learned from for the next crawl (:mod:`crawler.templates`).
     """
 
     def __init__(
@@ -70,9 +72,7 @@ class ExtractPipeline:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExtractPipeline:
-        templates = (
-            TemplateLearning.from_crawler(crawler) if crawler.settings.getbool("TEMPLATE_LEARNING") else None
-        )
+        templates = TemplateLearning(crawler.stats) if crawler.settings.getbool("TEMPLATE_LEARNING") else None
         return cls(crawler, page_pool(crawler.settings), templates, archive_extension(crawler))
 
     async def open_spider(self) -> None:
@@ -81,8 +81,10 @@ class ExtractPipeline:
         if self.templates is not None:
             outlets = list(getattr(self.crawler.spider, "registry", {}))
             store = archive_extension(self.crawler).archive.store
+            # with REDIS_URL: every worker extracts with the templates its first worker read
+            shared = redis_extension(self.crawler).crawl if self.crawler.settings.get("REDIS_URL") else None
             self._templates_loaded = asyncio.ensure_future(
-                asyncio.to_thread(self.templates.load, store, outlets)
+                asyncio.to_thread(self.templates.load, store, outlets, shared)
             )
 
     async def close_spider(self) -> None:
@@ -92,7 +94,11 @@ class ExtractPipeline:
         if self.templates is not None:
             archive = archive_extension(self.crawler).archive
             crawl_id = self.crawler.spider.crawl_id
-            await asyncio.to_thread(self.templates.save, archive.store, archive.spool.root, crawl_id)
+            save = functools.partial(self.templates.save, archive.store, archive.spool.root, crawl_id)
+            if self.crawler.settings.get("REDIS_URL"):  # the workers save an outlet's one at a time
+                shared = redis_extension(self.crawler).crawl
+                save = functools.partial(save, lock=lambda outlet_id: shared.lock(f"templates:{outlet_id}"))
+            await asyncio.to_thread(save)
 
     async def process_item(self, item: Article) -> Article:
         if not isinstance(item, Article):
@@ -140,30 +146,12 @@ class ExtractPipeline:
         if self.templates is None:
             return await self.pool.run(item)
         await asyncio.shield(self._templates_loaded)
-        outlet, body = item.outlet_id, item.body
-        item.site_template = self.templates.template(outlet)
+        # the template as the crawl opened, whatever this crawl learns: rows of no page's order
+        item.site_template = self.templates.template(item.outlet_id)
         item.learn_template = True
-        removed, warming = item.site_template, self.templates.warming(outlet)
         item = await self.pool.run(item)
-        if item.template_fingerprints is None:  # a page with no tree: nothing to learn
-            return item
-        self.templates.learn(outlet, item.template_fingerprints, item.title or item.url)
-        await self.templates.hold(outlet, len(body))
-        if not warming:  # extracted with the template as learned from its outlet's first pages
-            return item
-        learned = self.templates.templates[outlet].more_on_page(item.template_fingerprints, removed)
-        if learned is None:
-            return item
-        # extracted before its outlet's template was warm, with less of it than the page holds: again
-        again = dataclasses.replace(
-            item, body=body, site_template=learned, learn_template=False, not_article=None
-        )
-        try:
-            item = await self.pool.run(again)
-        except TaskFailed as failure:  # the first extraction stands
-            logger.warning("extraction with the outlet's template failed (%s): %s", failure.reason, item.url)
-        else:
-            self.stats.inc_value("template/reanalysed")
+        if item.template_fingerprints is not None:  # None: a page with no tree, nothing to learn
+            self.templates.learn(item.outlet_id, item.template_fingerprints, item.title or item.url)
         return item
 
 

@@ -64,13 +64,9 @@ ITEM_PIPELINES = {
     "crawler.pipelines.DedupPipeline": 300,
     "crawler.pipelines.ArchivePipeline": 900,
 }
-# Each outlet's template (the blocks its pages share) is learned while the crawl runs and kept in
-# the archive (_templates/); an outlet's first pages wait until this many are learned, or until
-# this many bytes of pages wait, or until nothing else is left (checked this often, in seconds).
+# Each outlet's template (the blocks its pages share): pages are extracted with it as the archive
+# (_templates/) held it when the crawl opened, and the crawl learns it from every page for the next.
 TEMPLATE_LEARNING = True
-TEMPLATE_WARMUP_PAGES = 10
-TEMPLATE_WARMUP_BYTES = 1_000_000  # half of SCRAPER_SLOT_MAX_ACTIVE_SIZE: see crawler/templates.py
-TEMPLATE_WARMUP_CHECK = 0.2
 
 # Requests for articles the archive holds are dropped before they are scheduled (the archive's
 # index says which); known articles last fetched more than this many days ago are fetched again,

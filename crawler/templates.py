@@ -1,211 +1,232 @@
-"""Each outlet's template (``pipelines/stages/extraction/template.py``), learned while the crawl runs.
+"""Each outlet's template (``pipelines/stages/extraction/template.py``) in the crawl.
 
-Pages are extracted with what their outlet's template holds so far, and learned from. The first
-pages of an outlet would get less of it than the last, so until an outlet has
-``TEMPLATE_WARMUP_PAGES`` pages learned (earlier crawls' included: each outlet's template is
-kept in the archive, ``_templates/<outlet>/<crawl id>.json``), its pages are held after their first
-extraction, and extracted again with the template all of them taught (two passes over a small
-buffer). Chosen over re-extraction at close, which would rewrite rows already published, and
-over a bootstrap alone, which leaves an outlet's first crawl without one.
-
-Holding pages holds their responses in Scrapy's scraper, so the buffer is let go:
-- for an outlet, once it has its pages (``pages``);
-- for the outlet holding the most, past ``TEMPLATE_WARMUP_BYTES`` of held pages, below the
-  scraper's own limit (``SCRAPER_SLOT_MAX_ACTIVE_SIZE``), past which the crawl would wait for
-  the held pages and they for it (``memory``);
-- for all, when nothing else is downloading, scheduled or being scraped: an outlet of fewer
-  pages; or when the scraper is full anyway, or the crawl is closing (``idle``). Scrapy signals
-  no such moment while items are held, so the crawl's state is looked at every
-  ``TEMPLATE_WARMUP_CHECK`` seconds while pages are held.
-Counts ``template/held`` and ``template/released/<reason>`` (pages), ``template/reanalysed``.
+Every page is extracted with its outlet's template as the archive held it when the crawl opened
+(``_templates/<outlet>/<crawl id>.json``, the newest :data:`TEMPLATES_PER_OUTLET` merged), never
+with what the crawl learns meanwhile: a page's row is then the same whatever the order pages
+arrive in. The workers of a shared crawl extract with the same templates: the first to open puts
+them in Redis (``newsarchive:<crawl>:templates``), and every worker, joining at any time, takes
+them from there. The crawl learns from every page, for the next crawl; an outlet's first crawl has
+no template. At close each outlet's learning is merged (:meth:`SiteTemplate.merge`) with what the
+archive holds then (what the crawl opened with, and what other workers of a shared crawl saved
+meanwhile) and written, and the files merged are removed: the workers of a shared crawl do this
+for an outlet one at a time (``lock``). Nothing is lost if two ever do it at once: every file of
+an outlet is read and merged, by this and by the next crawl.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import json
 import logging
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
 from crawler.extensions import note_damaged
-from pipelines.archive.keys import TEMPLATE_FOLDER, shown, template_key
+from pipelines.archive.keys import template_key
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.storage import Store, StoreError
-from pipelines.archive.templates import newest_templates, read_template
-from pipelines.stages.extraction.template import SiteTemplate
+from pipelines.archive.templates import (
+    TEMPLATES_PER_OUTLET,
+    merged_template,
+    newest_templates,
+    outlet_template_keys,
+    stored_templates,
+)
+from pipelines.runtime.jsondata import loads_bounded
+from pipelines.stages.extraction.template import MAX_TEMPLATE, SiteTemplate
+
+if TYPE_CHECKING:  # a shared crawl's only: one process imports no Redis client
+    from crawler.shared.state import RedisCrawl
 
 logger = logging.getLogger(__name__)
 
-# An outlet's templates a store that refuses deletes may keep (the newest is read): a crawl writes
-# one per outlet it learned, which a year of hourly runs would make 8,760 without this bound.
-TEMPLATES_PER_OUTLET = 4
+# What a shared crawl's templates may take in Redis: 16 hex digits a fingerprint, at most
+# MAX_TEMPLATE (80 KB) of each outlet; a few hundred each for a few thousand outlets.
+SHARED_MAX_BYTES = 64 << 20
+
+_FINGERPRINTS = re.compile(r"(?:[0-9a-f]{16})*")
 
 
-def outlet_template_keys(store: Store, outlet_ids: list[str]) -> list[str]:
-    """The keys under these outlets' template folders: one listing each, none of the others'."""
-    return [key for outlet_id in outlet_ids for key in store.object_keys(f"{TEMPLATE_FOLDER}/{outlet_id}/")]
-
-
-def _delete_older(store: Store, older: list[str]) -> bool:
-    """Delete an outlet's older templates; False once the store refuses (they stay, and count)."""
-    for key in older:
+def _deleted(store: Store, keys: list[str]) -> int:
+    """Delete these templates, oldest first; how many, up to the first the store refuses (it
+    and the rest stay)."""
+    for done, key in enumerate(keys):
         try:
             ensure_held(store)
             store.delete(key)
         except StoreError as exc:
-            logger.warning("%s not deleted (%s): older templates stay", key, exc)
-            return False
-    return True
+            logger.warning("%s not deleted (%s): the store refuses deletes, older templates stay", key, exc)
+            return done
+    return len(keys)
+
+
+def _encoded(templates: dict[str, frozenset[int]]) -> bytes:
+    """The outlets' templates as the workers of a crawl share them: each one's fingerprints,
+    sorted, 16 hex digits each."""
+    shared = {outlet_id: "".join(f"{k:016x}" for k in sorted(t)) for outlet_id, t in templates.items() if t}
+    return json.dumps(shared, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _decoded(value: bytes, outlet_ids: list[str]) -> dict[str, frozenset[int]]:
+    """What :func:`_encoded` wrote, of these outlets only; ``ValueError`` saying why not."""
+    shared = loads_bounded(value, SHARED_MAX_BYTES, "the crawl's templates")
+    if not isinstance(shared, dict):
+        raise ValueError(f"the crawl's templates: a JSON {type(shared).__name__}, not an object")
+    decoded = {}
+    for outlet_id, fingerprints in shared.items():
+        if outlet_id not in outlet_ids:
+            raise ValueError(f"the crawl's templates: {outlet_id[:40]!r} is no outlet of this crawl")
+        if not (
+            isinstance(fingerprints, str)
+            and len(fingerprints) <= 16 * MAX_TEMPLATE
+            and _FINGERPRINTS.fullmatch(fingerprints)
+        ):
+            raise ValueError(
+                f"the crawl's templates: {outlet_id}'s are not up to {MAX_TEMPLATE} fingerprints "
+                "of 16 hex digits"
+            )
+        decoded[outlet_id] = frozenset(
+            int(fingerprints[i : i + 16], 16) for i in range(0, len(fingerprints), 16)
+        )
+    return decoded
+
+
+def _unlocked(outlet_id: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 class TemplateLearning:
-    """The crawl's outlets' templates, and the gate that holds an outlet's first pages."""
+    """The outlets' templates as the crawl opened (extracted with), and what it learns (saved).
 
-    def __init__(
-        self,
-        stats: StatsCollector,
-        warmup_pages: int,
-        warmup_bytes: int,
-        check_seconds: float,
-        only_held_left: Callable[[int], bool],
-    ):
+    What makes a worker's rows differ from another worker's or another run's (a template it could
+    not read, the crawl's shared templates it could not use) is a problem of the run
+    (:func:`crawler.extensions.note_damaged`): its exit code says so."""
+
+    def __init__(self, stats: StatsCollector):
         self.stats = stats
-        self.warmup_pages = warmup_pages
-        self.warmup_bytes = warmup_bytes
-        self.check_seconds = check_seconds
-        self.only_held_left = only_held_left  # True when the crawl waits for nothing but N held pages
-        self.templates: dict[str, SiteTemplate] = defaultdict(SiteTemplate)
-        self.learned: set[str] = set()  # outlets whose template learned a page this crawl
-        self._held: dict[str, list[tuple[asyncio.Future[None], int]]] = defaultdict(list)
-        self._held_bytes = 0
-        self._check: asyncio.TimerHandle | None = None
+        self.stored: dict[str, frozenset[int]] = {}
+        self.learned: dict[str, SiteTemplate] = defaultdict(SiteTemplate)
 
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> TemplateLearning:
-        settings = crawler.settings
+    def load(self, store: Store, outlet_ids: list[str], shared: RedisCrawl | None = None) -> None:
+        """The archive's templates of these outlets (blocking: run it in a thread). Only their
+        folders are listed: a crawl of one outlet costs the same in an archive of a thousand.
+        ``shared``: the Redis crawl this worker is one of; the templates are those its first
+        worker put there (:meth:`crawler.shared.state.RedisCrawl.agree`)."""
+        problems: list[str] = []
+        own = stored_templates(store, outlet_ids, problems)
+        self.stored = own if shared is None else self._shared(own, shared, outlet_ids, problems)
+        note_damaged(self.stats, problems)
 
-        def only_held_left(held: int) -> bool:
-            engine = crawler.engine
-            if engine.needs_backout() and not engine.downloader.needs_backout():
-                return True  # closing, or the scraper's memory is full: only releasing helps
-            scraper = engine.scraper.slot
-            idle = not engine.downloader.active and not engine.scheduler.has_pending_requests()
-            return idle and not scraper.queue and len(scraper.active) <= held
+    @staticmethod
+    def _shared(
+        own: dict[str, frozenset[int]],
+        crawl: RedisCrawl,
+        outlet_ids: list[str],
+        problems: list[str],
+    ) -> dict[str, frozenset[int]]:
+        """The templates the crawl's first worker put in Redis, or this worker's own when they
+        cannot be had (a problem: its rows may then differ from the other workers')."""
+        import redis  # a shared crawl's only: one process imports no Redis client
 
-        return cls(
-            crawler.stats,
-            settings.getint("TEMPLATE_WARMUP_PAGES"),
-            settings.getint("TEMPLATE_WARMUP_BYTES"),
-            settings.getfloat("TEMPLATE_WARMUP_CHECK"),
-            only_held_left,
+        try:
+            shared = crawl.agree("templates", _encoded(own), SHARED_MAX_BYTES)
+            return own if shared is None else _decoded(shared, outlet_ids)  # None: the crawl ended
+        except redis.RedisError as exc:
+            why = f"Redis refused them ({type(exc).__name__}: {exc})"
+        except ValueError as exc:
+            why = str(exc)
+        problems.append(
+            f"the crawl's templates in Redis not used ({why}); this worker extracted with its own, "
+            "its rows may differ from the other workers'"
         )
-
-    def load(self, store: Store, outlet_ids: list[str]) -> None:
-        """Earlier crawls' templates of these outlets (blocking: run it in a thread). Only their
-        folders are listed: a crawl of one outlet costs the same in an archive of a thousand."""
-        try:
-            kept, refused = newest_templates(outlet_template_keys(store, outlet_ids))
-        except StoreError as exc:
-            logger.warning("templates not read (%s); learned again", exc)
-            return
-        damaged = [f"{shown(key)}: not a template's name; not read" for key in refused]
-        for problem in damaged:
-            logger.warning("%s", problem)
-        for outlet_id in outlet_ids:
-            for key in kept.get(outlet_id, [])[:1]:
-                try:
-                    self.templates[outlet_id] = read_template(store, key)
-                except StoreError as exc:
-                    logger.warning("%s: %s; learned again", key, exc)
-                except ValueError as exc:  # damaged: learned again, and reported
-                    damaged.append(f"{exc}; learned again (newsarchive reindex removes it)")
-                    logger.warning("%s", damaged[-1])
-        note_damaged(self.stats, damaged)
-
-    def save(self, store: Store, spool: Path, crawl_id: str) -> None:
-        """Each learned outlet's template into the archive, then the older ones out (blocking);
-        those that cannot be written are learned again next time. A store that refuses deletes
-        keeps the older ones: past :data:`TEMPLATES_PER_OUTLET` of an outlet, no more is written
-        (the newest stays the one read), so its folder stays bounded whatever the store allows."""
-        spool.mkdir(parents=True, exist_ok=True)
-        # a template that learned nothing this crawl is in the archive as it is: not written again
-        learned = [o for o, template in self.templates.items() if template.pages and o in self.learned]
-        try:
-            kept = newest_templates(outlet_template_keys(store, learned))[0]
-        except StoreError:
-            kept = {}
-        deletes = True  # until the store refuses one: then none is asked again this crawl
-        for done, outlet_id in enumerate(learned):
-            if len(kept.get(outlet_id, [])) >= TEMPLATES_PER_OUTLET:
-                logger.warning(
-                    "the template of %s not kept: %d of its templates stay (the store refused their "
-                    "deletes); the newest is read, and learned from, by the next crawl",
-                    outlet_id,
-                    len(kept[outlet_id]),
-                )
-                continue
-            with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
-                handle.write(self.templates[outlet_id].to_json())
-            try:
-                ensure_held(store)
-                store.publish(Path(handle.name), template_key(outlet_id, crawl_id))
-            except StoreError as exc:
-                # the rest are not tried: each would wait out the same failing store (its
-                # timeouts and retries) before the crawl could end
-                left = ", ".join(learned[done:])
-                logger.warning("the templates of %s not kept (%s); learned again next crawl", left, exc)
-                return
-            finally:
-                Path(handle.name).unlink(missing_ok=True)
-            deletes = deletes and _delete_older(store, kept.get(outlet_id, []))
+        logger.warning("%s", problems[-1])
+        return own
 
     def template(self, outlet_id: str) -> frozenset[int]:
-        return self.templates[outlet_id].template()
-
-    def warming(self, outlet_id: str) -> bool:
-        return self.templates[outlet_id].pages < self.warmup_pages
+        return self.stored.get(outlet_id, frozenset())
 
     def learn(self, outlet_id: str, fingerprints: list[int], article: str) -> None:
-        self.templates[outlet_id].learn(fingerprints, article)
-        self.learned.add(outlet_id)
-        if not self.warming(outlet_id):
-            self._release(outlet_id, "pages")
+        self.learned[outlet_id].learn(fingerprints, article)
 
-    async def hold(self, outlet_id: str, size: int) -> None:
-        """Return once the outlet's first pages are learned, or the buffer is let go."""
-        if not self.warming(outlet_id):
+    def save(
+        self,
+        store: Store,
+        spool: Path,
+        crawl_id: str,
+        lock: Callable[[str], AbstractContextManager[object]] = _unlocked,
+    ) -> None:
+        """Each learned outlet's template, merged with what the archive holds now, into the
+        archive, and the files merged out (blocking). ``lock``, given an outlet, keeps the other
+        workers of a shared crawl from saving its template meanwhile. What cannot be written
+        is lost."""
+        learned = sorted(outlet_id for outlet_id, template in self.learned.items() if template.pages)
+        if not learned:
             return
-        held = asyncio.get_running_loop().create_future()
-        self._held[outlet_id].append((held, size))
-        self._held_bytes += size
-        self.stats.inc_value("template/held")
-        if self._held_bytes > self.warmup_bytes:
-            self._release(max(self._held, key=lambda o: sum(size for _, size in self._held[o])), "memory")
-        self._watch()
-        await held
+        spool.mkdir(parents=True, exist_ok=True)
+        deletes = True  # until the store refuses one: then none is asked again this crawl
+        for done, outlet_id in enumerate(learned):
+            with lock(outlet_id):
+                deletes = self._saved(store, spool, template_key(outlet_id, crawl_id), outlet_id, deletes)
+            if deletes is None:
+                # the rest are not tried: each would wait out the same failing store (its
+                # timeouts and retries) before the crawl could end
+                logger.warning("the templates of %s not kept", ", ".join(learned[done:]))
+                return
 
-    def release_all(self) -> None:
-        for outlet_id in list(self._held):
-            self._release(outlet_id, "idle")
+    def _saved(self, store: Store, spool: Path, key: str, outlet_id: str, deletes: bool) -> bool | None:
+        """One outlet's template saved as ``key``: the newest :data:`TEMPLATES_PER_OUTLET` of its
+        templates read and merged with what this crawl learned, written, and deleted. The older
+        ones are deleted unread: no crawl reads them. Never a file more than the bound: when the
+        folder is full, the oldest goes first, and nothing is written if the store refuses (unless
+        it deleted some: the folder does not grow).
+        Whether deletes still work; None when the store failed (listing or writing)."""
+        try:
+            keys = newest_templates(outlet_template_keys(store, [outlet_id]))[0].get(outlet_id, [])
+        except StoreError as exc:
+            logger.warning("the templates of %s not listed (%s)", outlet_id, exc)
+            return None
+        template, merged = merged_template(store, keys[:TEMPLATES_PER_OUTLET], [])
+        template.merge(self.learned[outlet_id])
+        beyond = keys[TEMPLATES_PER_OUTLET:]
+        if beyond:
+            logger.warning(
+                "%d older templates of %s not read (no crawl reads them): deleted", len(beyond), outlet_id
+            )
+        # oldest first: the older ones (no crawl reads them), then the merged (in ``template``)
+        deletable = [k for k in reversed([*merged, *beyond]) if k != key]
+        files = len({*keys, key})
+        asked = deletable[: max(files - TEMPLATES_PER_OUTLET, 0)] if deletes else []
+        freed = _deleted(store, asked)
+        deletes = deletes and freed == len(asked)
+        if files - freed > max(TEMPLATES_PER_OUTLET, len(keys)):  # one more would pass the bound
+            logger.warning(
+                "the template of %s not kept: %d of its templates stay (the store refuses their deletes, "
+                "or cannot read them); they are read, and learned from, by the next crawl",
+                outlet_id,
+                len(keys) - freed,
+            )
+            return deletes
+        if not self._written(store, spool, key, template):
+            return None
+        return deletes and _deleted(store, deletable[len(asked) :]) == len(deletable) - len(asked)
 
-    def _release(self, outlet_id: str, reason: str) -> None:
-        for held, size in self._held.pop(outlet_id, []):
-            self._held_bytes -= size
-            self.stats.inc_value(f"template/released/{reason}")
-            if not held.done():
-                held.set_result(None)
-
-    def _watch(self) -> None:
-        if self._check is None and self._held:
-            self._check = asyncio.get_running_loop().call_later(self.check_seconds, self._look)
-
-    def _look(self) -> None:
-        self._check = None
-        if self.only_held_left(sum(map(len, self._held.values()))):
-            self.release_all()
-        self._watch()
+    @staticmethod
+    def _written(store: Store, spool: Path, key: str, template: SiteTemplate) -> bool:
+        with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
+            handle.write(template.to_json())
+        try:
+            ensure_held(store)
+            store.publish(Path(handle.name), key)
+        except StoreError as exc:
+            logger.warning("%s not written (%s)", key, exc)
+            return False
+        finally:
+            Path(handle.name).unlink(missing_ok=True)
+        return True

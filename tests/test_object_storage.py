@@ -332,10 +332,8 @@ def _kill(process: subprocess.Popen) -> None:
 def test_kill_during_the_crawl(bucket, tmp_path):
     """Parts go up while the crawl runs; after a kill the next run seals them, none twice, and
     crawls the rest again."""
-    # TEMPLATE_WARMUP_PAGES=0: no page waits for its outlet's template, which it would do until
-    # the held download timed out (30 s), since the crawl is never idle before then
     with MirrorServer() as server, FaultProxy(server.url, hold_once(ARCHIVED[-1])) as mirror:
-        settings = ("-s", "ARCHIVE_ROWS_PER_FILE=1", "-s", "TEMPLATE_WARMUP_PAGES=0")
+        settings = ("-s", "ARCHIVE_ROWS_PER_FILE=1")
         crawl = _start_crawl(bucket, mirror.url, *settings)
         assert mirror.held.wait(60)
         wait_until(lambda: len(bucket.parts()) >= 5, "parts published during the crawl")

@@ -23,8 +23,10 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.registry import load_registry
+from pipelines.archive.keys import template_key
 from pipelines.archive.storage import LocalStore
 from pipelines.archive.warc import RECORD_MAX_BYTES, check, read_capture
+from pipelines.stages.extraction.template import SiteTemplate, text_lines
 from tests.conftest import ARCHIVED, MIRROR, REPO, run_cli
 from tests.test_archive_tools import STORES, placed
 from tests.test_incremental import OUTLET, crawl, mirror, rows
@@ -358,3 +360,25 @@ def test_a_page_that_says_noarchive_is_in_no_published_object(mirror, tmp_path):
     for row in archived.values():
         record = read_capture(store.read_range(row["warc_file"], row["warc_offset"], row["warc_length"]))
         assert record.rec_headers.get_header("WARC-Target-URI") == row["url"]
+
+
+@pytest.mark.slow
+def test_reextract_takes_out_what_the_archives_template_of_an_outlet_holds(mirror_crawl, tmp_path):
+    """An outlet's first crawl extracts its pages without a template; a reextract later applies
+    the one its crawls learned since: a line the template holds leaves that outlet's rows."""
+    source = tmp_path / "source"
+    shutil.copytree(mirror_crawl.archive, source, ignore=shutil.ignore_patterns(".*"))
+    victim = max(rows(source), key=lambda row: len(text_lines(row["text"])))
+    (fingerprint, line), *_ = text_lines(victim["text"])[1:]
+    learned = SiteTemplate()
+    for article in ("one", "two", "three"):  # a line on three articles of the site: its template
+        learned.learn([fingerprint], article)
+    key = source / template_key(victim["outlet_id"], "20991231T235959Z-abcdef")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_bytes(learned.to_json())
+    run = run_cli("reextract", str(source), "--to", str(tmp_path / "again"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    rebuilt = {r["url"]: r["text"] for r in rows(tmp_path / "again")}
+    assert line in victim["text"] and line not in rebuilt[victim["url"]]
+    others = {r["url"]: r["text"] for r in rows(source) if line not in r["text"]}
+    assert others and all(rebuilt[url] == text for url, text in others.items())

@@ -18,7 +18,11 @@ same archive only on the same host). What lives in Redis, under ``newsarchive:<c
 - ``workers``, ``idle``, ``seeder``, ``seeded``, ``done``: who takes part, who has nothing in
   flight, who queued the start points. The crawl is done when start points are queued, the
   queue is empty and every worker is idle; then every worker exits, the last one removes the
-  crawl's keys, and the next invocation starts a new crawl.
+  crawl's keys, and the next invocation starts a new crawl;
+- ``templates`` (JSON: each outlet's template as the first worker read it from the archive,
+  which every worker extracts with) and ``lock:templates:<outlet>`` (a token, with an expiry):
+  the worker merging what it learned of the outlet into the archive at close
+  (:meth:`~crawler.shared.state.RedisCrawl.lock`), one at a time.
 
 A worker seals its own parts and manifest in the archive (same spool, publish, manifest steps
 as a single process). What it held goes back to the queue unless the crawl ended: a worker

@@ -13,7 +13,8 @@ import logging
 import re
 import secrets
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -83,6 +84,12 @@ redis.call('SET', KEYS[1], ARGV[1])
 return {ARGV[1], 1}
 """
 
+# a lock's key removed by the worker that holds it (its token), not by one whose lock expired
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class PatientRetry(Retry):
     """Retries a Redis call for as long as Redis is away, backing off to ``cap`` seconds, and
@@ -129,6 +136,7 @@ class RedisCrawl:
         self._give_back = client.register_script(_GIVE_BACK)
         self._finished = client.register_script(_FINISHED)
         self._queue_new = client.register_script(_QUEUE_NEW)
+        self._unlock = client.register_script(_UNLOCK)
 
     @classmethod
     def join(cls, client: redis.Redis, scope: str, timeout: float = 60.0) -> tuple[RedisCrawl, bool]:
@@ -207,6 +215,43 @@ class RedisCrawl:
 
     def idle(self) -> None:
         self.client.sadd(self.key("idle"), self.worker)
+
+    def agree(self, name: str, value: bytes, max_bytes: int) -> bytes | None:
+        """What the crawl's first worker to ask put under ``name``: ``value``, if this one is
+        (None if it is gone: the crawl ended meanwhile). ``ValueError`` when it is longer than
+        ``max_bytes``: it is not read."""
+        key = self.key(name)
+        self.client.set(key, value, nx=True)
+        if (size := self.client.strlen(key)) > max_bytes:
+            raise ValueError(f"the crawl's {name}: {size} bytes in Redis, over {max_bytes}")
+        return self.client.get(key)
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[bool]:
+        """``lock:<name>``, held by one worker of the crawl at a time: yields True once held. It
+        expires after ``timeout`` (a worker that dies holding it holds it no longer), and is
+        waited for at most twice that: then yields False, and the caller goes on without."""
+        key, token = self.key(f"lock:{name}"), secrets.token_hex(8)
+        deadline, pause, held = time.monotonic() + 2 * self.timeout, 0.05, False
+        try:
+            # (a SET whose reply a Redis restart lost is retried: it finds the key holding our token)
+            while not (
+                held := bool(self.client.set(key, token, nx=True, px=int(self.timeout * 1000)))
+                or self.client.get(key) == token.encode()
+            ):
+                if time.monotonic() >= deadline:
+                    logger.warning("%s held by another worker for %g s; going on", key, 2 * self.timeout)
+                    break
+                time.sleep(pause)
+                pause = min(2 * pause, 1.0)
+        except redis.RedisError as exc:  # an error no retry mends (a command its ACL refuses ...)
+            logger.warning("%s not taken (%s); going on", key, exc)
+        try:
+            yield held
+        finally:
+            if held:
+                with contextlib.suppress(redis.RedisError):  # it expires
+                    self._unlock(keys=[key], args=[token])
 
     def reclaim_dead(self) -> int:
         """Put back the requests of workers whose heartbeat stopped; how many."""

@@ -151,7 +151,8 @@ def former_index_name(key: str) -> bool:
 
 
 def template_key(outlet_id: str, crawl_id: str) -> str:
-    """An outlet's template as a crawl left it (crawl ids sort by time: the newest is read)."""
+    """An outlet's template as a crawl left it (crawl ids sort by time; an outlet's are all read,
+    newest first)."""
     return f"{TEMPLATE_FOLDER}/{outlet_id}/{crawl_id}.json"
 
 

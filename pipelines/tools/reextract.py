@@ -3,7 +3,8 @@
 For each row of the source dataset (the files its manifests list, none a compaction replaced),
 the response record that ``warc_file``, ``warc_offset`` and ``warc_length`` name is read with
 one range read and goes through the crawl's own extraction and language stages, in the worker
-pool (:class:`pipelines.stages.page.PageAnalyser`). The row keeps what the fetch decided: its
+pool (:class:`pipelines.stages.page.PageAnalyser`), with its outlet's template as the source holds
+it now (an outlet's first crawl extracted without one). The row keeps what the fetch decided: its
 ``article_id``, ``version``, URLs, ``fetched_at``, ``crawl_id`` (the run that fetched it),
 outlet and capture. Extraction gives the rest anew, and ``duplicate_of`` is worked out again
 over the new texts, in the order the runs archived them.
@@ -30,6 +31,7 @@ from pipelines.archive.publish import Publisher, PublishReport
 from pipelines.archive.rows import PartBuffers, partition, read_parquet, to_row, to_table
 from pipelines.archive.schema import SCHEMA
 from pipelines.archive.storage import Store, StoreError
+from pipelines.archive.templates import stored_templates
 from pipelines.archive.warc import RECORD_MAX_BYTES, WarcError, read_body, read_capture
 from pipelines.article import Article
 from pipelines.runtime.pool import TaskFailed, WorkerPool
@@ -105,11 +107,15 @@ async def reextract(
         raise ReextractError(f"{target.store.uri} holds an archive already; reextract writes a new one")
     files = [file for file in catalog.files if not outlets or file.outlet in outlets]
     report = ReextractReport(problems=list(catalog.problems))
-    await asyncio.to_thread(target.open, run_id, sorted({file.outlet for file in files}))
+    outlet_ids = sorted({file.outlet for file in files})
+    # each outlet's template as the source holds it now: what its crawls learned since its rows
+    # were extracted (an outlet's first crawl had none)
+    templates = await asyncio.to_thread(stored_templates, source, outlet_ids, report.problems)
+    await asyncio.to_thread(target.open, run_id, outlet_ids)
     buffers = PartBuffers(5000, 32 << 20, float("inf"), 64 << 20)
     first_texts: dict[str, str] = {}  # text hash -> article id first archived with it
     warcs: set[str] = set()
-    async for row in _rebuilt(source, files, pool, hints, report):
+    async for row in _rebuilt(source, files, pool, hints, templates, report):
         if row["warc_file"]:
             warcs.add(row["warc_file"])
         first = first_texts.setdefault(row["text_hash"], row["article_id"])
@@ -137,6 +143,7 @@ async def _rebuilt(
     files: list,
     pool: WorkerPool,
     hints: dict[str, OutletHints],
+    templates: dict[str, frozenset[int]],
     report: ReextractReport,
 ) -> AsyncIterator[dict]:
     """Each source row, re-extracted or copied, in the order of the source's runs; a few
@@ -144,7 +151,7 @@ async def _rebuilt(
     ahead: deque[asyncio.Future[dict | None]] = deque()
     try:
         for row in _source_rows(source, files, report):
-            ahead.append(asyncio.ensure_future(_rebuild(source, row, pool, hints, report)))
+            ahead.append(asyncio.ensure_future(_rebuild(source, row, pool, hints, templates, report)))
             if len(ahead) >= 4 * pool.size and (done := await ahead.popleft()) is not None:
                 yield done
         while ahead:
@@ -175,7 +182,12 @@ def _source_rows(source: Store, files: list, report: ReextractReport) -> Iterato
 
 
 async def _rebuild(
-    source: Store, row: dict, pool: WorkerPool, hints: dict[str, OutletHints], report: ReextractReport
+    source: Store,
+    row: dict,
+    pool: WorkerPool,
+    hints: dict[str, OutletHints],
+    templates: dict[str, frozenset[int]],
+    report: ReextractReport,
 ) -> dict | None:
     """The row with today's extraction of its capture; as it was when it has none, or when the
     capture or the stages fail; None when today's stages find no article in the page."""
@@ -186,6 +198,7 @@ async def _rebuild(
     try:
         data = await asyncio.to_thread(source.read_range, row["warc_file"], *_record_range(row))
         item = _article(row, data, hints.get(row["outlet_id"], OutletHints()))
+        item.site_template = templates.get(row["outlet_id"], frozenset())
         item = await pool.run(item)
     except (StoreError, WarcError, TaskFailed) as exc:
         report.failed.append(f"{row['url']}: {exc}; copied as it was")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pipelines.article import Article
 from pipelines.runtime.pool import TaskFailed, WorkerPool
-from pipelines.stages.extraction.template import TEMPLATE_PAGES, SiteTemplate
+from pipelines.stages.extraction.template import TEMPLATE_PAGES
 
 # what a folder is searched for; files named on the command line are read whatever their name
 PAGE_SUFFIXES = frozenset({".html", ".htm", ".shtml", ".xhtml", ".raw"})
@@ -97,11 +97,12 @@ async def extract_pages(
     """One record per page, in the order of ``paths``; a page that cannot be read or that the
     stages fail on is a record with ``error``, and the others go on.
 
-    With ``urls`` (resolved path to address), the pages of each site (host) of at least
-    ``TEMPLATE_PAGES`` pages are learned together, as the crawl learns an outlet's: a first pass
-    extracts each page and learns its blocks, and a page holding some of its site's template is
-    extracted again without them. Every page of a site gets the whole site's template, the first
-    as much as the last.
+    With ``urls`` (resolved path to address), the pages of each site (host) of more than
+    ``TEMPLATE_PAGES`` pages are learned together: a first pass extracts each page and learns its
+    blocks, and a page holding some of its site's template is extracted again without them. A
+    page's template is learned from the other pages of its site (:func:`templates_of_the_others`),
+    as the crawl extracts a page with what earlier pages taught, never with what the page itself
+    did; the first page gets as much as the last.
     """
     if urls is None:
         async for record, _ in _analysed(pool, [SavedPage(path, url, timezone) for path in paths]):
@@ -109,23 +110,63 @@ async def extract_pages(
         return
     pages = [SavedPage(path, urls.get(path.resolve()), timezone) for path in paths]
     sites = Counter(page.site for page in pages)
-    for page in pages:
-        page.learn = page.site is not None and sites[page.site] >= TEMPLATE_PAGES
-    records, learned, templates = [], [], defaultdict(SiteTemplate)
+    for page in pages:  # the page and TEMPLATE_PAGES others, or no block can be template
+        page.learn = page.site is not None and sites[page.site] > TEMPLATE_PAGES
+    records, learned = [], []
     async for record, item in _analysed(pool, pages):
         records.append(record)
-        learned.append(item.template_fingerprints if item else None)
-        if item and item.template_fingerprints is not None:
-            templates[pages[len(records) - 1].site].learn(item.template_fingerprints, item.title or item.url)
+        learned.append(
+            LearnedPage(pages[len(records) - 1].site, item.template_fingerprints, item.title or item.url)
+            if item and item.template_fingerprints is not None
+            else None
+        )
     again = []
-    for index, (page, fingerprints) in enumerate(zip(pages, learned, strict=True)):
-        if fingerprints and (template := templates[page.site].more_on_page(fingerprints)) is not None:
+    for index, (page, template) in enumerate(zip(pages, templates_of_the_others(learned), strict=True)):
+        if template.intersection(learned[index].fingerprints if learned[index] else ()):
             page.template, page.learn = template, False
             again.append(index)
     async for index, (record, _) in _zip(again, _analysed(pool, [pages[i] for i in again])):
         records[index] = record
     for record in records:
         yield record
+
+
+@dataclass(frozen=True)
+class LearnedPage:
+    """What a page teaches its site's template: its blocks, and the article they were seen on."""
+
+    site: str | None
+    fingerprints: list[int]
+    article: str  # its title, or its address: copies of one article are one article
+
+
+def templates_of_the_others(pages: Sequence[LearnedPage | None]) -> list[frozenset[int]]:
+    """Each page's site template learned from the other pages of its site (leave one out): what
+    :class:`SiteTemplate` learns from them, without learning it once per page. A block is template
+    when it is on :data:`TEMPLATE_PAGES` articles of the site besides the page's own; None (a page
+    not learned) gets, and teaches, nothing."""
+    articles: dict[str | None, dict[int, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    for page in pages:  # the pages of each article each block of each site is on
+        if page is not None:
+            for fingerprint in set(page.fingerprints):
+                articles[page.site][fingerprint][page.article] += 1
+    whole = {  # each site's template learned from all its pages
+        site: {fingerprint: seen for fingerprint, seen in blocks.items() if len(seen) >= TEMPLATE_PAGES}
+        for site, blocks in articles.items()
+    }
+    templates = []
+    for page in pages:
+        if page is None:
+            templates.append(frozenset())
+            continue
+        template = whole[page.site]
+        taught = {  # the blocks that are template only because the page's own article has them
+            fingerprint
+            for fingerprint in page.fingerprints
+            if (seen := template.get(fingerprint)) and len(seen) == TEMPLATE_PAGES and seen[page.article] == 1
+        }
+        templates.append(frozenset(template.keys() - taught))
+    return templates
 
 
 async def _zip(first: Iterable[int], second: AsyncIterator[Any]) -> AsyncIterator[tuple[int, Any]]:

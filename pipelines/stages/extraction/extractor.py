@@ -90,6 +90,8 @@ trafilatura.utils.HTML_PARSER = _PARSER
 # <font> is presentation only, and old CMSes leave it unclosed: each one nests the rest of the
 # page one level deeper (300 of them and the article was past libxml2's limit). Its text stays.
 _FONT_TAG = re.compile(r"</?font(?:\s[^>]*)?>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<html[\s>]", re.IGNORECASE)
+_HEAD_TAGS = ("title", "meta", "link", "base")  # of the markup before <html>: the page's head
 # a page nested past the parser's limit keeps its markup this deep, its text below (libxml2's own
 # limit without huge_tree: a page past 2048 levels is nested by accident or on purpose)
 FLAT_DEPTH = 256
@@ -157,7 +159,7 @@ def extract(
     )
     text = None
     if document is not None:
-        text = clean_lines(agreed_text(document.text or "", readability_text(tree)), metadata)
+        text = clean_lines(agreed_text(document.text or "", readability_text(tree), tree), metadata)
         lines = text_lines(text) if learn or template else []
         page_blocks += lines
         text = drop_template_lines(text, lines, template)
@@ -186,7 +188,39 @@ def _load(markup: str) -> tuple[lxml.html.HtmlElement | None, bool]:
     repairs (XML declarations lxml refuses in a str, doctypes libxml2 trips over).
     """
     tree = trafilatura.load_html(markup)
-    return tree, any("Excessive depth" in error.message for error in _PARSER.error_log)
+    too_deep = any("Excessive depth" in error.message for error in _PARSER.error_log)
+    if tree is None or tree.find("body") is None:
+        return _load_from_html_tag(markup) or (tree, too_deep)
+    return tree, too_deep
+
+
+def _load_from_html_tag(markup: str) -> tuple[lxml.html.HtmlElement, bool] | None:
+    """The page parsed from its ``<html>`` tag, what came before it put where a browser shows it.
+
+    Markup before ``<html>`` (a script, a server's warning) can leave libxml2 in ``<head>`` to the
+    end of the page: the article under ``<head>``, no ``<body>``, and trafilatura refuses the tree.
+    A browser puts that markup's title and meta tags in the head and its text atop the body.
+    """
+    start = _HTML_TAG.search(markup)
+    if start is None or not start.start():
+        return None
+    loaded = _load(markup[start.start() :])
+    body = loaded[0].find("body") if loaded[0] is not None else None
+    if body is None:
+        return None
+    before = lxml.html.fragment_fromstring(markup[: start.start()], create_parent="div", parser=_PARSER)
+    lxml.etree.strip_elements(before, "script", "style", "noscript", with_tail=False)
+    head = loaded[0].find("head")
+    if head is None:
+        head = loaded[0].makeelement("head")
+        loaded[0].insert(0, head)
+    for position, element in enumerate(list(before.iter(*_HEAD_TAGS))):
+        element.drop_tree()  # its tail stays where it was
+        element.tail = None
+        head.insert(position, element)
+    if before.text_content().replace("\ufeff", "").strip():
+        body.insert(0, before)
+    return loaded
 
 
 _NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffd]")  # control codes but tab and line ends

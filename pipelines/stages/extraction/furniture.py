@@ -8,7 +8,7 @@ carry metadata (editor, reviewers, source) are moved into the metadata, not lost
 from __future__ import annotations
 
 import re
-from itertools import groupby
+from itertools import groupby, islice, repeat
 
 import lxml.html
 from cssselect import GenericTranslator
@@ -26,6 +26,7 @@ from pipelines.stages.extraction.metadata import (
     split_names,
 )
 from pipelines.stages.extraction.script import for_rules, printed
+from pipelines.stages.tokens import TOKEN
 
 # class/id tokens (split on - _ and spaces) that mark page furniture on news sites
 _FURNITURE_TOKENS = frozenset(
@@ -99,6 +100,9 @@ _FURNITURE_TOKENS = frozenset(
 )
 PARAGRAPH_CHARS = 50  # a <p> this long is article text, not a caption or a link
 _TOKEN_SPLIT = re.compile(r"[\s_-]+")
+_FURNITURE_TAGS = ("nav", "footer", "aside", "form")
+# the elements _is_furniture can be true of, found by libxml2
+_MAYBE_FURNITURE = "*[@class or @id or {}]".format(" or ".join(f"self::{tag}" for tag in _FURNITURE_TAGS))
 # how link lists date their items: a date, or a time ago
 _DATED = re.compile(
     rf"{DATE.pattern}|\d+\s*(?:分钟|分鐘|小时|小時|天)前|\b\d+\s*(?:minutes?|mins?|hours?|days?)\s+ago\b",
@@ -122,6 +126,7 @@ _FURNITURE_LINE = re.compile(
     re.IGNORECASE,
 )
 # Reprint disclaimers, contact and tip-off lines, which Chinese CMSs print under every article.
+# (An English alternative must need a word of _ENGLISH_NEEDS; the others a Chinese character.)
 _DISCLAIMER_LINE = re.compile(
     r"^[【\[]?(?:免责|免責)?[声聲]明[】\]]?\s*[:：]?$|^[【\[]?(?:免责|免責|版权|版權)[声聲]明"
     r"|^\S{0,8}[声聲]明[:：].*(?:转载|轉載|观点|觀點|立场|立場|参考|參考|无关|無關)"
@@ -135,7 +140,7 @@ _DISCLAIMER_LINE = re.compile(
     r"|^(?:如果)?(?:你|您)(?:对|對).{0,20}有任何(?:意见|意見)",
     re.IGNORECASE,
 )
-# Invitations to follow the outlet elsewhere
+# Invitations to follow the outlet elsewhere (alternatives: as for _DISCLAIMER_LINE)
 _FOLLOW_US_LINE = re.compile(
     r"^(?:关注|關注|加入|订阅|訂閱).{0,24}(?:微博|微信|公众号|公眾號|手机报|手機報).{0,24}$"
     r"|(?:Facebook|Google\s*plus|Twitter|微博|微信).{0,30}(?:专页|專頁|帳號|账号|公众号).{0,40}(?:你|您|我們|我们)"
@@ -176,6 +181,9 @@ MENU_RUN = 4
 HEADLINE_LINES = 2  # the title printed again is looked for among the first lines kept
 HEADLINE_MIN_CHARS = 6  # ... and a part of it only this long or longer
 MENU_ITEM_CHARS = 8
+# Furniture and metadata lines are short; a line or cell longer than this is article text run
+# together (a layout table's cell holding the whole article), even when it opens with a breadcrumb
+FURNITURE_MAX_TOKENS = 400
 _NOT_MENU_ITEM = re.compile(r"[，。！？；：、,.!?;:\d]")  # sentences and numbered lists are text
 SENTENCE_END = re.compile(r"[.!?。！？\"”’」』)）]$")
 
@@ -196,9 +204,11 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
             element.drop_tree()
     page_chars = len(body.text_content())
     page_paragraphs = _paragraph_chars(body)
-    for element in list(body.iter()):
-        if element.getparent() is None or not isinstance(element.tag, str):
-            continue
+    candidates = body.xpath(f"descendant-or-self::{_MAYBE_FURNITURE}")  # in document order
+    index = 0
+    while index < len(candidates):
+        element = candidates[index]
+        index += 1
         # a furniture name can be on the article itself (class="js_img_share_area"): spared when
         # it holds half the page's text or half its paragraphs
         if (
@@ -206,6 +216,7 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
             and len(element.text_content()) < page_chars / 2
             and _paragraph_chars(element) <= page_paragraphs / 2
         ):
+            index += len(element.xpath(f"descendant::{_MAYBE_FURNITURE}"))  # they go with it
             element.drop_tree()
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
@@ -249,7 +260,7 @@ def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
 
 
 def _is_furniture(element: lxml.html.HtmlElement) -> bool:
-    if element.tag in ("nav", "footer", "aside", "form"):
+    if element.tag in _FURNITURE_TAGS:
         return True
     names = f"{element.get('class', '')} {element.get('id', '')}".lower()
     return any(token in _FURNITURE_TOKENS for token in _TOKEN_SPLIT.split(names) if token)
@@ -274,15 +285,22 @@ def clean_lines(text: str, metadata: PageMetadata) -> str:
         if under_list_heading and _is_title(line):
             continue
         under_list_heading = False
-        if all(_is_metadata_or_furniture(cell, metadata) for cell in cells if cell):
+        one_cell = len(cells) == 1  # the line's reading for the rules is the cell's
+        if all(
+            _is_metadata_or_furniture(cell, rules_line if one_cell else for_rules(cell), metadata)
+            for cell in cells
+            if cell
+        ):
             continue
         kept.append(line)
     return "\n\n".join(_without_menus(kept))
 
 
-def _is_metadata_or_furniture(line: str, metadata: PageMetadata) -> bool:
-    """Whether the line is not article text; editor, byline and source lines fill ``metadata``."""
-    rules_line = for_rules(line)
+def _is_metadata_or_furniture(line: str, rules_line: str, metadata: PageMetadata) -> bool:
+    """Whether the line (``rules_line`` is its :func:`for_rules`) is not article text; editor,
+    byline and source lines fill ``metadata``."""
+    if len(line) > FURNITURE_MAX_TOKENS and _more_tokens(line, FURNITURE_MAX_TOKENS):
+        return False
     editor = EDITOR_LINE.match(rules_line)
     if editor:
         metadata.editor = metadata.editor or editor_name(editor, line)
@@ -291,25 +309,48 @@ def _is_metadata_or_furniture(line: str, metadata: PageMetadata) -> bool:
     if byline:
         metadata.authors = metadata.authors or split_names(byline["name"])
         return True
-    if any(
-        rule.search(rules_line)
-        for rule in (
-            REVIEW_LINE,
-            *_BARE_DATE_LINES,
-            _FURNITURE_LINE,
-            _DISCLAIMER_LINE,
-            _FOLLOW_US_LINE,
-            _PAGE_FRAME_LINE,
-            _BREADCRUMB_LINE,
-            _PAGER_LINE,
-        )
-    ):
+    rules = _LINE_RULES if _NOT_ENGLISH_ONLY.search(rules_line) else _english_rules(rules_line.lower())
+    if any(map(re.Pattern.search, rules, repeat(rules_line))):
         return True
     source = SOURCE.search(rules_line)
     if source and len(line) < 100 and (source.start() == 0 or INFO_LINE.match(rules_line)):
         metadata.source = metadata.source or printed(source, line, "source").strip()
         return True
     return False
+
+
+_LINE_RULES = (
+    REVIEW_LINE,
+    *_BARE_DATE_LINES,
+    _FURNITURE_LINE,
+    _DISCLAIMER_LINE,
+    _FOLLOW_US_LINE,
+    _PAGE_FRAME_LINE,
+    _BREADCRUMB_LINE,
+    _PAGER_LINE,
+)
+# The English alternatives of these rules each need one of these words: a line without them is not
+# searched (a rule tries every position of a line), unless it holds a Chinese character (the
+# other alternatives need one) or a letter the rules' IGNORECASE reads as another than lower() does
+_ENGLISH_NEEDS = {
+    _DISCLAIMER_LINE: ("not ", "email", "e-mail"),
+    _FOLLOW_US_LINE: ("facebook", "google", "twitter"),
+}
+
+_NOT_ENGLISH_ONLY = re.compile("[\u4e00-\u9fff\u0130\u0131\u017f\u212a]")  # İ ı ſ K (Kelvin)
+_ALWAYS_SEARCHED = tuple(rule for rule in _LINE_RULES if rule not in _ENGLISH_NEEDS)
+
+
+def _english_rules(lowered: str) -> tuple[re.Pattern[str], ...]:
+    """The line rules worth searching in a line without Chinese (given lowercase)."""
+    return _ALWAYS_SEARCHED + tuple(
+        rule for rule, words in _ENGLISH_NEEDS.items() if any(word in lowered for word in words)
+    )
+
+
+def _more_tokens(line: str, limit: int) -> bool:
+    """Whether ``line`` has more than ``limit`` tokens, counted only that far."""
+    return next(islice(TOKEN.finditer(line), limit, None), None) is not None
 
 
 def _table_cells(row: str) -> list[str]:
@@ -324,6 +365,9 @@ def _is_headline(line: str, bare_title: str | None, at_top: bool) -> bool:
     a <title> adds after it (" - 新浪網") or the second line of a two-line headline."""
     if bare_title is None:
         return False
+    opening = line[:1]
+    if bare_title and opening and opening != bare_title[0] and not _BLANKS.match(opening):
+        return False  # it opens otherwise: not worth taking the blanks out of the line
     bare_line = _BLANKS.sub("", line)
     return bare_line == bare_title or (
         at_top

@@ -98,33 +98,62 @@ def parse_published(raw: str | None, zone: ZoneInfo) -> datetime | None:
         return None
 
 
+@dataclass
+class _Markup:
+    """The elements page_metadata reads, found in one pass over the page (an XPath each took
+    as long as the pass)."""
+
+    meta: dict[str, str] = field(default_factory=dict)  # first content of each name, lower-cased
+    noarchive: bool = False
+    headline: lxml.html.HtmlElement | None = None  # the first h1
+    heading: lxml.html.HtmlElement | None = None  # ... or h2 of a "title" class, the first of both
+    canonical: str | None = None  # the first href of a link rel="canonical"
+    json_ld: list[str] = field(default_factory=list)
+
+
+def _markup(tree: lxml.html.HtmlElement) -> _Markup:
+    found = _Markup()
+    for element in tree.iter("meta", "h1", "h2", "link", "script"):
+        tag = element.tag
+        if tag == "meta":
+            name = element.get("name")
+            key = (element.get("property") or name or element.get("itemprop") or "").lower()
+            content = element.get("content")
+            if key and content and key not in found.meta:
+                found.meta[key] = content.strip()
+            if (name or "").lower() in ROBOTS_NAMES and noarchive_in(content or ""):
+                found.noarchive = True
+        elif tag == "h1" or (tag == "h2" and "title" in element.get("class", "")):
+            if found.heading is None:
+                found.heading = element
+            if tag == "h1" and found.headline is None:
+                found.headline = element
+        elif tag == "link":
+            if found.canonical is None and element.get("rel") == "canonical":
+                found.canonical = element.get("href")
+        elif tag == "script" and element.get("type") == "application/ld+json" and element.text:
+            found.json_ld.append(element.text)
+    return found
+
+
 def page_metadata(tree: lxml.html.HtmlElement, url: str) -> PageMetadata:
-    meta = {}
-    for element in tree.iter("meta"):
-        key = (element.get("property") or element.get("name") or element.get("itemprop") or "").lower()
-        if key and element.get("content") and key not in meta:
-            meta[key] = element.get("content").strip()
-    noarchive = any(
-        noarchive_in(element.get("content", ""))
-        for element in tree.iter("meta")
-        if (element.get("name") or "").lower() in ROBOTS_NAMES
-    )
-    ld = _json_ld_article(tree)
-    headline = tree.xpath("string((//h1)[1])").strip()
-    info = _info_line(tree)
+    markup = _markup(tree)
+    meta = markup.meta
+    ld = _json_ld_article(markup.json_ld)
+    headline = markup.headline.text_content().strip() if markup.headline is not None else ""
+    info = _info_line(markup.heading)
     dated_lines = _short_blocks(tree, DATED_LINE_CHARS)
     lines = [text for text in dated_lines if len(text) <= 60]
     printed = printed_date(dated_lines)
 
-    canonical = tree.xpath("string(//link[@rel='canonical']/@href)").strip()
     metadata = PageMetadata(
         title=first(meta.get("og:title"), meta.get("articletitle"), _ld_text(ld.get("headline")), headline),
-        canonical_url=first(canonical, meta.get("og:url"), url),
+        canonical_url=first(markup.canonical, meta.get("og:url"), url),
         section=first(meta.get("article:section"), meta.get("columnname")),
         tags=split_list(
             first(meta.get("article:tag"), meta.get("keywords"), meta.get("news_keywords")) or ""
         ),
-        noarchive=noarchive,
+        noarchive=markup.noarchive,
     )
     metadata.source = first(
         meta.get("contentsource"), meta.get("source"), _match_group(SOURCE, info, "source")
@@ -182,23 +211,23 @@ def _short_blocks(tree: lxml.html.HtmlElement, most_chars: int) -> list[str]:
     return found
 
 
-def _info_line(tree: lxml.html.HtmlElement) -> str:
+def _info_line(heading: lxml.html.HtmlElement | None) -> str:
     """The line of date/source/author under the headline, where Chinese pages print them."""
-    for heading in tree.xpath("//h1 | //h2[contains(@class, 'title')]")[:1]:
-        texts = []
-        for sibling in heading.itersiblings():
-            if not isinstance(sibling.tag, str):  # comments, processing instructions
-                continue
-            texts.append(" ".join(sibling.text_content().split()))
-            if len(texts) == 3:
-                break
-        return "  ".join(texts)
-    return ""
+    if heading is None:
+        return ""
+    texts = []
+    for sibling in heading.itersiblings():
+        if not isinstance(sibling.tag, str):  # comments, processing instructions
+            continue
+        texts.append(" ".join(sibling.text_content().split()))
+        if len(texts) == 3:
+            break
+    return "  ".join(texts)
 
 
-def _json_ld_article(tree: lxml.html.HtmlElement) -> dict:
-    """The page's first JSON-LD object typed as an Article (NewsArticle...), or ``{}``."""
-    for script in tree.xpath("//script[@type='application/ld+json']/text()"):
+def _json_ld_article(scripts: list[str]) -> dict:
+    """The first JSON-LD object of the page's ``scripts`` typed as an Article (NewsArticle...), or ``{}``."""
+    for script in scripts:
         try:
             data = json.loads(script)
         except (ValueError, RecursionError):
@@ -274,22 +303,31 @@ MONTH_DATES = (
     re.compile(rf"\b{_MONTH}\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s*,?\s*{_YEAR}{_TIME}", re.IGNORECASE),
     re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s*{_YEAR}{_TIME}", re.IGNORECASE),
 )
+_ANY_YEAR = re.compile(r"(?:19|20)\d{2}")  # what DATE and MONTH_DATES need to match
 DATED_LINE_CHARS = 120  # blocks this short may be a dateline; longer ones are prose
 
 
 def printed_date(lines: list[str]) -> str | None:
     """The first date printed in the page's short lines (one with a time of day preferred), as
     ``YYYY-MM-DD[ HH:MM]``: the date a page shows its readers when its markup says none."""
-    dated = []
+    chosen = None
     for line in lines:
+        if not _ANY_YEAR.search(line):  # every date pattern has one: most lines are read once, not thrice
+            continue
         if match := DATE.search(line):
-            dated.append((int(match["y"]), int(match["m"]), int(match["d"]), match["H"], match["M"], None))
+            date = (int(match["y"]), int(match["m"]), int(match["d"]), match["H"], match["M"], None)
         elif match := next(filter(None, (pattern.search(line) for pattern in MONTH_DATES)), None):
             month = _MONTH_NAMES[match["month"].lower()]
-            dated.append((int(match["y"]), month, int(match["d"]), match["H"], match["M"], match["pm"]))
-    if not dated:
+            date = (int(match["y"]), month, int(match["d"]), match["H"], match["M"], match["pm"])
+        else:
+            continue
+        if date[3]:  # the first with a time of day, else the first
+            chosen = date
+            break
+        chosen = chosen or date
+    if chosen is None:
         return None
-    year, month, day, hour, minute, pm = next((date for date in dated if date[3]), dated[0])
+    year, month, day, hour, minute, pm = chosen
     if hour is None:
         return f"{year:04d}-{month:02d}-{day:02d}"
     hour = int(hour) + 12 if pm and int(hour) < 12 else int(hour)

@@ -29,7 +29,10 @@ from pipelines.runtime.jsondata import is_count, loads_bounded
 BLOCK_CHARS = 400  # characters, white space aside; a longer element is a container: its blocks count
 TEMPLATE_PAGES = 3  # a block on this many pages of a site is template
 SPARE_SHARE = 0.9  # of a page's paragraph text: a template that would take more is spared
-MAX_FINGERPRINTS = 20_000  # per site; past this, the blocks seen on one article only are forgotten
+MAX_FINGERPRINTS = 20_000  # per site, kept between runs (SiteTemplate.to_json): the most telling
+MAX_TEMPLATE = 5_000  # per site: the template's fingerprints kept, the smallest (a file makes no bigger one)
+MAX_LEARNING = 10 * MAX_FINGERPRINTS  # per site in memory; past it, bounded as when kept (then by order)
+MAX_PAGES = 2**63 - 1  # what a template's count of pages stops at (pipelines.runtime.jsondata.is_count)
 PARAGRAPH_CHARS = 50  # as furniture's: a <p> this long is article text
 
 _SPACE = re.compile(r"\s+")
@@ -102,13 +105,25 @@ def blocks(tree: lxml.html.HtmlElement) -> Iterator[Block]:
             classes = " ".join(sorted(_DIGITS.sub("0", child.get("class", "")).split()))
             child_path = f"{path}/{child.tag}.{classes}"
             if child.tag in _BLOCK_TAGS:
-                words = child.text_content().split()  # a container's length, without normalising it
-                if not words:
-                    continue
-                if sum(map(len, words)) <= BLOCK_CHARS:
-                    yield _fingerprint(child_path, _normalised(" ".join(words))), child
-                    continue
+                text = child.text_content()
+                # a container by its first characters already: the wrappers around the article
+                # each hold the whole page, and were split into words at every level
+                if _visible_chars(text[:_CONTAINER_PREFIX]) <= BLOCK_CHARS:
+                    words = text.split()
+                    if not words:
+                        continue
+                    if sum(map(len, words)) <= BLOCK_CHARS:
+                        yield _fingerprint(child_path, _normalised(" ".join(words))), child
+                        continue
             stack.append((child, child_path))
+
+
+_CONTAINER_PREFIX = 2 * BLOCK_CHARS
+
+
+def _visible_chars(text: str) -> int:
+    """Characters but white space: a block's length."""
+    return sum(map(len, text.split()))
 
 
 def fingerprints(page_blocks: Iterable[Block]) -> list[int]:
@@ -159,11 +174,15 @@ def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
 class SiteTemplate:
     """What the pages of one site share, learned a page at a time.
 
-    ``seen_on`` keeps, for each fingerprint, the articles it was seen on (up to
-    :data:`TEMPLATE_PAGES`), each by a key the caller gives (its title): an article at several
-    addresses is one article, and its paragraphs do not become the template of its site. Small
-    enough to keep between runs: past :data:`MAX_FINGERPRINTS`, the fingerprints seen on one
-    article only (its text, mostly) are forgotten.
+    ``seen_on`` keeps, for each fingerprint, the articles it was seen on (the
+    :data:`TEMPLATE_PAGES` smallest keys, sorted), each by a key the caller gives (its title): an
+    article at several addresses is one article, and its paragraphs do not become the template of
+    its site. Which articles are kept is no page's order, so the same pages learned in any order,
+    by any number of workers merged, make the same template, as long as nothing is forgotten: a
+    site's learning is bounded only past :data:`MAX_LEARNING` fingerprints in memory, and to
+    :data:`MAX_FINGERPRINTS` when kept (:meth:`to_json`), in an order of their own
+    (:meth:`_ranked`). ``pages``: the pages learned from, summed over the learnings merged (one
+    merged twice counts twice): a sign that something was learned, not a figure to rely on.
     """
 
     pages: int = 0
@@ -171,51 +190,79 @@ class SiteTemplate:
     _template: frozenset[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def learn(self, page_fingerprints: Iterable[int], article: str) -> None:
-        self.pages += 1
+        self.pages = min(self.pages + 1, MAX_PAGES)
         key = _fingerprint("", article)
         for fingerprint in page_fingerprints:
             articles = self.seen_on.get(fingerprint, ())
-            if len(articles) < TEMPLATE_PAGES and key not in articles:
-                self.seen_on[fingerprint] = (*articles, key)
-                if len(articles) + 1 == TEMPLATE_PAGES:
-                    self._template = None
-        if len(self.seen_on) > MAX_FINGERPRINTS:
-            self.seen_on = {k: articles for k, articles in self.seen_on.items() if len(articles) > 1}
+            if key in articles or (len(articles) >= TEMPLATE_PAGES and key > articles[-1]):
+                continue
+            self.seen_on[fingerprint] = tuple(sorted((*articles, key)))[:TEMPLATE_PAGES]
+            if len(articles) + 1 == TEMPLATE_PAGES:
+                self._template = None
+        self._bound(MAX_LEARNING)
+
+    def merge(self, other: SiteTemplate) -> None:
+        """Add what ``other`` learned (another worker's pages, or an earlier crawl's): each
+        fingerprint's articles are the smallest of both, as if one had learned all their pages."""
+        self.pages = min(self.pages + other.pages, MAX_PAGES)  # (a count read back stays one)
+        for fingerprint, theirs in other.seen_on.items():
+            articles = {*self.seen_on.get(fingerprint, ()), *theirs}
+            self.seen_on[fingerprint] = tuple(sorted(articles)[:TEMPLATE_PAGES])
+        self._template = None
+        self._bound(MAX_LEARNING)
+
+    def _bound(self, most: int) -> None:
+        if len(self.seen_on) > most:
+            self.seen_on = self._ranked(MAX_FINGERPRINTS)
+            self._template = None
+
+    def _ranked(self, most: int) -> dict[int, tuple[int, ...]]:
+        """At most ``most`` fingerprints, chosen by what was learned, never by when: the
+        template's (:data:`MAX_TEMPLATE` of them, the smallest), then those seen on most
+        articles, the smallest fingerprint first among equals."""
+        kept: dict[int, tuple[int, ...]] = {}
+        in_template = 0
+        for fingerprint, articles in sorted(self.seen_on.items(), key=lambda item: (-len(item[1]), item[0])):
+            if len(kept) >= most:
+                break
+            if len(articles) >= TEMPLATE_PAGES:
+                if in_template >= MAX_TEMPLATE:
+                    continue
+                in_template += 1
+            kept[fingerprint] = articles
+        return kept
 
     def template(self) -> frozenset[int]:
-        """The fingerprints seen on :data:`TEMPLATE_PAGES` articles (kept until one more is)."""
+        """The fingerprints seen on :data:`TEMPLATE_PAGES` articles, the :data:`MAX_TEMPLATE`
+        smallest (kept until one more is)."""
         if self._template is None:
-            self._template = frozenset(
-                k for k, articles in self.seen_on.items() if len(articles) >= TEMPLATE_PAGES
-            )
+            found = sorted(k for k, articles in self.seen_on.items() if len(articles) >= TEMPLATE_PAGES)
+            self._template = frozenset(found[:MAX_TEMPLATE])
         return self._template
 
-    def more_on_page(
-        self, page_fingerprints: Iterable[int], removed: frozenset[int] = frozenset()
-    ) -> frozenset[int] | None:
-        """The template's blocks on a page that was extracted with only ``removed`` of them taken
-        out (before the template had them), when that is more: the page is extracted again
-        without them. None when the page had all of them out already."""
-        on_page = self.template().intersection(page_fingerprints)
-        return None if on_page <= removed else on_page
-
     def to_json(self) -> bytes:
-        """What is worth keeping: the fingerprints seen on two articles or more."""
-        kept = {f"{k:016x}": articles for k, articles in self.seen_on.items() if len(articles) > 1}
+        """:data:`MAX_FINGERPRINTS` of it (:meth:`_ranked`), those seen on one article included:
+        two workers that each saw a block once have seen it on two articles (:meth:`merge`)."""
+        kept = {f"{k:016x}": articles for k, articles in sorted(self._ranked(MAX_FINGERPRINTS).items())}
         return json.dumps({"pages": self.pages, "seen_on": kept}, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> SiteTemplate:
         """``ValueError`` when ``data`` is not what :meth:`to_json` writes (its caller caps
-        ``data``): a count of pages, fingerprints with the articles they were seen on."""
+        ``data``): a count of pages, fingerprints with the articles they were seen on. Bounded
+        as :meth:`to_json` bounds it, whatever the file holds."""
         try:
             kept = loads_bounded(data, len(data), "JSON")
             pages = kept["pages"]
-            seen_on = {int(k, 16): tuple(v[:TEMPLATE_PAGES]) for k, v in kept["seen_on"].items()}
+            seen_on = {int(k, 16): tuple(sorted(set(v)))[:TEMPLATE_PAGES] for k, v in kept["seen_on"].items()}
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a site template: {exc}") from None
         if not is_count(pages):
             raise ValueError(f"not a site template: pages {str(pages)[:40]!r} is not a count")
-        if not all(is_count(article, 2**64) for articles in seen_on.values() for article in articles):
-            raise ValueError("not a site template: an article is not a fingerprint")
-        return cls(pages, seen_on)
+        if not all(is_count(k, 2**64) for k in seen_on) or not all(
+            is_count(article, 2**64) for articles in seen_on.values() for article in articles
+        ):
+            raise ValueError("not a site template: an article or a block is not a fingerprint")
+        template = cls(pages, seen_on)
+        template.seen_on = template._ranked(MAX_FINGERPRINTS)  # what to_json would have kept of it
+        return template

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from crawler.shared.state import PREFIX, RedisCrawl
 
 
@@ -93,3 +95,34 @@ def test_names_and_numbers_read_back_from_redis_are_checked(client):
     assert crawl.finished()
     other.leave(sealed=True, scope="s", found={})
     assert crawl.leave(sealed=True, scope="s", found={"jzyinliu": 2}) == {"jzyinliu": 2}
+
+
+def test_a_lock_is_held_by_one_worker_expires_with_a_dead_one_and_is_released_only_by_its_holder(client):
+    first, _ = join(client)
+    dying = RedisCrawl(client, first.crawl_id, "dying", timeout=0.05)  # its lock expires at once
+    impatient = RedisCrawl(client, first.crawl_id, "impatient", timeout=0.05)
+    with first.lock("templates") as held:
+        assert held
+        with impatient.lock("templates") as waited_out:  # waits twice its timeout, then goes on
+            assert not waited_out
+    dead = dying.lock("templates")
+    assert dead.__enter__()  # and never leaves: killed holding it
+    with first.lock("templates") as held:  # waits until it expires
+        assert held
+        dead.__exit__(None, None, None)  # a holder whose lock expired removes nothing
+        assert client.exists(first.key("lock:templates"))
+    assert not client.exists(first.key("lock:templates"))  # released by its holder
+
+
+def test_what_the_first_worker_put_is_what_every_worker_reads(client):
+    (first, _), (second, _) = join(client), join(client)
+    assert first.agree("templates", b"first", 5) == b"first" == second.agree("templates", b"second", 5)
+    client.delete(first.key("templates"))  # as the crawl's last worker leaves it: none put it back
+    assert second.agree("templates", b"second", 6) == b"second"
+
+
+def test_what_the_first_worker_put_is_not_read_when_it_is_over_the_bound(client):
+    (first, _), (second, _) = join(client), join(client)
+    first.agree("templates", b"x" * 100, 100)
+    with pytest.raises(ValueError, match="100 bytes in Redis, over 99"):
+        second.agree("templates", b"small", 99)

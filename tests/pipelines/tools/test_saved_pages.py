@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipelines.tools.saved_pages import page_paths
+from pipelines.stages.extraction.template import SiteTemplate
+from pipelines.tools.saved_pages import LearnedPage, page_paths, templates_of_the_others
 from tests.conftest import ARCHIVED, FIXTURES, MIRROR, extract_saved, run_cli
 
 PAGES = FIXTURES / "pages"
@@ -130,6 +131,36 @@ def test_sites_of_fewer_pages_and_pages_without_an_address_are_as_without_urls(t
     records = extract_with_urls(tmp_path, urls, *names)
     alone = extract_saved([TEMPLATE_SITE / n for n in names])
     assert [r["text"] for r in records] == [r["text"] for r in alone]
+
+
+def test_a_pages_own_blocks_do_not_make_its_template(tmp_path):
+    """Three pages of a site: each has two others, so the strap on all three is template of none."""
+    names = ["1.html", "2.html", "3.html"]
+    records = extract_with_urls(tmp_path, {n: f"https://valley.example/{n}" for n in names}, *names)
+    assert all(STRAP in record["text"] for record in records)
+
+
+def test_each_template_is_what_the_other_pages_of_the_site_teach():
+    """Block 1 is on three articles, block 2 on two, block 3 on one article at three addresses
+    (copies), block 4 on four; another site has block 1 too, on one page."""
+    pages = [
+        LearnedPage("a.example", [1, 2, 4], "first"),
+        LearnedPage("a.example", [1, 2, 3, 4], "second"),
+        LearnedPage("a.example", [1, 3, 4], "third"),
+        LearnedPage("a.example", [3, 4], "third"),
+        LearnedPage("a.example", [4], "fourth"),
+        LearnedPage("b.example", [1], "other"),
+        None,
+    ]
+    templates = templates_of_the_others(pages)
+    for index, page in enumerate(pages):
+        others = SiteTemplate()
+        for other in pages[:index] + pages[index + 1 :]:
+            if page and other and other.site == page.site:
+                others.learn(other.fingerprints, other.article)
+        assert templates[index] == others.template(), index
+    assert templates[4] == {1, 4} and templates[0] == {4} and templates[3] == {1, 4}
+    assert templates[5] == templates[6] == frozenset()
 
 
 def test_copies_of_one_article_do_not_make_a_template(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import random
 import subprocess
 import sys
 
@@ -82,28 +84,19 @@ def test_fingerprints_are_the_same_in_every_process():
     assert printed.strip() == str(page_fingerprints("3.html"))
 
 
-def test_a_large_template_forgets_what_one_article_had(monkeypatch):
+def test_a_large_template_kept_forgets_what_one_article_had(monkeypatch):
     unbounded = learned("1.html", "2.html", "3.html", "4.html")
     monkeypatch.setattr(site_template, "MAX_FINGERPRINTS", len(unbounded.seen_on) - 1)
-    bounded = learned("1.html", "2.html", "3.html", "4.html")
-    assert len(bounded.seen_on) < len(unbounded.seen_on)
-    assert bounded.template() == unbounded.template() != frozenset()
+    in_memory = learned("1.html", "2.html", "3.html", "4.html")
+    assert in_memory == unbounded  # bounded only when kept
+    kept = SiteTemplate.from_json(in_memory.to_json())
+    assert len(kept.seen_on) == len(unbounded.seen_on) - 1
+    assert kept.template() == unbounded.template() != frozenset()
 
 
 @pytest.mark.parametrize("name", ["1.html", "4.html"])
 def test_a_site_of_one_page_is_left_as_it_was(name):
     assert text(name, learned(name)) == text(name)
-
-
-def test_a_page_is_extracted_again_only_for_template_blocks_it_did_not_have_removed():
-    """The crawl's warm-up pages and `extract --urls-file` ask this of each page's blocks."""
-    template, page = learned("1.html", "2.html", "3.html"), page_fingerprints("4.html")
-    on_page = template.template().intersection(page)
-    assert on_page  # the site's template is on its fourth page
-    assert template.more_on_page(page) == template.more_on_page(page, frozenset()) == on_page
-    assert template.more_on_page(page, on_page) is None
-    assert template.more_on_page(page, on_page - {min(on_page)}) == on_page
-    assert SiteTemplate().more_on_page(page) is None  # nothing learned: nothing to take out
 
 
 @pytest.mark.parametrize(
@@ -120,3 +113,118 @@ def test_a_template_read_back_is_the_one_written():
         learned.learn([1, 2, 2**64 - 1], article)
     again = SiteTemplate.from_json(learned.to_json())
     assert again.pages == 3 and again.template() == learned.template() == {1, 2, 2**64 - 1}
+
+
+def merged(*parts: SiteTemplate) -> SiteTemplate:
+    whole = SiteTemplate()
+    for part in parts:
+        whole.merge(part)
+    return whole
+
+
+@pytest.mark.parametrize("split", [("1.html", "3.html"), ("1.html",), ("2.html", "3.html", "4.html")])
+def test_learning_merged_from_two_workers_is_the_learning_of_all_pages_in_one(split):
+    """Whichever worker saw which pages: the same template, in either order, merged once or twice."""
+    pages = ("1.html", "2.html", "3.html", "4.html")
+    first, second = learned(*split), learned(*(name for name in pages if name not in split))
+    whole = learned(*pages)
+    assert whole.template()  # the strap and the support line
+    assert merged(first, second).template() == merged(second, first).template() == whole.template()
+    assert merged(first, second).seen_on == merged(second, first).seen_on  # which articles are kept too
+    assert merged(first, second, second, first).seen_on == merged(first, second).seen_on
+    assert merged(first, second).pages == 4
+    assert text("4.html", merged(first, second)) == text("4.html", whole) != text("4.html")
+
+
+def test_a_template_read_back_keeps_the_blocks_seen_on_one_article():
+    """Two workers that each saw a block once saw it on two articles; with a third, it is template."""
+    first, second, third = SiteTemplate(), SiteTemplate(), SiteTemplate()
+    for worker, article in ((first, "a"), (second, "b"), (third, "c")):
+        worker.learn([7], article)
+    kept = [SiteTemplate.from_json(worker.to_json()) for worker in (first, second)]
+    assert kept == [first, second]
+    assert merged(*kept).template() == frozenset()
+    assert merged(*kept, third).template() == {7}
+
+
+def test_a_template_kept_holds_its_template_then_the_blocks_on_most_articles_then_the_smallest(
+    monkeypatch,
+):
+    monkeypatch.setattr(site_template, "MAX_FINGERPRINTS", 6)
+    monkeypatch.setattr(site_template, "MAX_TEMPLATE", 2)
+    seen_on = {
+        12: (1, 2, 3),
+        11: (1, 2, 3),
+        10: (4, 5, 6),
+        21: (1, 2),
+        20: (1, 2),
+        31: (1,),
+        30: (1,),
+        5: (1,),
+    }
+    kept = SiteTemplate.from_json(SiteTemplate(seen_on=seen_on).to_json())
+    assert kept.seen_on == {k: seen_on[k] for k in (10, 11, 20, 21, 5, 30)}
+    assert kept.template() == SiteTemplate(seen_on=seen_on).template() == {10, 11}  # the smallest
+
+
+def test_a_template_file_cannot_make_a_larger_template_than_a_crawl_keeps(monkeypatch):
+    monkeypatch.setattr(site_template, "MAX_TEMPLATE", 5)
+    hostile = {"pages": 1, "seen_on": {f"{k:016x}": [1, 2, 3] for k in range(50)}}
+    kept = SiteTemplate.from_json(json.dumps(hostile).encode())
+    assert kept.template() == set(range(5)) and len(kept.seen_on) == 5
+
+
+def test_learning_keeps_the_smallest_articles_of_a_block_whatever_their_order():
+    forward, backward = SiteTemplate(), SiteTemplate()
+    articles = [f"article {n}" for n in range(6)]
+    for article in articles:
+        forward.learn([7], article)
+    for article in reversed(articles):
+        backward.learn([7], article)
+    assert forward.seen_on == backward.seen_on and len(forward.seen_on[7]) == site_template.TEMPLATE_PAGES
+    assert forward.seen_on[7] == tuple(sorted(forward.seen_on[7]))
+
+
+def test_the_template_kept_is_no_pages_order_nor_workers_number(monkeypatch):
+    """More blocks than a template keeps: in order, in reverse, by two workers merged, or saved by
+    one and merged by the other, the same file (what ../review40/bound_order.py found otherwise)."""
+    monkeypatch.setattr(site_template, "MAX_FINGERPRINTS", 200)  # 323 seen; each half under it
+    draw = random.Random(1)
+    pages = [
+        (
+            [draw.getrandbits(64) for _ in range(8)] + [1, 2] + ([3] if n in (5, 30, 39) else []),
+            f"article {n}",
+        )
+        for n in range(40)
+    ]
+
+    def learned_from(order: list[tuple[list[int], str]]) -> SiteTemplate:
+        template = SiteTemplate()
+        for page_fingerprints, article in order:
+            template.learn(page_fingerprints, article)
+        return template
+
+    kept = learned_from(pages).to_json()
+    assert SiteTemplate.from_json(kept).template() == {1, 2, 3}
+    assert len(SiteTemplate.from_json(kept).seen_on) == 200
+    assert learned_from(pages[::-1]).to_json() == kept
+    first, second = learned_from(pages[0::2]), learned_from(pages[1::2])
+    assert merged(first, second).to_json() == merged(second, first).to_json() == kept
+    assert merged(SiteTemplate.from_json(first.to_json()), second).to_json() == kept
+
+
+def test_learning_in_memory_is_bounded_past_its_cap(monkeypatch):
+    monkeypatch.setattr(site_template, "MAX_FINGERPRINTS", 10)
+    monkeypatch.setattr(site_template, "MAX_LEARNING", 50)
+    template = SiteTemplate()
+    for article in ("a", "b", "c"):
+        template.learn([1, 2], article)
+    for n in range(60):
+        template.learn([100 + n], f"page {n}")
+        assert len(template.seen_on) <= 50
+    assert template.template() == {1, 2} and len(template.seen_on) < 50
+
+
+def test_pages_merged_stay_a_count_a_template_read_back_takes():
+    largest = SiteTemplate(pages=site_template.MAX_PAGES)
+    assert SiteTemplate.from_json(merged(largest, largest).to_json()).pages == site_template.MAX_PAGES
