@@ -18,8 +18,10 @@ anyway instead of a second readability run.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections import Counter
+from collections.abc import Callable
 from itertools import chain
 
 import lxml.html
@@ -117,7 +119,9 @@ class _ParsedDocument(Document):
     def transform_misused_divs_into_paragraphs(self) -> None:
         """readability-lxml 0.9's, but a div is told to hold a block by the names of the elements
         under it: readability serialises all a div holds and searches the markup for those names,
-        and every wrapper holds the whole page again (a fifth of its time on deep pages).
+        and every wrapper holds the whole page again (a fifth of its time on deep pages). The
+        same answer needs a tree without comments (readability would find a name in one): the
+        loader's parser drops them (``remove_comments``).
         ``tests/pipelines/stages/test_extraction.py`` checks the trees are readability's."""
         for div in self.tags(self.html, "div"):
             if not any(
@@ -292,12 +296,16 @@ def _inside_article(
     found = [elements.get(key) for key in keys]
     last = found[max(i for i, agreed in enumerate(agrees) if agreed)] if after else None
     container = last.getparent() if last is not None else None
+    # one answer per element: the lines after a <br> in one big element all find that element
+    is_part = functools.cache(_is_article_part)
     continued = [
         i
         for i in after
-        if found[i] is not None and container is not None and _continues(found[i], lines[i], container)
+        if found[i] is not None
+        and container is not None
+        and _continues(found[i], lines[i], container, is_part)
     ]
-    return _in_block(found, line_tokens, agrees, candidates) + continued
+    return _in_block(found, line_tokens, agrees, candidates, is_part) + continued
 
 
 def _in_block(
@@ -305,6 +313,7 @@ def _in_block(
     line_tokens: list[Counter[str]],
     agrees: list[bool],
     candidates: list[int],
+    is_part: Callable[[lxml.html.HtmlElement, lxml.html.HtmlElement], bool],
 ) -> list[int]:
     """The candidate lines whose element (``found``) lies in the block that holds the confirmed
     lines, and is not a link.
@@ -325,21 +334,26 @@ def _in_block(
     confirmed_size = sum(tokens.total() for tokens, agreed in zip(line_tokens, agrees, strict=True) if agreed)
     if confirmed_size < ARTICLE_CONFIRMED * _tokens(block.text_content()).total():
         return []
-    return [i for i in candidates if found[i] is not None and _is_article_part(found[i], block)]
+    return [i for i in candidates if found[i] is not None and is_part(found[i], block)]
 
 
-def _continues(element: lxml.html.HtmlElement, line: str, container: lxml.html.HtmlElement) -> bool:
+def _continues(
+    element: lxml.html.HtmlElement,
+    line: str,
+    container: lxml.html.HtmlElement,
+    is_part: Callable[[lxml.html.HtmlElement, lxml.html.HtmlElement], bool],
+) -> bool:
     """A line after the last confirmed one that goes on with the article: its element is in the
     confirmed line's container through text markup only (a paragraph, a heading, a list item,
     not a box of its own: a call to act, a related list), not a link, and a heading, a list
-    item or a sentence (not an info line ending in brackets, as a caption or "(read: 3727)")."""
+    item or a sentence (not an info line ending in brackets, as a caption or "(views: 120)")."""
     if element.tag not in _CONTINUING_TAGS and (
         not SENTENCE_END.search(line) or line.rstrip().endswith((")", "）"))
     ):
         return False
     for ancestor in (element, *element.iterancestors()):
         if ancestor is container:
-            return _is_article_part(element, container)
+            return is_part(element, container)
         if ancestor.tag not in _TEXT_MARKUP:
             return False
     return False

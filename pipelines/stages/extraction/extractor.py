@@ -11,6 +11,7 @@ then moves metadata lines (editor, reviewers, source) out of the text and drops 
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from dataclasses import dataclass
@@ -92,6 +93,10 @@ trafilatura.utils.HTML_PARSER = _PARSER
 _FONT_TAG = re.compile(r"</?font(?:\s[^>]*)?>", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<html[\s>]", re.IGNORECASE)
 _HEAD_TAGS = ("title", "meta", "link", "base")  # of the markup before <html>: the page's head
+MAX_HEAD_TAGS = 100  # of them moved to the head; the rest stay where they are (no text)
+_DOCUMENT_TAGS = re.compile(
+    r"<!doctype[^>]*>|<\?xml[^>]*>|</?(?:html|head|body)(?:\s[^>]*)?/?>", re.IGNORECASE
+)
 # a page nested past the parser's limit keeps its markup this deep, its text below (libxml2's own
 # limit without huge_tree: a page past 2048 levels is nested by accident or on purpose)
 FLAT_DEPTH = 256
@@ -208,16 +213,27 @@ def _load_from_html_tag(markup: str) -> tuple[lxml.html.HtmlElement, bool] | Non
     body = loaded[0].find("body") if loaded[0] is not None else None
     if body is None:
         return None
-    before = lxml.html.fragment_fromstring(markup[: start.start()], create_parent="div", parser=_PARSER)
+    # a document's own tags in it (a second doctype, <html/>) would make lxml parse it as a
+    # document of its own, not as the fragment it is
+    prefix = _DOCUMENT_TAGS.sub("", markup[: start.start()])
+    try:
+        before = lxml.html.fragment_fromstring(prefix, create_parent="div", parser=_PARSER)
+    except (AssertionError, lxml.etree.ParserError):  # lxml's fragment parser refuses it: left out
+        return loaded
     lxml.etree.strip_elements(before, "script", "style", "noscript", with_tail=False)
     head = loaded[0].find("head")
     if head is None:
         head = loaded[0].makeelement("head")
         loaded[0].insert(0, head)
-    for position, element in enumerate(list(before.iter(*_HEAD_TAGS))):
-        element.drop_tree()  # its tail stays where it was
+    # moved with remove(), not drop_tree(): drop_tree appends each one's tail to its neighbour's,
+    # a copy of an ever longer string per element
+    tails = []
+    for position, element in enumerate(itertools.islice(before.iter(*_HEAD_TAGS), MAX_HEAD_TAGS)):
+        tails.append(element.tail or "")
         element.tail = None
+        element.getparent().remove(element)
         head.insert(position, element)
+    before.text = "".join(tails) + (before.text or "")
     if before.text_content().replace("\ufeff", "").strip():
         body.insert(0, before)
     return loaded

@@ -83,9 +83,18 @@ def test_xhtml_with_an_xml_declaration_is_read():
     assert result.text.startswith("The city council voted on Tuesday")
 
 
-@pytest.mark.parametrize("page", ["script_before_html", "warning_before_html"])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "script_before_html",
+        "warning_before_html",
+        "doctype_and_script_before_html",
+        "empty_html_tag_before_html",
+    ],
+)
 def test_markup_before_the_html_tag_does_not_hide_the_article(page):
-    """A script before ``<html>`` left libxml2 in ``<head>`` to the end of the page: no body, no text."""
+    """A script before ``<html>`` left libxml2 in ``<head>`` to the end of the page: no body, no
+    text. A doctype or an ``<html/>`` before it made lxml read it as a document (it raised)."""
     result = extract((PAGES / f"{page}.html").read_bytes(), "https://news.example.org/a/6.html")
     assert result.metadata.title == "Harbour ferry returns after two years"
     assert result.text.startswith("The harbour ferry between the old town and the island")
