@@ -173,25 +173,25 @@ class TemplateLearning:
         deletes = True  # until the store refuses one: then none is asked again this crawl
         for done, outlet_id in enumerate(learned):
             with lock(outlet_id):
-                deletes = self._saved(store, spool, template_key(outlet_id, crawl_id), outlet_id, deletes)
-            if deletes is None:
+                saved = self._saved(store, spool, template_key(outlet_id, crawl_id), outlet_id, deletes)
+            if isinstance(saved, StoreError):
                 # the rest are not tried: each would wait out the same failing store (its
-                # timeouts and retries) before the crawl could end
-                logger.warning("the templates of %s not kept", ", ".join(learned[done:]))
+                # timeouts and retries) before the crawl could end; one warning names them all
+                logger.warning("the templates of %s not kept (%s)", ", ".join(learned[done:]), saved)
                 return
+            deletes = saved
 
-    def _saved(self, store: Store, spool: Path, key: str, outlet_id: str, deletes: bool) -> bool | None:
+    def _saved(self, store: Store, spool: Path, key: str, outlet_id: str, deletes: bool) -> bool | StoreError:
         """One outlet's template saved as ``key``: the newest :data:`TEMPLATES_PER_OUTLET` of its
         templates read and merged with what this crawl learned, written, and deleted. The older
         ones are deleted unread: no crawl reads them. Never a file more than the bound: when the
         folder is full, the oldest goes first, and nothing is written if the store refuses (unless
         it deleted some: the folder does not grow).
-        Whether deletes still work; None when the store failed (listing or writing)."""
+        Whether deletes still work; the store's error when it failed (listing or writing)."""
         try:
             keys = newest_templates(outlet_template_keys(store, [outlet_id]))[0].get(outlet_id, [])
         except StoreError as exc:
-            logger.warning("the templates of %s not listed (%s)", outlet_id, exc)
-            return None
+            return exc
         template, merged = merged_template(store, keys[:TEMPLATES_PER_OUTLET], [])
         template.merge(self.learned[outlet_id])
         beyond = keys[TEMPLATES_PER_OUTLET:]
@@ -213,20 +213,20 @@ class TemplateLearning:
                 len(keys) - freed,
             )
             return deletes
-        if not self._written(store, spool, key, template):
-            return None
+        if (failed := self._written(store, spool, key, template)) is not None:
+            return failed
         return deletes and _deleted(store, deletable[len(asked) :]) == len(deletable) - len(asked)
 
     @staticmethod
-    def _written(store: Store, spool: Path, key: str, template: SiteTemplate) -> bool:
+    def _written(store: Store, spool: Path, key: str, template: SiteTemplate) -> StoreError | None:
+        """The store's error, or None once ``key`` holds the template."""
         with tempfile.NamedTemporaryFile(dir=spool, prefix="template-", delete=False) as handle:
             handle.write(template.to_json())
         try:
             ensure_held(store)
             store.publish(Path(handle.name), key)
         except StoreError as exc:
-            logger.warning("%s not written (%s)", key, exc)
-            return False
+            return exc
         finally:
             Path(handle.name).unlink(missing_ok=True)
-        return True
+        return None
