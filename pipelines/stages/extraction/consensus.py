@@ -168,7 +168,10 @@ def readability_text(tree: lxml.html.HtmlElement, document: type[Document] = _Pa
         return ""
     if not summary.strip():
         return ""
-    fragment = lxml.html.fragment_fromstring(summary, create_parent="div", parser=_SUMMARY_PARSER)
+    try:
+        fragment = lxml.html.fragment_fromstring(summary, create_parent="div", parser=_SUMMARY_PARSER)
+    except (AssertionError, etree.ParserError):  # a summary of a page with no body ("<html></html>")
+        return ""
     for element in fragment.iter(*_BLOCKS):
         element.tail = "\n" + (element.tail or "")
     lines = (" ".join(line.split()) for line in fragment.text_content().splitlines())
