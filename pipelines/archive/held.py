@@ -139,9 +139,9 @@ def _time(micros: int) -> datetime | None:
 class _Names:
     """Distinct strings (part keys, outcomes) numbered in the order they come."""
 
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.codes: dict[str, int] = {}
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = list(names or [])
+        self.codes: dict[str, int] = {name: code for code, name in enumerate(self.names)}
 
     def code(self, name: str | None) -> int:
         if name is None:
@@ -273,9 +273,19 @@ _DTYPES = {
 _EMPTY = {name: np.zeros(0, dtype) for name, dtype in _DTYPES.items()}
 
 
-def _find(first: np.ndarray, rest: list[np.ndarray], key: tuple[int, ...]) -> int:
-    """The row of ``key`` in sorted columns, or -1."""
-    row = int(first.searchsorted(np.uint64(key[0])))  # a NumPy scalar: a Python int would compare as float
+def _find(
+    first: np.ndarray, rest: list[np.ndarray], key: tuple[int, ...], fences: np.ndarray | None = None
+) -> int:
+    """The row of ``key`` in sorted columns, or -1. With ``fences`` (every :data:`FENCE`-th value of
+    ``first``) only the stretch of ``first`` between two fences is searched: a column mapped from
+    a file is read a page or two a lookup, not the ~20 pages of a binary search over all of it."""
+    wanted = np.uint64(key[0])  # a NumPy scalar: a Python int would compare as float
+    if fences is None:
+        row = int(first.searchsorted(wanted))
+    else:
+        fence = int(fences.searchsorted(wanted))  # fences[fence - 1] < wanted <= fences[fence]
+        start = max(fence - 1, 0) * FENCE
+        row = start + int(first[start : fence * FENCE + 1].searchsorted(wanted))
     while row < len(first) and first.item(row) == key[0]:
         if all(column.item(row) == part for column, part in zip(rest, key[1:], strict=True)):
             return row
@@ -382,6 +392,94 @@ def _merged(parts: list[_Tables]) -> _Tables:
     return merged
 
 
+class Segment:
+    """One layer of sorted arrays (:class:`_Tables`, one row per key) and the names its codes
+    stand for: an index file's entries, built once (:meth:`HeldIndex.frozen`) and never changed
+    after, held in memory or mapped from a file (pipelines/archive/index_cache.py); or the
+    arrays a :class:`HeldIndex` merges its own entries into."""
+
+    __slots__ = ("arrays", "fences", "files", "odd_ids", "outcomes")
+
+    def __init__(
+        self,
+        arrays: _Tables,
+        files: _Names,
+        outcomes: _Names,
+        odd_ids: dict[Words, str],
+        fences: dict[str, np.ndarray] | None = None,
+    ):
+        self.arrays, self.files, self.outcomes, self.odd_ids = arrays, files, outcomes, odd_ids
+        self.fences = fences or {}  # of the sorted first words (a0, u0, t0, v0): see _find
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: dict[str, np.ndarray],
+        files: list[str],
+        outcomes: list[str],
+        odd_ids: list[str],
+        fences: dict[str, np.ndarray],
+    ) -> Segment:
+        """A segment of :data:`COLUMNS` (checked by the caller: sorted, pointers in range) and
+        the fences of its sorted columns (every :data:`FENCE`-th value)."""
+        odd = {_words(i): i for i in odd_ids}
+        return cls(_Tables(**columns), _Names(files), _Names(outcomes), odd, fences)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self.arrays, name) for name in COLUMNS}
+
+    def rows(self) -> int:
+        return self.arrays.rows()
+
+    def article_row(self, words: Words) -> int:
+        arrays = self.arrays
+        return _find(arrays.a0, [arrays.a1, arrays.a2, arrays.a3], words, self.fences.get("a0"))
+
+    def text_row(self, text: Short) -> int:
+        return _find(self.arrays.t0, [self.arrays.t1], text, self.fences.get("t0"))
+
+    def url_row(self, key: Short) -> int:
+        return _find(self.arrays.u0, [self.arrays.u1], key, self.fences.get("u0"))
+
+    def state(self, row: int) -> _Added:
+        arrays = self.arrays
+        text = arrays.a_text.item(row)
+        return _Added(
+            self.files.name(arrays.a_file.item(row)),
+            arrays.a_version.item(row),
+            arrays.a_last.item(row),
+            None if text < 0 else (arrays.t0.item(text), arrays.t1.item(text)),
+        )
+
+    def words(self, row: int) -> Words:
+        arrays = self.arrays
+        return arrays.a0.item(row), arrays.a1.item(row), arrays.a2.item(row), arrays.a3.item(row)
+
+    def visit(self, key: Short) -> tuple[str, int] | None:
+        """The outcome and time of this URL's latest visit in the segment."""
+        row = _find(self.arrays.v0, [self.arrays.v1], key, self.fences.get("v0"))
+        if row < 0:
+            return None
+        return self.outcomes.name(self.arrays.v_outcome.item(row)), self.arrays.v_last.item(row)
+
+
+FENCE = (
+    512  # one value in this many of a mapped segment's sorted keys is held in memory (a 4 KB page of them)
+)
+COLUMNS = tuple(_DTYPES)  # a segment's arrays, by name (each a 1-D array of its dtype in _DTYPES)
+COLUMN_DTYPES = dict(_DTYPES)
+
+
+def _newer(state: _Added | None, found: _Added) -> _Added:
+    """Two states of an article, the second added later: the highest version; of one version,
+    the first added gives part and text, the latest fetch counts (as :func:`_merged` keeps)."""
+    if state is None or found.version > state.version:
+        return found
+    if found.version == state.version and found.last > state.last:
+        state.last = found.last
+    return state
+
+
 def _locked(method: _Method) -> _Method:
     """The method, run holding its index's lock."""
 
@@ -396,10 +494,17 @@ def _locked(method: _Method) -> _Method:
 class HeldIndex:
     """What the archive holds: article id -> :class:`Held`, URL key -> article, text hash -> the
     article first archived with it, URL key -> :class:`Visit`; entries added in bulk
-    (:meth:`add_table`) or one at a time (:meth:`add`), looked up by key."""
+    (:meth:`add_table`) or one at a time (:meth:`add`), looked up by key.
+
+    Before anything is added, whole index files may be added as :class:`Segment` layers
+    (:meth:`add_segment`, in the order their entries count): a lookup asks each layer, then the
+    arrays and dicts of what was added since, and combines what they say as a merge would. A
+    crawl maps the big ones from files, so that what it holds in memory does not grow with the
+    archive."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._segments: list[Segment] = []  # layers added whole, oldest first; never merged
         self._arrays = _Tables.empty()
         self._waiting: list[_Tables] = []  # chunks of tables added, merged at the next lookup
         self._files = _Names()
@@ -412,6 +517,40 @@ class HeldIndex:
         self._added_visits: dict[Short, tuple[int, int]] = {}  # outcome code, last fetched
 
     # ---- adding
+
+    @_locked
+    def takes_segments(self) -> bool:
+        """Nothing was added but segments: one more may come (:meth:`add_segment`)."""
+        return not (self._arrays.rows() or self._waiting or self._added or self._added_visits)
+
+    @_locked
+    def has_entries(self) -> bool:
+        return bool(self._segments) or not self.takes_segments()
+
+    @_locked
+    def add_segment(self, segment: Segment) -> None:
+        """A layer whose entries count after those of the layers before it; only before
+        anything is added otherwise (what is added counts after every layer)."""
+        if not self.takes_segments():
+            raise ValueError("a segment is added before any entry")
+        self._segments.append(segment)
+        self._odd_ids.update(segment.odd_ids)
+
+    @_locked
+    def frozen(self) -> Segment:
+        """What was added, as one segment (the index is not to be added to afterwards)."""
+        if self._segments:
+            raise ValueError("an index of segments is no segment")
+        self._stage_added()
+        self._merge()
+        return Segment(self._arrays, self._files, self._outcomes, self._odd_ids)
+
+    def _own(self) -> Segment:
+        """The arrays merged from what was added (not a segment of it), as a layer."""
+        return Segment(self._arrays, self._files, self._outcomes, self._odd_ids)
+
+    def _layers(self) -> list[Segment]:
+        return [*self._segments, self._own()]
 
     @_locked
     def add_table(self, table: pa.Table | pa.RecordBatch) -> None:
@@ -456,22 +595,20 @@ class HeldIndex:
         self._added[words] = state
         if key:
             self._added_urls[_short(key)] = words
-        if text is not None and text not in self._added_texts and self._text_row(text) < 0:
+        if text is not None and text not in self._added_texts and not self._holds_text(text):
             self._added_texts[text] = words
 
     def _held_state(self, words: Words) -> _Added | None:
-        row = self._article_row(words)
-        return None if row < 0 else self._row_state(row)
+        """An article's state as the layers hold it, combined in their order."""
+        state = None
+        for layer in self._layers():
+            row = layer.article_row(words)
+            if row >= 0:
+                state = _newer(state, layer.state(row))
+        return state
 
-    def _row_state(self, row: int) -> _Added:
-        arrays = self._arrays
-        text = arrays.a_text.item(row)
-        return _Added(
-            self._files.name(arrays.a_file.item(row)),
-            arrays.a_version.item(row),
-            arrays.a_last.item(row),
-            None if text < 0 else (arrays.t0.item(text), arrays.t1.item(text)),
-        )
+    def _holds_text(self, text: Short) -> bool:
+        return any(layer.text_row(text) >= 0 for layer in self._layers())
 
     def _chunk(self, batch: pa.RecordBatch) -> _Tables:
         """A batch's entries as columns in the order added, no Python object per row (each
@@ -599,9 +736,10 @@ class HeldIndex:
         """The article first archived with this text."""
         self._merge()
         text = _short(text_hash)
-        row = self._text_row(text)
-        if row >= 0:
-            return self._article_id(self._row_words(int(self._arrays.t_article[row])))
+        for layer in self._layers():
+            row = layer.text_row(text)
+            if row >= 0:
+                return self._article_id(layer.words(layer.arrays.t_article.item(row)))
         words = self._added_texts.get(text)
         return None if words is None else self._article_id(words)
 
@@ -618,29 +756,42 @@ class HeldIndex:
         state = self._url_state(key)
         if state is not None and state.last > last:  # fetched since (a null time: never known later)
             return None
-        return Visit(self._outcomes.name(outcome), _time(last))
+        return Visit(outcome, _time(last))
 
     @_locked
     def __len__(self) -> int:
         """Articles held."""
         self._stage_added()
         self._merge()
-        return len(self._arrays.a0)
+        if not self._segments:
+            return len(self._arrays.a0)
+        return len(self._distinct_articles())
 
     def __iter__(self) -> Iterator[str]:
         """Every article id held (a Python string each: for tools and tests, not for a crawl)."""
         with self._lock:
             self._stage_added()
             self._merge()
-            ids = [self._article_id(self._row_words(row)) for row in range(len(self._arrays.a0))]
+            words = self._distinct_articles()
+            ids = [self._article_id(tuple(row)) for row in words.tolist()]
         return iter(ids)
 
-    def _visit(self, key: Short) -> tuple[int, int] | None:
-        visit = self._added_visits.get(key)
-        if visit is None:
-            row = _find(self._arrays.v0, [self._arrays.v1], key)
-            if row >= 0:
-                visit = int(self._arrays.v_outcome[row]), int(self._arrays.v_last[row])
+    def _distinct_articles(self) -> np.ndarray:
+        """The article digests of every layer, once each, sorted ``(rows, 4)``."""
+        layers = [layer.arrays for layer in self._layers()]
+        words = np.stack([np.concatenate([getattr(a, f"a{n}") for a in layers]) for n in range(4)], axis=1)
+        return np.unique(words, axis=0)
+
+    def _visit(self, key: Short) -> tuple[str, int] | None:
+        """A URL's latest visit (outcome, time): of two at one time, the one added last."""
+        added = self._added_visits.get(key)
+        if added is not None:
+            return self._outcomes.name(added[0]), added[1]
+        visit = None
+        for layer in self._layers():
+            found = layer.visit(key)
+            if found is not None and (visit is None or found[1] >= visit[1]):
+                visit = found
         return visit
 
     def _state(self, words: Words) -> _Added | None:
@@ -657,26 +808,11 @@ class HeldIndex:
         words = self._added_urls.get(key)
         if words is not None:
             return self._state(words)
-        row = _find(self._arrays.u0, [self._arrays.u1], key)
-        if row < 0:
-            return None
-        article = self._arrays.u_article.item(row)
-        if self._added:
-            state = self._added.get(self._row_words(article))
-            if state is not None:
-                return state
-        return self._row_state(article)
-
-    def _article_row(self, words: Words) -> int:
-        arrays = self._arrays
-        return _find(arrays.a0, [arrays.a1, arrays.a2, arrays.a3], words)
-
-    def _text_row(self, text: Short) -> int:
-        return _find(self._arrays.t0, [self._arrays.t1], text)
-
-    def _row_words(self, row: int) -> Words:
-        arrays = self._arrays
-        return arrays.a0.item(row), arrays.a1.item(row), arrays.a2.item(row), arrays.a3.item(row)
+        for layer in reversed(self._layers()):  # the URL leads where the entry added last says
+            row = layer.url_row(key)
+            if row >= 0:
+                return self._state(layer.words(layer.arrays.u_article.item(row)))
+        return None
 
     def _article_id(self, words: Words) -> str:
         return self._odd_ids.get(words) or _hex(words)

@@ -64,6 +64,7 @@ against its size before a row is decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -78,7 +79,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.held import Held, HeldIndex, Visit
+from pipelines.archive.held import Held, HeldIndex, Segment, Visit
+from pipelines.archive.index_cache import CACHE_MIN_ROWS, Cached, IndexCache
 from pipelines.archive.keys import (
     INDEX,
     MANIFESTS,
@@ -253,8 +255,9 @@ class ArchiveIndex:
     file (and each manifest it still needs) once however often it looks again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cache: IndexCache | None = None) -> None:
         self.held_index = HeldIndex()  # the entries, as sorted arrays (pipelines/archive/held.py)
+        self.cache = cache  # copies of big index files read before (pipelines/archive/index_cache.py)
         self.complete = False  # the store was read (False: unreadable, the spool is all we know)
         self.damaged: list[str] = []  # objects read around, one line each: what the run reports
         self.newest_manifest = ""  # key of the newest run's manifest (crawl ids sort by time)
@@ -276,6 +279,7 @@ class ArchiveIndex:
         self._covered_files: set[str] = set()  # parts an index file or a manifest read names
         self._sealed_crawls: set[str] = set()  # crawls whose manifest was listed
         self._listed_manifests = ""  # the newest manifest key listed: the next listing starts after it
+        self._checked: dict[str, CheckedIndexFile] = {}  # what each index file read says of itself
 
     def __contains__(self, article_id: str) -> bool:
         return article_id in self.held_index
@@ -300,10 +304,11 @@ class ArchiveIndex:
         Lists ``_index/`` and the manifests after the newest key already accounted for; the whole
         archive only when parts may be in no index file (see the module's docstring). ``own_crawl``:
         the crawl the caller is publishing, whose parts it knows (its open marker is no news)."""
-        index_keys = list(store.object_keys(f"{INDEX}/"))
+        tags = store.object_tags(f"{INDEX}/")
+        index_keys = list(tags)
         self.index_listing = index_keys
         lost = self._lost_files
-        self._read_index_files(store, index_keys)
+        self._read_index_files(store, index_keys, tags)
         after = max(self._listed_manifests, self.through or "")
         # the newest run's manifest (its discovery validators): listed, or the one a base names
         self.newest_manifest = max(self.newest_manifest, self.through or "")
@@ -400,7 +405,7 @@ class ArchiveIndex:
                 self.retired_markers.add(key)
         return markers
 
-    def _read_index_files(self, store: Store, index_keys: list[str]) -> None:
+    def _read_index_files(self, store: Store, index_keys: list[str], tags: dict[str, str]) -> None:
         """Read the live index files not read yet: every base no other base replaces, newest
         first (a base replaces only older ones), then the deltas no base holds; added to the
         index bases first, oldest first. A damaged one is noted in :attr:`damaged` and its
@@ -410,16 +415,21 @@ class ArchiveIndex:
         anything of it counts, then added with only the columns the index holds, a row group at a
         time, the strings of few values left
         as dictionaries (decoding them imports pyarrow.compute): a run never holds an index file,
-        its bytes or its rows as Python strings (at a million entries that was several hundred MB)."""
+        its bytes or its rows as Python strings (at a million entries that was several hundred MB).
+
+        With a :attr:`cache`, the first files a run reads become layers of the index
+        (:meth:`HeldIndex.add_segment`) and the big ones are kept: a file kept by an earlier run
+        is mapped from its copy, neither downloaded nor checked again."""
+        layered = self.cache is not None and self.held_index.takes_segments()
         with tempfile.TemporaryDirectory(prefix="newsarchive-index-") as folder:
-            read: list[tuple[str, Path]] = []
+            read: list[tuple[str, Path | Cached]] = []
             for base in reversed(_by_crawl(k for k in index_keys if is_key(k, "base"))):
                 if base in self._read or base in self._merged:
                     continue
                 self._read.add(base)
                 try:
-                    path = _fetched(store, base, Path(folder) / f"{len(read)}-base")
-                    checked_file = checked_index_file(path, base)
+                    found = self._found(store, base, tags, Path(folder) / f"{len(read)}-base", layered)
+                    checked_file = self._checked[base]
                     _check_claims(base, checked_file)
                 except Damaged as exc:
                     self._lost(exc, base)
@@ -428,33 +438,93 @@ class ArchiveIndex:
                 self.bases[base] = LiveBase(
                     checked_file.rows, checked_file.through, checked_file.group_rows > _INDEX_BATCH
                 )
-                read.insert(0, (base, path))
+                read.insert(0, (base, found))
             self.through = max((b.through for b in self.bases.values() if b.through), default=None)
             for key in sorted(k for k in index_keys if is_key(k, "delta")):
                 if key in self._merged or key in self._read:
                     continue
                 self._read.add(key)
                 try:
-                    path = _fetched(store, key, Path(folder) / f"{len(read)}-delta")
-                    self.deltas[key] = checked_index_file(path, key).rows
+                    found = self._found(store, key, tags, Path(folder) / f"{len(read)}-delta", layered)
+                    self.deltas[key] = self._checked[key].rows
                 except Damaged as exc:
                     self._lost(exc, key)
                     continue
-                read.append((key, path))
-            for key, path in read:
+                read.append((key, found))
+            layers = HeldIndex()  # the small files since the last big one: one layer
+            for key, found in read:
                 files: set[str] = set()
-                try:  # checked whole already: what fails now is the file changing under the run
-                    for batch in index_batches(path, files, HELD_COLUMNS, decode=False):
-                        self.add_table(batch)
-                except (Damaged, pa.ArrowException, OSError, ValueError) as exc:
-                    self._lost(
-                        Damaged(f"{key}: not a readable index file ({type(exc).__name__}: {exc})"), key
-                    )
-                    continue
-                path.unlink()
+                if isinstance(found, Cached):
+                    layers = self._layer(layers)
+                    self.held_index.add_segment(found.segment)
+                    files.update(found.files)
+                else:
+                    kept = layered and self._checked[key].rows >= CACHE_MIN_ROWS
+                    adding = HeldIndex() if kept else layers if layered else self.held_index
+                    try:  # checked whole already: what fails now is the file changing under the run
+                        for batch in index_batches(found, files, HELD_COLUMNS, decode=False):
+                            adding.add_table(batch)
+                    except (Damaged, pa.ArrowException, OSError, ValueError) as exc:
+                        self._lost(
+                            Damaged(f"{key}: not a readable index file ({type(exc).__name__}: {exc})"), key
+                        )
+                        continue
+                    found.unlink()
+                    if kept:
+                        layers = self._layer(layers)
+                        self.held_index.add_segment(self._kept(key, tags[key], adding.frozen(), files))
                 self._covered_crawls.add(index_crawl(key))
                 self._covered_files.update(files)
+            if layered:
+                self._layer(layers)
+                self.cache.prune(tags)
         self._covered_crawls.update(index_crawl(k) for k in self._merged if is_key(k, "delta", "base"))
+
+    def _found(
+        self, store: Store, key: str, tags: dict[str, str], target: Path, layered: bool
+    ) -> Path | Cached:
+        """The copy a run kept of ``key``, or ``key`` downloaded to ``target`` and checked whole
+        (what the file says of itself, in :attr:`_checked`)."""
+        if layered and (cached := self.cache.get(key, tags[key])) is not None:
+            try:
+                self._checked[key] = _checked_file(cached.about)
+                return cached
+            except (TypeError, ValueError) as exc:
+                logger.warning("index cache: the copy of %s is not used (%s); read from the store", key, exc)
+                self.cache.discard(key, tags[key])
+        path = _fetched(store, key, target)
+        self._checked[key] = checked_index_file(path, key)
+        return path
+
+    def keep_written(self, store: Store, key: str, path: Path) -> None:
+        """Keep a copy of an index file this run wrote (a merge's base, at ``path``) for the next
+        run here, which would otherwise read it from the store first."""
+        if self.cache is None:
+            return
+        try:
+            self._checked[key] = checked_index_file(path, key)
+            if self._checked[key].rows < CACHE_MIN_ROWS:
+                return
+            tag = store.object_tags(key).get(key)  # one listing: the tag the next run will list
+            if tag is not None:
+                adding, files = HeldIndex(), set()
+                for batch in index_batches(path, files, HELD_COLUMNS, decode=False):
+                    adding.add_table(batch)
+                self._kept(key, tag, adding.frozen(), files)
+        except (Damaged, StoreError) as exc:
+            logger.warning("index cache: %s not kept (%s); the next run reads it", key, exc)
+
+    def _layer(self, layers: HeldIndex) -> HeldIndex:
+        """The small files read since the last big one, as a layer; a new one for the next."""
+        if layers.has_entries():
+            self.held_index.add_segment(layers.frozen())
+        return HeldIndex()
+
+    def _kept(self, key: str, tag: str, segment: Segment, files: set[str]) -> Segment:
+        """``segment`` kept for the next run, as the copy it maps (or itself, if not kept)."""
+        about = dataclasses.asdict(self._checked[key])
+        kept = self.cache.put(key, tag, Cached(segment, about, sorted(files)))
+        return segment if kept is None else kept.segment
 
     def visit(self, url: str) -> Visit | None:
         """The latest fetch of ``url`` that archived no row, unless the URL led to an archived
@@ -536,6 +606,21 @@ class CheckedIndexFile:
     merged: list[str]
     through: str | None
     group_rows: int  # rows of its biggest row group, which a reader decodes whole
+
+
+def _checked_file(about: dict) -> CheckedIndexFile:
+    """What a kept copy says its index file said of itself, if it has the types it must."""
+    checked_file = CheckedIndexFile(**about)
+    rows, merged, through, group_rows = dataclasses.astuple(checked_file)
+    if not (
+        type(rows) is int
+        and type(group_rows) is int
+        and isinstance(merged, list)
+        and all(isinstance(key, str) for key in merged)
+        and (through is None or isinstance(through, str))
+    ):
+        raise TypeError("an account of an index file of the wrong types")
+    return checked_file
 
 
 def checked_index_file(source: bytes | Path, key: str) -> CheckedIndexFile:
@@ -805,6 +890,7 @@ def compact_index(
     write_index_table(spooled, _merged_by_bucket(tables), replaced, through)
     ensure_held(store)
     store.publish(spooled, base)
+    index.keep_written(store, base, spooled)
     spooled.unlink()
     for key in sorted(deleted & listed):
         try:

@@ -42,6 +42,7 @@ from pipelines.archive.index import (
     to_json,
     write_index_file,
 )
+from pipelines.archive.index_cache import CACHE_FOLDER, IndexCache
 from pipelines.archive.keys import WARC_FOLDER, delta_key, is_key, open_marker_key, part_key, shown
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.manifest import ArchivedFile, Manifest, is_discovery_page, languages_of
@@ -113,7 +114,7 @@ def publish_spool(
     if not crawl_ids:
         return report
     if index is None:
-        index = ArchiveIndex()
+        index = ArchiveIndex(IndexCache(spool.root / CACHE_FOLDER))
         _refresh(index, store, report)
     for crawl_id in crawl_ids:
         try:
@@ -156,7 +157,7 @@ class Publisher:
     def __init__(self, store: Store, spool: Spool):
         self.store = store
         self.spool = spool
-        self.index = ArchiveIndex()
+        self.index = ArchiveIndex(IndexCache(spool.root / CACHE_FOLDER))
         self.crawl: SpooledCrawl | None = None
         self.discovery: dict[str, dict] = {}  # the last sealed run's discovery pages (see close)
         self._parts = 0

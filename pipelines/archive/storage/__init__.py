@@ -162,6 +162,14 @@ class LocalStore:
         # as S3 orders keys (code points sort as UTF-8 bytes do): not folder by folder
         yield from sorted(key for key in keys if start_after is None or key > start_after)
 
+    def object_tags(self, prefix: str = "") -> dict[str, str]:
+        tags = {}
+        for key in self.object_keys(prefix):
+            with contextlib.suppress(OSError):  # removed since it was listed
+                info = self._path(key).stat()
+                tags[key] = f"{info.st_size}-{info.st_mtime_ns}-{info.st_ino}"
+        return tags
+
     def read(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()

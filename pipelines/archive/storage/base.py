@@ -63,6 +63,10 @@ class Store(Protocol):
         folder whose name is longer); with ``start_after``, only the keys after it: a listing of
         what is new since a key seen before costs requests for the new keys, not the old ones."""
 
+    def object_tags(self, prefix: str = "") -> dict[str, str]:
+        """The keys :meth:`object_keys` lists, each with a tag that changes when the object's
+        bytes do (with the same listing: no request per object)."""
+
     def read(self, key: str) -> bytes: ...
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:

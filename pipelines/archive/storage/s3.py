@@ -155,6 +155,17 @@ class S3Store:
                 for entry in page.get("Contents", []):
                     yield entry["Key"][len(root) :]
 
+    def object_tags(self, prefix: str = "") -> dict[str, str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        with self._errors("list", prefix or "/"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix)
+            return {
+                entry["Key"][len(root) :]: f"{entry.get('Size')}-{entry.get('ETag')}"
+                for page in pages
+                for entry in page.get("Contents", [])
+            }
+
     def read(self, key: str) -> bytes:
         with self._errors("read", key):
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipelines.archive import held as held_module
-from pipelines.archive.held import Held, HeldIndex, Visit
+from pipelines.archive.held import Held, HeldIndex, Segment, Visit
 from pipelines.archive.schema import INDEX_SCHEMA
 from pipelines.stages.dedup import text_hash, url_key
 
@@ -122,6 +122,38 @@ def test_every_mix_of_bulk_and_single_adds_holds_the_same(added_max, table_per_e
             for batch in ([[e] for e in entries] if table_per_entry else [entries]) if in_table else []:
                 index.add_table(table(batch))
         expect_the_entries(index)
+
+
+def segments(files: list[list[dict]]) -> list[Segment]:
+    """Each file's entries as a segment of its own, as a crawl reads index files."""
+    built = []
+    for entries in files:
+        index = HeldIndex()
+        index.add_table(table(entries))
+        built.append(index.frozen())
+    return built
+
+
+@pytest.mark.parametrize("single_adds", [0, 3])
+def test_entries_split_into_segments_anywhere_hold_the_same(single_adds):
+    """Index files read as layers (segments), in every split of the entries into consecutive
+    files, and the last entries added one at a time after them: the answers of one merge."""
+    files_part, added = ENTRIES[: len(ENTRIES) - single_adds], ENTRIES[len(ENTRIES) - single_adds :]
+    for cuts in itertools.product((False, True), repeat=len(files_part) - 1):
+        bounds = [0, *(n + 1 for n, cut in enumerate(cuts) if cut), len(files_part)]
+        index = HeldIndex()
+        for segment in segments([files_part[a:b] for a, b in itertools.pairwise(bounds)]):
+            index.add_segment(segment)
+        for entry in added:
+            index.add(entry)
+        expect_the_entries(index)
+
+
+def test_a_segment_comes_before_anything_added():
+    index = HeldIndex()
+    index.add(ENTRIES[0])
+    with pytest.raises(ValueError, match="before any entry"):
+        index.add_segment(segments([ENTRIES[1:2]])[0])
 
 
 def test_lookups_between_adds_see_each_add():

@@ -252,6 +252,38 @@ def test_an_s3_listing_starts_after_a_key(s3, source):
     assert listed_after(s3) == EXPECTED_AFTER
 
 
+def tags_follow_the_bytes(store, source: Path, replace) -> None:
+    """A store's tags: the keys it lists, each tag changed when the object's bytes are."""
+    for key in ["_index/base-c1.parquet-index", "_index/delta-c2.parquet-index", "_manifests/c1.json"]:
+        store.publish(source, key)
+    tags = store.object_tags("_index/")
+    assert list(tags) == list(store.object_keys("_index/")) == sorted(tags)
+    assert store.object_tags("_index/") == tags  # read twice, the same
+    replace("_index/base-c1.parquet-index", b"other bytes")
+    again = store.object_tags("_index/")
+    changed = [key for key in tags if again[key] != tags[key]]
+    assert changed == ["_index/base-c1.parquet-index"]
+
+
+def test_local_tags_change_with_an_objects_bytes(tmp_path, source):
+    store = LocalStore(tmp_path / "archive")
+
+    def replace(key: str, data: bytes) -> None:
+        path = tmp_path / "archive" / key
+        path.unlink()
+        path.write_bytes(data)
+
+    tags_follow_the_bytes(store, source, replace)
+
+
+def test_s3_tags_change_with_an_objects_bytes(s3, source):
+    def replace(key: str, data: bytes) -> None:  # the store's client puts only if absent
+        s3.client.delete_object(Bucket=s3.bucket, Key=f"archive/{key}")
+        s3.client.put_object(Bucket=s3.bucket, Key=f"archive/{key}", Body=data)
+
+    tags_follow_the_bytes(s3, source, replace)
+
+
 def test_s3_errors_carry_no_secret(object_store, monkeypatch, source):
     for name, value in object_store.env.items():
         monkeypatch.setenv(name, value)

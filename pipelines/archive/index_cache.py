@@ -1,0 +1,274 @@
+"""Index files a crawl has read before, kept in its spool as arrays it maps instead of reading.
+
+A crawl needs every entry of the archive's index to tell a new article from a known one. Read
+from the store, an index file is downloaded, checked whole and sorted into arrays at every run:
+at five million entries that took 13 s and 1.2 GB before the first request. Index files never
+change under their key (a store refuses to overwrite one with other bytes; a merge writes a new
+key), and the big ones, the bases of the upper tiers, are rewritten O(log n) times in an
+archive's life: so a crawl keeps each one it read as the sorted arrays of a
+:class:`~pipelines.archive.held.Segment`, one ``.npy`` file per column, in
+``<spool>/index-cache/<digest of key and tag>/``, and the next run on this machine maps them
+(``np.memmap``): looking a key up reads a few pages of them, and memory no longer grows with the
+archive. A run that finds no copy (another machine, a new base) reads the file as before and
+leaves one.
+
+What is kept is checked before it is used, never trusted for being ours: the spool is a folder
+others may write to, and a disk may fail. Its object's tag (:meth:`Store.object_tags`: size and
+modification time locally, size and ETag on S3) must be the one listed now, so an object
+replaced under its key is read again; every column must be a regular file of its dtype and
+length, match the CRC-32 written with it, keep its keys sorted and its pointers within the
+columns they point into. All of that is read with plain reads, a few MB at a time, not through
+the map (a page read through the map would count as the crawl's own memory). A copy that fails
+is removed and the file read from the store; a copy that cannot be written is only a warning.
+The folder holds the copies of the index files listed now and nothing else: the others are
+removed at the first listing of each run (:meth:`IndexCache.prune`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from pipelines.archive.held import COLUMN_DTYPES, COLUMNS, FENCE, Segment
+from pipelines.archive.warc import open_regular
+from pipelines.runtime.jsondata import DamagedJSON, loads_bounded
+
+logger = logging.getLogger(__name__)
+
+CACHE_FOLDER = "index-cache"  # <spool>/index-cache/: the spool ignores a folder with no crawl.json
+# Index files of fewer entries are read from the store each run: the deltas and the bases of the
+# lower tiers, a few hundred thousand entries together at most, are cheaper to read than to check.
+CACHE_MIN_ROWS = 1 << 16
+_FORMAT = 1
+_ABOUT = "segment.json"
+_ABOUT_MAX_BYTES = 256 << 20  # the part keys its entries name: tens of thousands in an old archive
+_CHUNK = 8 << 20  # bytes of a column read at a time to check it (a multiple of FENCE values of any dtype)
+_ENTRY = re.compile(r"[0-9a-f]{40}")
+_WRITING = re.compile(r"\.writing-[0-9]+-[0-9a-f]{8}")
+_ABANDONED_AFTER_S = 3600  # a copy still being written after an hour was left by a killed run
+_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_SORTED = ("a0", "u0", "t0", "v0")  # the first word of each table's keys: searched in order
+_SAME_LENGTH = (
+    ("a0", "a1", "a2", "a3", "a_version", "a_last", "a_file", "a_text"),
+    ("u0", "u1", "u_article"),
+    ("t0", "t1", "t_article"),
+    ("v0", "v1", "v_outcome", "v_last"),
+)
+
+
+class DamagedCopy(ValueError):
+    """A kept copy that is not what it says: removed, and its index file read from the store."""
+
+
+@dataclass(frozen=True)
+class Cached:
+    """An index file as a run found it: its entries, what it says of itself (``about``: the
+    fields of :class:`~pipelines.archive.index.CheckedIndexFile`) and the part keys it names."""
+
+    segment: Segment
+    about: dict
+    files: list[str]
+
+
+class IndexCache:
+    """The copies of index files in one spool (see the module's docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def get(self, key: str, tag: str) -> Cached | None:
+        """The copy of ``key`` as the store tags it now, mapped; None when there is none (a
+        damaged one is removed, with a warning)."""
+        folder = self._folder(key, tag)
+        if not os.path.lexists(folder):
+            return None
+        try:
+            return _opened(folder, key, tag)
+        except (DamagedCopy, DamagedJSON, OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("index cache: the copy of %s is not used (%s); read from the store", key, exc)
+            _remove(folder)
+            return None
+
+    def put(self, key: str, tag: str, cached: Cached) -> Cached | None:
+        """Keep ``cached`` for the next run; the copy, mapped (None if it could not be written)."""
+        folder = self._folder(key, tag)
+        writing = self.root / f".writing-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            writing.mkdir()
+            _write(writing, key, tag, cached)
+            try:
+                writing.rename(folder)
+            except OSError:  # another run kept it first: the same bytes
+                _remove(writing)
+        except OSError as exc:
+            why = exc.strerror or exc
+            logger.warning("index cache: %s not kept (%s); the next run reads it again", key, why)
+            _remove(writing)
+            return None
+        return self.get(key, tag)
+
+    def discard(self, key: str, tag: str) -> None:
+        """Remove the copy of ``key`` (found wrong by its reader)."""
+        _remove(self._folder(key, tag))
+
+    def prune(self, listed: dict[str, str]) -> None:
+        """Remove the copies of index files not listed now with these tags (merged away, or
+        replaced), and copies a killed run left half written."""
+        if not self.root.is_dir() or self.root.is_symlink():
+            return
+        live = {self._folder(key, tag).name for key, tag in listed.items()}
+        for path in self.root.iterdir():
+            unlisted = _ENTRY.fullmatch(path.name) and path.name not in live
+            if unlisted or (_WRITING.fullmatch(path.name) and _age_s(path) > _ABANDONED_AFTER_S):
+                _remove(path)
+
+    def _folder(self, key: str, tag: str) -> Path:
+        return self.root / hashlib.sha256(f"{key}\0{tag}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _write(folder: Path, key: str, tag: str, cached: Cached) -> None:
+    checksums = {}
+    for name, column in cached.segment.columns().items():
+        path = folder / f"{name}.npy"
+        np.save(path, np.ascontiguousarray(column, dtype=COLUMN_DTYPES[name]))
+        with path.open("rb") as handle:
+            checksums[name] = _crc(handle)
+    segment = cached.segment
+    about = {
+        "format": _FORMAT,
+        "key": key,
+        "tag": tag,
+        "rows": {name: len(column) for name, column in segment.columns().items()},
+        "crc32": checksums,
+        "files": segment.files.names,
+        "outcomes": segment.outcomes.names,
+        "odd_ids": sorted(segment.odd_ids.values()),
+        "index_file": cached.about,
+        "part_keys": sorted(cached.files),
+    }
+    (folder / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
+
+
+def _opened(folder: Path, key: str, tag: str) -> Cached:
+    if folder.is_symlink() or not folder.is_dir():
+        raise DamagedCopy("not a folder")
+    with _regular(folder / _ABOUT) as handle:
+        raw = handle.read(_ABOUT_MAX_BYTES + 1)
+    about = loads_bounded(raw, _ABOUT_MAX_BYTES, str(folder / _ABOUT))
+    if not isinstance(about, dict) or (about.get("format"), about.get("key"), about.get("tag")) != (
+        _FORMAT,
+        key,
+        tag,
+    ):
+        raise DamagedCopy("kept for another index file, or by another version")
+    rows, files, outcomes = about["rows"], _strings(about["files"]), _strings(about["outcomes"])
+    if not isinstance(rows, dict) or not all(type(rows.get(name)) is int for name in COLUMNS):
+        raise DamagedCopy("no length of each column")
+    for names in _SAME_LENGTH:
+        if len({rows[name] for name in names}) != 1:
+            raise DamagedCopy(f"columns {', '.join(names)} of different lengths")
+    bounds = {
+        "a_file": (-1, len(files)),
+        "a_text": (-1, rows["t0"]),
+        "t_article": (0, rows["a0"]),
+        "u_article": (0, rows["a0"]),
+        "v_outcome": (-1, len(outcomes)),
+    }
+    columns, fences = {}, {}
+    for name in COLUMNS:
+        with _regular(folder / f"{name}.npy") as handle:
+            columns[name], fence = _checked_column(
+                handle, name, rows[name], about["crc32"][name], bounds.get(name)
+            )
+        if name in _SORTED:
+            fences[name] = fence
+    index_file, part_keys = about["index_file"], _strings(about["part_keys"])
+    if not isinstance(index_file, dict):
+        raise DamagedCopy("no account of its index file")
+    segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), fences)
+    return Cached(segment, index_file, part_keys)
+
+
+def _checked_column(
+    handle: BinaryIO, name: str, rows: int, checksum: object, bounds: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The column in ``handle``, mapped, once every byte of it is read and found as written; and
+    every :data:`FENCE`-th value of it (taken as it is read: through the map, it would read every page)."""
+    dtype = np.dtype(COLUMN_DTYPES[name]).newbyteorder("<")
+    version = np.lib.format.read_magic(handle)
+    if version not in _HEADERS:
+        raise DamagedCopy(f"{name}: an .npy file of version {version}")
+    shape, fortran, stored = _HEADERS[version](handle)
+    offset = handle.tell()
+    size = os.fstat(handle.fileno()).st_size
+    if shape != (rows,) or fortran or stored != dtype or size != offset + rows * dtype.itemsize:
+        raise DamagedCopy(f"{name}: {shape} of {stored} in {size} bytes, not ({rows},) of {dtype}")
+    handle.seek(0)
+    crc = zlib.crc32(handle.read(offset))
+    previous, fences = None, []
+    while chunk := handle.read(_CHUNK):  # a multiple of FENCE values: each chunk starts at a fence
+        crc = zlib.crc32(chunk, crc)
+        values = np.frombuffer(chunk, dtype)
+        fences.append(values[::FENCE].copy())
+        if name in _SORTED and len(values):
+            if (previous is not None and values[0] < previous) or bool(np.any(values[1:] < values[:-1])):
+                raise DamagedCopy(f"{name}: keys out of order")
+            previous = values[-1]
+        if bounds and len(values) and (values.min() < bounds[0] or values.max() >= bounds[1]):
+            raise DamagedCopy(f"{name}: a row points outside {bounds}")
+    if crc != checksum:
+        raise DamagedCopy(f"{name}: CRC-32 {crc} where {checksum} was written")
+    fence = np.concatenate(fences) if fences else np.zeros(0, dtype)
+    if not rows:
+        return np.zeros(0, dtype), fence
+    return np.memmap(handle, dtype, mode="r", offset=offset, shape=(rows,)), fence
+
+
+def _crc(handle: BinaryIO) -> int:
+    crc = 0
+    while chunk := handle.read(_CHUNK):
+        crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+@contextlib.contextmanager
+def _regular(path: Path):
+    """``path`` opened for reading if it is a regular file (no link followed)."""
+    with os.fdopen(open_regular(path), "rb") as handle:
+        yield handle
+
+
+def _strings(value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DamagedCopy("a list of names that is no list of strings")
+    return value
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _remove(path: Path) -> None:
+    """Remove a copy (never following a link planted in its place)."""
+    with contextlib.suppress(OSError):
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
