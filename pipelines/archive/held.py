@@ -37,6 +37,11 @@ with it; of a URL's visits the one fetched last is kept (of two at once, or of u
 one added last). Index files are added base first, then deltas oldest first, so added last is
 latest.
 
+A crawl reads each index file into a layer of its own (:class:`Segment`: sorted arrays that never
+change after), big ones mapped from the copies pipelines/archive/index_cache.py keeps, so that
+what it holds does not grow with the archive: a lookup asks each layer, in the order their files
+count, and combines what they say as the merge above would (:func:`_newer`).
+
 A crawl looks up from its reactor thread while its archive thread adds what it publishes: every
 public method holds the index's lock (a merge replaces the arrays; no lookup sees them half done).
 """
@@ -164,6 +169,41 @@ class _Names:
         mapping = np.array([self.code(value) for value in array.dictionary.to_pylist()] + [-1], np.int32)
         indices, valid = _numbers(array.indices, np.int64)
         return mapping[np.where(valid, indices, -1)]
+
+
+class PackedNames:
+    """Names as one UTF-8 buffer and the offsets of each: a mapped segment's part keys (one per
+    part of the archive: 140,000 at 10,000 runs) cost no Python string until a lookup names one."""
+
+    def __init__(self, data: np.ndarray, offsets: np.ndarray):
+        self.data, self.offsets = data, offsets
+        self._set: frozenset[str] | None = None
+
+    @staticmethod
+    def pack(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``names`` as the buffer and offsets (``len(names) + 1``) this class reads."""
+        encoded = [name.encode("utf-8", "surrogatepass") for name in names]
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        offsets[1:] = np.cumsum([len(name) for name in encoded], dtype=np.int64)
+        return np.frombuffer(b"".join(encoded), np.uint8), offsets
+
+    def name(self, code: int) -> str:
+        if code < 0:
+            return ""
+        start, end = self.offsets.item(code), self.offsets.item(code + 1)
+        return bytes(self.data[start:end]).decode("utf-8", "replace")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __iter__(self) -> Iterator[str]:
+        return (self.name(code) for code in range(len(self)))
+
+    def __contains__(self, name: object) -> bool:
+        """Whether a name is here (the first question decodes them all, once: a rare question)."""
+        if self._set is None:
+            self._set = frozenset(self)
+        return name in self._set
 
 
 def _valid(bitmap: pa.Buffer | None, offset: int, rows: int) -> np.ndarray:
@@ -403,7 +443,7 @@ class Segment:
     def __init__(
         self,
         arrays: _Tables,
-        files: _Names,
+        files: _Names | PackedNames,
         outcomes: _Names,
         odd_ids: dict[Words, str],
         fences: dict[str, np.ndarray] | None = None,
@@ -415,7 +455,7 @@ class Segment:
     def from_columns(
         cls,
         columns: dict[str, np.ndarray],
-        files: list[str],
+        files: PackedNames,
         outcomes: list[str],
         odd_ids: list[str],
         fences: dict[str, np.ndarray],
@@ -423,7 +463,7 @@ class Segment:
         """A segment of :data:`COLUMNS` (checked by the caller: sorted, pointers in range) and
         the fences of its sorted columns (every :data:`FENCE`-th value)."""
         odd = {_words(i): i for i in odd_ids}
-        return cls(_Tables(**columns), _Names(files), _Names(outcomes), odd, fences)
+        return cls(_Tables(**columns), files, _Names(outcomes), odd, fences)
 
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self.arrays, name) for name in COLUMNS}

@@ -79,7 +79,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.archive.held import Held, HeldIndex, Segment, Visit
+from pipelines.archive.held import Held, HeldIndex, PackedNames, Segment, Visit
 from pipelines.archive.index_cache import CACHE_MIN_ROWS, Cached, IndexCache
 from pipelines.archive.keys import (
     INDEX,
@@ -99,7 +99,7 @@ from pipelines.archive.rows import parquet_file
 from pipelines.archive.schema import FORMER_INDEX_SCHEMA, INDEX_SCHEMA, SCHEMA
 from pipelines.archive.storage import Store, StoreError, read_up_to, write_atomically
 from pipelines.article import Article
-from pipelines.runtime.jsondata import DamagedJSON, loads_bounded
+from pipelines.runtime.jsondata import DamagedJSON, is_count, loads_bounded
 from pipelines.stages.dedup import url_key
 
 logger = logging.getLogger(__name__)
@@ -277,6 +277,7 @@ class ArchiveIndex:
         self._merged: set[str] = set()  # keys the live bases replace
         self._covered_crawls: set[str] = set()  # crawls an index file covers
         self._covered_files: set[str] = set()  # parts an index file or a manifest read names
+        self._covered_packed: list[PackedNames] = []  # and those a mapped copy names (decoded if asked)
         self._sealed_crawls: set[str] = set()  # crawls whose manifest was listed
         self._listed_manifests = ""  # the newest manifest key listed: the next listing starts after it
         self._checked: dict[str, CheckedIndexFile] = {}  # what each index file read says of itself
@@ -336,7 +337,7 @@ class ArchiveIndex:
         for key in keys:
             if part_of(key) and key not in self._read and part_of(key).crawl_id != own_crawl:
                 self._read.add(key)
-                if key not in self._covered_files:  # published by a crawl not sealed yet
+                if not self._covers(key):  # published by a crawl not sealed yet
                     try:
                         data = read_capped(store, key, PART_MAX_BYTES)
                     except Damaged as exc:
@@ -457,7 +458,7 @@ class ArchiveIndex:
                 if isinstance(found, Cached):
                     layers = self._layer(layers)
                     self.held_index.add_segment(found.segment)
-                    files.update(found.files)
+                    self._covered_packed.append(found.segment.files)
                 else:
                     kept = layered and self._checked[key].rows >= CACHE_MIN_ROWS
                     adding = HeldIndex() if kept else layers if layered else self.held_index
@@ -472,12 +473,12 @@ class ArchiveIndex:
                     found.unlink()
                     if kept:
                         layers = self._layer(layers)
-                        self.held_index.add_segment(self._kept(key, tags[key], adding.frozen(), files))
+                        self.held_index.add_segment(self._kept(key, tags[key], adding.frozen()))
                 self._covered_crawls.add(index_crawl(key))
                 self._covered_files.update(files)
             if layered:
                 self._layer(layers)
-                self.cache.prune(tags)
+                self.cache.prune({key: tags[key] for key in (*self.bases, *self.deltas)})  # what counts
         self._covered_crawls.update(index_crawl(k) for k in self._merged if is_key(k, "delta", "base"))
 
     def _found(
@@ -486,10 +487,12 @@ class ArchiveIndex:
         """The copy a run kept of ``key``, or ``key`` downloaded to ``target`` and checked whole
         (what the file says of itself, in :attr:`_checked`)."""
         if layered and (cached := self.cache.get(key, tags[key])) is not None:
-            try:
+            try:  # what the copy says of its file, checked as the file's own word would be
                 self._checked[key] = _checked_file(cached.about)
+                if is_key(key, "base"):
+                    _check_claims(key, self._checked[key])
                 return cached
-            except (TypeError, ValueError) as exc:
+            except (ValueError, TypeError) as exc:  # Damaged, BadKey
                 logger.warning("index cache: the copy of %s is not used (%s); read from the store", key, exc)
                 self.cache.discard(key, tags[key])
         path = _fetched(store, key, target)
@@ -505,14 +508,17 @@ class ArchiveIndex:
             self._checked[key] = checked_index_file(path, key)
             if self._checked[key].rows < CACHE_MIN_ROWS:
                 return
-            tag = store.object_tags(key).get(key)  # one listing: the tag the next run will list
+            tag = store.object_tags(f"{INDEX}/").get(key)  # one listing: the tag the next run will list
             if tag is not None:
-                adding, files = HeldIndex(), set()
-                for batch in index_batches(path, files, HELD_COLUMNS, decode=False):
+                adding = HeldIndex()
+                for batch in index_batches(path, set(), HELD_COLUMNS, decode=False):
                     adding.add_table(batch)
-                self._kept(key, tag, adding.frozen(), files)
+                self._kept(key, tag, adding.frozen())
         except (Damaged, StoreError) as exc:
             logger.warning("index cache: %s not kept (%s); the next run reads it", key, exc)
+
+    def _covers(self, part: str) -> bool:
+        return part in self._covered_files or any(part in names for names in self._covered_packed)
 
     def _layer(self, layers: HeldIndex) -> HeldIndex:
         """The small files read since the last big one, as a layer; a new one for the next."""
@@ -520,10 +526,9 @@ class ArchiveIndex:
             self.held_index.add_segment(layers.frozen())
         return HeldIndex()
 
-    def _kept(self, key: str, tag: str, segment: Segment, files: set[str]) -> Segment:
+    def _kept(self, key: str, tag: str, segment: Segment) -> Segment:
         """``segment`` kept for the next run, as the copy it maps (or itself, if not kept)."""
-        about = dataclasses.asdict(self._checked[key])
-        kept = self.cache.put(key, tag, Cached(segment, about, sorted(files)))
+        kept = self.cache.put(key, tag, Cached(segment, dataclasses.asdict(self._checked[key])))
         return segment if kept is None else kept.segment
 
     def visit(self, url: str) -> Visit | None:
@@ -609,18 +614,22 @@ class CheckedIndexFile:
 
 
 def _checked_file(about: dict) -> CheckedIndexFile:
-    """What a kept copy says its index file said of itself, if it has the types it must."""
+    """What a kept copy says its index file said of itself, checked as that file's metadata is
+    (:class:`Damaged`, or TypeError for another set of fields)."""
     checked_file = CheckedIndexFile(**about)
-    rows, merged, through, group_rows = dataclasses.astuple(checked_file)
-    if not (
-        type(rows) is int
-        and type(group_rows) is int
-        and isinstance(merged, list)
-        and all(isinstance(key, str) for key in merged)
-        and (through is None or isinstance(through, str))
-    ):
-        raise TypeError("an account of an index file of the wrong types")
-    return checked_file
+    if not (is_count(checked_file.rows) and is_count(checked_file.group_rows)):
+        raise Damaged("counts of an index file that are no counts")
+    if checked_file.through is not None and not isinstance(checked_file.through, str):
+        raise Damaged("its through is no manifest's key")
+    metadata = {_MERGED: json.dumps(checked_file.merged).encode()}
+    if checked_file.through is not None:
+        metadata[_THROUGH] = checked_file.through.encode()
+    return CheckedIndexFile(
+        checked_file.rows,
+        _merged_keys(metadata, len(metadata[_MERGED])),
+        _through(metadata),
+        checked_file.group_rows,
+    )
 
 
 def checked_index_file(source: bytes | Path, key: str) -> CheckedIndexFile:

@@ -13,36 +13,44 @@ archive. A run that finds no copy (another machine, a new base) reads the file a
 leaves one.
 
 What is kept is checked before it is used, never trusted for being ours: the spool is a folder
-others may write to, and a disk may fail. Its object's tag (:meth:`Store.object_tags`: size and
-modification time locally, size and ETag on S3) must be the one listed now, so an object
-replaced under its key is read again; every column must be a regular file of its dtype and
-length, match the CRC-32 written with it, keep its keys sorted and its pointers within the
-columns they point into. All of that is read with plain reads, a few MB at a time, not through
-the map (a page read through the map would count as the crawl's own memory). A copy that fails
-is removed and the file read from the store; a copy that cannot be written is only a warning.
-The folder holds the copies of the index files listed now and nothing else: the others are
-removed at the first listing of each run (:meth:`IndexCache.prune`).
+others may write to, and a disk may fail. A mapped file changed under the crawl would crash it
+(SIGBUS, cut short) or mislead it, so only folders and files of this user's alone, writable by
+no other, are read (written 0700 and 0600), never through a link. Its object's tag
+(:meth:`Store.object_tags`: size and modification time locally, size and ETag on S3) must be
+the one listed now, so an object replaced under its key is read again; every column must be a
+regular file of its dtype and length, match the CRC-32 written with it, keep its keys sorted and
+its pointers within the columns they point into; its account has a CRC-32 too, and what it says
+of the index file is checked by the reader as that file's metadata would be. All of that is read
+with plain reads, a few MB at a time, not through the map (a page read through the map would
+count as the crawl's own memory). A copy that fails is removed and the file read from the store;
+a copy that cannot be written is only a warning. The folder holds the copies of the index files
+a run reads now and nothing else: the others are removed at its first listing
+(:meth:`IndexCache.prune`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
+import stat
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from pipelines.archive.held import COLUMN_DTYPES, COLUMNS, FENCE, Segment
+from pipelines.archive.held import COLUMN_DTYPES, FENCE, PackedNames, Segment
 from pipelines.archive.warc import open_regular
 from pipelines.runtime.jsondata import DamagedJSON, loads_bounded
 
@@ -54,13 +62,14 @@ CACHE_FOLDER = "index-cache"  # <spool>/index-cache/: the spool ignores a folder
 CACHE_MIN_ROWS = 1 << 16
 _FORMAT = 1
 _ABOUT = "segment.json"
-_ABOUT_MAX_BYTES = 256 << 20  # the part keys its entries name: tens of thousands in an old archive
+_ABOUT_MAX_BYTES = 1 << 20  # its account: outcomes, the keys a base replaces, ids that are no sha256
 _CHUNK = 8 << 20  # bytes of a column read at a time to check it (a multiple of FENCE values of any dtype)
 _ENTRY = re.compile(r"[0-9a-f]{40}")
 _WRITING = re.compile(r"\.writing-[0-9]+-[0-9a-f]{8}")
 _ABANDONED_AFTER_S = 3600  # a copy still being written after an hour was left by a killed run
-_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-_SORTED = ("a0", "u0", "t0", "v0")  # the first word of each table's keys: searched in order
+# the columns of a copy: the segment's, and its part keys (PackedNames: bytes, and offsets)
+_DTYPES = {**COLUMN_DTYPES, "file_names": np.uint8, "file_offsets": np.int64}
+_SORTED = ("a0", "u0", "t0", "v0", "file_offsets")  # the first word of each table's keys: searched in order
 _SAME_LENGTH = (
     ("a0", "a1", "a2", "a3", "a_version", "a_last", "a_file", "a_text"),
     ("u0", "u1", "u_article"),
@@ -75,12 +84,12 @@ class DamagedCopy(ValueError):
 
 @dataclass(frozen=True)
 class Cached:
-    """An index file as a run found it: its entries, what it says of itself (``about``: the
-    fields of :class:`~pipelines.archive.index.CheckedIndexFile`) and the part keys it names."""
+    """An index file as a run found it: its entries (whose ``files`` are the part keys it
+    names) and what it says of itself (``about``: the fields of
+    :class:`~pipelines.archive.index.CheckedIndexFile`)."""
 
     segment: Segment
     about: dict
-    files: list[str]
 
 
 class IndexCache:
@@ -88,12 +97,13 @@ class IndexCache:
 
     def __init__(self, root: Path):
         self.root = root
+        self._refused = False  # the folder is not this user's alone: said once, then not used
 
     def get(self, key: str, tag: str) -> Cached | None:
         """The copy of ``key`` as the store tags it now, mapped; None when there is none (a
         damaged one is removed, with a warning)."""
         folder = self._folder(key, tag)
-        if not os.path.lexists(folder):
+        if not tag or not os.path.lexists(folder) or not self._private_root():
             return None
         try:
             return _opened(folder, key, tag)
@@ -107,8 +117,11 @@ class IndexCache:
         folder = self._folder(key, tag)
         writing = self.root / f".writing-{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            writing.mkdir()
+            with contextlib.suppress(FileExistsError):
+                self.root.mkdir(mode=0o700)
+            if not tag or not self._private_root():
+                return None
+            writing.mkdir(mode=0o700)
             _write(writing, key, tag, cached)
             try:
                 writing.rename(folder)
@@ -128,7 +141,7 @@ class IndexCache:
     def prune(self, listed: dict[str, str]) -> None:
         """Remove the copies of index files not listed now with these tags (merged away, or
         replaced), and copies a killed run left half written."""
-        if not self.root.is_dir() or self.root.is_symlink():
+        if not self._private_root():
             return
         live = {self._folder(key, tag).name for key, tag in listed.items()}
         for path in self.root.iterdir():
@@ -136,71 +149,101 @@ class IndexCache:
             if unlisted or (_WRITING.fullmatch(path.name) and _age_s(path) > _ABANDONED_AFTER_S):
                 _remove(path)
 
+    def _private_root(self) -> bool:
+        """Whether the folder is this user's own and no one else may write in it: a copy is
+        mapped, so one that another user could change under the crawl (cut short: SIGBUS) or
+        plant is never read, nor is a folder reached through a link."""
+        try:
+            _check_private(self.root.lstat(), stat.S_ISDIR)
+        except (OSError, DamagedCopy) as exc:
+            if not self._refused and os.path.lexists(self.root):
+                logger.warning("index cache: %s not used (%s)", self.root, exc)
+            self._refused = True
+            return False
+        return True
+
     def _folder(self, key: str, tag: str) -> Path:
         return self.root / hashlib.sha256(f"{key}\0{tag}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def _write(folder: Path, key: str, tag: str, cached: Cached) -> None:
-    checksums = {}
-    for name, column in cached.segment.columns().items():
-        path = folder / f"{name}.npy"
-        np.save(path, np.ascontiguousarray(column, dtype=COLUMN_DTYPES[name]))
-        with path.open("rb") as handle:
-            checksums[name] = _crc(handle)
     segment = cached.segment
+    names, offsets = PackedNames.pack(list(segment.files.names))
+    columns = {**segment.columns(), "file_names": names, "file_offsets": offsets}
+    checksums = {}
+    for name, column in columns.items():
+        values = np.ascontiguousarray(column, dtype=_DTYPES[name])
+        with _created(folder / f"{name}.npy") as handle:
+            header = _header(values.dtype, len(values))
+            handle.write(header)
+            values.tofile(handle)
+        checksums[name] = zlib.crc32(values.data, zlib.crc32(header))
     about = {
         "format": _FORMAT,
         "key": key,
         "tag": tag,
-        "rows": {name: len(column) for name, column in segment.columns().items()},
+        "rows": {name: len(column) for name, column in columns.items()},
         "crc32": checksums,
-        "files": segment.files.names,
         "outcomes": segment.outcomes.names,
         "odd_ids": sorted(segment.odd_ids.values()),
         "index_file": cached.about,
-        "part_keys": sorted(cached.files),
     }
-    (folder / _ABOUT).write_text(json.dumps(about), encoding="utf-8")
+    text = json.dumps(about, sort_keys=True)
+    if len(text) > _ABOUT_MAX_BYTES:  # ids that are no sha256 by the thousand: read each run instead
+        raise OSError(errno.EFBIG, "its account is too big to keep")
+    with _created(folder / _ABOUT) as handle:
+        handle.write(f"{zlib.crc32(text.encode()):08x}\n{text}".encode())
 
 
 def _opened(folder: Path, key: str, tag: str) -> Cached:
     if folder.is_symlink() or not folder.is_dir():
         raise DamagedCopy("not a folder")
+    _check_private(folder.lstat(), stat.S_ISDIR)
     with _regular(folder / _ABOUT) as handle:
-        raw = handle.read(_ABOUT_MAX_BYTES + 1)
-    about = loads_bounded(raw, _ABOUT_MAX_BYTES, str(folder / _ABOUT))
+        if os.fstat(handle.fileno()).st_size > _ABOUT_MAX_BYTES + 9:
+            raise DamagedCopy(f"{_ABOUT} over {_ABOUT_MAX_BYTES} bytes")
+        checksum, _, text = handle.read(_ABOUT_MAX_BYTES + 10).partition(b"\n")
+    if checksum != b"%08x" % zlib.crc32(text):
+        raise DamagedCopy(f"{_ABOUT}: not the CRC-32 written with it")
+    about = loads_bounded(text, _ABOUT_MAX_BYTES, str(folder / _ABOUT))
     if not isinstance(about, dict) or (about.get("format"), about.get("key"), about.get("tag")) != (
         _FORMAT,
         key,
         tag,
     ):
         raise DamagedCopy("kept for another index file, or by another version")
-    rows, files, outcomes = about["rows"], _strings(about["files"]), _strings(about["outcomes"])
-    if not isinstance(rows, dict) or not all(type(rows.get(name)) is int for name in COLUMNS):
+    rows, outcomes = about["rows"], _strings(about["outcomes"])
+    if not isinstance(rows, dict) or not all(type(rows.get(name)) is int for name in _DTYPES):
         raise DamagedCopy("no length of each column")
+    files = rows["file_offsets"] - 1
     for names in _SAME_LENGTH:
         if len({rows[name] for name in names}) != 1:
             raise DamagedCopy(f"columns {', '.join(names)} of different lengths")
     bounds = {
-        "a_file": (-1, len(files)),
+        "a_file": (-1, files),
         "a_text": (-1, rows["t0"]),
         "t_article": (0, rows["a0"]),
         "u_article": (0, rows["a0"]),
         "v_outcome": (-1, len(outcomes)),
+        "file_offsets": (0, rows["file_names"] + 1),
     }
     columns, fences = {}, {}
-    for name in COLUMNS:
+    for name in _DTYPES:
         with _regular(folder / f"{name}.npy") as handle:
             columns[name], fence = _checked_column(
                 handle, name, rows[name], about["crc32"][name], bounds.get(name)
             )
         if name in _SORTED:
             fences[name] = fence
-    index_file, part_keys = about["index_file"], _strings(about["part_keys"])
+    offsets = columns.pop("file_offsets")
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != rows["file_names"]:
+        raise DamagedCopy("file_offsets: not the bounds of the names")
+    index_file = about["index_file"]
     if not isinstance(index_file, dict):
         raise DamagedCopy("no account of its index file")
+    files = PackedNames(columns.pop("file_names"), offsets)
     segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), fences)
-    return Cached(segment, index_file, part_keys)
+    return Cached(segment, index_file)
 
 
 def _checked_column(
@@ -208,17 +251,12 @@ def _checked_column(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The column in ``handle``, mapped, once every byte of it is read and found as written; and
     every :data:`FENCE`-th value of it (taken as it is read: through the map, it would read every page)."""
-    dtype = np.dtype(COLUMN_DTYPES[name]).newbyteorder("<")
-    version = np.lib.format.read_magic(handle)
-    if version not in _HEADERS:
-        raise DamagedCopy(f"{name}: an .npy file of version {version}")
-    shape, fortran, stored = _HEADERS[version](handle)
-    offset = handle.tell()
-    size = os.fstat(handle.fileno()).st_size
-    if shape != (rows,) or fortran or stored != dtype or size != offset + rows * dtype.itemsize:
-        raise DamagedCopy(f"{name}: {shape} of {stored} in {size} bytes, not ({rows},) of {dtype}")
-    handle.seek(0)
-    crc = zlib.crc32(handle.read(offset))
+    dtype = np.dtype(_DTYPES[name]).newbyteorder("<")
+    header = _header(dtype, rows)  # the exact bytes written: no header is parsed
+    offset, size = len(header), os.fstat(handle.fileno()).st_size
+    if handle.read(offset) != header or size != offset + rows * dtype.itemsize:
+        raise DamagedCopy(f"{name}: not {rows} values of {dtype} as written ({size} bytes)")
+    crc = zlib.crc32(header)
     previous, fences = None, []
     while chunk := handle.read(_CHUNK):  # a multiple of FENCE values: each chunk starts at a fence
         crc = zlib.crc32(chunk, crc)
@@ -238,17 +276,33 @@ def _checked_column(
     return np.memmap(handle, dtype, mode="r", offset=offset, shape=(rows,)), fence
 
 
-def _crc(handle: BinaryIO) -> int:
-    crc = 0
-    while chunk := handle.read(_CHUNK):
-        crc = zlib.crc32(chunk, crc)
-    return crc
+def _header(dtype: np.dtype, rows: int) -> bytes:
+    """The .npy header of ``rows`` values of ``dtype`` (format 1.0), as this module writes it."""
+    header = io.BytesIO()
+    descr = np.lib.format.dtype_to_descr(np.dtype(dtype).newbyteorder("<"))
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": (rows,)})
+    return header.getvalue()
+
+
+def _check_private(info: os.stat_result, kind: Callable[[int], bool]) -> None:
+    """:class:`DamagedCopy` unless ``info`` is of ``kind``, this user's, and writable by no other."""
+    if not kind(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise DamagedCopy("not this user's alone, a link, or of another kind")
 
 
 @contextlib.contextmanager
-def _regular(path: Path):
-    """``path`` opened for reading if it is a regular file (no link followed)."""
+def _regular(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading if it is a regular file of this user's alone (no link followed)."""
     with os.fdopen(open_regular(path), "rb") as handle:
+        _check_private(os.fstat(handle.fileno()), stat.S_ISREG)
+        yield handle
+
+
+@contextlib.contextmanager
+def _created(path: Path) -> Iterator[BinaryIO]:
+    """A new file at ``path``, readable and writable by this user alone (never one planted there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
         yield handle
 
 

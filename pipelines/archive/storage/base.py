@@ -65,7 +65,7 @@ class Store(Protocol):
 
     def object_tags(self, prefix: str = "") -> dict[str, str]:
         """The keys :meth:`object_keys` lists, each with a tag that changes when the object's
-        bytes do (with the same listing: no request per object)."""
+        bytes do (with the same listing: no request per object); "" where the store gives none."""
 
     def read(self, key: str) -> bytes: ...
 

@@ -160,8 +160,8 @@ class S3Store:
         with self._errors("list", prefix or "/"):
             paginator = self.client.get_paginator("list_objects_v2")
             pages = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix)
-            return {
-                entry["Key"][len(root) :]: f"{entry.get('Size')}-{entry.get('ETag')}"
+            return {  # a store that lists no ETag gives no tag: nothing is kept of its objects
+                entry["Key"][len(root) :]: f"{entry['Size']}-{entry['ETag']}" if entry.get("ETag") else ""
                 for page in pages
                 for entry in page.get("Contents", [])
             }

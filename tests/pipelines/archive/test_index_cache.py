@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +18,12 @@ import pytest
 
 from pipelines.archive.held import HeldIndex
 from pipelines.archive.index import ArchiveIndex, visit_entries
-from pipelines.archive.index_cache import CACHE_FOLDER, Cached, IndexCache
+from pipelines.archive.index_cache import CACHE_FOLDER, Cached, IndexCache, _header
 from pipelines.archive.keys import is_key
 from pipelines.archive.publish import Publisher
 from pipelines.archive.schema import INDEX_SCHEMA
 from pipelines.archive.spool import Spool
-from pipelines.archive.storage import LocalStore
+from pipelines.archive.storage import LocalStore, StoreError
 from pipelines.stages.dedup import text_hash
 from tests.pipelines.archive.test_index import FETCHED, part
 
@@ -128,23 +129,30 @@ def test_an_index_file_replaced_under_its_key_is_read_again(archive):
 
 def column_of(copy: Path, name: str) -> tuple[np.ndarray, int]:
     """A column's values as written, and where its data starts in its file."""
-    with (copy / f"{name}.npy").open("rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        np.lib.format.read_array_header_1_0(handle) if version == (
-            1,
-            0,
-        ) else np.lib.format.read_array_header_2_0(handle)
-        offset = handle.tell()
-    return np.load(copy / f"{name}.npy"), offset
+    values = np.load(copy / f"{name}.npy")
+    return values, len(_header(values.dtype, len(values)))
+
+
+def account(copy: Path) -> dict:
+    return json.loads((copy / "segment.json").read_bytes().partition(b"\n")[2])
+
+
+def accounted(copy: Path, about: dict) -> None:
+    """The copy's account rewritten, with the CRC-32 that goes with it."""
+    text = json.dumps(about).encode()
+    (copy / "segment.json").write_bytes(b"%08x\n%s" % (zlib.crc32(text), text))
 
 
 def rewritten(copy: Path, name: str, values: np.ndarray) -> None:
     """The column rewritten with ``values`` and its CRC with it: only the check of what the
     values say can refuse it."""
-    np.save(copy / f"{name}.npy", values)
-    about = json.loads((copy / "segment.json").read_text())
-    about["crc32"][name] = zlib.crc32((copy / f"{name}.npy").read_bytes())
-    (copy / "segment.json").write_text(json.dumps(about))
+    data = _header(values.dtype, len(values)) + values.tobytes()
+    (copy / f"{name}.npy").unlink()
+    (copy / f"{name}.npy").write_bytes(data)
+    about = account(copy)
+    about["crc32"][name] = zlib.crc32(data)
+    about["rows"][name] = len(values)
+    accounted(copy, about)
 
 
 def flip_a_byte(copy: Path) -> None:
@@ -180,9 +188,6 @@ def pointing_outside(copy: Path) -> None:
 def another_length(copy: Path) -> None:
     values, _ = column_of(copy, "a_last")
     rewritten(copy, "a_last", np.append(values, values[:1]))
-    about = json.loads((copy / "segment.json").read_text())
-    about["rows"]["a_last"] += 1
-    (copy / "segment.json").write_text(json.dumps(about))
 
 
 def another_type(copy: Path) -> None:
@@ -190,14 +195,48 @@ def another_type(copy: Path) -> None:
     rewritten(copy, "a_file", values.astype(np.int64))
 
 
+def names_past_their_bytes(copy: Path) -> None:
+    values, _ = column_of(copy, "file_offsets")
+    values[-1] += 1
+    rewritten(copy, "file_offsets", values)
+
+
 def no_json(copy: Path) -> None:
     (copy / "segment.json").write_bytes(b"\xff{not json")
 
 
 def wrong_account(copy: Path) -> None:
-    about = json.loads((copy / "segment.json").read_text())
+    about = account(copy)
     about["index_file"]["rows"] = "many"
-    (copy / "segment.json").write_text(json.dumps(about))
+    accounted(copy, about)
+
+
+def replaces_a_part(copy: Path) -> None:
+    about = account(copy)
+    about["index_file"]["merged"] = ["outlet=xx/published=2026-11/part-c001-00001.parquet"]
+    accounted(copy, about)
+
+
+def through_ahead_of_now(copy: Path) -> None:
+    about = account(copy)
+    about["index_file"]["through"] = "_manifests/29991231T000000Z-000001.json"
+    accounted(copy, about)
+
+
+def edited_without_its_crc(copy: Path) -> None:
+    checksum, _, text = (copy / "segment.json").read_bytes().partition(b"\n")
+    (copy / "segment.json").write_bytes(checksum + b"\n" + text.replace(b'"rows"', b'"rows" ', 1))
+
+
+def a_header_numpy_cannot_parse(copy: Path) -> None:
+    """A shape nested thousands deep: NumPy's own header parser recurses past Python's limit."""
+    header = np.lib.format.magic(1, 0) + b"{'descr': '<u8', 'fortran_order': False, 'shape': (" + b"-" * 4000
+    (copy / "a1.npy").unlink()
+    (copy / "a1.npy").write_bytes(header + b"1,), }\n")
+
+
+def writable_by_others(copy: Path) -> None:
+    (copy / "a2.npy").chmod(0o666)
 
 
 @pytest.mark.parametrize(
@@ -210,8 +249,14 @@ def wrong_account(copy: Path) -> None:
         pointing_outside,
         another_length,
         another_type,
+        names_past_their_bytes,
         no_json,
         wrong_account,
+        replaces_a_part,
+        through_ahead_of_now,
+        edited_without_its_crc,
+        a_header_numpy_cannot_parse,
+        writable_by_others,
     ],
 )
 def test_a_damaged_copy_is_not_used_and_is_made_again(archive, damage, caplog):
@@ -223,24 +268,64 @@ def test_a_damaged_copy_is_not_used_and_is_made_again(archive, damage, caplog):
     store.index_reads.clear()
     with caplog.at_level(logging.WARNING):
         index = cached_index(store, spool)
-    assert answers(index) == expected
+    assert answers(index) == expected and index.damaged == []  # the store's file is sound
     assert len(store.index_reads) == 1 and "is not used" in caplog.text
     store.index_reads.clear()
     assert answers(cached_index(store, spool)) == expected and store.index_reads == []  # kept again
 
 
-def test_a_copy_that_cannot_be_kept_is_a_warning_and_the_file_is_read(archive, caplog):
+def test_a_copy_that_cannot_be_kept_is_a_warning_and_the_file_is_read(archive, caplog, monkeypatch):
     store, spool = archive
     expected = answers(read_whole(store))
-    for copy in copies(spool):
-        for path in copy.iterdir():
-            path.unlink()
-        copy.rmdir()
-    (spool.root / CACHE_FOLDER).rmdir()
-    (spool.root / CACHE_FOLDER).write_text("a file where the folder would be")
+    shutil.rmtree(spool.root / CACHE_FOLDER)
+    monkeypatch.setattr("pipelines.archive.index_cache._ABOUT_MAX_BYTES", 100)  # no account fits
     with caplog.at_level(logging.WARNING):
         assert answers(cached_index(store, spool)) == expected
-    assert "not kept" in caplog.text
+    assert "not kept (its account is too big to keep)" in caplog.text and copies(spool) == []
+
+
+@pytest.mark.parametrize("planted", ["a file", "a link", "writable by others"])
+def test_a_cache_folder_not_this_users_alone_is_never_used(archive, tmp_path, caplog, planted):
+    """A folder others may write in (or a link to one) could change a copy under the crawl:
+    none is read from it, none written to it, and the index is read from the store."""
+    store, spool = archive
+    expected = answers(read_whole(store))
+    root, outside = spool.root / CACHE_FOLDER, tmp_path / "outside"
+    shutil.rmtree(root)
+    outside.mkdir()
+    if planted == "a file":
+        root.write_text("a file where the folder would be")
+    elif planted == "a link":
+        root.symlink_to(outside, target_is_directory=True)
+    else:
+        root.mkdir()
+        root.chmod(0o777)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(2):
+            store.index_reads.clear()
+            assert answers(cached_index(store, spool)) == expected and store.index_reads
+    assert "not used (not this user's alone" in caplog.text
+    assert list(outside.iterdir()) == [] and (not root.is_dir() or list(root.iterdir()) == [])
+
+
+def test_copies_of_files_a_base_replaced_go_even_where_the_store_keeps_them(tmp_path, keep_every_file):
+    """A store that refuses deletes keeps the files a merge replaced: their copies go all the same."""
+    store, spool = KeepsIndexFiles(tmp_path / "archive"), Spool(tmp_path / "spool")
+    for n, url in enumerate(URLS, 1):
+        publisher = Publisher(store, spool)
+        publisher.open(f"c{n:03d}", ["xx"])
+        publisher.write_part("outlet=xx/published=2026-11", part(url))
+        publisher.close()
+    index = cached_index(store, spool)
+    assert len(list(store.object_keys("_index/"))) > len(index.bases) + len(index.deltas)
+    assert len(copies(spool)) == len(index.bases) + len(index.deltas)
+
+
+class KeepsIndexFiles(ReadingStore):
+    def delete(self, key: str) -> None:
+        if key.startswith("_index/"):
+            raise StoreError(f"{self.uri}: delete {key} failed: AccessDenied (HTTP 403)")
+        super().delete(key)
 
 
 def test_prune_removes_copies_no_listed_file_has_and_abandoned_writes_only(tmp_path):
@@ -278,7 +363,7 @@ def test_a_mapped_segment_finds_every_key_across_its_fences(tmp_path):
     built = HeldIndex()
     built.add_table(pa.Table.from_pylist(entries, schema=INDEX_SCHEMA))
     cache = IndexCache(tmp_path / CACHE_FOLDER)
-    kept = cache.put("_index/base-c1.parquet-index", "1-2", Cached(built.frozen(), {}, []))
+    kept = cache.put("_index/base-c1.parquet-index", "1-2", Cached(built.frozen(), {}))
     assert kept is not None and isinstance(kept.segment.arrays.a0, np.memmap)
     assert len(kept.segment.fences["a0"]) == 6  # 3000 keys: a fence every 512
     mapped = HeldIndex()
