@@ -6,9 +6,9 @@ at five million entries that took 13 s and 1.2 GB before the first request. Inde
 change under their key (a store refuses to overwrite one with other bytes; a merge writes a new
 key), and the big ones, the bases of the upper tiers, are rewritten O(log n) times in an
 archive's life: so a crawl keeps each one it read as the sorted arrays of a
-:class:`~pipelines.archive.held.Segment`, one ``.npy`` file per column, in
+:class:`~pipelines.archive.held.Segment` (one file of its columns, one of its account) in
 ``<spool>/index-cache/<digest of key and tag>/``, and the next run on this machine maps them
-(``np.memmap``): looking a key up reads a few pages of them, and memory no longer grows with the
+(``mmap``): looking a key up reads a few pages of them, and memory no longer grows with the
 archive. A run that finds no copy (another machine, a new base) reads the file as before and
 leaves one.
 
@@ -33,9 +33,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import io
 import json
 import logging
+import mmap
 import os
 import re
 import secrets
@@ -52,7 +52,7 @@ import numpy as np
 
 from pipelines.archive.held import COLUMN_DTYPES, FENCE, PackedNames, Segment
 from pipelines.archive.warc import open_regular
-from pipelines.runtime.jsondata import DamagedJSON, loads_bounded
+from pipelines.runtime.jsondata import DamagedJSON, is_count, loads_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ CACHE_FOLDER = "index-cache"  # <spool>/index-cache/: the spool ignores a folder
 # lower tiers, a few hundred thousand entries together at most, are cheaper to read than to check.
 CACHE_MIN_ROWS = 1 << 16
 _FORMAT = 1
-_ABOUT = "segment.json"
+_ABOUT = "segment.json"  # a CRC-32 in hex, a line break, then the account: rows, checksums, names
+_DATA = "columns.bin"  # every column, one after the other (see layout): one descriptor per map
+_PAGE = 4096
 _ABOUT_MAX_BYTES = 1 << 20  # its account: outcomes, the keys a base replaces, ids that are no sha256
 _CHUNK = 8 << 20  # bytes of a column read at a time to check it (a multiple of FENCE values of any dtype)
 _ENTRY = re.compile(r"[0-9a-f]{40}")
@@ -166,23 +168,35 @@ class IndexCache:
         return self.root / hashlib.sha256(f"{key}\0{tag}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
+def layout(rows: dict[str, int]) -> dict[str, int]:
+    """Where each column starts in a copy's data file: one after the other in :data:`_DTYPES`'
+    order, each at a page boundary (a view of the map is aligned); the file's size last."""
+    starts, end = {}, 0
+    for name, dtype in _DTYPES.items():
+        starts[name] = -(-end // _PAGE) * _PAGE
+        end = starts[name] + rows[name] * np.dtype(dtype).itemsize
+    return {**starts, "": end}
+
+
 def _write(folder: Path, key: str, tag: str, cached: Cached) -> None:
     segment = cached.segment
     names, offsets = PackedNames.pack(list(segment.files.names))
     columns = {**segment.columns(), "file_names": names, "file_offsets": offsets}
+    rows = {name: len(column) for name, column in columns.items()}
     checksums = {}
-    for name, column in columns.items():
-        values = np.ascontiguousarray(column, dtype=_DTYPES[name])
-        with _created(folder / f"{name}.npy") as handle:
-            header = _header(values.dtype, len(values))
-            handle.write(header)
-            values.tofile(handle)
-        checksums[name] = zlib.crc32(values.data, zlib.crc32(header))
+    with _created(folder / _DATA) as handle:
+        for name, start in layout(rows).items():
+            handle.truncate(start)  # the gap to the page boundary reads as zeros
+            handle.seek(start)
+            if name:
+                values = np.ascontiguousarray(columns[name], dtype=_DTYPES[name])
+                values.tofile(handle)
+                checksums[name] = zlib.crc32(values.data)
     about = {
         "format": _FORMAT,
         "key": key,
         "tag": tag,
-        "rows": {name: len(column) for name, column in columns.items()},
+        "rows": rows,
         "crc32": checksums,
         "outcomes": segment.outcomes.names,
         "odd_ids": sorted(segment.odd_ids.values()),
@@ -196,8 +210,6 @@ def _write(folder: Path, key: str, tag: str, cached: Cached) -> None:
 
 
 def _opened(folder: Path, key: str, tag: str) -> Cached:
-    if folder.is_symlink() or not folder.is_dir():
-        raise DamagedCopy("not a folder")
     _check_private(folder.lstat(), stat.S_ISDIR)
     with _regular(folder / _ABOUT) as handle:
         if os.fstat(handle.fileno()).st_size > _ABOUT_MAX_BYTES + 9:
@@ -213,52 +225,61 @@ def _opened(folder: Path, key: str, tag: str) -> Cached:
     ):
         raise DamagedCopy("kept for another index file, or by another version")
     rows, outcomes = about["rows"], _strings(about["outcomes"])
-    if not isinstance(rows, dict) or not all(type(rows.get(name)) is int for name in _DTYPES):
+    if not isinstance(rows, dict) or not all(is_count(rows.get(name), 1 << 40) for name in _DTYPES):
         raise DamagedCopy("no length of each column")
-    files = rows["file_offsets"] - 1
     for names in _SAME_LENGTH:
         if len({rows[name] for name in names}) != 1:
             raise DamagedCopy(f"columns {', '.join(names)} of different lengths")
     bounds = {
-        "a_file": (-1, files),
+        "a_file": (-1, rows["file_offsets"] - 1),
         "a_text": (-1, rows["t0"]),
         "t_article": (0, rows["a0"]),
         "u_article": (0, rows["a0"]),
         "v_outcome": (-1, len(outcomes)),
         "file_offsets": (0, rows["file_names"] + 1),
     }
-    columns, fences = {}, {}
-    for name in _DTYPES:
-        with _regular(folder / f"{name}.npy") as handle:
-            columns[name], fence = _checked_column(
-                handle, name, rows[name], about["crc32"][name], bounds.get(name)
+    starts = layout(rows)
+    with _regular(folder / _DATA) as handle:
+        if os.fstat(handle.fileno()).st_size != starts[""]:
+            raise DamagedCopy(f"{_DATA}: not the size its columns take")
+        fences = {
+            name: _checked_column(
+                handle, name, starts[name], rows[name], about["crc32"][name], bounds.get(name)
             )
-        if name in _SORTED:
-            fences[name] = fence
+            for name in _DTYPES
+        }
+        mapped = mmap.mmap(handle.fileno(), starts[""], access=mmap.ACCESS_READ) if starts[""] else b""
+    columns = {
+        name: np.frombuffer(mapped, _DTYPES[name], count=rows[name], offset=starts[name])
+        if rows[name]
+        else np.zeros(0, _DTYPES[name])
+        for name in _DTYPES
+    }
     offsets = columns.pop("file_offsets")
-    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != rows["file_names"]:
+    if len(offsets) < 1 or offsets.item(0) != 0 or offsets.item(-1) != rows["file_names"]:
         raise DamagedCopy("file_offsets: not the bounds of the names")
     index_file = about["index_file"]
     if not isinstance(index_file, dict):
         raise DamagedCopy("no account of its index file")
     files = PackedNames(columns.pop("file_names"), offsets)
-    segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), fences)
+    sorted_fences = {name: fences[name] for name in _SORTED}
+    segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), sorted_fences)
     return Cached(segment, index_file)
 
 
 def _checked_column(
-    handle: BinaryIO, name: str, rows: int, checksum: object, bounds: tuple[int, int] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The column in ``handle``, mapped, once every byte of it is read and found as written; and
-    every :data:`FENCE`-th value of it (taken as it is read: through the map, it would read every page)."""
-    dtype = np.dtype(_DTYPES[name]).newbyteorder("<")
-    header = _header(dtype, rows)  # the exact bytes written: no header is parsed
-    offset, size = len(header), os.fstat(handle.fileno()).st_size
-    if handle.read(offset) != header or size != offset + rows * dtype.itemsize:
-        raise DamagedCopy(f"{name}: not {rows} values of {dtype} as written ({size} bytes)")
-    crc = zlib.crc32(header)
-    previous, fences = None, []
-    while chunk := handle.read(_CHUNK):  # a multiple of FENCE values: each chunk starts at a fence
+    handle: BinaryIO, name: str, start: int, rows: int, checksum: object, bounds: tuple[int, int] | None
+) -> np.ndarray:
+    """Every :data:`FENCE`-th value of the column at ``start``, once every byte of it is read
+    and found as written (taken as it is read: through the map, it would read every page)."""
+    dtype = np.dtype(_DTYPES[name])
+    handle.seek(start)
+    left, crc, previous, fences = rows * dtype.itemsize, 0, None, []
+    while left:  # a chunk is a multiple of FENCE values: each starts at a fence
+        chunk = handle.read(min(_CHUNK, left))
+        if not chunk:
+            raise DamagedCopy(f"{name}: cut short")
+        left -= len(chunk)
         crc = zlib.crc32(chunk, crc)
         values = np.frombuffer(chunk, dtype)
         fences.append(values[::FENCE].copy())
@@ -270,18 +291,7 @@ def _checked_column(
             raise DamagedCopy(f"{name}: a row points outside {bounds}")
     if crc != checksum:
         raise DamagedCopy(f"{name}: CRC-32 {crc} where {checksum} was written")
-    fence = np.concatenate(fences) if fences else np.zeros(0, dtype)
-    if not rows:
-        return np.zeros(0, dtype), fence
-    return np.memmap(handle, dtype, mode="r", offset=offset, shape=(rows,)), fence
-
-
-def _header(dtype: np.dtype, rows: int) -> bytes:
-    """The .npy header of ``rows`` values of ``dtype`` (format 1.0), as this module writes it."""
-    header = io.BytesIO()
-    descr = np.lib.format.dtype_to_descr(np.dtype(dtype).newbyteorder("<"))
-    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False, "shape": (rows,)})
-    return header.getvalue()
+    return np.concatenate(fences) if fences else np.zeros(0, dtype)
 
 
 def _check_private(info: os.stat_result, kind: Callable[[int], bool]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import shutil
 import zlib
@@ -16,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipelines.archive.held import HeldIndex
+from pipelines.archive.held import COLUMN_DTYPES, HeldIndex
 from pipelines.archive.index import ArchiveIndex, visit_entries
-from pipelines.archive.index_cache import CACHE_FOLDER, Cached, IndexCache, _header
+from pipelines.archive.index_cache import CACHE_FOLDER, Cached, IndexCache, layout
 from pipelines.archive.keys import is_key
 from pipelines.archive.publish import Publisher
 from pipelines.archive.schema import INDEX_SCHEMA
@@ -127,12 +128,6 @@ def test_an_index_file_replaced_under_its_key_is_read_again(archive):
     assert len(copies(spool)) == len(before) and copies(spool) != before  # the old copy removed
 
 
-def column_of(copy: Path, name: str) -> tuple[np.ndarray, int]:
-    """A column's values as written, and where its data starts in its file."""
-    values = np.load(copy / f"{name}.npy")
-    return values, len(_header(values.dtype, len(values)))
-
-
 def account(copy: Path) -> dict:
     return json.loads((copy / "segment.json").read_bytes().partition(b"\n")[2])
 
@@ -143,35 +138,50 @@ def accounted(copy: Path, about: dict) -> None:
     (copy / "segment.json").write_bytes(b"%08x\n%s" % (zlib.crc32(text), text))
 
 
+def column_of(copy: Path, name: str) -> tuple[np.ndarray, int]:
+    """A column's values as written, and where they start in the copy's data file."""
+    rows = account(copy)["rows"]
+    start, dtype = layout(rows)[name], np.dtype(COLUMN_DTYPES.get(name, np.int64))
+    data = (copy / "columns.bin").read_bytes()[start : start + rows[name] * dtype.itemsize]
+    return np.frombuffer(data, dtype).copy(), start
+
+
 def rewritten(copy: Path, name: str, values: np.ndarray) -> None:
-    """The column rewritten with ``values`` and its CRC with it: only the check of what the
-    values say can refuse it."""
-    data = _header(values.dtype, len(values)) + values.tobytes()
-    (copy / f"{name}.npy").unlink()
-    (copy / f"{name}.npy").write_bytes(data)
+    """The column rewritten with ``values`` (as many) and its CRC with it: only the check of
+    what the values say can refuse it."""
+    _, start = column_of(copy, name)
+    with (copy / "columns.bin").open("r+b") as handle:
+        handle.seek(start)
+        handle.write(values.tobytes())
     about = account(copy)
-    about["crc32"][name] = zlib.crc32(data)
-    about["rows"][name] = len(values)
+    about["crc32"][name] = zlib.crc32(values.tobytes())
+    accounted(copy, about)
+
+
+def with_rows(copy: Path, names: tuple[str, ...]) -> None:
+    about = account(copy)
+    for name in names:
+        about["rows"][name] += 1
     accounted(copy, about)
 
 
 def flip_a_byte(copy: Path) -> None:
-    _, offset = column_of(copy, "u1")
-    with (copy / "u1.npy").open("r+b") as handle:
-        handle.seek(offset)
+    _, start = column_of(copy, "u1")
+    with (copy / "columns.bin").open("r+b") as handle:
+        handle.seek(start)
         byte = handle.read(1)
-        handle.seek(offset)
+        handle.seek(start)
         handle.write(bytes([byte[0] ^ 1]))
 
 
 def cut_short(copy: Path) -> None:
-    with (copy / "a_version.npy").open("r+b") as handle:
-        handle.truncate(os.path.getsize(copy / "a_version.npy") - 4)
+    with (copy / "columns.bin").open("r+b") as handle:
+        handle.truncate(os.path.getsize(copy / "columns.bin") - 4)
 
 
 def link_elsewhere(copy: Path) -> None:
-    (copy / "t0.npy").rename(copy.parent / "elsewhere.npy")
-    (copy / "t0.npy").symlink_to(copy.parent / "elsewhere.npy")
+    (copy / "columns.bin").rename(copy.parent / "elsewhere.bin")
+    (copy / "columns.bin").symlink_to(copy.parent / "elsewhere.bin")
 
 
 def unsorted_keys(copy: Path) -> None:
@@ -186,13 +196,11 @@ def pointing_outside(copy: Path) -> None:
 
 
 def another_length(copy: Path) -> None:
-    values, _ = column_of(copy, "a_last")
-    rewritten(copy, "a_last", np.append(values, values[:1]))
+    with_rows(copy, ("a_last",))
 
 
-def another_type(copy: Path) -> None:
-    values, _ = column_of(copy, "a_file")
-    rewritten(copy, "a_file", values.astype(np.int64))
+def longer_than_its_file(copy: Path) -> None:
+    with_rows(copy, ("a0", "a1", "a2", "a3", "a_version", "a_last", "a_file", "a_text"))
 
 
 def names_past_their_bytes(copy: Path) -> None:
@@ -228,15 +236,8 @@ def edited_without_its_crc(copy: Path) -> None:
     (copy / "segment.json").write_bytes(checksum + b"\n" + text.replace(b'"rows"', b'"rows" ', 1))
 
 
-def a_header_numpy_cannot_parse(copy: Path) -> None:
-    """A shape nested thousands deep: NumPy's own header parser recurses past Python's limit."""
-    header = np.lib.format.magic(1, 0) + b"{'descr': '<u8', 'fortran_order': False, 'shape': (" + b"-" * 4000
-    (copy / "a1.npy").unlink()
-    (copy / "a1.npy").write_bytes(header + b"1,), }\n")
-
-
 def writable_by_others(copy: Path) -> None:
-    (copy / "a2.npy").chmod(0o666)
+    (copy / "columns.bin").chmod(0o666)
 
 
 @pytest.mark.parametrize(
@@ -248,14 +249,13 @@ def writable_by_others(copy: Path) -> None:
         unsorted_keys,
         pointing_outside,
         another_length,
-        another_type,
+        longer_than_its_file,
         names_past_their_bytes,
         no_json,
         wrong_account,
         replaces_a_part,
         through_ahead_of_now,
         edited_without_its_crc,
-        a_header_numpy_cannot_parse,
         writable_by_others,
     ],
 )
@@ -263,7 +263,7 @@ def test_a_damaged_copy_is_not_used_and_is_made_again(archive, damage, caplog):
     store, spool = archive
     expected = answers(read_whole(store))
     cached_index(store, spool)
-    biggest = max(copies(spool), key=lambda copy: os.path.getsize(copy / "a0.npy"))
+    biggest = max(copies(spool), key=lambda copy: os.path.getsize(copy / "columns.bin"))
     damage(biggest)
     store.index_reads.clear()
     with caplog.at_level(logging.WARNING):
@@ -364,7 +364,7 @@ def test_a_mapped_segment_finds_every_key_across_its_fences(tmp_path):
     built.add_table(pa.Table.from_pylist(entries, schema=INDEX_SCHEMA))
     cache = IndexCache(tmp_path / CACHE_FOLDER)
     kept = cache.put("_index/base-c1.parquet-index", "1-2", Cached(built.frozen(), {}))
-    assert kept is not None and isinstance(kept.segment.arrays.a0, np.memmap)
+    assert kept is not None and isinstance(kept.segment.arrays.a0.base.obj, mmap.mmap)  # mapped, not read
     assert len(kept.segment.fences["a0"]) == 6  # 3000 keys: a fence every 512
     mapped = HeldIndex()
     mapped.add_segment(kept.segment)
