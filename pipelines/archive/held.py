@@ -160,6 +160,9 @@ class _Names:
     def name(self, code: int) -> str:
         return "" if code < 0 else self.names[code]
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
     def column(self, array: pa.Array | None, rows: int) -> np.ndarray:
         """Each row's code (-1 for null): the distinct values are numbered, not the rows."""
         if array is None:

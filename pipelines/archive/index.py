@@ -478,7 +478,8 @@ class ArchiveIndex:
                 self._covered_files.update(files)
             if layered:
                 self._layer(layers)
-                self.cache.prune({key: tags[key] for key in (*self.bases, *self.deltas)})  # what counts
+                # the copies of the files read that are still listed: those of files merged away go
+                self.cache.prune({key: tags[key] for key in (*self.bases, *self.deltas) if key in tags})
         self._covered_crawls.update(index_crawl(k) for k in self._merged if is_key(k, "delta", "base"))
 
     def _found(
@@ -502,7 +503,7 @@ class ArchiveIndex:
     def keep_written(self, store: Store, key: str, path: Path) -> None:
         """Keep a copy of an index file this run wrote (a merge's base, at ``path``) for the next
         run here, which would otherwise read it from the store first."""
-        if self.cache is None:
+        if self.cache is None or not self.cache.usable():
             return
         try:
             self._checked[key] = checked_index_file(path, key)

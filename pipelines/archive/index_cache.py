@@ -24,8 +24,8 @@ of the index file is checked by the reader as that file's metadata would be. All
 with plain reads, a few MB at a time, not through the map (a page read through the map would
 count as the crawl's own memory). A copy that fails is removed and the file read from the store;
 a copy that cannot be written is only a warning. The folder holds the copies of the index files
-a run reads now and nothing else: the others are removed at its first listing
-(:meth:`IndexCache.prune`).
+a run reads and that are still listed, and nothing else: the others are removed when it reads
+the index (:meth:`IndexCache.prune`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class IndexCache:
         """The copy of ``key`` as the store tags it now, mapped; None when there is none (a
         damaged one is removed, with a warning)."""
         folder = self._folder(key, tag)
-        if not tag or not os.path.lexists(folder) or not self._private_root():
+        if not tag or not os.path.lexists(folder) or not self.usable():
             return None
         try:
             return _opened(folder, key, tag)
@@ -121,7 +121,7 @@ class IndexCache:
         try:
             with contextlib.suppress(FileExistsError):
                 self.root.mkdir(mode=0o700)
-            if not tag or not self._private_root():
+            if not tag or not self.usable():
                 return None
             writing.mkdir(mode=0o700)
             _write(writing, key, tag, cached)
@@ -143,15 +143,19 @@ class IndexCache:
     def prune(self, listed: dict[str, str]) -> None:
         """Remove the copies of index files not listed now with these tags (merged away, or
         replaced), and copies a killed run left half written."""
-        if not self._private_root():
+        if not self.usable():
             return
         live = {self._folder(key, tag).name for key, tag in listed.items()}
-        for path in self.root.iterdir():
+        try:
+            paths = list(self.root.iterdir())
+        except OSError:  # removed meanwhile: nothing to prune
+            return
+        for path in paths:
             unlisted = _ENTRY.fullmatch(path.name) and path.name not in live
             if unlisted or (_WRITING.fullmatch(path.name) and _age_s(path) > _ABANDONED_AFTER_S):
                 _remove(path)
 
-    def _private_root(self) -> bool:
+    def usable(self) -> bool:
         """Whether the folder is this user's own and no one else may write in it: a copy is
         mapped, so one that another user could change under the crawl (cut short: SIGBUS) or
         plant is never read, nor is a folder reached through a link."""
@@ -180,7 +184,7 @@ def layout(rows: dict[str, int]) -> dict[str, int]:
 
 def _write(folder: Path, key: str, tag: str, cached: Cached) -> None:
     segment = cached.segment
-    names, offsets = PackedNames.pack(list(segment.files.names))
+    names, offsets = PackedNames.pack(list(segment.files))
     columns = {**segment.columns(), "file_names": names, "file_offsets": offsets}
     rows = {name: len(column) for name, column in columns.items()}
     checksums = {}

@@ -376,3 +376,21 @@ def test_a_mapped_segment_finds_every_key_across_its_fences(tmp_path):
         assert mapped.by_url(entry["url_key"]) == built.by_url(entry["url_key"])
         assert mapped.visit(entry["url_key"]) == built.visit(entry["url_key"])
     assert sum(mapped.article(e["article_id"]) is not None for e in entries[:3000]) == 3000
+
+
+def test_a_second_read_after_another_run_merged_what_the_first_read_holds_up(archive):
+    """A run that added nothing reads the index again (at its close) after another run merged
+    and deleted files it had read: no copy of theirs is asked for, and the answers hold."""
+    store, spool = archive
+    index = cached_index(store, spool)
+    read_before = set(index.deltas) | set(index.bases)
+    for n in range(13, 30):  # until a merge takes a base the first read read
+        publisher = Publisher(store, spool)
+        publisher.open(f"c{n:03d}", ["xx"])
+        publisher.write_part("outlet=xx/published=2026-11", part(f"https://x.cn/{n}.html"))
+        publisher.close()
+        if read_before - set(store.object_keys("_index/")):
+            break
+    assert read_before - set(store.object_keys("_index/"))  # merged away by those runs
+    index.refresh(store)
+    assert index.known_url(f"https://x.cn/{n}.html") and answers(index) == answers(read_whole(store))
