@@ -471,9 +471,6 @@ class Segment:
     def columns(self) -> dict[str, np.ndarray]:
         return {name: getattr(self.arrays, name) for name in COLUMNS}
 
-    def rows(self) -> int:
-        return self.arrays.rows()
-
     def article_row(self, words: Words) -> int:
         arrays = self.arrays
         return _find(arrays.a0, [arrays.a1, arrays.a2, arrays.a3], words, self.fences.get("a0"))
@@ -506,9 +503,8 @@ class Segment:
         return self.outcomes.name(self.arrays.v_outcome.item(row)), self.arrays.v_last.item(row)
 
 
-FENCE = (
-    512  # one value in this many of a mapped segment's sorted keys is held in memory (a 4 KB page of them)
-)
+# one value in this many of a mapped segment's sorted keys is held in memory (a 4 KB page of them)
+FENCE = 512
 COLUMNS = tuple(_DTYPES)  # a segment's arrays, by name (each a 1-D array of its dtype in _DTYPES)
 COLUMN_DTYPES = dict(_DTYPES)
 
@@ -586,7 +582,7 @@ class HeldIndex:
             raise ValueError("an index of segments is no segment")
         self._stage_added()
         self._merge()
-        return Segment(self._arrays, self._files, self._outcomes, self._odd_ids)
+        return self._own()
 
     def _own(self) -> Segment:
         """The arrays merged from what was added (not a segment of it), as a layer."""

@@ -71,7 +71,8 @@ _WRITING = re.compile(r"\.writing-[0-9]+-[0-9a-f]{8}")
 _ABANDONED_AFTER_S = 3600  # a copy still being written after an hour was left by a killed run
 # the columns of a copy: the segment's, and its part keys (PackedNames: bytes, and offsets)
 _DTYPES = {**COLUMN_DTYPES, "file_names": np.uint8, "file_offsets": np.int64}
-_SORTED = ("a0", "u0", "t0", "v0", "file_offsets")  # the first word of each table's keys: searched in order
+_SEARCHED = ("a0", "u0", "t0", "v0")  # the first word of each table's keys: searched, through fences
+_SORTED = (*_SEARCHED, "file_offsets")  # in order (the names' offsets: never decreasing)
 _SAME_LENGTH = (
     ("a0", "a1", "a2", "a3", "a_version", "a_last", "a_file", "a_text"),
     ("u0", "u1", "u_article"),
@@ -252,6 +253,7 @@ def _opened(folder: Path, key: str, tag: str) -> Cached:
             )
             for name in _DTYPES
         }
+        fences = {name: fences[name] for name in _SEARCHED}
         mapped = mmap.mmap(handle.fileno(), starts[""], access=mmap.ACCESS_READ) if starts[""] else b""
     columns = {
         name: np.frombuffer(mapped, _DTYPES[name], count=rows[name], offset=starts[name])
@@ -266,16 +268,16 @@ def _opened(folder: Path, key: str, tag: str) -> Cached:
     if not isinstance(index_file, dict):
         raise DamagedCopy("no account of its index file")
     files = PackedNames(columns.pop("file_names"), offsets)
-    sorted_fences = {name: fences[name] for name in _SORTED}
-    segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), sorted_fences)
+    segment = Segment.from_columns(columns, files, outcomes, _strings(about["odd_ids"]), fences)
     return Cached(segment, index_file)
 
 
 def _checked_column(
     handle: BinaryIO, name: str, start: int, rows: int, checksum: object, bounds: tuple[int, int] | None
-) -> np.ndarray:
-    """Every :data:`FENCE`-th value of the column at ``start``, once every byte of it is read
-    and found as written (taken as it is read: through the map, it would read every page)."""
+) -> np.ndarray | None:
+    """Every :data:`FENCE`-th value of the column at ``start`` if it is searched (None if not),
+    once every byte of it is read and found as written (taken as it is read: through the map,
+    it would read every page)."""
     dtype = np.dtype(_DTYPES[name])
     handle.seek(start)
     left, crc, previous, fences = rows * dtype.itemsize, 0, None, []
@@ -286,7 +288,8 @@ def _checked_column(
         left -= len(chunk)
         crc = zlib.crc32(chunk, crc)
         values = np.frombuffer(chunk, dtype)
-        fences.append(values[::FENCE].copy())
+        if name in _SEARCHED:
+            fences.append(values[::FENCE].copy())
         if name in _SORTED and len(values):
             if (previous is not None and values[0] < previous) or bool(np.any(values[1:] < values[:-1])):
                 raise DamagedCopy(f"{name}: keys out of order")
@@ -295,6 +298,8 @@ def _checked_column(
             raise DamagedCopy(f"{name}: a row points outside {bounds}")
     if crc != checksum:
         raise DamagedCopy(f"{name}: CRC-32 {crc} where {checksum} was written")
+    if name not in _SEARCHED:
+        return None
     return np.concatenate(fences) if fences else np.zeros(0, dtype)
 
 

@@ -145,6 +145,17 @@ class S3Store:
         return True
 
     def object_keys(self, prefix: str = "", start_after: str | None = None) -> Iterator[str]:
+        for key, _ in self._listed(prefix, start_after):
+            yield key
+
+    def object_tags(self, prefix: str = "") -> dict[str, str]:
+        return {  # a store that lists no ETag gives no tag: nothing is kept of its objects
+            key: f"{entry.get('Size')}-{entry['ETag']}" if entry.get("ETag") else ""
+            for key, entry in self._listed(prefix)
+        }
+
+    def _listed(self, prefix: str, start_after: str | None = None) -> Iterator[tuple[str, dict]]:
+        """Each object under ``prefix`` (after ``start_after``): its key, and what the listing says of it."""
         root = f"{self.prefix}/" if self.prefix else ""
         after = {"StartAfter": root + start_after} if start_after else {}
         with self._errors("list", prefix or "/"):
@@ -153,18 +164,7 @@ class S3Store:
             )
             for page in pages:
                 for entry in page.get("Contents", []):
-                    yield entry["Key"][len(root) :]
-
-    def object_tags(self, prefix: str = "") -> dict[str, str]:
-        root = f"{self.prefix}/" if self.prefix else ""
-        with self._errors("list", prefix or "/"):
-            paginator = self.client.get_paginator("list_objects_v2")
-            pages = paginator.paginate(Bucket=self.bucket, Prefix=root + prefix)
-            return {  # a store that lists no ETag gives no tag: nothing is kept of its objects
-                entry["Key"][len(root) :]: f"{entry['Size']}-{entry['ETag']}" if entry.get("ETag") else ""
-                for page in pages
-                for entry in page.get("Contents", [])
-            }
+                    yield entry["Key"][len(root) :], entry
 
     def read(self, key: str) -> bytes:
         with self._errors("read", key):
