@@ -51,6 +51,25 @@ def hourly_runs(source: Path, target: Path) -> Path:
     return target
 
 
+def copied_runs(source: Path, target: Path, runs: int) -> Path:
+    """The archive at ``source`` and ``runs`` later runs, each listing a hard-linked copy of every
+    part of its only run under its own crawl id (as ``make bench-archive`` builds its archives):
+    files of the same bytes under other keys."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".*"))
+    (original,) = (target / "_manifests").glob("*.json")
+    manifest = json.loads(original.read_text(encoding="utf-8"))
+    for hour in range(1, runs + 1):
+        run = f"20250101T{hour:02d}0000Z-copied"
+        files = []
+        for entry in manifest["files"]:
+            key = str(Path(entry["key"]).with_name(f"part-{run}-00001.parquet").as_posix())
+            (target / key).hardlink_to(target / entry["key"])
+            files.append({**entry, "key": key})
+        copy = {**manifest, "crawl_id": run, "files": files, "warcs": []}
+        (target / "_manifests" / f"{run}.json").write_text(json.dumps(copy), encoding="utf-8")
+    return target
+
+
 class Killed(Exception):
     pass
 

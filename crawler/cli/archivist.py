@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import calendar
 import contextlib
+import gc
 import json
 import shutil
 import sys
@@ -318,7 +319,7 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
         _refuse_unheld(catalog, args.archive, "language", args.lang)
         wanted = Slice(tuple(args.outlet), args.since, args.until, tuple(args.lang))
         dest = sys.stdout.buffer if to_stdout else Path(args.dest)
-        with _progress("pulling") as advance:
+        with _progress("pulling") as advance, _frozen():
             report = pull(store, dest, wanted, output, advance, catalog)
     except PullError as exc:
         raise UsageError(str(exc)) from None
@@ -326,6 +327,7 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
         print(f"PROBLEM {problem}", file=said)
     before = [f"{report.files_skipped} done by an earlier pull"] if report.files_skipped else []
     before += [f"{report.rows_known:,} rows pulled before, left out"] if report.rows_known else []
+    before += [f"{report.files_identical:,} the same as a file read"] if report.files_identical else []
     where = "standard output" if to_stdout else args.dest
     print(
         f"{report.rows:,} rows from {report.files_read} files"
@@ -334,6 +336,18 @@ def pull_command(args: argparse.Namespace) -> ExitCode:
         file=said,
     )
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK
+
+
+@contextlib.contextmanager
+def _frozen() -> Iterator[None]:
+    """The objects made so far (the catalog: one per file and run) kept out of the collector's
+    walks while the command runs, as they live as long as it (at 10,000 runs the walks took
+    0.03-0.07 s of a pull's 0.2 s after its catalog). Given back after, to be collected as ever."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _refuse_overlap(store: Store, dest: Path) -> None:

@@ -63,12 +63,14 @@ ids only the manifests hold.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import io
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -157,7 +159,8 @@ class Figures:
         self.files += 1
         self.rows += file.rows
         self.bytes += file.bytes
-        self.languages.update(_languages(file))
+        for language, rows in _languages(file).items():  # not Counter.update: a catalog adds every file
+            self.languages[language] += rows
         self.stated &= file.languages is not None or not file.rows
 
     def to_json(self) -> dict:
@@ -202,7 +205,8 @@ class Catalog:
         newest readable checkpoint and the manifests listed after its ``through`` (see the
         module), with the files of ``outlets`` only (None: all of them; empty: none, the figures
         suffice)."""
-        return cls._read(store, checkpoint, outlets, every_key=False)
+        with _collector_paused():
+            return cls._read(store, checkpoint, outlets, every_key=False)
 
     @classmethod
     def _read(
@@ -280,6 +284,9 @@ class Catalog:
         manifest that lists it. Any other listing is left out and named: a manifest listing
         another run's parts would have readers count their rows twice and compaction write them
         twice."""
+        keys = [file.key for run in self.runs for file in run.files]
+        if len(set(keys)) == len(keys):
+            return
         listings: dict[str, list[Manifest]] = defaultdict(list)
         for run in self.runs:
             for file in run.files:
@@ -386,7 +393,10 @@ class Catalog:
                 continue
             for file in run.files:
                 if file.key not in superseded:
-                    figures.setdefault(partition_key(file.outlet, file.month), Figures()).add(file)
+                    name = partition_key(file.outlet, file.month)
+                    if name not in figures:  # not setdefault: no Figures made per file
+                        figures[name] = Figures()
+                    figures[name].add(file)
         return figures
 
     def held(self, kind: Literal["outlet", "month", "language"]) -> list[str] | None:
@@ -525,6 +535,20 @@ def seal_checkpoint(store: Store, workdir: Path, every: int | None = None) -> st
     return key
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A catalog is made of tens of thousands of objects at once, kept, and none in a cycle: the
+    cyclic collector would walk them again and again and free nothing (a third of the read at
+    10,000 runs). Garbage without cycles is freed as ever."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _read_around(key: str, exc: Exception, around: list[str]) -> None:
     around.append(f"{key}: catalog checkpoint read around ({type(exc).__name__}: {exc})")
     logger.warning("%s; every manifest is read", around[-1])
@@ -568,7 +592,8 @@ def _read_checkpoint(
     BadManifest or BadKey when it is not one, is too big, or disagrees with itself."""
     data = read_capped(store, key, CHECKPOINT_MAX_BYTES)
     parquet = pq.ParquetFile(io.BytesIO(data))
-    if parquet.schema_arrow.remove_metadata() != _FILE_SCHEMA:
+    schema = parquet.schema_arrow  # made anew on each call: megabytes of footer at 10,000 runs
+    if schema.remove_metadata() != _FILE_SCHEMA:
         raise Damaged("not a checkpoint's columns")
     metadata = parquet.metadata
     claimed = sum(
@@ -578,7 +603,7 @@ def _read_checkpoint(
     )
     if claimed > _EXPANSION * len(data):
         raise Damaged(f"{claimed} bytes of columns claimed in {len(data)} bytes; not decoded")
-    footer = loads_bounded((parquet.schema_arrow.metadata or {}).get(_FOOTER, b""), len(data), key)
+    footer = loads_bounded((schema.metadata or {}).get(_FOOTER, b""), len(data), key)
     if not isinstance(footer, dict) or footer.get("format") != _CHECKPOINT_FORMAT:
         raise Damaged("no checkpoint of this version")
     through = checkpoint_through(key)
@@ -600,13 +625,27 @@ def _read_checkpoint(
         if outlets is None or any(_may_hold(metadata.row_group(group), outlet) for outlet in outlets)
     ]
     files: dict[int, list[ArchivedFile]] = defaultdict(list)
-    for row in parquet.read_row_groups(groups).to_pylist() if groups else ():
-        if not (isinstance(row["run"], int) and 0 <= row["run"] < len(runs)):
-            raise Damaged(f"{shown(row['key'])} is listed by no run of it")
-        languages = None if row["languages"] is None else dict(row["languages"])
-        file = file_entry({**row, "languages": languages}, runs[row["run"]][0]["crawl_id"], "part")
-        if outlets is None or file.outlet in outlets:  # a row group may hold the next outlet's first files
-            files[row["run"]].append(file)
+    columns = (
+        parquet.read_row_groups(groups).to_pydict() if groups else _FILE_SCHEMA.empty_table().to_pydict()
+    )
+    prefixes = None if outlets is None else tuple(f"outlet={outlet}/" for outlet in outlets)
+    for key, place, rows, size, sha256, languages, versions in zip(
+        *(columns[name] for name in _FILE_SCHEMA.names), strict=True
+    ):
+        if not (isinstance(place, int) and 0 <= place < len(runs)):
+            raise Damaged(f"{shown(key)} is listed by no run of it")
+        if prefixes is not None and isinstance(key, str) and not key.startswith(prefixes):
+            checked(key, "part")  # a row group may hold the next outlet's first files: parts still
+            continue
+        entry = {
+            "key": key,
+            "rows": rows,
+            "bytes": size,
+            "sha256": sha256,
+            "languages": None if languages is None else dict(languages),
+            "extractor_versions": versions,
+        }
+        files[place].append(file_entry(entry, runs[place][0]["crawl_id"], "part"))
     catalog = Catalog(
         runs=[Manifest(**fields, files=tuple(files[place])) for place, (fields, _) in enumerate(runs)],
         problems=list(problems),
@@ -680,7 +719,9 @@ def _runs(footer: dict) -> list[tuple[dict, tuple[int, int, int]]]:
         crawl_id = runs[place][0]["crawl_id"]
         cdxj = ArchivedFile(cdxj_key(checked(key, "warc")), crawl_id, 0, cdxj_bytes, cdxj_sha256, None)
         warcs[place].append(ArchivedWarc(key, crawl_id, size, sha256, records, cdxj))
-    return [({**run, "warcs": tuple(warcs[place])}, figures) for place, (run, figures) in enumerate(runs)]
+    for place, (run, _) in enumerate(runs):
+        run["warcs"] = tuple(warcs.get(place, ()))
+    return runs
 
 
 def _run_fields(run: Manifest) -> tuple:

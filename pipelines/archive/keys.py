@@ -184,7 +184,11 @@ def shown(key: object) -> str:
 
 def is_key(key: object, *kinds: str) -> bool:
     """True when ``key`` is a string in the grammar of one of ``kinds``."""
-    return isinstance(key, str) and any(GRAMMARS[kind].fullmatch(key) for kind in kinds)
+    if isinstance(key, str):
+        for kind in kinds:  # a loop, not any(): a catalog checks every file's key
+            if GRAMMARS[kind].fullmatch(key):
+                return True
+    return False
 
 
 def checked(key: object, *kinds: str) -> str:

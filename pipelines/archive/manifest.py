@@ -20,6 +20,7 @@ it is used.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -112,11 +113,16 @@ class ArchivedFile:
     article_ids: tuple[str, ...] | None = None  # its rows', as its manifest states them (None: not stated)
     extractor_versions: tuple[str, ...] | None = None  # of its rows (a crawl's parts); not read back
 
-    @property
+    @functools.cached_property
     def partition(self) -> dict[str, str]:
-        """``{"outlet": ..., "published": ...}``, read from the key."""
-        parts = dict(part.split("=", 1) for part in self.key.split("/")[:-1] if "=" in part)
-        return {"outlet": parts.get("outlet", ""), "published": parts.get("published", UNKNOWN_MONTH)}
+        """``{"outlet": ..., "published": ...}``, read from the key (once: a catalog asks a file
+        several times)."""
+        partition = {"outlet": "", "published": UNKNOWN_MONTH}
+        for folder in self.key.split("/")[:-1]:
+            name, equals, value = folder.partition("=")
+            if equals and name in partition:
+                partition[name] = value
+        return partition
 
     @property
     def outlet(self) -> str:

@@ -28,6 +28,12 @@ read; one that holds rows not pulled yet is read, and only those rows are writte
 ``DEST/.pull.jsonl`` for a folder, a hidden ``.<name>.pull.jsonl`` beside a file (standard
 output has none: a pull there is not resumable); a pull with other filters into the same DEST is
 refused rather than mixed, and a DEST that is gone starts a new journal.
+
+Files of the same bytes. A file whose manifest states the size and sha256 of a file of the same
+partition this pull read (and found as its own manifest states) holds the same rows, all written:
+it is noted done without being read. A copy whose bytes differ from what its manifest states is
+then not found by the pull (its rows would have been left out anyway); ``verify`` reads every
+object. A file that did not check is no file read: its copies are read.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from typing import Any, BinaryIO, Protocol
 import pyarrow as pa
 
 from pipelines.archive.catalog import Catalog, read_verified
-from pipelines.archive.keys import part_of
+from pipelines.archive.keys import part_of, partition_key
 from pipelines.archive.manifest import ArchivedFile
 from pipelines.archive.rows import parquet_file, read_parquet
 from pipelines.archive.storage import Store, StoreError, confined, write_atomically
@@ -149,6 +155,7 @@ class Slice:
 class PullReport:
     files_read: int = 0
     files_skipped: int = 0  # whose rows an earlier pull wrote: done by it, or compacted since
+    files_identical: int = 0  # by their manifests, the same bytes as a file of theirs this pull read
     rows: int = 0
     rows_known: int = 0  # of the files read, left out: versions written before (or twice in the archive)
     problems: list[str] = field(default_factory=list)
@@ -176,10 +183,12 @@ def pull(
     header = {"journal": _JOURNAL, "slice": wanted.to_json(), "format": output}
     done = journal.open(header) if journal else set()
     pulled_before = _pulled_before(catalog, wanted, done)
-    known = journal.ids({_partition(f.key) for f in files if f.key not in pulled_before}) if journal else {}
+    partitions = {file.key: partition_key(file.outlet, file.month) for file in files}
+    known = journal.ids({partitions[f.key] for f in files if f.key not in pulled_before}) if journal else {}
     report = PullReport(problems=list(catalog.problems))
     writer = _writer(dest, output, journal.length if journal else None)
     seen: tuple[str, set[bytes]] = ("", set())  # the partition being pulled, its versions written
+    read_whole: set[tuple[int, str]] = set()  # the files of that partition read: size and sha256
     try:
         for file in files:
             if file.key in pulled_before:
@@ -187,14 +196,22 @@ def pull(
                 if journal and file.key not in done:  # compacted from files done: done too
                     journal.done(file.key, [], writer.length)
             else:
-                partition = _partition(file.key)
+                partition = partitions[file.key]
                 if seen[0] != partition:  # key order: a partition's files come together
                     seen = (partition, _unpacked(known.pop(partition, b"")))
-                _pull_file(store, file, wanted, writer, journal, seen[1], report)
+                    read_whole = set()
+                if (file.bytes, file.sha256) in read_whole:
+                    report.files_identical += 1
+                    if journal:
+                        journal.done(file.key, [], writer.length)
+                elif _pull_file(store, file, wanted, writer, journal, seen[1], report):
+                    read_whole.add((file.bytes, file.sha256))
             if read:
                 read(file, len(files))
     finally:
         writer.close()
+        if journal:
+            journal.flush()
     return report
 
 
@@ -218,13 +235,14 @@ def _pull_file(
     journal: _Journal | None,
     written: set[bytes],
     report: PullReport,
-) -> None:
+) -> bool:
     """The rows of ``file`` in the slice whose versions are not in ``written`` (the versions of its
-    partition written so far, into DEST), then noted as written."""
+    partition written so far, into DEST), then noted as written; False when the file did not
+    read as its manifest says, or its rows could not be written."""
     data, problems = read_verified(store, file)
     if data is None:
         report.problems += problems
-        return
+        return False
     table = wanted.rows(read_parquet(data))
     new: dict[bytes, int] = {}  # each version not written yet: its first row
     for row, version in enumerate(_version_ids(table)):
@@ -235,13 +253,14 @@ def _pull_file(
         writer.write(file, rows)
     except StoreError as exc:  # a key that would lead out of DEST
         report.problems.append(f"{file.key}: not written ({exc})")
-        return
+        return False
     written.update(new)
     if journal:
         journal.done(file.key, list(new), writer.length)
     report.files_read += 1
     report.rows += rows.num_rows
     report.rows_known += table.num_rows - rows.num_rows
+    return True
 
 
 def _pulled_before(catalog: Catalog, wanted: Slice, done: set[str]) -> set[str]:
@@ -284,6 +303,7 @@ class _Journal:
         self.path = path
         self.output = output  # the file the journal is about; None for a folder (it is inside)
         self.length: int | None = None  # the output's length after the last file done
+        self.unsynced: list[dict] = []  # lines of files done that wrote no row, not written yet
 
     @classmethod
     def of(cls, dest: Path | BinaryIO, output: str) -> _Journal | None:
@@ -344,11 +364,21 @@ class _Journal:
         return {partition: bytes(packed) for partition, packed in ids.items()}
 
     def done(self, key: str, ids: list[bytes], length: int | None) -> None:
-        lines: list[dict] = [
+        """Note ``key`` done, with the ids of the versions written from it. A file that wrote no
+        row is noted with the next one that did (or at :meth:`flush`): lost to a kill, it is
+        read again and writes nothing, so one sync serves a run of them."""
+        self.unsynced += [
             {"key": key, "rows": base64.b64encode(b"".join(ids[start : start + _IDS_PER_LINE])).decode()}
             for start in range(0, len(ids), _IDS_PER_LINE)
         ]
-        self._append([*lines, {"key": key, "length": length}])
+        self.unsynced.append({"key": key, "length": length})
+        if ids:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.unsynced:
+            self._append(self.unsynced)
+            self.unsynced = []
 
     def _lines(self) -> Iterator[tuple[dict, int]]:
         """Each whole line (the header, then entries :func:`_is_entry` takes) and where it ends;
@@ -377,9 +407,18 @@ class _Journal:
 
     def _append(self, entries: list[dict]) -> None:
         with self.path.open("ab") as handle:
-            handle.write(b"".join(json.dumps(entry).encode() + b"\n" for entry in entries))
+            handle.write(b"".join(_line(entry) for entry in entries))
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _line(entry: dict) -> bytes:
+    """``entry`` as a line of JSON; a file's done line (one per file, 20,000 in a pull of 10,000
+    runs) written without a JSON encoder made for it, as ``json.dumps`` makes one per dict."""
+    if entry.keys() == {"key", "length"}:
+        length = b"null" if entry["length"] is None else b"%d" % entry["length"]
+        return b'{"key": %s, "length": %s}\n' % (json.dumps(entry["key"]).encode(), length)
+    return json.dumps(entry).encode() + b"\n"
 
 
 def _is_entry(entry: object) -> bool:

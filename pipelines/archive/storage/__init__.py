@@ -103,9 +103,28 @@ def _link_or_copy(source: Path, target: Path) -> None:
         write_atomically(target, copy, place=os.link)
 
 
-def _hidden(relative: Path) -> bool:
-    """Dot names are temporary files and the spool: no object of the archive."""
-    return any(part.startswith(".") for part in relative.parts)
+def _keys_in_order(folder: Path, prefix: str, start_after: str | None) -> Iterator[str]:
+    """The keys of the regular files under ``folder`` (whose keys start with ``prefix``) after
+    ``start_after``, in S3's order, read as they are yielded: code points sort as UTF-8 bytes do,
+    and a folder sorts by its name and a slash, so its keys come where S3 lists them. A folder
+    whose keys all sort before ``start_after`` is not read; nor a linked folder, a link, or a dot
+    name (temporary files and the spool: no object of the archive)."""
+    names = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:  # an unreadable folder lists nothing
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                names.append(entry.name + "/")
+            elif entry.is_file(follow_symlinks=False):
+                names.append(entry.name)
+    for name in sorted(names):
+        key = prefix + name
+        if not name.endswith("/"):
+            if start_after is None or key > start_after:
+                yield key
+        elif start_after is None or key > start_after or start_after.startswith(key):
+            yield from _keys_in_order(folder / name, key, start_after)
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
@@ -154,13 +173,7 @@ class LocalStore:
         base = self._path(prefix.removesuffix("/")) if prefix else self.root
         if not base.is_dir() or base.is_symlink():
             return
-        keys = []
-        for path in base.rglob("*"):  # rglob enters no linked folder
-            relative = path.relative_to(self.root)
-            if path.is_file() and not path.is_symlink() and not _hidden(relative):
-                keys.append(relative.as_posix())
-        # as S3 orders keys (code points sort as UTF-8 bytes do): not folder by folder
-        yield from sorted(key for key in keys if start_after is None or key > start_after)
+        yield from _keys_in_order(base, prefix.removesuffix("/") + "/" if prefix else "", start_after)
 
     def object_tags(self, prefix: str = "") -> dict[str, str]:
         tags = {}

@@ -245,6 +245,35 @@ def test_a_local_listing_starts_after_a_key_as_s3_does(tmp_path, source):
     assert list(store.object_keys(start_after="a-b/x")) == ["a/x"]
 
 
+def test_a_local_listing_reads_a_folder_only_when_its_keys_are_wanted(tmp_path, source, monkeypatch):
+    """Keys come as the folders are read, and a folder whose keys all sort before the key a
+    listing starts after is not read: at 10,000 runs, the first key or the manifests after a
+    checkpoint cost one folder, not the archive."""
+    store = LocalStore(tmp_path / "archive")
+    for key in ["a/x", "a0", "b/c/x", "b/x", "c/x", "_manifests/c1.json"]:
+        store.publish(source, key)
+    read: list[str] = []
+    scandir = os.scandir
+
+    def reading(path):
+        read.append(Path(path).relative_to(store.root).as_posix())
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", reading)
+    assert next(store.object_keys()) == "_manifests/c1.json" and read == [".", "_manifests"]
+    read.clear()
+    assert list(store.object_keys(start_after="b/c/x")) == ["b/x", "c/x"] and read == [".", "b", "b/c", "c"]
+    read.clear()
+    assert list(store.object_keys(start_after="a/")) == ["a/x", "a0", "b/c/x", "b/x", "c/x"]
+    read.clear()
+    assert list(store.object_keys(start_after="a0")) == ["b/c/x", "b/x", "c/x"] and read == [
+        ".",
+        "b",
+        "b/c",
+        "c",
+    ]
+
+
 def test_an_s3_listing_starts_after_a_key(s3, source):
     for key in [*MANIFESTS, "_index/base-c1.parquet-index", "a/x"]:
         s3.client.put_object(Bucket=s3.bucket, Key=f"archive/{key}", Body=b"x")

@@ -13,7 +13,7 @@ import pytest
 from pipelines.archive.storage import LocalStore
 from pipelines.tools.compact import compact
 from pipelines.tools.pull import FORMATS, PullError, Slice, pull
-from tests.archives import hourly_runs
+from tests.archives import copied_runs, hourly_runs
 
 
 class Stop(Exception):
@@ -94,6 +94,42 @@ def test_a_pull_stopped_inside_a_partition_then_compacted_resumes_without_repeat
     assert report.rows_known > 0  # rows of a compacted file that the stopped pull wrote
     assert versions(dest, output) == versions(whole, output)
     assert len(set(versions(whole, output))) == len(versions(whole, output)) == 30
+
+
+@pytest.mark.parametrize("output", FORMATS)
+def test_files_of_the_same_bytes_are_read_once_and_the_slice_is_the_same(mirror_crawl, tmp_path, output):
+    """Each later run lists a copy of every part: by their manifests' size and sha256, the copies
+    hold the rows already read, so only the first of each is read; stopped and run again, the
+    pull reads no copy either, and gives the same slice."""
+    copied = LocalStore(copied_runs(mirror_crawl.archive, tmp_path / "copied", runs=3))
+    once = destination(tmp_path / "once", output)
+    pull(LocalStore(mirror_crawl.archive), once, Slice(), output)
+    dest = destination(tmp_path / "copies", output)
+    report = pull(copied, dest, Slice(), output)
+    assert (report.files_read, report.files_identical, report.rows_known) == (14, 3 * 14, 0)
+    assert versions(dest, output) == versions(once, output)
+    for stop in (1, 20):
+        resumed = destination(tmp_path / f"stopped-{stop}", output)
+        with pytest.raises(Stop):
+            pull(copied, resumed, Slice(), output, stopping_after(stop))
+        report = pull(copied, resumed, Slice(), output)
+        assert report.files_skipped == stop and report.files_read + report.files_identical == 4 * 14 - stop
+        assert versions(resumed, output) == versions(once, output)
+
+
+def test_a_copy_is_read_when_the_file_it_copies_did_not_check(mirror_crawl, tmp_path):
+    """Damaged, the first file is left out and named; its copy is read in its place."""
+    archive = copied_runs(mirror_crawl.archive, tmp_path / "copied", runs=2)
+    first = min((archive / "_manifests").glob("*.json"))
+    damaged = json.loads(first.read_text(encoding="utf-8"))["files"][0]["key"]
+    (archive / damaged).unlink()  # a copy of its own, then damaged: the others keep their bytes
+    (archive / damaged).write_bytes(b"not the bytes its manifest states")
+    dest = tmp_path / "slice"
+    report = pull(LocalStore(archive), dest, Slice(), "parquet")
+    assert [problem.split(":")[0] for problem in report.problems] == [damaged]
+    assert (report.files_read, report.files_identical) == (14, 2 * 14 - 1)
+    pull(LocalStore(mirror_crawl.archive), tmp_path / "once", Slice(), "parquet")
+    assert versions(dest, "parquet") == versions(tmp_path / "once", "parquet")
 
 
 def test_a_pull_of_another_slice_into_the_same_place_is_refused(mirror_crawl, tmp_path):
