@@ -174,7 +174,8 @@ def pull(
     file (a progress bar), ``catalog`` is the store's when the caller read it already (through its
     checkpoint, with the files of the slice's outlets: see :mod:`pipelines.archive.catalog`). A file whose
     bytes differ from its manifest's is left out and named in the report's problems (a later
-    pull tries it again)."""
+    pull tries it again), unless a file of its partition that its manifest gives the same size
+    and sha256 was read: then it is done unread (see the module)."""
     if output not in FORMATS:
         raise PullError(f"unknown format {output!r}: one of {', '.join(FORMATS)}")
     catalog = catalog or Catalog.read(store, checkpoint=True, outlets=wanted.outlets or None)
@@ -376,9 +377,12 @@ class _Journal:
             self.flush()
 
     def flush(self) -> None:
-        if self.unsynced:
-            self._append(self.unsynced)
-            self.unsynced = []
+        """Write the lines held. Taken first: a write that fails part-way is not tried again after
+        its cut line (the next :meth:`open` cuts a last line short; one in the middle would make
+        the journal unreadable), and its files are read again next time."""
+        lines, self.unsynced = self.unsynced, []
+        if lines:
+            self._append(lines)
 
     def _lines(self) -> Iterator[tuple[dict, int]]:
         """Each whole line (the header, then entries :func:`_is_entry` takes) and where it ends;

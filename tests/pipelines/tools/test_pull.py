@@ -4,6 +4,7 @@ the archive was compacted in between, and when a kill cut the pull's journal sho
 from __future__ import annotations
 
 import csv
+import errno
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from pipelines.archive.storage import LocalStore
 from pipelines.tools.compact import compact
-from pipelines.tools.pull import FORMATS, PullError, Slice, pull
+from pipelines.tools.pull import FORMATS, PullError, Slice, _Journal, pull
 from tests.archives import copied_runs, hourly_runs
 
 
@@ -130,6 +131,35 @@ def test_a_copy_is_read_when_the_file_it_copies_did_not_check(mirror_crawl, tmp_
     assert (report.files_read, report.files_identical) == (14, 2 * 14 - 1)
     pull(LocalStore(mirror_crawl.archive), tmp_path / "once", Slice(), "parquet")
     assert versions(dest, "parquet") == versions(tmp_path / "once", "parquet")
+
+
+def test_a_journal_write_cut_short_by_a_full_disk_leaves_a_pull_that_resumes(
+    mirror_crawl, tmp_path, monkeypatch
+):
+    """The disk fills while the journal notes a run of files: half a line is written. That line
+    stays the last (it is not written again after itself), and the next pull resumes."""
+    copied = LocalStore(copied_runs(mirror_crawl.archive, tmp_path / "copied", runs=3))
+    once = tmp_path / "once.jsonl"
+    pull(copied, once, Slice(), "jsonl")
+    append = _Journal._append
+    calls = []
+
+    def disk_full_at_the_third(journal, entries):
+        calls.append(len(entries))
+        if len(calls) == 3:
+            with journal.path.open("ab") as handle:
+                handle.write(json.dumps(entries[0]).encode()[:20])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        append(journal, entries)
+
+    monkeypatch.setattr(_Journal, "_append", disk_full_at_the_third)
+    dest = tmp_path / "slice.jsonl"
+    with pytest.raises(OSError, match="No space left"):
+        pull(copied, dest, Slice(), "jsonl")
+    assert len(calls) == 3  # the lines of the failed write were not tried again
+    monkeypatch.setattr(_Journal, "_append", append)
+    pull(copied, dest, Slice(), "jsonl")
+    assert versions(dest, "jsonl") == versions(once, "jsonl")
 
 
 def test_a_pull_of_another_slice_into_the_same_place_is_refused(mirror_crawl, tmp_path):
