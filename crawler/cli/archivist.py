@@ -409,6 +409,10 @@ def reindex_command(args: argparse.Namespace) -> ExitCode:
         f"index rebuilt from {report.parts:,} parts: {report.entries:,} entries in {report.base}, "
         f"replacing {len(report.replaced)} index files"
     )
+    if report.visits:
+        print(f"kept {report.visits:,} visits (pages that archived no row) of the index files replaced")
+    for key in report.visits_lost:
+        print(f"the visits of {key} could not be read: the next crawl fetches those pages again")
     for key in report.templates_removed:
         print(f"removed the damaged template {key} (the next crawl learns it again)")
     return ExitCode.PROBLEMS if report.problems else ExitCode.OK

@@ -9,6 +9,12 @@ is published, those files are deleted, each only if its key is an index file's. 
 its check is left out and named (no crawl reads it: its run is covered). Index files of the former
 name (``.parquet``, which the data glob reads) go the same way: the new base has the new name.
 
+Visits (fetches of article pages that archived no row, with their outcome: see
+:func:`pipelines.archive.index.visit_entries`) are in no part either: the new base keeps those
+of the index files it replaces that still read, checked as a crawl reads them, so that the next
+crawl does not fetch every such page again; the keys of the files whose visits could not be read
+are in the report.
+
 Templates are learned from pages, which parts do not keep: a damaged one is deleted (its key
 checked to be a template's), and the next crawl of its outlet learns it again. Manifests are
 what everything is rebuilt from: they are checked and their problems named, never rewritten.
@@ -22,9 +28,13 @@ from pathlib import Path
 from pipelines.archive.catalog import Catalog, read_verified
 from pipelines.archive.index import (
     INDEX,
+    INDEX_MAX_BYTES,
     Damaged,
+    checked_index_file,
+    index_batches,
     manifest_files,
     merge_entries,
+    read_capped,
     read_part_entries,
     write_index_file,
 )
@@ -38,6 +48,8 @@ from pipelines.archive.templates import read_template
 class ReindexReport:
     parts: int = 0  # read into the new base
     entries: int = 0
+    visits: int = 0  # kept from the index files replaced
+    visits_lost: list[str] = field(default_factory=list)  # index files replaced that did not read
     base: str | None = None
     replaced: list[str] = field(default_factory=list)  # index files deleted
     templates_removed: list[str] = field(default_factory=list)
@@ -72,6 +84,9 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
         entries += part
         report.parts += 1
     index_files = [key for key in store.object_keys(f"{INDEX}/") if is_key(key, "delta", "base")]
+    visits = _visits(store, index_files, report)
+    entries += visits
+    report.visits = len(visits)
     runs = [key for run in catalog.runs for key in delta_keys(run.crawl_id)]
     report.base = base_key(run_id)
     merged = merge_entries(entries)
@@ -91,6 +106,25 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
         report.replaced.append(key)
     _remove_damaged_templates(store, report)
     return report
+
+
+def _visits(store: Store, keys: list[str], report: ReindexReport) -> list[dict]:
+    """The visits the index files ``keys`` hold, each file checked whole first and read a batch
+    at a time; a file that does not read is named in ``report.visits_lost`` (its visits are
+    fetched again: they are hints, not rows)."""
+    import pyarrow.compute as pc  # the rebuild's alone: a crawl's start does without the import
+
+    visits: list[dict] = []
+    for key in keys:
+        try:
+            data = read_capped(store, key, INDEX_MAX_BYTES)
+            checked_index_file(data, key)
+            for batch in index_batches(data, set()):
+                if "outcome" in batch.schema.names:  # a file of the former columns holds none
+                    visits += batch.filter(pc.is_valid(batch.column("outcome"))).to_pylist()
+        except (Damaged, StoreError):
+            report.visits_lost.append(key)
+    return visits
 
 
 def _remove_damaged_templates(store: Store, report: ReindexReport) -> None:

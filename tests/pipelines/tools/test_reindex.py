@@ -44,3 +44,43 @@ def test_index_files_of_either_name_are_replaced_by_one_base_of_the_new_name(mir
     index = ArchiveIndex()
     index.refresh(store)
     assert all(index.known_url(article.url) for article in ARCHIVED)
+
+
+def visits_of(store: LocalStore, key: str) -> set[tuple]:
+    entries = read_index_file(store, key).entries.to_pylist()
+    return {(e["url"], e["outcome"], e["first_fetched"], e["last_fetched"]) for e in entries if e["outcome"]}
+
+
+def crawls_view(store: LocalStore, visits: set[tuple]) -> dict:
+    """What a crawl's index says of the URLs of ``visits``: when to fetch each again."""
+    index = ArchiveIndex()
+    index.refresh(store)
+    return {url: index.visit(url) for url, *_ in visits}
+
+
+def test_the_visits_of_the_index_files_replaced_are_kept_and_those_that_do_not_read_named(
+    mirror_crawl, tmp_path
+):
+    """Pages that archived no row are in no part: the new base takes them from the index files
+    it replaces, so the next crawl does not fetch them again; a file that does not read is named."""
+    archive = tmp_path / "archive"
+    shutil.copytree(mirror_crawl.archive, archive, ignore=shutil.ignore_patterns(".*"))
+    store = LocalStore(archive)
+    (delta,) = store.object_keys("_index/")
+    visits = visits_of(store, delta)
+    assert len(visits) >= 2  # the mirror has pages refused and pages that are no article
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    before = crawls_view(store, visits)
+    assert any(visit is not None for visit in before.values())  # some the next crawl does not fetch
+
+    report = reindex(store, workdir, "r1")
+
+    assert (report.visits, report.visits_lost) == (len(visits), [])
+    assert visits_of(store, report.base) == visits
+    assert crawls_view(store, visits) == before
+
+    (archive / report.base).write_bytes(b"damaged")
+    again = reindex(store, workdir, "r2")
+    assert (again.visits, again.visits_lost, again.problems) == (0, [report.base], [])
+    assert not visits_of(store, again.base)
