@@ -761,6 +761,35 @@ def _schema_of(source: bytes | Path) -> pa.Schema:
     return pa.schema([field for field in INDEX_SCHEMA if field.name in names])
 
 
+def live_index_files(store: Store, keys: Iterable[str]) -> Iterator[tuple[str, bytes | Damaged]]:
+    """Of the index files ``keys``, those a crawl reads, picked as it picks them
+    (:meth:`ArchiveIndex._read_index_files`): the bases no newer live base replaces, newest first,
+    each checked whole with its claims, then the deltas no live base holds. Each comes with its
+    bytes, or with the :class:`Damaged` it is read around for; :class:`StoreError` if the store
+    fails."""
+    merged: set[str] = set()
+    for base in reversed(_by_crawl(key for key in keys if is_key(key, "base"))):
+        if base in merged:
+            continue
+        try:
+            data = read_capped(store, base, INDEX_MAX_BYTES)
+            checked_file = checked_index_file(data, base)
+            _check_claims(base, checked_file)
+        except Damaged as exc:
+            yield base, exc
+            continue
+        merged.update(checked_file.merged)
+        yield base, data
+    for key in sorted(key for key in keys if is_key(key, "delta") and key not in merged):
+        try:
+            data = read_capped(store, key, INDEX_MAX_BYTES)
+            checked_index_file(data, key)
+        except Damaged as exc:
+            yield key, exc
+            continue
+        yield key, data
+
+
 def _check_claims(base: str, checked_file: CheckedIndexFile) -> None:
     """:class:`Damaged` for a base that says it is, or accounts for a manifest, from a crawl
     dated more than a day ahead: read first, it would hide every index file and manifest there

@@ -11,9 +11,9 @@ name (``.parquet``, which the data glob reads) go the same way: the new base has
 
 Visits (fetches of article pages that archived no row, with their outcome: see
 :func:`pipelines.archive.index.visit_entries`) are in no part either: the new base keeps those
-of the index files it replaces that still read, checked as a crawl reads them, so that the next
-crawl does not fetch every such page again; the keys of the files whose visits could not be read
-are in the report.
+of the index files a crawl would read, picked and checked as a crawl does, so that the next crawl
+does not fetch every such page again and no other page is held back; the keys of the files whose
+visits could not be read are in the report.
 
 Templates are learned from pages, which parts do not keep: a damaged one is deleted (its key
 checked to be a template's), and the next crawl of its outlet learns it again. Manifests are
@@ -25,16 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from pipelines.archive.catalog import Catalog, read_verified
 from pipelines.archive.index import (
     INDEX,
-    INDEX_MAX_BYTES,
     Damaged,
-    checked_index_file,
     index_batches,
+    live_index_files,
     manifest_files,
     merge_entries,
-    read_capped,
     read_part_entries,
     write_index_file,
 )
@@ -42,6 +42,9 @@ from pipelines.archive.keys import TEMPLATE_FOLDER, base_key, checked, delta_key
 from pipelines.archive.lock import ensure_held
 from pipelines.archive.storage import Store, StoreError
 from pipelines.archive.templates import read_template
+
+# what visit_entries writes of a visit (pipelines/archive/index.py): all a new base keeps of one
+VISIT_COLUMNS = ("url_key", "url", "outcome", "crawl_id", "first_fetched", "last_fetched")
 
 
 @dataclass
@@ -84,9 +87,7 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
         entries += part
         report.parts += 1
     index_files = [key for key in store.object_keys(f"{INDEX}/") if is_key(key, "delta", "base")]
-    visits = _visits(store, index_files, report)
-    entries += visits
-    report.visits = len(visits)
+    entries += _visits(store, index_files, report)
     runs = [key for run in catalog.runs for key in delta_keys(run.crawl_id)]
     report.base = base_key(run_id)
     merged = merge_entries(entries)
@@ -100,6 +101,7 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
     store.publish(spooled, report.base)
     spooled.unlink()
     report.entries = len(merged)
+    report.visits = sum(1 for entry in merged if entry.get("outcome") is not None)
     for key in index_files:
         ensure_held(store)
         store.delete(checked(key, "delta", "base"))
@@ -109,21 +111,32 @@ def reindex(store: Store, workdir: Path, run_id: str) -> ReindexReport:
 
 
 def _visits(store: Store, keys: list[str], report: ReindexReport) -> list[dict]:
-    """The visits the index files ``keys`` hold, each file checked whole first and read a batch
-    at a time; a file that does not read is named in ``report.visits_lost`` (its visits are
-    fetched again: they are hints, not rows)."""
+    """The visits of a URL key in the index files of ``keys`` a crawl reads (the same files, the
+    same checks: :func:`live_index_files`), a batch of their columns at a time; a file that does
+    not read is named in ``report.visits_lost`` (its pages are fetched again: visits are hints,
+    not rows)."""
     import pyarrow.compute as pc  # the rebuild's alone: a crawl's start does without the import
 
     visits: list[dict] = []
-    for key in keys:
-        try:
-            data = read_capped(store, key, INDEX_MAX_BYTES)
-            checked_index_file(data, key)
-            for batch in index_batches(data, set()):
-                if "outcome" in batch.schema.names:  # a file of the former columns holds none
-                    visits += batch.filter(pc.is_valid(batch.column("outcome"))).to_pylist()
-        except (Damaged, StoreError):
+    for key, data in live_index_files(store, keys):
+        if isinstance(data, Damaged):
             report.visits_lost.append(key)
+            continue
+        found: list[dict] = []
+        try:
+            for batch in index_batches(data, set(), VISIT_COLUMNS):
+                if "outcome" in batch.schema.names:  # a file of the former columns holds none
+                    kept = pc.and_(pc.is_valid(batch.column("outcome")), pc.is_valid(batch.column("url_key")))
+                    found += batch.filter(kept).to_pylist()
+        except (
+            Damaged,
+            pa.ArrowException,
+            OSError,
+            ValueError,
+        ):  # a column checking left out, or text not UTF-8
+            report.visits_lost.append(key)
+            continue
+        visits += found
     return visits
 
 
