@@ -252,6 +252,8 @@ class ArchivePipeline:
         return item
 
     async def close_spider(self) -> None:
+        if self._aging is None:  # the archive never opened (the crawl reports why): no row came
+            return
         self._aging.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._aging

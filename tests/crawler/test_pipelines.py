@@ -11,8 +11,9 @@ from scrapy.exceptions import DropItem
 from scrapy.utils.test import get_crawler
 
 from crawler.extensions import ArchiveExtension
-from crawler.pipelines import ExtractPipeline
+from crawler.pipelines import ArchivePipeline, ExtractPipeline
 from pipelines.archive.keys import delta_key, new_crawl_id
+from pipelines.archive.rows import PartBuffers
 from pipelines.runtime.pool import WorkerPool
 from tests.conftest import fetched_article
 
@@ -107,3 +108,25 @@ def test_the_pages_extraction_drops_are_remembered_and_seal_a_run_of_no_row(tmp_
         "https://news.example.cn/a?id=1": "failed",
     }
     assert (crawler.stats.get_value("visits/not_article"), crawler.stats.get_value("visits/failed")) == (1, 1)
+
+
+def test_an_archive_that_failed_to_open_closes_its_pipeline_quietly(tmp_path, monkeypatch):
+    """A bug in opening the archive is the crawl's error (exit 5); closing the pipeline after it
+    raised an AttributeError of its own on top."""
+    crawler = get_crawler(settings_dict={"ARCHIVE_URI": str(tmp_path / "archive")})
+    crawler.spider = Spider("outlets", crawl_id=new_crawl_id())
+    archive = ArchiveExtension.from_crawler(crawler)
+
+    def bug(*args: object) -> None:
+        raise ZeroDivisionError("a bug in our own code")
+
+    monkeypatch.setattr(archive.archive, "open", bug)
+    pipeline = ArchivePipeline(archive, PartBuffers(5000, 1 << 25, 600.0, 1 << 25))
+
+    async def run() -> None:
+        with pytest.raises(ZeroDivisionError):
+            await pipeline.open_spider()
+        await pipeline.close_spider()
+
+    asyncio.run(run())
+    assert not (tmp_path / "archive" / "_manifests").exists()

@@ -162,12 +162,13 @@ def extract(
         deduplicate=False,
         fast=True,
     )
-    text = None
-    if document is not None:
-        text = clean_lines(agreed_text(document.text or "", readability_text(tree), tree), metadata)
-        lines = text_lines(text) if learn or template else []
-        page_blocks += lines
-        text = drop_template_lines(text, lines, template)
+    # trafilatura found no text (None): readability's may still be the article, as in
+    # trafilatura's own fallback; consensus takes it only if it reads like prose
+    trafilatura_text = (document.text or "") if document is not None else ""
+    text = clean_lines(agreed_text(trafilatura_text, readability_text(tree), tree), metadata)
+    lines = text_lines(text) if learn or template else []
+    page_blocks += lines
+    text = drop_template_lines(text, lines, template)
     if not metadata.published_raw:
         with warnings.catch_warnings():  # htmldate meets zones like "EST" on real pages; harmless
             warnings.simplefilter("ignore", UnknownTimezoneWarning)

@@ -8,7 +8,8 @@ carry metadata (editor, reviewers, source) are moved into the metadata, not lost
 from __future__ import annotations
 
 import re
-from itertools import groupby, islice, repeat
+from collections.abc import Iterator
+from itertools import groupby, islice, repeat, zip_longest
 
 import lxml.html
 from cssselect import GenericTranslator
@@ -98,8 +99,17 @@ _FURNITURE_TOKENS = frozenset(
         "banner",
     }
 )
+# the furniture tokens that say "navigation": a block of links. One so named that holds
+# paragraphs of text that is not link text is not navigation ("content-nav-section")
+_NAVIGATION_TOKENS = frozenset(
+    ("nav", "navbar", "topnav", "menu", "breadcrumb", "breadcrumbs", "crumb", "crumbs")
+)
+LINK_SHARE_OF_PROSE = 0.3  # ... share of its text in links below which it reads as prose
 PARAGRAPH_CHARS = 50  # a <p> this long is article text, not a caption or a link
-_TOKEN_SPLIT = re.compile(r"[\s_-]+")
+_PART_SPLIT = re.compile(r"[_-]+")  # a class or id name's parts
+# a utility class's value after its property ("pl-4", "vds-pl_0px", "pt-[12px]", "position-relative"):
+# a number, a bracket, a dotted or percent value, a CSS position
+_UTILITY_VALUE = re.compile(r"\d|\[|[^.%(]*[.%(]|(?:relative|absolute|fixed|static|sticky)$")
 _FURNITURE_TAGS = ("nav", "footer", "aside", "form")
 # the elements _is_furniture can be true of, found by libxml2
 _MAYBE_FURNITURE = "*[@class or @id or {}]".format(" or ".join(f"self::{tag}" for tag in _FURNITURE_TAGS))
@@ -263,7 +273,27 @@ def _is_furniture(element: lxml.html.HtmlElement) -> bool:
     if element.tag in _FURNITURE_TAGS:
         return True
     names = f"{element.get('class', '')} {element.get('id', '')}".lower()
-    return any(token in _FURNITURE_TOKENS for token in _TOKEN_SPLIT.split(names) if token)
+    found = {token for name in names.split() for token in _named_tokens(name)}
+    if found and found <= _NAVIGATION_TOKENS:
+        return not _reads_as_prose(element)
+    return bool(found)
+
+
+def _named_tokens(name: str) -> Iterator[str]:
+    """The furniture tokens of one class or id name, but for a utility class's property (its
+    value follows: "pl-4", "vds-pl_0px", "position-relative"), which says how it looks, not what it is."""
+    tokens = _PART_SPLIT.split(name)
+    for token, following in zip_longest(tokens, tokens[1:]):
+        if token in _FURNITURE_TOKENS and not (following and _UTILITY_VALUE.match(following)):
+            yield token
+
+
+def _reads_as_prose(element: lxml.html.HtmlElement) -> bool:
+    """Paragraphs of text that is not link text: no navigation, whatever its name says."""
+    if not _paragraph_chars(element):
+        return False
+    links = sum(len(anchor.text_content()) for anchor in element.iter("a"))
+    return links < LINK_SHARE_OF_PROSE * len(element.text_content())
 
 
 def clean_lines(text: str, metadata: PageMetadata) -> str:
