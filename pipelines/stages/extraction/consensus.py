@@ -77,6 +77,9 @@ READABILITY_LONGER = 1.5  # ... of which trafilatura kept only a part
 PARAGRAPH_TOKENS = 25  # a line this long that ends like a sentence is article prose
 LEAD_TOKENS = 12  # ... and this long, just before the first confirmed line: the lead readability missed
 ARTICLE_CONFIRMED = 0.5  # share of a block's tokens in confirmed lines: the article's, not the layout's
+# paragraphs readability's text needs where trafilatura's has none (trafilatura's own fallback
+# takes any): fewer are a notice (a page not found, a paywall) as often as an article
+ALONE_PARAGRAPHS = 3
 LINK_SHARE = 0.5  # share of an element's text in links past which it is a link, not the article's
 # elements whose whole text trafilatura prints as one line (a cell: one cell of a table row)
 _LINE_ELEMENTS = frozenset(
@@ -196,6 +199,12 @@ def agreed_text(
     line_tokens = [_tokens(line) for line in lines]
     reference_lines = reference.splitlines()
     reference_tokens = [_tokens(line) for line in reference_lines]
+    if not lines:  # trafilatura found none: readability's text, if it holds an article's paragraphs
+        paragraphs = sum(
+            _is_paragraph(line.strip(), tokens, paragraph_tokens)
+            for line, tokens in zip(reference_lines, reference_tokens, strict=True)
+        )
+        return reference if paragraphs >= ALONE_PARAGRAPHS else ""
     # the lines' tokens summed: a token never spans a line break, and adding is cheaper than tokenising
     confirmed = Counter()
     for tokens in reference_tokens:

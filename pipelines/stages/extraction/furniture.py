@@ -104,11 +104,15 @@ _FURNITURE_TOKENS = frozenset(
 _NAVIGATION_TOKENS = frozenset(
     ("nav", "navbar", "topnav", "menu", "breadcrumb", "breadcrumbs", "crumb", "crumbs")
 )
-LINK_SHARE_OF_PROSE = 0.3  # ... share of its text in links below which it reads as prose
+NAVIGATION_PROSE = 2  # ... paragraphs it needs (one is a notice or a ticker in the menu)
+LINK_SHARE_OF_PROSE = 0.3  # ... and the share of its text in links below which it reads as prose
 PARAGRAPH_CHARS = 50  # a <p> this long is article text, not a caption or a link
+_TOKEN_SPLIT = re.compile(r"[\s_-]+")  # class and id names' parts
 _PART_SPLIT = re.compile(r"[_-]+")  # a class or id name's parts
-# a utility class's value after its property ("pl-4", "vds-pl_0px", "pt-[12px]", "position-relative"):
-# a number, a bracket, a dotted or percent value, a CSS position
+# the furniture tokens that utility CSS (Tailwind, Bootstrap, Panda) also uses as a property's
+# name: padding-left and position ("pl-4", "vds-pl_0px", "position-relative"); followed by a value
+# (a number, a bracket, a dotted or percent value, a CSS position) they say how a block looks
+_UTILITY_PROPERTIES = frozenset(("pl", "position"))
 _UTILITY_VALUE = re.compile(r"\d|\[|[^.%(]*[.%(]|(?:relative|absolute|fixed|static|sticky)$")
 _FURNITURE_TAGS = ("nav", "footer", "aside", "form")
 # the elements _is_furniture can be true of, found by libxml2
@@ -216,18 +220,25 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
     page_paragraphs = _paragraph_chars(body)
     candidates = body.xpath(f"descendant-or-self::{_MAYBE_FURNITURE}")  # in document order
     index = 0
+    prose_until = 0  # candidates before this one lie in a block of prose named as navigation
     while index < len(candidates):
         element = candidates[index]
         index += 1
         # a furniture name can be on the article itself (class="js_img_share_area"): spared when
         # it holds half the page's text or half its paragraphs
+        if not (names := _furniture_names(element)) or (index <= prose_until and names <= _NAVIGATION_TOKENS):
+            continue
         if (
-            _is_furniture(element)
-            and len(element.text_content()) < page_chars / 2
-            and _paragraph_chars(element) <= page_paragraphs / 2
+            len(text := element.text_content()) >= page_chars / 2
+            or _paragraph_chars(element) > page_paragraphs / 2
         ):
-            index += len(element.xpath(f"descendant::{_MAYBE_FURNITURE}"))  # they go with it
-            element.drop_tree()
+            continue
+        inside = len(element.xpath(f"descendant::{_MAYBE_FURNITURE}"))
+        if names <= _NAVIGATION_TOKENS and _is_prose(element, text):
+            prose_until = max(prose_until, index + inside)  # its navigation names are the layout's too
+            continue
+        index += inside  # they go with it
+        element.drop_tree()
     for listing in body.xpath("//ul | //ol"):
         items = listing.findall("li")
         if len(items) >= 2 and sum(bool(_DATED.search(i.text_content())) for i in items) > len(items) / 2:
@@ -269,31 +280,37 @@ def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
     return sum(length for p in element.iter("p") if (length := len(p.text_content())) >= PARAGRAPH_CHARS)
 
 
-def _is_furniture(element: lxml.html.HtmlElement) -> bool:
+def _furniture_names(element: lxml.html.HtmlElement) -> set[str]:
+    """What names it furniture: its tag (nav, footer, aside, form), or the furniture tokens of its
+    class and id names."""
     if element.tag in _FURNITURE_TAGS:
-        return True
+        return {f"<{element.tag}>"}
     names = f"{element.get('class', '')} {element.get('id', '')}".lower()
-    found = {token for name in names.split() for token in _named_tokens(name)}
-    if found and found <= _NAVIGATION_TOKENS:
-        return not _reads_as_prose(element)
-    return bool(found)
+    if _FURNITURE_TOKENS.isdisjoint(_TOKEN_SPLIT.split(names)):  # most names: no token to look at
+        return set()
+    return {token for name in names.split() for token in _named_tokens(name)}
 
 
 def _named_tokens(name: str) -> Iterator[str]:
     """The furniture tokens of one class or id name, but for a utility class's property (its
-    value follows: "pl-4", "vds-pl_0px", "position-relative"), which says how it looks, not what it is."""
+    value follows: "pl-4", "vds-pl_0px", "position-relative"), which says how it looks, not what
+    it is; "comment-2" or "ad-300x250" still name furniture."""
     tokens = _PART_SPLIT.split(name)
     for token, following in zip_longest(tokens, tokens[1:]):
-        if token in _FURNITURE_TOKENS and not (following and _UTILITY_VALUE.match(following)):
+        if token in _FURNITURE_TOKENS and not (
+            token in _UTILITY_PROPERTIES and following and _UTILITY_VALUE.match(following)
+        ):
             yield token
 
 
-def _reads_as_prose(element: lxml.html.HtmlElement) -> bool:
-    """Paragraphs of text that is not link text: no navigation, whatever its name says."""
-    if not _paragraph_chars(element):
+def _is_prose(element: lxml.html.HtmlElement, text: str) -> bool:
+    """Paragraphs (:data:`NAVIGATION_PROSE` or more) and under :data:`LINK_SHARE_OF_PROSE` link
+    text: a block so named is no navigation, whatever its name says."""
+    paragraphs = sum(len(p.text_content()) >= PARAGRAPH_CHARS for p in element.iter("p"))
+    if paragraphs < NAVIGATION_PROSE:
         return False
     links = sum(len(anchor.text_content()) for anchor in element.iter("a"))
-    return links < LINK_SHARE_OF_PROSE * len(element.text_content())
+    return links < LINK_SHARE_OF_PROSE * len(text)
 
 
 def clean_lines(text: str, metadata: PageMetadata) -> str:

@@ -232,18 +232,20 @@ def test_readabilitys_text_stands_where_trafilatura_finds_none():
     assert text.count("\n\n") == expected["paragraphs"] - 1
 
 
-def test_readabilitys_text_without_prose_does_not_stand_in_for_trafilaturas():
-    """The same page as a list of headlines: neither extractor's text is an article."""
-    page = (PAGES / "listing_in_unclosed_aside.html").read_bytes()
+@pytest.mark.parametrize("name", ["listing_in_unclosed_aside", "not_found_in_unclosed_aside"])
+def test_readabilitys_text_without_an_articles_paragraphs_does_not_stand_in_for_trafilaturas(name):
+    """The same page as a list of headlines, or as a page-not-found notice: no article."""
+    page = (PAGES / f"{name}.html").read_bytes()
     assert trafilatura.bare_extraction(page.decode("utf-8"), fast=True) is None, "fixture error"
     assert readability_text(lxml.html.fromstring(page)), "fixture error: readability finds nothing"
     assert extract(page, "https://news.example.org/city/").text is None
 
 
-@pytest.mark.parametrize("page", ["article_in_nav_named_block", "utility_classes"])
+@pytest.mark.parametrize("page", ["article_in_nav_named_block", "utility_classes", "ticker_in_navigation"])
 def test_blocks_named_like_furniture_by_their_layout_keep_the_article(page):
     """A "content-nav-section" of paragraphs is no navigation, a "pl-8" no comment list: each
-    block is less than half of the page, so the name alone dropped it."""
+    block is less than half of the page, so the name alone dropped it. A menu with one
+    paragraph (a news ticker) is still navigation."""
     expected = EXPECTED[page]
     text = extract((PAGES / f"{page}.html").read_bytes(), "https://news.example.org/a/7.html").text
     assert text is not None
