@@ -80,7 +80,6 @@ ARTICLE_CONFIRMED = 0.5  # share of a block's tokens in confirmed lines: the art
 # paragraphs readability's text needs where trafilatura's has none (trafilatura's own fallback
 # takes any): fewer are a notice (a page not found, a paywall) as often as an article
 ALONE_PARAGRAPHS = 3
-TAIL_PARAGRAPHS = 2  # paragraphs after the last confirmed line, in the article's block, kept together
 LINK_SHARE = 0.5  # share of an element's text in links past which it is a link, not the article's
 # elements whose whole text trafilatura prints as one line (a cell: one cell of a table row)
 _LINE_ELEMENTS = frozenset(
@@ -254,7 +253,7 @@ def agreed_text(
         first_prose = next((i for i, agreed in enumerate(agrees) if agreed and paragraphs[i]), last_agreed)
         between = [i for i in range(first_prose + 1, last_agreed) if not keep[i] and line_tokens[i]]
         after = [i for i in range(last_agreed + 1, len(lines)) if line_tokens[i]] if last_agreed >= 0 else []
-        for i in _inside_article(tree, lines, line_tokens, agrees, between, after, paragraphs):
+        for i in _inside_article(tree, lines, line_tokens, agrees, between, after):
             keep[i] = True
     kept = [line for line, wanted in zip(lines, keep, strict=True) if wanted]
     return "\n".join(_lead_only_readability_has(reference_lines, reference_tokens, whole, line_agrees) + kept)
@@ -294,13 +293,10 @@ def _inside_article(
     agrees: list[bool],
     candidates: list[int],
     after: list[int],
-    paragraphs: list[bool],
 ) -> list[int]:
     """The ``candidates`` (lines between confirmed ones) in the article's block, and the lines
     ``after`` the last confirmed one that continue its paragraphs (:func:`_continues`): the
-    headings, list items and closing paragraphs of the article readability left out; and the
-    paragraphs after it in the article's block when there are :data:`TAIL_PARAGRAPHS` of them
-    (readability's block ended before the article's next sections)."""
+    headings, list items and closing paragraphs of the article readability left out."""
     if not candidates and not after:
         return []
     wanted = {*candidates, *after}
@@ -321,20 +317,7 @@ def _inside_article(
         and container is not None
         and _continues(found[i], lines[i], container, is_part)
     ]
-    block = _article_block(found, agrees)
-    continuing = set(continued)
-    tail = [
-        i
-        for i in after
-        if block is not None
-        and paragraphs[i]
-        and i not in continuing
-        and found[i] is not None
-        and is_part(found[i], block)
-    ]
-    if len(tail) < TAIL_PARAGRAPHS:  # one alone is a closing notice, a promotion, a disclaimer
-        tail = []
-    return _in_block(found, line_tokens, agrees, candidates, is_part, block) + continued + tail
+    return _in_block(found, line_tokens, agrees, candidates, is_part) + continued
 
 
 def _in_block(
@@ -343,33 +326,27 @@ def _in_block(
     agrees: list[bool],
     candidates: list[int],
     is_part: Callable[[lxml.html.HtmlElement, lxml.html.HtmlElement], bool],
-    block: lxml.html.HtmlElement | None,
 ) -> list[int]:
-    """The candidate lines whose element (``found``) lies in the article's ``block``
-    (:func:`_article_block`), and is not a link; the block counts only when confirmed text makes
-    at least :data:`ARTICLE_CONFIRMED` of it (the article, not a layout table, whose other lines
-    are furniture).
+    """The candidate lines whose element (``found``) lies in the block that holds the confirmed
+    lines, and is not a link.
+
+    The block is the confirmed lines' elements' nearest common ancestor, and counts only when
+    confirmed text makes at least :data:`ARTICLE_CONFIRMED` of it (the article, not a layout
+    table or the whole page, whose other lines are furniture).
     """
-    if not candidates or block is None:
+    if not candidates:
+        return []
+    confirmed = [element for element, agreed in zip(found, agrees, strict=True) if agreed]
+    confirmed = [element for element in confirmed if element is not None]
+    if len(confirmed) < 2:
+        return []
+    block = _common_ancestor(confirmed)
+    if block is None or block.tag in ("body", "html"):
         return []
     confirmed_size = sum(tokens.total() for tokens, agreed in zip(line_tokens, agrees, strict=True) if agreed)
     if confirmed_size < ARTICLE_CONFIRMED * _tokens(block.text_content()).total():
         return []
     return [i for i in candidates if found[i] is not None and is_part(found[i], block)]
-
-
-def _article_block(
-    found: list[lxml.html.HtmlElement | None], agrees: list[bool]
-) -> lxml.html.HtmlElement | None:
-    """The confirmed lines' elements' nearest common ancestor, if there are two and it is not the
-    whole page."""
-    confirmed = [
-        element for element, agreed in zip(found, agrees, strict=True) if agreed and element is not None
-    ]
-    if len(confirmed) < 2:
-        return None
-    block = _common_ancestor(confirmed)
-    return None if block is None or block.tag in ("body", "html") else block
 
 
 def _continues(
