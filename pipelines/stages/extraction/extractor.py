@@ -163,7 +163,7 @@ def extract(
         fast=True,
     )
     # trafilatura found no text (None): readability's may still be the article, as in
-    # trafilatura's own fallback; consensus takes it only if it reads like prose
+    # trafilatura's own fallback; consensus takes it only if it holds an article's paragraphs
     trafilatura_text = (document.text or "") if document is not None else ""
     text = clean_lines(agreed_text(trafilatura_text, readability_text(tree), tree), metadata)
     lines = text_lines(text) if learn or template else []

@@ -115,7 +115,7 @@ _PART_SPLIT = re.compile(r"[_-]+")  # a class or id name's parts
 _UTILITY_PROPERTIES = frozenset(("pl", "position"))
 _UTILITY_VALUE = re.compile(r"\d|\[|[^.%(]*[.%(]|(?:relative|absolute|fixed|static|sticky)$")
 _FURNITURE_TAGS = ("nav", "footer", "aside", "form")
-# the elements _is_furniture can be true of, found by libxml2
+# the elements _furniture_names can name, found by libxml2
 _MAYBE_FURNITURE = "*[@class or @id or {}]".format(" or ".join(f"self::{tag}" for tag in _FURNITURE_TAGS))
 # how link lists date their items: a date, or a time ago
 _DATED = re.compile(
@@ -228,13 +228,11 @@ def prune(tree: lxml.html.HtmlElement, drop_selectors: tuple[str, ...], body_sel
         # it holds half the page's text or half its paragraphs
         if not (names := _furniture_names(element)) or (index <= prose_until and names <= _NAVIGATION_TOKENS):
             continue
-        if (
-            len(text := element.text_content()) >= page_chars / 2
-            or _paragraph_chars(element) > page_paragraphs / 2
-        ):
+        paragraphs = _paragraph_lengths(element)
+        if len(text := element.text_content()) >= page_chars / 2 or sum(paragraphs) > page_paragraphs / 2:
             continue
         inside = len(element.xpath(f"descendant::{_MAYBE_FURNITURE}"))
-        if names <= _NAVIGATION_TOKENS and _is_prose(element, text):
+        if names <= _NAVIGATION_TOKENS and _is_prose(element, text, len(paragraphs)):
             prose_until = max(prose_until, index + inside)  # its navigation names are the layout's too
             continue
         index += inside  # they go with it
@@ -275,9 +273,13 @@ def drop_link_lists(tree: lxml.html.HtmlElement, max_links: int) -> int:
     return removed
 
 
+def _paragraph_lengths(element: lxml.html.HtmlElement) -> list[int]:
+    """The characters of each paragraph long enough to be article text."""
+    return [length for p in element.iter("p") if (length := len(p.text_content())) >= PARAGRAPH_CHARS]
+
+
 def _paragraph_chars(element: lxml.html.HtmlElement) -> int:
-    """Characters in the paragraphs long enough to be article text."""
-    return sum(length for p in element.iter("p") if (length := len(p.text_content())) >= PARAGRAPH_CHARS)
+    return sum(_paragraph_lengths(element))
 
 
 def _furniture_names(element: lxml.html.HtmlElement) -> set[str]:
@@ -303,10 +305,9 @@ def _named_tokens(name: str) -> Iterator[str]:
             yield token
 
 
-def _is_prose(element: lxml.html.HtmlElement, text: str) -> bool:
-    """Paragraphs (:data:`NAVIGATION_PROSE` or more) and under :data:`LINK_SHARE_OF_PROSE` link
+def _is_prose(element: lxml.html.HtmlElement, text: str, paragraphs: int) -> bool:
+    """``paragraphs`` (:data:`NAVIGATION_PROSE` or more) and under :data:`LINK_SHARE_OF_PROSE` link
     text: a block so named is no navigation, whatever its name says."""
-    paragraphs = sum(len(p.text_content()) >= PARAGRAPH_CHARS for p in element.iter("p"))
     if paragraphs < NAVIGATION_PROSE:
         return False
     links = sum(len(anchor.text_content()) for anchor in element.iter("a"))
